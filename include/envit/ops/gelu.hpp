@@ -1,0 +1,40 @@
+// envit/ops/gelu.hpp — exact GELU (erf form, PyTorch's default): y = x * Phi(x),
+// Phi(x) = 0.5 * (1 + erf(x / sqrt 2)). Elementwise; the tanh approximation is deliberately absent.
+// Letters: N = element count.
+#pragma once
+#include <cmath>
+#include <cstddef>
+
+#include "envit/core/parallel.hpp"
+
+namespace envit {
+
+template <class T>
+void gelu_forward(T* y,              // (N)  overwritten; may alias x
+                  const T* x,        // (N)
+                  std::ptrdiff_t n) {
+  parallel_for(n, 20.0, [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
+    const T k = T(0.70710678118654752440);
+    for (std::ptrdiff_t i = i0; i < i1; ++i) y[i] = T(0.5) * x[i] * (T(1) + std::erf(x[i] * k));
+  });
+}
+
+// dy/dx = Phi(x) + x * phi(x),  phi(x) = exp(-x^2/2) / sqrt(2 pi)
+// dx (+=) dy * (Phi(x) + x phi(x));  dx may alias dy only if it was zero before the call.
+template <class T>
+void gelu_backward(T* dx,             // (N)  accumulated (+=)
+                   const T* dy,       // (N)
+                   const T* x,        // (N)  the forward input
+                   std::ptrdiff_t n) {
+  parallel_for(n, 30.0, [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
+    const T k = T(0.70710678118654752440), c = T(0.39894228040143267794);
+    for (std::ptrdiff_t i = i0; i < i1; ++i) {
+      T v = x[i];
+      T cdf = T(0.5) * (T(1) + std::erf(v * k));
+      T pdf = c * std::exp(T(-0.5) * v * v);
+      dx[i] += dy[i] * (cdf + v * pdf);
+    }
+  });
+}
+
+}  // namespace envit

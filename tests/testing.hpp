@@ -1,0 +1,91 @@
+// tests/testing.hpp — shared helpers for envit's tests: seeded random fills, finite-difference
+// gradient checks in double, and float-vs-double reference comparisons with a hybrid tolerance.
+#pragma once
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "envit/core/rng.hpp"
+
+namespace envit::testing {
+
+// Uniform values in [lo, hi) from a seeded counter RNG.
+template <class T>
+void fill_uniform(T* x, std::size_t n, std::uint64_t seed, double lo = -1.0, double hi = 1.0) {
+  CounterRng r(seed, RngStream::init, 0x7E57);
+  for (std::size_t i = 0; i < n; ++i) x[i] = static_cast<T>(lo + (hi - lo) * r.uniform());
+}
+template <class T>
+std::vector<T> random_vec(std::size_t n, std::uint64_t seed, double lo = -1.0, double hi = 1.0) {
+  std::vector<T> v(n);
+  fill_uniform(v.data(), n, seed, lo, hi);
+  return v;
+}
+
+// Relative error used by every gradient check: |a - b| / max(|a| + |b|, floor).
+// The floor (1e-4 by default) keeps entries whose true gradient is ~0 from failing on
+// finite-difference noise (about 1e-10 absolute with eps = 1e-6 in double).
+inline double rel_err(double a, double b, double floor = 1e-4) {
+  return std::abs(a - b) / std::max(std::abs(a) + std::abs(b), floor);
+}
+
+// Central-difference check of the analytic gradient `g` (n entries) of the scalar `loss()`
+// with respect to the n values at `x` (perturbed in place and restored).
+// Checks every entry when n <= max_entries, otherwise a seeded random subset of max_entries.
+template <class F>
+void check_grad(const std::string& what, double* x, const double* g, std::size_t n, F&& loss,
+                double tol = 1e-6, std::size_t max_entries = 256, double eps = 1e-6,
+                std::uint64_t seed = 1) {
+  std::vector<std::size_t> idx;
+  if (n <= max_entries) {
+    for (std::size_t i = 0; i < n; ++i) idx.push_back(i);
+  } else {
+    CounterRng r(seed, RngStream::init, 0x6C);
+    for (std::size_t k = 0; k < max_entries; ++k) idx.push_back(r.below(static_cast<std::uint32_t>(n)));
+  }
+  double worst = 0;
+  std::size_t worst_i = 0;
+  double worst_a = 0, worst_n = 0;
+  for (std::size_t i : idx) {
+    double keep = x[i];
+    x[i] = keep + eps;
+    double lp = loss();
+    x[i] = keep - eps;
+    double lm = loss();
+    x[i] = keep;
+    double num = (lp - lm) / (2 * eps);
+    double e = rel_err(g[i], num);
+    if (e > worst) { worst = e; worst_i = i; worst_a = g[i]; worst_n = num; }
+  }
+  INFO(what << ": worst rel err " << worst << " at index " << worst_i << " analytic " << worst_a
+            << " numeric " << worst_n << " (checked " << idx.size() << " of " << n << ")");
+  CHECK(worst < tol);
+}
+
+// Float result vs double reference: |got - ref| <= abs_tol || |got - ref| <= rel_tol * |ref|.
+template <class A, class B>
+void require_close(const std::string& what, const A* got, const B* ref, std::size_t n,
+                   double rel_tol = 1e-5, double abs_tol = 1e-6) {
+  std::size_t bad = 0, first = n;
+  double worst = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    double d = std::abs(double(got[i]) - double(ref[i]));
+    bool ok = d <= abs_tol || d <= rel_tol * std::abs(double(ref[i]));
+    if (!ok) { if (first == n) first = i; ++bad; }
+    if (!(d <= worst)) worst = d;  // also catches NaN
+  }
+  INFO(what << ": " << bad << " of " << n << " entries out of tolerance (rel " << rel_tol
+            << ", abs " << abs_tol << "), largest abs diff " << worst
+            << (first < n ? ", first at index " + std::to_string(first) + " got " +
+                                std::to_string(double(got[first])) + " ref " +
+                                std::to_string(double(ref[first]))
+                          : std::string()));
+  CHECK(bad == 0);
+}
+
+}  // namespace envit::testing
