@@ -1,0 +1,150 @@
+// envit/model/config.hpp — the multi-exit ViT's configuration: shapes, exits, LayerNorm eps.
+// Validated once (validate()); every other component trusts a validated config.
+// Serialises to/from a flat string map (stored in checkpoint metadata).
+#pragma once
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "envit/core/error.hpp"
+
+namespace envit {
+
+struct VitConfig {
+  int image_size = 28;   // square images: image_size x image_size
+  int channels = 1;
+  int patch = 4;
+  int dim = 192;         // D
+  int depth = 12;        // L blocks
+  int heads = 3;         // H
+  int mlp_hidden = 768;  // F
+  int classes = 10;      // C
+  std::vector<int> exits;  // 1-based blocks s_1 < ... < s_M = L after which an exit sits
+  double ln_eps = 1e-6;    // timm's ViT uses 1e-6
+
+  int grid() const { return image_size / patch; }
+  int patches() const { return grid() * grid(); }
+  int tokens() const { return patches() + 1; }  // + class token
+  int head_dim() const { return dim / heads; }
+  int num_exits() const { return static_cast<int>(exits.size()); }
+
+  // Exits after every other block (6 exits on 12 blocks); an odd depth also gets its last block.
+  static std::vector<int> every_other(int depth) {
+    std::vector<int> e;
+    for (int l = 2; l <= depth; l += 2) e.push_back(l);
+    if (e.empty() || e.back() != depth) e.push_back(depth);
+    return e;
+  }
+  // The small configuration used throughout envit's docs: 28x28x1, patch 4 (50 tokens), dim 192,
+  // depth 12, 3 heads, MLP 768, exits after every other block.
+  static VitConfig tiny28(int classes = 10) {
+    VitConfig c;
+    c.classes = classes;
+    c.exits = every_other(c.depth);
+    return c;
+  }
+  // ViT-B/16 at 224x224x3 (86M parameters), exits after every other block.
+  static VitConfig vit_b16(int classes = 1000) {
+    VitConfig c{224, 3, 16, 768, 12, 12, 3072, classes, {}, 1e-6};
+    c.exits = every_other(c.depth);
+    return c;
+  }
+
+  void validate() const {
+    ENVIT_CHECK(image_size > 0 && channels > 0 && patch > 0 && dim > 0 && depth > 0 &&
+                    heads > 0 && mlp_hidden > 0 && classes > 1,
+                ValueError, "VitConfig: all sizes must be positive and classes > 1 (got ", str(), ")");
+    ENVIT_CHECK(image_size % patch == 0, ValueError, "VitConfig: image size ", image_size,
+                " is not divisible by patch size ", patch);
+    ENVIT_CHECK(dim % heads == 0, ValueError, "VitConfig: dim ", dim,
+                " is not divisible by heads ", heads);
+    ENVIT_CHECK(!exits.empty(), ValueError, "VitConfig: at least one exit is required");
+    for (std::size_t j = 0; j < exits.size(); ++j) {
+      ENVIT_CHECK(exits[j] >= 1 && exits[j] <= depth, ValueError, "VitConfig: exit ", j,
+                  " at block ", exits[j], " is out of range 1..", depth);
+      ENVIT_CHECK(j == 0 || exits[j] > exits[j - 1], ValueError,
+                  "VitConfig: exit layers must be strictly increasing, got ", exits_str());
+    }
+    ENVIT_CHECK(exits.back() == depth, ValueError, "VitConfig: the last exit must sit after the last block (",
+                depth, "), got ", exits_str());
+    ENVIT_CHECK(ln_eps >= 0, ValueError, "VitConfig: ln_eps must be >= 0, got ", ln_eps);
+  }
+
+  std::string exits_str() const {
+    std::string s;
+    for (std::size_t j = 0; j < exits.size(); ++j) s += (j ? "," : "") + std::to_string(exits[j]);
+    return s;
+  }
+  std::string str() const {
+    std::ostringstream os;
+    os << "image " << image_size << "x" << image_size << "x" << channels << ", patch " << patch
+       << ", dim " << dim << ", depth " << depth << ", heads " << heads << ", mlp " << mlp_hidden
+       << ", classes " << classes << ", exits [" << exits_str() << "], ln_eps " << ln_eps;
+    return os.str();
+  }
+
+  std::map<std::string, std::string> to_map() const {
+    std::ostringstream eps;
+    eps.precision(17);
+    eps << ln_eps;
+    return {{"image_size", std::to_string(image_size)}, {"channels", std::to_string(channels)},
+            {"patch", std::to_string(patch)},           {"dim", std::to_string(dim)},
+            {"depth", std::to_string(depth)},           {"heads", std::to_string(heads)},
+            {"mlp_hidden", std::to_string(mlp_hidden)}, {"classes", std::to_string(classes)},
+            {"exits", exits_str()},                     {"ln_eps", eps.str()}};
+  }
+  static VitConfig from_map(const std::map<std::string, std::string>& m) {
+    auto get = [&](const char* k) -> const std::string& {
+      auto it = m.find(k);
+      ENVIT_CHECK(it != m.end(), ValueError, "VitConfig: missing field '", k, "'");
+      return it->second;
+    };
+    auto to_int = [&](const char* k) {
+      const std::string& v = get(k);
+      try {
+        std::size_t pos = 0;
+        int x = std::stoi(v, &pos);
+        if (pos == v.size()) return x;
+      } catch (const std::exception&) {
+      }
+      throw ValueError(detail::cat("VitConfig: field '", k, "' is not an integer: '", v, "'"));
+    };
+    VitConfig c;
+    c.image_size = to_int("image_size");
+    c.channels = to_int("channels");
+    c.patch = to_int("patch");
+    c.dim = to_int("dim");
+    c.depth = to_int("depth");
+    c.heads = to_int("heads");
+    c.mlp_hidden = to_int("mlp_hidden");
+    c.classes = to_int("classes");
+    c.exits = parse_exits(get("exits"));
+    try {
+      c.ln_eps = std::stod(get("ln_eps"));
+    } catch (const std::exception&) {
+      throw ValueError(detail::cat("VitConfig: field 'ln_eps' is not a number: '", get("ln_eps"), "'"));
+    }
+    c.validate();
+    return c;
+  }
+  // "2,4,6" -> {2,4,6}
+  static std::vector<int> parse_exits(const std::string& s) {
+    std::vector<int> e;
+    std::stringstream ss(s);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      try {
+        std::size_t pos = 0;
+        int v = std::stoi(item, &pos);
+        ENVIT_CHECK(pos == item.size(), ValueError, "");
+        e.push_back(v);
+      } catch (const std::exception&) {
+        throw ValueError(detail::cat("exit list '", s, "': '", item, "' is not an integer"));
+      }
+    }
+    return e;
+  }
+};
+
+}  // namespace envit

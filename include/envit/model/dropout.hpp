@@ -1,0 +1,80 @@
+// envit/model/dropout.hpp — EnViT's exit-aware structured dropout (paper eqs. 4-10):
+// per-block skip probabilities and per-sample masks drawn from a counter-based generator.
+// A mask bit is a pure function of (seed, step, block, sample): independent of thread count,
+// call order and batch assembly, and reproducible after a resume from the step counter alone.
+// Skipping itself (gather / run / scatter) lives in model/vit.hpp.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "envit/core/error.hpp"
+#include "envit/core/rng.hpp"
+
+namespace envit {
+
+// Eq. 10: p_l = 0 for 0 < l <= s_1; p_l = (j-1)/(M-1) * p_M for s_{j-1} < l <= s_j (j = 2..M).
+// Returns p for blocks 1..L at indices 0..L-1. With one exit (M = 1) every p_l is 0.
+inline std::vector<double> exit_aware_probs(int depth, const std::vector<int>& exits, double p_max) {
+  ENVIT_CHECK(p_max >= 0.0 && p_max < 1.0, ValueError, "exit_aware_probs: p_M must be in [0, 1), got ",
+              p_max);
+  ENVIT_CHECK(!exits.empty() && exits.back() == depth, ValueError,
+              "exit_aware_probs: the last exit must be block ", depth);
+  const int M = static_cast<int>(exits.size());
+  std::vector<double> p(static_cast<std::size_t>(depth), 0.0);
+  for (int j = 2; j <= M; ++j)  // 1-based exit index as in the paper
+    for (int l = exits[j - 2] + 1; l <= exits[j - 1]; ++l)
+      p[l - 1] = double(j - 1) / double(M - 1) * p_max;
+  return p;
+}
+
+// Executed-sample lists, one per block: exec[l] holds the sorted batch positions that run block l
+// (0-based). Capacity is reserved once for the max batch; draw() never allocates after that.
+struct LayerMasks {
+  std::vector<std::vector<std::int32_t>> exec;  // (L) lists, each sorted, unique, < batch
+  int batch = 0;
+
+  LayerMasks() = default;
+  LayerMasks(int depth, int max_batch) : exec(static_cast<std::size_t>(depth)) {
+    for (auto& e : exec) e.reserve(static_cast<std::size_t>(max_batch));
+  }
+  int depth() const { return static_cast<int>(exec.size()); }
+  // Every sample executes every block (no dropout, or inference).
+  void all(int b) {
+    batch = b;
+    for (auto& e : exec) {
+      e.resize(static_cast<std::size_t>(b));
+      for (int i = 0; i < b; ++i) e[i] = i;
+    }
+  }
+  // Eq. 4: sample i skips block l when u(seed, step, l, i) < p_l  (m = 1 means skip).
+  void draw(std::uint64_t seed, std::uint64_t step, const std::vector<double>& p, int b) {
+    ENVIT_CHECK(p.size() == exec.size(), ShapeError, "LayerMasks::draw: ", p.size(),
+                " probabilities for ", exec.size(), " blocks");
+    batch = b;
+    const std::uint64_t key = seed ^ (0x9E3779B97F4A7C15ull * ((step >> 32) + 1));
+    for (std::size_t l = 0; l < exec.size(); ++l) {
+      auto& e = exec[l];
+      e.clear();
+      for (int i = 0; i < b; ++i) {
+        double u = uniform_at(key, RngStream::dropout, static_cast<std::uint32_t>(step),
+                              static_cast<std::uint32_t>(l), static_cast<std::uint32_t>(i));
+        if (!(u < p[l])) e.push_back(i);
+      }
+    }
+  }
+  // True when no sample skips any block (then the dropped pass equals the complete model).
+  bool complete() const {
+    for (auto& e : exec)
+      if (static_cast<int>(e.size()) != batch) return false;
+    return true;
+  }
+  // Fraction of (sample, block) pairs executed.
+  double executed_fraction() const {
+    if (exec.empty() || batch == 0) return 1.0;
+    std::size_t n = 0;
+    for (auto& e : exec) n += e.size();
+    return double(n) / (double(batch) * double(exec.size()));
+  }
+};
+
+}  // namespace envit

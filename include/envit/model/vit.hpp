@@ -1,0 +1,192 @@
+// envit/model/vit.hpp — the multi-exit ViT's forward and backward passes with per-sample block
+// skipping (EnViT's structured dropout, eqs. 5-9), and the complete-model forward used by the
+// teacher and by evaluation.
+//
+// Skipping is real: for block l only the samples in masks.exec[l] are gathered into a compact
+// sub-batch, run through the block, and scattered back in batch order; skipped samples keep
+// h_{l-1} unchanged (bitwise) and cost nothing. Exit j sees only the samples that executed block
+// s_j (eq. 8). All memory is planned in ViTWorkspace from the config and the max batch; the passes
+// below only view it.
+// Letters: B batch, N tokens, D dim, C classes, L depth, M exits.
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "envit/core/arena.hpp"
+#include "envit/model/dropout.hpp"
+#include "envit/model/exit_head.hpp"
+#include "envit/model/params.hpp"
+#include "envit/ops/block.hpp"
+#include "envit/ops/gather.hpp"
+#include "envit/ops/patch_embed.hpp"
+
+namespace envit {
+
+template <class T>
+struct ViTWorkspace {
+  VitConfig cfg;
+  int max_batch = 0;
+  Arena<T> arena;
+
+  PatchEmbedCache<T> embed;
+  PatchEmbedWorkspace<T> embed_ws;
+  T* h = nullptr;        // (B,N,D) running full-batch state h_l
+  T* dh = nullptr;       // (B,N,D) dL/dh_l
+  T* h2 = nullptr;       // (B,N,D) second state for the cache-free complete forward
+  T* sub_out = nullptr;  // (B,N,D) block output of the executed sub-batch
+  T* dsub_out = nullptr; // (B,N,D)
+  T* dsub_in = nullptr;  // (B,N,D)
+  std::vector<T*> xin;                 // (L) x (B,N,D) gathered block inputs (kept for backward)
+  std::vector<BlockCache<T>> block;    // (L)
+  BlockCache<T> scratch_block;         // for passes without backward
+  BlockWorkspace<T> block_ws;
+  std::vector<ExitHeadCache<T>> exit;  // (M)
+  ExitHeadCache<T> scratch_exit;
+  ExitHeadWorkspace<T> exit_ws;
+  std::vector<T*> logits, dlogits;     // (M) x (B,C): exit j's logits for its executed samples
+  std::vector<T*> dfeat;               // (M) x (B,D): optional gradient on exit j's class token
+  std::vector<bool> dfeat_used;        // (M)
+  T* teacher_logits = nullptr;         // (B,C) the complete model's final-exit logits (detached)
+  T* feat_target = nullptr;            // (B,D) final class-token feature (detached; BYOT's hint)
+  std::vector<int> exit_of_block;      // (L): exit index at block l, or -1
+
+  ViTWorkspace() = default;
+  ViTWorkspace(const VitConfig& c, int max_b) : cfg(c), max_batch(max_b) {
+    cfg.validate();
+    ENVIT_CHECK(max_b > 0, ValueError, "ViTWorkspace: max batch must be positive, got ", max_b);
+    ArenaPlan<T> plan;
+    carve(plan);
+    arena = Arena<T>(plan.total);
+    carve(arena);
+    exit_of_block.assign(static_cast<std::size_t>(cfg.depth), -1);
+    for (int j = 0; j < cfg.num_exits(); ++j) exit_of_block[cfg.exits[j] - 1] = j;
+    dfeat_used.assign(static_cast<std::size_t>(cfg.num_exits()), false);
+  }
+  ViTWorkspace(const ViTWorkspace&) = delete;
+  ViTWorkspace& operator=(const ViTWorkspace&) = delete;
+  ViTWorkspace(ViTWorkspace&&) = default;
+  ViTWorkspace& operator=(ViTWorkspace&&) = default;
+
+  PatchEmbedShape embed_shape(int b) const {
+    return {b, cfg.channels, cfg.image_size, cfg.image_size, cfg.patch, cfg.dim};
+  }
+  BlockShape block_shape(int b) const { return {b, cfg.tokens(), cfg.dim, cfg.heads, cfg.mlp_hidden}; }
+  ExitHeadShape exit_shape(int b) const { return {b, cfg.tokens(), cfg.dim, cfg.classes}; }
+  std::size_t state_size(int b) const { return std::size_t(b) * cfg.tokens() * cfg.dim; }
+  std::size_t bytes() const { return arena.capacity() * sizeof(T); }
+
+ private:
+  template <class A>
+  void carve(A& a) {
+    const int B = max_batch, L = cfg.depth, M = cfg.num_exits();
+    const std::size_t S = state_size(B);
+    embed = patch_embed_cache_take<T>(a, embed_shape(B));
+    embed_ws = patch_embed_workspace_take<T>(a, embed_shape(B));
+    h = a.take(S); dh = a.take(S); h2 = a.take(S);
+    sub_out = a.take(S); dsub_out = a.take(S); dsub_in = a.take(S);
+    xin.assign(L, nullptr);
+    block.assign(L, BlockCache<T>{});
+    for (int l = 0; l < L; ++l) {
+      xin[l] = a.take(S);
+      block[l] = block_cache_take<T>(a, block_shape(B));
+    }
+    scratch_block = block_cache_take<T>(a, block_shape(B));
+    block_ws = block_workspace_take<T>(a, block_shape(B));
+    exit.assign(M, ExitHeadCache<T>{});
+    logits.assign(M, nullptr); dlogits.assign(M, nullptr); dfeat.assign(M, nullptr);
+    for (int j = 0; j < M; ++j) {
+      exit[j] = exit_head_cache_take<T>(a, exit_shape(B));
+      logits[j] = a.take(std::size_t(B) * cfg.classes);
+      dlogits[j] = a.take(std::size_t(B) * cfg.classes);
+      dfeat[j] = a.take(std::size_t(B) * cfg.dim);
+    }
+    scratch_exit = exit_head_cache_take<T>(a, exit_shape(B));
+    exit_ws = exit_head_workspace_take<T>(a, exit_shape(B));
+    teacher_logits = a.take(std::size_t(B) * cfg.classes);
+    feat_target = a.take(std::size_t(B) * cfg.dim);
+  }
+};
+
+// Training forward with skipping. Afterwards ws.logits[j] holds exit j's logits for the samples in
+// masks.exec[s_j - 1] (in that order), ws.exit[j] the exit's cache, ws.h the final state h_L.
+template <class T>
+void vit_forward_train(ViTWorkspace<T>& ws, const ViTParams<T>& P,
+                       const T* images,  // (B, C, H, W)
+                       const LayerMasks& masks) {
+  const VitConfig& cfg = ws.cfg;
+  const int B = masks.batch;
+  ENVIT_CHECK(B >= 1 && B <= ws.max_batch, ShapeError, "vit_forward_train: batch ", B,
+              " outside 1..", ws.max_batch, " (the workspace's max batch)");
+  ENVIT_CHECK(masks.depth() == cfg.depth, ShapeError, "vit_forward_train: masks for ",
+              masks.depth(), " blocks, model has ", cfg.depth);
+  const std::ptrdiff_t row = std::ptrdiff_t(cfg.tokens()) * cfg.dim;
+  patch_embed_forward<T>(ws.h, ws.embed, images, P.embed(), ws.embed_shape(B));
+  for (int l = 0; l < cfg.depth; ++l) {
+    const auto& idx = masks.exec[l];
+    const int n = static_cast<int>(idx.size());
+    if (n == 0) continue;
+    check_row_indices(idx.data(), n, B, "vit_forward_train");
+    gather_rows<T>(ws.xin[l], ws.h, idx.data(), n, row);
+    block_forward<T>(ws.sub_out, ws.block[l], ws.xin[l], P.block(l), ws.block_shape(n), T(cfg.ln_eps));
+    int j = ws.exit_of_block[l];
+    if (j >= 0)
+      exit_head_forward<T>(ws.logits[j], ws.exit[j], ws.sub_out, P.exit(j), ws.exit_shape(n), T(cfg.ln_eps));
+    scatter_rows<T>(ws.h, ws.sub_out, idx.data(), n, row);
+  }
+}
+
+// Backward of vit_forward_train. Reads ws.dlogits[j] (rows as ws.logits[j]) and, where
+// ws.dfeat_used[j], ws.dfeat[j] (a gradient on exit j's class-token feature). Accumulates
+// parameter gradients into P's gradient arena (+=). Gradients reach executed samples through
+// their block; skipped samples' gradients flow through unchanged.
+template <class T>
+void vit_backward_train(ViTWorkspace<T>& ws, ViTParams<T>& P, const LayerMasks& masks) {
+  const VitConfig& cfg = ws.cfg;
+  const int B = masks.batch;
+  const std::ptrdiff_t row = std::ptrdiff_t(cfg.tokens()) * cfg.dim;
+  std::memset(ws.dh, 0, sizeof(T) * ws.state_size(B));
+  for (int l = cfg.depth - 1; l >= 0; --l) {
+    const auto& idx = masks.exec[l];
+    const int n = static_cast<int>(idx.size());
+    if (n == 0) continue;
+    gather_rows<T>(ws.dsub_out, ws.dh, idx.data(), n, row);
+    int j = ws.exit_of_block[l];
+    if (j >= 0)
+      exit_head_backward<T>(ws.dsub_out, P.exit_grads(j), ws.dlogits[j],
+                            ws.dfeat_used[j] ? ws.dfeat[j] : nullptr, ws.exit[j], P.exit(j),
+                            ws.exit_shape(n), ws.exit_ws);
+    std::memset(ws.dsub_in, 0, sizeof(T) * ws.state_size(n));
+    block_backward<T>(ws.dsub_in, P.block_grads(l), ws.dsub_out, ws.xin[l], ws.block[l], P.block(l),
+                      ws.block_shape(n), ws.block_ws);
+    scatter_rows<T>(ws.dh, ws.dsub_in, idx.data(), n, row);
+  }
+  patch_embed_backward<T>(P.embed_grads(), ws.dh, ws.embed, P.embed(), ws.embed_shape(B), ws.embed_ws);
+}
+
+// The complete model (no block skipped) without caches kept for backward.
+// exit_logits: M pointers, each (B, C) or nullptr for exits not wanted; the final state is left in
+// the returned pointer (one of ws.h / ws.h2). Does not touch the training caches except ws.h/ws.h2,
+// ws.sub_out and the scratch caches, so it can run before vit_forward_train (teacher) but not
+// between vit_forward_train and vit_backward_train.
+template <class T>
+const T* vit_forward_full(ViTWorkspace<T>& ws, const ViTParams<T>& P,
+                          const T* images,  // (B, C, H, W)
+                          int B, T* const* exit_logits) {
+  const VitConfig& cfg = ws.cfg;
+  ENVIT_CHECK(B >= 1 && B <= ws.max_batch, ShapeError, "vit_forward_full: batch ", B,
+              " outside 1..", ws.max_batch);
+  patch_embed_forward<T>(ws.h2, ws.embed, images, P.embed(), ws.embed_shape(B));
+  T* cur = ws.h2;
+  T* nxt = ws.sub_out;
+  for (int l = 0; l < cfg.depth; ++l) {
+    block_forward<T>(nxt, ws.scratch_block, cur, P.block(l), ws.block_shape(B), T(cfg.ln_eps));
+    std::swap(cur, nxt);
+    int j = ws.exit_of_block[l];
+    if (j >= 0 && exit_logits && exit_logits[j])
+      exit_head_forward<T>(exit_logits[j], ws.scratch_exit, cur, P.exit(j), ws.exit_shape(B), T(cfg.ln_eps));
+  }
+  return cur;
+}
+
+}  // namespace envit

@@ -1,0 +1,256 @@
+// envit/train/objective.hpp — EnViT's training objective (paper eqs. 11-17) and the baseline
+// schemes it is compared with, all on one code path:
+//
+//   scheme     dropout  per-exit loss                                         combination
+//   vit-ee     no       CE_j                                                  sum_j
+//   sdn        no       w_j(t) CE_j, w_j ramps 0.01 -> s_j/L over training    sum_j (final w = 1)
+//   byot       no       (1-a) CE_j + a tau^2 KL_j + lambda |f_j - f_L|^2      sum_j (final: CE)
+//   envit-sd   yes      CE_j                                                  (1/M) sum_j L_j/(1-p_sj)
+//   envit-kd   no       (1-a) CE_j + a tau^2 KL_j (final: CE)                 (1/M) sum_j L_j
+//   envit      yes      (1-a) CE_j + a tau^2 KL_j (final: CE)                 (1/M) sum_j L_j/(1-p_sj)
+//
+// CE_j and KL_j sum over the samples that executed block s_j and divide by the full batch B.
+// KL_j = KL(teacher || student) at temperature tau, teacher = softmax(z_L / tau) without gradient.
+// Teacher source: `full` = the complete model (no skipped block) run without gradient — the
+// paper's "complete model as teacher" (eq. 11 uses the full features h_L); `self` = the final
+// exit applied to the dropped pass's h_L, detached. When no sample skipped any block both are the
+// same numbers and the extra forward is skipped.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "envit/model/vit.hpp"
+#include "envit/ops/cross_entropy.hpp"
+#include "envit/ops/kl_div.hpp"
+#include "envit/ops/softmax.hpp"
+
+namespace envit {
+
+enum class Scheme { vit_ee, sdn, byot, envit_sd, envit_kd, envit };
+enum class TeacherSource { full, self };
+
+inline const char* scheme_name(Scheme s) {
+  switch (s) {
+    case Scheme::vit_ee: return "vit-ee";
+    case Scheme::sdn: return "sdn";
+    case Scheme::byot: return "byot";
+    case Scheme::envit_sd: return "envit-sd";
+    case Scheme::envit_kd: return "envit-kd";
+    case Scheme::envit: return "envit";
+  }
+  return "?";
+}
+inline Scheme parse_scheme(const std::string& s) {
+  for (Scheme k : {Scheme::vit_ee, Scheme::sdn, Scheme::byot, Scheme::envit_sd, Scheme::envit_kd, Scheme::envit})
+    if (s == scheme_name(k)) return k;
+  throw ValueError("unknown scheme '" + s + "' (expected one of vit-ee, sdn, byot, envit-sd, envit-kd, envit)");
+}
+inline TeacherSource parse_teacher(const std::string& s) {
+  if (s == "full") return TeacherSource::full;
+  if (s == "self") return TeacherSource::self;
+  throw ValueError("unknown teacher source '" + s + "' (expected full or self)");
+}
+inline const char* teacher_name(TeacherSource t) { return t == TeacherSource::full ? "full" : "self"; }
+
+struct ObjectiveConfig {
+  Scheme scheme = Scheme::envit;
+  double p_max = 0.3;   // p_M of eq. 10 (used by envit and envit-sd only)
+  double alpha = 0.5;   // eq. 16
+  double tau = 4.0;     // eq. 11/13
+  TeacherSource teacher = TeacherSource::full;
+  double byot_alpha = 0.1, byot_tau = 3.0, byot_feat = 1e-6;  // Zhang et al.'s defaults
+
+  bool uses_dropout() const { return scheme == Scheme::envit || scheme == Scheme::envit_sd; }
+  bool uses_kd() const {
+    return scheme == Scheme::envit || scheme == Scheme::envit_kd || scheme == Scheme::byot;
+  }
+  double kd_alpha() const { return scheme == Scheme::byot ? byot_alpha : alpha; }
+  double kd_tau() const { return scheme == Scheme::byot ? byot_tau : tau; }
+  void validate() const {
+    ENVIT_CHECK(p_max >= 0 && p_max < 1, ValueError, "objective: p_M must be in [0, 1), got ", p_max);
+    ENVIT_CHECK(alpha >= 0 && alpha <= 1, ValueError, "objective: alpha must be in [0, 1], got ", alpha);
+    ENVIT_CHECK(tau > 0, ValueError, "objective: tau must be > 0, got ", tau);
+    ENVIT_CHECK(byot_alpha >= 0 && byot_alpha <= 1 && byot_tau > 0 && byot_feat >= 0, ValueError,
+                "objective: invalid BYOT settings");
+  }
+  // Per-block skip probabilities for this scheme (all zero without dropout).
+  std::vector<double> block_probs(const VitConfig& cfg) const {
+    return exit_aware_probs(cfg.depth, cfg.exits, uses_dropout() ? p_max : 0.0);
+  }
+};
+
+// What one step measured; sums over the batch divided by B, as in the loss.
+struct StepStats {
+  double loss = 0;                 // the total objective
+  std::vector<double> ce, kl, feat;  // (M) unweighted terms
+  std::vector<int> n, correct;     // (M) samples seen by exit j, and how many it classified right
+};
+
+// Weight of exit j's loss and the mixing of its terms, for the scheme.
+struct ExitWeights { double w = 1, ce = 1, kd = 0, feat = 0; };
+inline ExitWeights exit_weights(const ObjectiveConfig& o, const VitConfig& cfg, int j,
+                                const std::vector<double>& p, double progress) {
+  const int M = cfg.num_exits();
+  const bool last = j == M - 1;
+  ExitWeights e;
+  switch (o.scheme) {
+    case Scheme::vit_ee: break;
+    case Scheme::sdn: {
+      double target = double(cfg.exits[j]) / double(cfg.depth);
+      e.w = last ? 1.0 : 0.01 + (target - 0.01) * std::clamp(progress, 0.0, 1.0);
+      break;
+    }
+    case Scheme::byot:
+      if (!last) { e.ce = 1 - o.byot_alpha; e.kd = o.byot_alpha; e.feat = o.byot_feat; }
+      break;
+    case Scheme::envit_sd:
+    case Scheme::envit_kd:
+    case Scheme::envit:
+      e.w = 1.0 / (double(M) * (1.0 - p[cfg.exits[j] - 1]));
+      if (!last && o.scheme != Scheme::envit_sd) { e.ce = 1 - o.alpha; e.kd = o.alpha; }
+      break;
+  }
+  return e;
+}
+
+// Per-step buffers the objective needs besides the model workspace (integer labels per exit,
+// teacher log-probabilities). Sized once for the max batch.
+template <class T>
+struct ObjectiveWorkspace {
+  Arena<T> arena;
+  T* teacher_logp = nullptr;       // (B,C)
+  std::vector<T*> probs, q, tlogp; // (M) x (B,C)
+  std::vector<std::vector<std::int32_t>> labels;  // (M) x (B) reserved
+  std::vector<T*> full_logits;     // (M) pointers for vit_forward_full: only the last is set
+  ObjectiveWorkspace() = default;
+  ObjectiveWorkspace(const VitConfig& cfg, int max_batch) {
+    const std::size_t BC = std::size_t(max_batch) * cfg.classes;
+    const int M = cfg.num_exits();
+    arena = Arena<T>(arena_round<T>(BC) * (1 + 3 * std::size_t(M)));
+    teacher_logp = arena.take(BC);
+    for (int j = 0; j < M; ++j) {
+      probs.push_back(arena.take(BC));
+      q.push_back(arena.take(BC));
+      tlogp.push_back(arena.take(BC));
+      labels.emplace_back();
+      labels.back().reserve(static_cast<std::size_t>(max_batch));
+    }
+    full_logits.assign(static_cast<std::size_t>(M), nullptr);
+  }
+};
+
+// Fill ws.teacher_logits (and ws.feat_target for BYOT) for the complete model, before the
+// training forward. Needed only for `full` teachers when some sample skips some block;
+// otherwise objective_forward derives the teacher from the training pass itself.
+inline bool teacher_needs_full_pass(const ObjectiveConfig& o, const LayerMasks& masks) {
+  return o.uses_kd() && o.teacher == TeacherSource::full && !masks.complete();
+}
+template <class T>
+void teacher_forward(ViTWorkspace<T>& ws, ObjectiveWorkspace<T>& ow, const ViTParams<T>& P,
+                     const T* images, int B) {
+  ow.full_logits.back() = ws.teacher_logits;
+  const T* hL = vit_forward_full<T>(ws, P, images, B, ow.full_logits.data());
+  const std::ptrdiff_t N = ws.cfg.tokens(), D = ws.cfg.dim;
+  for (int b = 0; b < B; ++b)
+    std::memcpy(ws.feat_target + b * D, hL + b * N * D, sizeof(T) * std::size_t(D));
+}
+
+// Loss and exit gradients (into ws.dlogits / ws.dfeat) for a training forward already run with
+// `masks`. When `teacher_ready` is true ws.teacher_logits / ws.feat_target are used as they are
+// (set by teacher_forward, or frozen by a gradient check); otherwise they are taken from the
+// training pass's final state. `progress` in [0,1] drives SDN's weight ramp.
+// `p` = o.block_probs(cfg), computed once by the caller. `st` is reused across steps (its vectors
+// keep their capacity, so a step does not allocate).
+template <class T>
+void objective_forward(StepStats& st, ViTWorkspace<T>& ws, ObjectiveWorkspace<T>& ow,
+                       const ViTParams<T>& P,
+                       const std::int32_t* labels,  // (B)
+                       const LayerMasks& masks, const ObjectiveConfig& o,
+                       const std::vector<double>& p, double progress, bool teacher_ready) {
+  const VitConfig& cfg = ws.cfg;
+  const int B = masks.batch, M = cfg.num_exits(), C = cfg.classes, D = cfg.dim;
+  const std::ptrdiff_t N = cfg.tokens();
+  for (int b = 0; b < B; ++b)
+    ENVIT_CHECK(labels[b] >= 0 && labels[b] < C, ValueError, "objective: label ", labels[b],
+                " of sample ", b, " outside 0..", C - 1);
+  if (o.uses_kd() && !teacher_ready) {
+    // The final exit on the pass's own h_L (all B samples), detached.
+    exit_head_forward<T>(ws.teacher_logits, ws.scratch_exit, ws.h, P.exit(M - 1), ws.exit_shape(B),
+                         T(cfg.ln_eps));
+    for (int b = 0; b < B; ++b)
+      std::memcpy(ws.feat_target + b * D, ws.h + b * N * D, sizeof(T) * std::size_t(D));
+  }
+  const T tau = T(o.kd_tau());
+  if (o.uses_kd()) log_softmax_forward<T>(ow.teacher_logp, ws.teacher_logits, B, C, T(1) / tau);
+
+  st.loss = 0;
+  st.ce.assign(M, 0); st.kl.assign(M, 0); st.feat.assign(M, 0); st.n.assign(M, 0); st.correct.assign(M, 0);
+  const T invB = T(1) / T(B);
+  for (int j = 0; j < M; ++j) {
+    const auto& idx = masks.exec[cfg.exits[j] - 1];
+    const int n = static_cast<int>(idx.size());
+    st.n[j] = n;
+    ws.dfeat_used[j] = false;
+    if (n == 0) continue;
+    auto& lab = ow.labels[j];
+    lab.resize(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) lab[i] = labels[idx[i]];
+    const ExitWeights e = exit_weights(o, cfg, j, p, progress);
+    T* z = ws.logits[j];
+    T* dz = ws.dlogits[j];
+    std::memset(dz, 0, sizeof(T) * std::size_t(n) * C);
+    double ce = cross_entropy_forward<T>(ow.probs[j], z, lab.data(), n, C, invB);
+    cross_entropy_backward<T>(dz, ow.probs[j], lab.data(), n, C, T(e.w * e.ce) * invB);
+    st.ce[j] = ce;
+    double term = e.ce * ce;
+    if (e.kd > 0) {
+      gather_rows<T>(ow.tlogp[j], ow.teacher_logp, idx.data(), n, C);
+      double kl = kl_div_forward<T>(ow.q[j], z, ow.tlogp[j], n, C, tau, invB);
+      kl_div_backward<T>(dz, ow.q[j], ow.tlogp[j], n, C, tau, T(e.w * e.kd) * tau * tau * invB);
+      st.kl[j] = kl;
+      term += e.kd * double(tau) * double(tau) * kl;
+    }
+    if (e.feat > 0) {  // BYOT's hint: lambda/B * sum_i |f_j,i - f_L,i|^2 on class-token features
+      const T* f = ws.exit[j].x;  // (n, D) exit j's input class tokens
+      T* df = ws.dfeat[j];
+      double s = 0;
+      for (int i = 0; i < n; ++i)
+        for (int k = 0; k < D; ++k) {
+          T d = f[std::size_t(i) * D + k] - ws.feat_target[std::size_t(idx[i]) * D + k];
+          s += double(d) * double(d);
+          df[std::size_t(i) * D + k] = T(2 * e.w * e.feat) * d * invB;
+        }
+      st.feat[j] = s / B;
+      term += e.feat * st.feat[j];
+      ws.dfeat_used[j] = true;
+    }
+    st.loss += e.w * term;
+    for (int i = 0; i < n; ++i) {
+      const T* zr = z + std::size_t(i) * C;
+      st.correct[j] += static_cast<int>(std::max_element(zr, zr + C) - zr) == lab[i];
+    }
+  }
+}
+
+// One full forward + loss + backward; parameter gradients accumulate into P (zero them first).
+template <class T>
+void train_step_grads(StepStats& st, ViTWorkspace<T>& ws, ObjectiveWorkspace<T>& ow, ViTParams<T>& P,
+                      const T* images,              // (B, C, H, W)
+                      const std::int32_t* labels,   // (B)
+                      const LayerMasks& masks, const ObjectiveConfig& o,
+                      const std::vector<double>& p, double progress) {
+  bool ready = false;
+  if (teacher_needs_full_pass(o, masks)) {
+    teacher_forward<T>(ws, ow, P, images, masks.batch);
+    ready = true;
+  }
+  vit_forward_train<T>(ws, P, images, masks);
+  objective_forward<T>(st, ws, ow, P, labels, masks, o, p, progress, ready);
+  vit_backward_train<T>(ws, P, masks);
+}
+
+}  // namespace envit

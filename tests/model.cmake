@@ -1,0 +1,2 @@
+envit_add_test(test_model_grad test_model_grad.cpp)
+envit_add_test(test_model_dropout test_model_dropout.cpp)
