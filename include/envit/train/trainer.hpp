@@ -1,0 +1,209 @@
+// envit/train/trainer.hpp — the training loop as a library object: data order, augmentation,
+// dropout masks, objective, clipping, AdamW and the learning-rate schedule, driven one step at a
+// time, with exact checkpoint/resume and per-exit evaluation. The `envit train` program is a thin
+// command line over this; tests drive it directly.
+//
+// Determinism: batch k of epoch e holds samples perm_e[k*B .. k*B+B) with perm_e a Philox
+// permutation keyed by (seed, e); augmentation is keyed by (seed, e, sample); masks by
+// (seed, step). So (seed, step) is the whole generator state and a resumed run repeats the
+// uninterrupted one bit for bit (same thread count). The last partial batch of an epoch is dropped.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "envit/data/dataset.hpp"
+#include "envit/optim/adamw.hpp"
+#include "envit/optim/schedule.hpp"
+#include "envit/train/checkpoint.hpp"
+#include "envit/train/objective.hpp"
+
+namespace envit {
+
+struct TrainOptions {
+  ObjectiveConfig obj;
+  AdamWConfig adamw;
+  double lr = 1e-3, min_lr = 1e-5;
+  std::int64_t warmup_steps = 0;
+  int epochs = 1;
+  std::int64_t max_steps = -1;  // stop after this many steps in total (-1: epochs * steps/epoch)
+  int batch = 128;
+  double clip = 1.0;            // global gradient-norm clip (<= 0: off)
+  std::uint64_t seed = 0;
+  Augment aug;
+
+  // Everything that must match for a resume to reproduce the run, as strings.
+  std::map<std::string, std::string> to_map() const {
+    auto d = [](double v) { std::ostringstream os; os.precision(17); os << v; return os.str(); };
+    return {{"train.scheme", scheme_name(obj.scheme)}, {"train.p_max", d(obj.p_max)},
+            {"train.alpha", d(obj.alpha)}, {"train.tau", d(obj.tau)},
+            {"train.teacher", teacher_name(obj.teacher)}, {"train.lr", d(lr)}, {"train.min_lr", d(min_lr)},
+            {"train.warmup_steps", std::to_string(warmup_steps)}, {"train.epochs", std::to_string(epochs)},
+            {"train.max_steps", std::to_string(max_steps)}, {"train.batch", std::to_string(batch)},
+            {"train.clip", d(clip)}, {"train.seed", std::to_string(seed)},
+            {"train.weight_decay", d(adamw.weight_decay)}, {"train.beta1", d(adamw.beta1)},
+            {"train.beta2", d(adamw.beta2)}, {"train.crop_pad", std::to_string(aug.crop_pad)},
+            {"train.hflip", aug.hflip ? "1" : "0"}};
+  }
+};
+
+// Raised when the loss or the gradient norm is not finite; the caller keeps its last checkpoint.
+struct NonFiniteError : std::runtime_error { using std::runtime_error::runtime_error; };
+
+class Trainer {
+ public:
+  Trainer(const VitConfig& cfg, const TrainOptions& opt, const Dataset& train,
+          std::vector<std::int64_t> train_idx, const ChannelStats& stats)
+      : opt_(opt), data_(train), idx_(std::move(train_idx)), stats_in_(stats), norm_(stats), P_(cfg),
+        adam_(P_.size()), ws_(cfg, opt.batch), ow_(cfg, opt.batch), masks_(cfg.depth, opt.batch),
+        images_(std::size_t(opt.batch) * cfg.channels * cfg.image_size * cfg.image_size),
+        labels_(std::size_t(opt.batch)), perm_(idx_.size()) {
+    opt_.obj.validate();
+    ENVIT_CHECK(opt.batch >= 1, ValueError, "trainer: batch size must be >= 1, got ", opt.batch);
+    ENVIT_CHECK(train.c == cfg.channels && train.h == cfg.image_size && train.w == cfg.image_size,
+                ShapeError, "trainer: dataset '", train.name, "' has images ", train.c, "x", train.h, "x",
+                train.w, ", the model expects ", cfg.channels, "x", cfg.image_size, "x", cfg.image_size);
+    ENVIT_CHECK(train.classes <= cfg.classes, ValueError, "trainer: dataset has ", train.classes,
+                " classes, the model only ", cfg.classes);
+    steps_per_epoch_ = std::int64_t(idx_.size()) / opt.batch;
+    ENVIT_CHECK(steps_per_epoch_ >= 1, ValueError, "trainer: ", idx_.size(),
+                " training samples are fewer than one batch of ", opt.batch);
+    total_steps_ = opt.max_steps >= 0 ? std::min<std::int64_t>(opt.max_steps, steps_per_epoch_ * opt.epochs)
+                                      : steps_per_epoch_ * opt.epochs;
+    sched_ = {opt.lr, opt.min_lr, opt.warmup_steps, std::max<std::int64_t>(1, total_steps_)};
+    probs_ = opt_.obj.block_probs(cfg);
+    P_.init(opt.seed);
+  }
+
+  ViTParams<float>& params() { return P_; }
+  const ViTParams<float>& params() const { return P_; }
+  AdamWState<float>& optimizer() { return adam_; }
+  const TrainOptions& options() const { return opt_; }
+  std::int64_t step() const { return step_; }
+  std::int64_t epoch() const { return step_ / steps_per_epoch_; }
+  std::int64_t steps_per_epoch() const { return steps_per_epoch_; }
+  std::int64_t total_steps() const { return total_steps_; }
+  bool done() const { return step_ >= total_steps_; }
+  double lr() const { return sched_.at(step_); }
+  const LayerMasks& masks() const { return masks_; }
+  double last_grad_norm() const { return grad_norm_; }
+
+  // One optimisation step on the next batch. Throws NonFiniteError (parameters untouched) when the
+  // loss or gradient norm is not finite.
+  const StepStats& step_once(double* grad_norm_out = nullptr) {
+    const std::int64_t e = epoch(), k = step_ - e * steps_per_epoch_;
+    if (perm_epoch_ != e) {  // the epoch's sample order
+      epoch_permutation(perm_.data(), std::int64_t(perm_.size()), opt_.seed, std::uint32_t(e));
+      for (auto& p : perm_) p = idx_[std::size_t(p)];
+      perm_epoch_ = e;
+    }
+    const int B = opt_.batch;
+    make_batch(images_.data(), labels_.data(), data_, perm_.data() + k * B, B, norm_, opt_.aug, opt_.seed,
+               std::uint32_t(e));
+    masks_.draw(opt_.seed, std::uint64_t(step_), probs_, B);
+    P_.zero_grads();
+    const double progress = double(step_) / double(std::max<std::int64_t>(1, total_steps_));
+    train_step_grads<float>(stats_, ws_, ow_, P_, images_.data(), labels_.data(), masks_, opt_.obj, probs_, progress);
+    if (!std::isfinite(stats_.loss))
+      throw NonFiniteError(detail::cat("non-finite loss (", stats_.loss, ") at step ", step_, ", epoch ", e,
+                                       "; try a lower learning rate or stronger clipping"));
+    grad_norm_ = clip_grad_norm(P_, opt_.clip);
+    if (!std::isfinite(grad_norm_))
+      throw NonFiniteError(detail::cat("non-finite gradient norm at step ", step_, ", epoch ", e));
+    adamw_step(P_, adam_, opt_.adamw, sched_.at(step_));
+    ++step_;
+    if (grad_norm_out) *grad_norm_out = grad_norm_;
+    return stats_;
+  }
+
+  // Checkpoint metadata: options, progress, normalisation, plus `extra`.
+  std::map<std::string, std::string> metadata(const std::map<std::string, std::string>& extra = {}) const {
+    auto m = opt_.to_map();
+    m["train.step"] = std::to_string(step_);
+    m["train.epoch"] = std::to_string(epoch());
+    m["train.total_steps"] = std::to_string(total_steps_);
+    m["train.n_train"] = std::to_string(idx_.size());
+    m["data.mean"] = join(stats_in_.mean);
+    m["data.std"] = join(stats_in_.std);
+    for (auto& [k, v] : extra) m[k] = v;
+    return m;
+  }
+  static std::string join(const std::vector<double>& v) {
+    std::ostringstream os;
+    os.precision(17);
+    for (std::size_t i = 0; i < v.size(); ++i) os << (i ? "," : "") << v[i];
+    return os.str();
+  }
+  void save(const std::string& path, const std::map<std::string, std::string>& extra = {}) const {
+    checkpoint_save<float>(path, P_, &adam_, metadata(extra));
+  }
+  // Restores parameters, optimiser and step from a checkpoint written by save() with the same
+  // options (anything else is refused with the differing keys named).
+  void restore(const StFile& f) {
+    for (auto& [k, v] : opt_.to_map()) {
+      if (k == "train.epochs" || k == "train.max_steps") continue;  // may be extended on resume
+      ENVIT_CHECK(f.meta_or(k, "(missing)") == v, IoError, f.where(), ": cannot resume: ", k, " is '",
+                  f.meta_or(k, "(missing)"), "' in the checkpoint but '", v, "' in this run");
+    }
+    ENVIT_CHECK(f.meta_or("train.n_train", "") == std::to_string(idx_.size()), IoError, f.where(),
+                ": cannot resume: the checkpoint was trained on ", f.meta_or("train.n_train", "?"),
+                " samples, this run has ", idx_.size());
+    checkpoint_restore<float>(f, P_, adam_);
+    step_ = f.meta_int("train.step");
+    ENVIT_CHECK(step_ >= 0, IoError, f.where(), ": negative train.step");
+  }
+
+ private:
+  TrainOptions opt_;
+  const Dataset& data_;
+  std::vector<std::int64_t> idx_;
+  ChannelStats stats_in_;
+  Normalizer norm_;
+  ViTParams<float> P_;
+  AdamWState<float> adam_;
+  ViTWorkspace<float> ws_;
+  ObjectiveWorkspace<float> ow_;
+  LayerMasks masks_;
+  std::vector<float> images_;
+  std::vector<std::int32_t> labels_;
+  std::vector<std::int64_t> perm_;
+  std::int64_t perm_epoch_ = -1;
+  std::vector<double> probs_;
+  StepStats stats_;
+  LrSchedule sched_;
+  std::int64_t steps_per_epoch_ = 0, total_steps_ = 0, step_ = 0;
+  double grad_norm_ = 0;
+};
+
+// Per-exit top-1 accuracy of the complete model on samples idx of d (no augmentation).
+// Uses its own workspace of `batch` rows; returns correct counts per exit (size M) and n in *n.
+inline std::vector<std::int64_t> evaluate_exits(const ViTParams<float>& P, const Dataset& d,
+                                                const std::vector<std::int64_t>& idx,
+                                                const Normalizer& norm, int batch, std::int64_t* n_out) {
+  const VitConfig& cfg = P.config();
+  const int M = cfg.num_exits(), C = cfg.classes;
+  ViTWorkspace<float> ws(cfg, batch);
+  std::vector<float> images(std::size_t(batch) * cfg.channels * cfg.image_size * cfg.image_size);
+  std::vector<std::int32_t> labels(static_cast<std::size_t>(batch));
+  std::vector<float> logits(std::size_t(M) * batch * C);
+  std::vector<float*> ptr(static_cast<std::size_t>(M));
+  for (int j = 0; j < M; ++j) ptr[j] = logits.data() + std::size_t(j) * batch * C;
+  std::vector<std::int64_t> correct(static_cast<std::size_t>(M), 0);
+  for (std::size_t s = 0; s < idx.size(); s += std::size_t(batch)) {
+    const int b = int(std::min<std::size_t>(std::size_t(batch), idx.size() - s));
+    make_batch(images.data(), labels.data(), d, idx.data() + s, b, norm, Augment{}, 0, 0);
+    vit_forward_full<float>(ws, P, images.data(), b, ptr.data());
+    for (int j = 0; j < M; ++j)
+      for (int i = 0; i < b; ++i) {
+        const float* z = ptr[j] + std::size_t(i) * C;
+        correct[j] += int(std::max_element(z, z + C) - z) == labels[i];
+      }
+  }
+  if (n_out) *n_out = std::int64_t(idx.size());
+  return correct;
+}
+
+}  // namespace envit

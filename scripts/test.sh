@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# README command 2: install what is missing, build everything, run the test suite, then build and
+# run it again under AddressSanitizer + UndefinedBehaviorSanitizer. Fails on any failure or report.
+# Build trees: build/ (Release) and build-asan/ (sanitizers). Set JOBS to change parallelism.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# python3-torch is optional: parity fixtures are checked in; it is only needed to regenerate them.
+bash scripts/setup.sh
+JOBS=${JOBS:-$(nproc)}
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j "$JOBS"
+ctest --test-dir build --output-on-failure -j "$JOBS"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DENVIT_SANITIZE=ON \
+      -DENVIT_BUILD_EXAMPLES=ON -DENVIT_BUILD_BENCH=OFF
+cmake --build build-asan -j "$JOBS"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j "$JOBS" -LE packaging
+echo "envit: all tests passed (Release and ASan+UBSan)"

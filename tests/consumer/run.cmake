@@ -1,0 +1,31 @@
+# cmake -DENVIT_SOURCE_DIR=... -DWORK_DIR=... -DMODE=find_package|add_subdirectory -P run.cmake
+# Configures, builds and runs the consumer project; for find_package, installs envit first.
+file(REMOVE_RECURSE ${WORK_DIR})
+set(consumer_args -DENVIT_CONSUMER_MODE=${MODE} -DENVIT_SOURCE_DIR=${ENVIT_SOURCE_DIR})
+if(MODE STREQUAL "find_package")
+  execute_process(COMMAND ${CMAKE_COMMAND} -S ${ENVIT_SOURCE_DIR} -B ${WORK_DIR}/envit-build
+                          -DENVIT_BUILD_TESTS=OFF -DENVIT_BUILD_EXAMPLES=OFF -DENVIT_BUILD_BENCH=OFF
+                          -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/prefix RESULT_VARIABLE rc)
+  if(rc)
+    message(FATAL_ERROR "configuring envit for install failed")
+  endif()
+  execute_process(COMMAND ${CMAKE_COMMAND} --install ${WORK_DIR}/envit-build RESULT_VARIABLE rc)
+  if(rc)
+    message(FATAL_ERROR "installing envit failed")
+  endif()
+  list(APPEND consumer_args -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix)
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} -S ${CMAKE_CURRENT_LIST_DIR} -B ${WORK_DIR}/consumer-build ${consumer_args}
+                RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "configuring the consumer (${MODE}) failed")
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} --build ${WORK_DIR}/consumer-build RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "building the consumer (${MODE}) failed")
+endif()
+execute_process(COMMAND ${WORK_DIR}/consumer-build/consumer RESULT_VARIABLE rc OUTPUT_VARIABLE out)
+if(rc)
+  message(FATAL_ERROR "the consumer (${MODE}) failed to run: ${out}")
+endif()
+message(STATUS "${out}")
