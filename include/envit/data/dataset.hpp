@@ -1,0 +1,255 @@
+// envit/data/dataset.hpp — an in-memory image classification dataset (uint8 pixels, (N, C, H, W))
+// and everything between it and a float batch: per-channel normalisation, seeded augmentation
+// (random crop with zero padding, horizontal flip), seeded shuffling, a seeded validation split,
+// and make_batch, which assembles a normalised (B, C, H, W) batch without allocating.
+// Every random choice is a pure function of (seed, epoch, dataset index) through Philox
+// (envit/core/rng.hpp): batches do not depend on thread count or batch order, and a resumed run
+// reproduces them from (seed, epoch) alone. Not a data pipeline: no prefetch threads, no decoding.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "envit/core/error.hpp"
+#include "envit/core/parallel.hpp"
+#include "envit/core/rng.hpp"
+
+namespace envit {
+
+// N images of C x H x W uint8 pixels (row-major, channel planes) and their labels in [0, classes).
+struct Dataset {
+  std::string name;                      // e.g. "fashion-mnist/train"
+  std::int64_t n = 0;
+  int c = 0, h = 0, w = 0;
+  int classes = 0;
+  std::vector<std::uint8_t> images;      // (n, c, h, w)
+  std::vector<std::int32_t> labels;      // (n)
+  std::vector<std::string> class_names;  // (classes) or empty
+
+  std::int64_t image_size() const { return std::int64_t{c} * h * w; }
+  const std::uint8_t* image(std::int64_t i) const { return images.data() + i * image_size(); }
+
+  // Throws ValueError if sizes are inconsistent or a label is out of range.
+  void check() const {
+    ENVIT_CHECK(n >= 0 && c > 0 && h > 0 && w > 0 && classes > 0, ValueError, "dataset '", name,
+                "': invalid geometry n=", n, " c=", c, " h=", h, " w=", w, " classes=", classes);
+    ENVIT_CHECK(images.size() == static_cast<std::size_t>(n * image_size()), ValueError, "dataset '", name,
+                "': images hold ", images.size(), " bytes, expected ", n * image_size());
+    ENVIT_CHECK(labels.size() == static_cast<std::size_t>(n), ValueError, "dataset '", name, "': ",
+                labels.size(), " labels for ", n, " images");
+    for (std::int64_t i = 0; i < n; ++i)
+      ENVIT_CHECK(labels[i] >= 0 && labels[i] < classes, ValueError, "dataset '", name, "': label ", labels[i],
+                  " of sample ", i, " is outside [0, ", classes, ")");
+    ENVIT_CHECK(class_names.empty() || class_names.size() == static_cast<std::size_t>(classes), ValueError,
+                "dataset '", name, "': ", class_names.size(), " class names for ", classes, " classes");
+  }
+};
+
+// A copy of the samples idx[0..n_idx) (in that order).
+inline Dataset dataset_subset(const Dataset& d, const std::int64_t* idx, std::int64_t n_idx) {
+  Dataset s;
+  s.name = d.name + "/subset";
+  s.n = n_idx;
+  s.c = d.c, s.h = d.h, s.w = d.w, s.classes = d.classes, s.class_names = d.class_names;
+  const std::int64_t sz = d.image_size();
+  s.images.resize(static_cast<std::size_t>(n_idx * sz));
+  s.labels.resize(static_cast<std::size_t>(n_idx));
+  for (std::int64_t k = 0; k < n_idx; ++k) {
+    ENVIT_CHECK(idx[k] >= 0 && idx[k] < d.n, ValueError, "dataset_subset: index ", idx[k], " at position ", k,
+                " is outside [0, ", d.n, ")");
+    std::memcpy(s.images.data() + k * sz, d.image(idx[k]), static_cast<std::size_t>(sz));
+    s.labels[k] = d.labels[idx[k]];
+  }
+  return s;
+}
+
+// ---- normalisation ---------------------------------------------------------------------------
+
+// Per-channel mean and standard deviation of pixel/255 (population std, as torchvision recipes).
+struct ChannelStats {
+  std::vector<double> mean, std;  // (C) each
+};
+
+// Statistics over the samples idx[0..n_idx), or over all samples when idx is null. Sums are exact
+// 64-bit integers, so the result does not depend on order or threads.
+inline ChannelStats channel_stats(const Dataset& d, const std::int64_t* idx = nullptr, std::int64_t n_idx = -1) {
+  if (!idx) n_idx = d.n;
+  ENVIT_CHECK(n_idx > 0, ValueError, "channel_stats: dataset '", d.name, "' has no samples to measure");
+  const std::int64_t hw = std::int64_t{d.h} * d.w;
+  std::vector<std::uint64_t> s1(d.c, 0), s2(d.c, 0);
+  for (std::int64_t k = 0; k < n_idx; ++k) {
+    std::int64_t i = idx ? idx[k] : k;
+    ENVIT_CHECK(i >= 0 && i < d.n, ValueError, "channel_stats: index ", i, " is outside [0, ", d.n, ")");
+    const std::uint8_t* img = d.image(i);
+    for (int ch = 0; ch < d.c; ++ch) {
+      std::uint64_t a = 0, b = 0;
+      for (std::int64_t p = 0; p < hw; ++p) {
+        std::uint64_t v = img[ch * hw + p];
+        a += v;
+        b += v * v;
+      }
+      s1[ch] += a;
+      s2[ch] += b;
+    }
+  }
+  ChannelStats st;
+  const double cnt = static_cast<double>(n_idx) * static_cast<double>(hw);
+  for (int ch = 0; ch < d.c; ++ch) {
+    double m = static_cast<double>(s1[ch]) / cnt;                      // in pixel units
+    double var = static_cast<double>(s2[ch]) / cnt - m * m;
+    st.mean.push_back(m / 255.0);
+    st.std.push_back(std::sqrt(std::max(var, 0.0)) / 255.0);
+  }
+  return st;
+}
+
+// Maps (channel, pixel) to (pixel/255 - mean[c]) / std[c] through a (C, 256) table computed in
+// double: every path (batch, single image, padding) produces bit-identical floats.
+struct Normalizer {
+  int channels = 0;
+  std::vector<float> lut;  // (channels, 256)
+
+  Normalizer() = default;
+  Normalizer(const std::vector<double>& mean, const std::vector<double>& std) {
+    ENVIT_CHECK(!mean.empty() && mean.size() == std.size(), ValueError, "Normalizer: ", mean.size(),
+                " means for ", std.size(), " standard deviations");
+    channels = static_cast<int>(mean.size());
+    lut.resize(static_cast<std::size_t>(channels) * 256);
+    for (int c = 0; c < channels; ++c) {
+      ENVIT_CHECK(std[c] > 0 && std::isfinite(std[c]) && std::isfinite(mean[c]), ValueError,
+                  "Normalizer: channel ", c, " has mean ", mean[c], " and std ", std[c], " (std must be > 0)");
+      for (int v = 0; v < 256; ++v) lut[c * 256 + v] = static_cast<float>((v / 255.0 - mean[c]) / std[c]);
+    }
+  }
+  explicit Normalizer(const ChannelStats& s) : Normalizer(s.mean, s.std) {}
+  // pixel/255 for every channel (no centring).
+  static Normalizer identity(int channels) {
+    return Normalizer(std::vector<double>(channels, 0.0), std::vector<double>(channels, 1.0));
+  }
+  float operator()(int c, std::uint8_t v) const { return lut[c * 256 + v]; }
+};
+
+// ---- augmentation ----------------------------------------------------------------------------
+
+// Random crop: pad the image with `crop_pad` black pixels (value 0, before normalisation, as
+// torchvision's RandomCrop(padding=P) ahead of Normalize) on every side and take an H x W window at a
+// uniform offset in [0, 2P]^2. Then, if hflip, mirror left-right with probability 1/2.
+struct Augment {
+  int crop_pad = 0;
+  bool hflip = false;
+};
+
+struct AugmentDraw {
+  int dy = 0, dx = 0;  // window offset in the padded image, each in [0, 2 * crop_pad]
+  bool flip = false;
+};
+
+// The random choices for dataset sample `index` at `epoch`: one Philox block keyed by the seed.
+inline AugmentDraw augment_draw(const Augment& a, std::uint64_t seed, std::uint32_t epoch, std::int64_t index) {
+  const auto u = static_cast<std::uint64_t>(index);
+  Philox4 r = philox4x32({epoch, static_cast<std::uint32_t>(u), static_cast<std::uint32_t>(u >> 32),
+                          static_cast<std::uint32_t>(RngStream::augment)}, seed);
+  const auto span = static_cast<std::uint64_t>(2 * a.crop_pad + 1);
+  AugmentDraw d;
+  d.dy = static_cast<int>((std::uint64_t{r[0]} * span) >> 32);  // bias < span / 2^32
+  d.dx = static_cast<int>((std::uint64_t{r[1]} * span) >> 32);
+  d.flip = a.hflip && (r[2] >> 31) != 0;
+  return d;
+}
+
+// One image: out(c, y, x) = norm(c, padded(c, y + dy, x' + dx)), x' = flip ? W-1-x : x, where
+// padded(c, i, j) = img(c, i - pad, j - pad) inside the image and 0 outside (crop, then flip).
+inline void transform_image(float* out,               // (C, H, W)  overwritten
+                            const std::uint8_t* img,  // (C, H, W)
+                            int C, int H, int W, int pad, AugmentDraw d, const Normalizer& norm) {
+  for (int c = 0; c < C; ++c) {
+    const float* lut = norm.lut.data() + c * 256;
+    const std::uint8_t* src = img + static_cast<std::ptrdiff_t>(c) * H * W;
+    float* dst = out + static_cast<std::ptrdiff_t>(c) * H * W;
+    for (int y = 0; y < H; ++y) {
+      const int sy = y + d.dy - pad;
+      float* row = dst + static_cast<std::ptrdiff_t>(y) * W;
+      if (sy < 0 || sy >= H) {
+        std::fill(row, row + W, lut[0]);
+        continue;
+      }
+      const std::uint8_t* srow = src + static_cast<std::ptrdiff_t>(sy) * W;
+      for (int x = 0; x < W; ++x) {
+        const int sx = (d.flip ? W - 1 - x : x) + d.dx - pad;
+        row[x] = (sx >= 0 && sx < W) ? lut[srow[sx]] : lut[0];
+      }
+    }
+  }
+}
+
+// ---- batches -----------------------------------------------------------------------------------
+
+// Fills out with the normalised, augmented images of dataset samples indices[0..B) and labels with
+// their labels. Sample b's augmentation depends only on (seed, epoch, indices[b]). Allocates nothing;
+// parallel over samples. Throws ValueError for an index out of range or a channel-count mismatch.
+inline void make_batch(float* out,                   // (B, C, H, W)  overwritten
+                       std::int32_t* labels,         // (B)           overwritten; may be null
+                       const Dataset& d,
+                       const std::int64_t* indices,  // (B) dataset indices
+                       int B, const Normalizer& norm, const Augment& aug, std::uint64_t seed,
+                       std::uint32_t epoch) {
+  ENVIT_CHECK(B >= 0, ValueError, "make_batch: negative batch size ", B);
+  ENVIT_CHECK(norm.channels == d.c, ValueError, "make_batch: normalizer has ", norm.channels,
+              " channels, dataset '", d.name, "' has ", d.c);
+  ENVIT_CHECK(aug.crop_pad >= 0 && aug.crop_pad <= std::min(d.h, d.w), ValueError, "make_batch: crop_pad ",
+              aug.crop_pad, " outside [0, ", std::min(d.h, d.w), "]");
+  for (int b = 0; b < B; ++b)
+    ENVIT_CHECK(indices[b] >= 0 && indices[b] < d.n, ValueError, "make_batch: index ", indices[b],
+                " at batch position ", b, " is outside [0, ", d.n, ") of dataset '", d.name, "'");
+  const std::int64_t sz = d.image_size();
+  parallel_for(B, 4.0 * static_cast<double>(sz), [&](std::ptrdiff_t b0, std::ptrdiff_t b1) {
+    for (std::ptrdiff_t b = b0; b < b1; ++b) {
+      const std::int64_t i = indices[b];
+      transform_image(out + b * sz, d.image(i), d.c, d.h, d.w, aug.crop_pad, augment_draw(aug, seed, epoch, i), norm);
+      if (labels) labels[b] = d.labels[i];
+    }
+  });
+}
+
+// ---- shuffling and splits ----------------------------------------------------------------------
+
+// Permutes idx[0..n) in place (Fisher-Yates) with the stream (seed, shuffle, epoch).
+inline void shuffle_indices(std::int64_t* idx, std::int64_t n, std::uint64_t seed, std::uint32_t epoch) {
+  ENVIT_CHECK(n >= 0 && n <= std::int64_t{UINT32_MAX}, ValueError, "shuffle_indices: n = ", n, " outside [0, 2^32)");
+  CounterRng r(seed, RngStream::shuffle, epoch);
+  for (std::int64_t i = n - 1; i > 0; --i) std::swap(idx[i], idx[r.below(static_cast<std::uint32_t>(i + 1))]);
+}
+
+// out[0..n) = a seeded permutation of 0..n-1 for this epoch (the order of one training epoch).
+inline void epoch_permutation(std::int64_t* out, std::int64_t n, std::uint64_t seed, std::uint32_t epoch) {
+  std::iota(out, out + n, std::int64_t{0});
+  shuffle_indices(out, n, seed, epoch);
+}
+
+// A validation split carved out of a training set: disjoint, covering 0..n-1, each part sorted.
+struct Split {
+  std::vector<std::int64_t> train, val;
+};
+
+// The n_val validation samples are the first n_val of a permutation seeded by (seed, split):
+// the same (n, n_val, seed) always give the same split.
+inline Split split_train_val(std::int64_t n, std::int64_t n_val, std::uint64_t seed) {
+  ENVIT_CHECK(n_val >= 0 && n_val <= n, ValueError, "split_train_val: n_val = ", n_val, " outside [0, ", n, "]");
+  ENVIT_CHECK(n <= std::int64_t{UINT32_MAX}, ValueError, "split_train_val: n = ", n, " too large");
+  std::vector<std::int64_t> p(static_cast<std::size_t>(n));
+  std::iota(p.begin(), p.end(), std::int64_t{0});
+  CounterRng r(seed, RngStream::split, 0);
+  for (std::int64_t i = n - 1; i > 0; --i) std::swap(p[i], p[r.below(static_cast<std::uint32_t>(i + 1))]);
+  Split s;
+  s.val.assign(p.begin(), p.begin() + n_val);
+  s.train.assign(p.begin() + n_val, p.end());
+  std::sort(s.val.begin(), s.val.end());
+  std::sort(s.train.begin(), s.train.end());
+  return s;
+}
+
+}  // namespace envit

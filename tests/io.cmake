@@ -1,0 +1,3 @@
+# envit I/O and datasets: safetensors, IDX (MNIST/Fashion-MNIST), CIFAR, in-memory datasets.
+envit_add_test(io_safetensors io/test_safetensors.cpp)
+envit_add_test(io_datasets io/test_idx.cpp io/test_cifar.cpp io/test_dataset.cpp io/alloc_counter.cpp)

@@ -1,0 +1,34 @@
+// Replacement global operator new/delete that count allocations while enabled (see alloc_counter.hpp).
+#include "io/alloc_counter.hpp"
+
+#include <cstdlib>
+#include <new>
+
+namespace envit::testing {
+std::atomic<bool> g_count_allocs{false};
+std::atomic<long> g_allocs{0};
+}  // namespace envit::testing
+
+void* operator new(std::size_t n) {
+  if (envit::testing::g_count_allocs.load(std::memory_order_relaxed))
+    envit::testing::g_allocs.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+// The other replaceable forms route to the two above, so every allocation is counted and every
+// pointer is released by the matching function (sanitizers check the pairing).
+void* operator new[](std::size_t n) { return ::operator new(n); }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  try {
+    return ::operator new(n);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return ::operator new(n, t); }
+void operator delete[](void* p) noexcept { ::operator delete(p); }
+void operator delete[](void* p, std::size_t) noexcept { ::operator delete(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { ::operator delete(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { ::operator delete(p); }
