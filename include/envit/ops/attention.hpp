@@ -1,0 +1,161 @@
+// envit/ops/attention.hpp — multi-head self-attention in timm's layout (fused qkv projection,
+// output projection), forward and backward. No masking, no dropout, no fused flash-style kernel:
+// the (B,H,N,N) probabilities are materialised in the cache because backward needs them.
+// Letters: B = batch, N = tokens, D = dim, H = heads, E = head dim = D / H, R = B*N rows.
+//
+// qkv = x Wqkv^T + bqkv is (R, 3D) with columns [q | k | v], each D wide and heads contiguous
+// inside each (timm: qkv.reshape(B, N, 3, H, E)). Per (b, h) the head's q, k, v are strided views
+// (row stride 3D) into qkv, and the head's context is written at columns h*E of ctx (row stride D):
+// no transposes or per-head copies are materialised.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+
+#include "envit/core/error.hpp"
+#include "envit/core/parallel.hpp"
+#include "envit/kernels/gemm.hpp"
+#include "envit/ops/linear.hpp"
+
+namespace envit {
+
+struct AttentionShape { std::ptrdiff_t batch, tokens, dim, heads; };  // E = dim / heads
+template <class T> struct AttentionParams {
+  const T* qkv_w;   // (3D, D)
+  const T* qkv_b;   // (3D)
+  const T* proj_w;  // (D, D)
+  const T* proj_b;  // (D)
+};
+template <class T> struct AttentionGrads { T *dqkv_w, *dqkv_b, *dproj_w, *dproj_b; };  // accumulated (+=)
+template <class T> struct AttentionCache {
+  T* qkv;  // (R, 3D)   [q | k | v]
+  T* att;  // (B, H, N, N) softmax probabilities
+  T* ctx;  // (R, D)    per-head contexts before the output projection
+};
+template <class T> struct AttentionWorkspace {  // backward temporaries, overwritten on every call
+  T* dctx;  // (R, D)
+  T* dqkv;  // (R, 3D)
+  T* datt;  // (B, H, N, N)  dP, then dS in place
+};
+
+inline void attention_check(const AttentionShape& s) {
+  ENVIT_CHECK(s.batch >= 0 && s.tokens > 0 && s.dim > 0 && s.heads > 0, ShapeError,
+              "attention: invalid shape batch=", s.batch, " tokens=", s.tokens, " dim=", s.dim,
+              " heads=", s.heads);
+  ENVIT_CHECK(s.dim % s.heads == 0, ShapeError, "attention: dim ", s.dim,
+              " is not a multiple of heads ", s.heads);
+}
+
+// Cache for `s.batch` (the largest batch it will serve); smaller batches use its prefix.
+template <class T, class A>
+AttentionCache<T> attention_cache_take(A& arena, AttentionShape s) {
+  attention_check(s);
+  const auto R = std::size_t(s.batch * s.tokens), D = std::size_t(s.dim);
+  AttentionCache<T> c;
+  c.qkv = arena.take(R * 3 * D);
+  c.att = arena.take(std::size_t(s.batch * s.heads * s.tokens * s.tokens));
+  c.ctx = arena.take(R * D);
+  return c;
+}
+
+template <class T, class A>
+AttentionWorkspace<T> attention_workspace_take(A& arena, AttentionShape s) {
+  attention_check(s);
+  const auto R = std::size_t(s.batch * s.tokens), D = std::size_t(s.dim);
+  AttentionWorkspace<T> w;
+  w.dctx = arena.take(R * D);
+  w.dqkv = arena.take(R * 3 * D);
+  w.datt = arena.take(std::size_t(s.batch * s.heads * s.tokens * s.tokens));
+  return w;
+}
+
+// Forward, per (b, h) with q, k, v the (N, E) head slices:
+//   S = q k^T * E^-0.5,  P = softmax_rows(S),  ctx[:, h*E:(h+1)*E] = P v
+// then y = ctx Wproj^T + bproj.
+template <class T>
+void attention_forward(T* y,                   // (R, D)  overwritten
+                       AttentionCache<T> c,    // written here, read by backward
+                       const T* x,             // (R, D)
+                       AttentionParams<T> p, AttentionShape s) {
+  attention_check(s);
+  const std::ptrdiff_t N = s.tokens, D = s.dim, H = s.heads, E = D / H, R = s.batch * N;
+  const T scale = T(1) / std::sqrt(T(E));
+  linear_forward<T>(c.qkv, x, {p.qkv_w, p.qkv_b}, {R, D, 3 * D});
+  // Each (b, h) owns disjoint slices of att and ctx; GEMMs inside a parallel region stay serial.
+  parallel_for(s.batch * H, 4.0 * double(N * N * E) + 8.0 * double(N * N),
+               [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
+    for (std::ptrdiff_t i = i0; i < i1; ++i) {
+      const std::ptrdiff_t b = i / H, h = i % H;
+      const T* q = c.qkv + b * N * 3 * D + h * E;  // (N, E), row stride 3D
+      const T* k = q + D;
+      const T* v = q + 2 * D;
+      T* P = c.att + i * N * N;                    // (N, N)
+      gemm<T>(Trans::N, Trans::T, N, N, E, scale, q, 3 * D, k, 3 * D, T(0), P, N);
+      for (std::ptrdiff_t r = 0; r < N; ++r) {     // row softmax, max subtracted
+        T* pr = P + r * N;
+        T m = pr[0];
+        for (std::ptrdiff_t j = 1; j < N; ++j) m = std::max(m, pr[j]);
+        T sum = 0;
+        for (std::ptrdiff_t j = 0; j < N; ++j) { pr[j] = std::exp(pr[j] - m); sum += pr[j]; }
+        const T inv = T(1) / sum;
+        for (std::ptrdiff_t j = 0; j < N; ++j) pr[j] *= inv;
+      }
+      gemm<T>(Trans::N, Trans::N, N, E, N, T(1), P, N, v, 3 * D, T(0), c.ctx + b * N * D + h * E, D);
+    }
+  });
+  linear_forward<T>(y, c.ctx, {p.proj_w, p.proj_b}, {R, D, D});
+}
+
+// Backward. From y = ctx Wproj^T + bproj:
+//   dctx = dy Wproj,  dWproj += dy^T ctx,  dbproj += sum_r dy
+// per (b, h), with P the cached probabilities and s = E^-0.5:
+//   dP = dctx_h v^T        dv = P^T dctx_h
+//   dS = s * P .* (dP - rowsum(dP .* P))      (softmax backward, scale folded in)
+//   dq = dS k              dk = dS^T q
+// and from qkv = x Wqkv^T + bqkv:
+//   dx += dqkv Wqkv,  dWqkv += dqkv^T x,  dbqkv += sum_r dqkv
+// Every (b, h) writes disjoint slices of dqkv and datt; parameter sums go through linear_backward
+// (GEMM tiles and column-split bias sums), so results are bitwise-reproducible for a fixed thread count.
+template <class T>
+void attention_backward(T* dx,                   // (R, D)  accumulated (+=), or nullptr
+                        AttentionGrads<T> g,     // accumulated (+=); members may be nullptr
+                        const T* dy,             // (R, D)
+                        const T* x,              // (R, D)  the forward input
+                        AttentionCache<T> c, AttentionParams<T> p, AttentionShape s,
+                        AttentionWorkspace<T> w) {
+  attention_check(s);
+  const std::ptrdiff_t N = s.tokens, D = s.dim, H = s.heads, E = D / H, R = s.batch * N;
+  const T scale = T(1) / std::sqrt(T(E));
+  gemm<T>(Trans::N, Trans::N, R, D, D, T(1), dy, D, p.proj_w, D, T(0), w.dctx, D);
+  linear_backward<T>(nullptr, {g.dproj_w, g.dproj_b}, dy, c.ctx, {p.proj_w, p.proj_b}, {R, D, D});
+  parallel_for(s.batch * H, 8.0 * double(N * N * E) + 6.0 * double(N * N),
+               [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
+    for (std::ptrdiff_t i = i0; i < i1; ++i) {
+      const std::ptrdiff_t b = i / H, h = i % H;
+      const std::ptrdiff_t off = b * N * 3 * D + h * E;
+      const T* q = c.qkv + off;          // (N, E), row stride 3D
+      const T* k = q + D;
+      const T* v = q + 2 * D;
+      T* dq = w.dqkv + off;
+      T* dk = dq + D;
+      T* dv = dq + 2 * D;
+      const T* P = c.att + i * N * N;    // (N, N)
+      T* dS = w.datt + i * N * N;        // (N, N)
+      const T* dc = w.dctx + b * N * D + h * E;  // (N, E), row stride D
+      gemm<T>(Trans::N, Trans::T, N, N, E, T(1), dc, D, v, 3 * D, T(0), dS, N);   // dP
+      gemm<T>(Trans::T, Trans::N, N, E, N, T(1), P, N, dc, D, T(0), dv, 3 * D);   // dv
+      for (std::ptrdiff_t r = 0; r < N; ++r) {
+        const T* pr = P + r * N;
+        T* dr = dS + r * N;
+        T dot = 0;
+        for (std::ptrdiff_t j = 0; j < N; ++j) dot += dr[j] * pr[j];
+        for (std::ptrdiff_t j = 0; j < N; ++j) dr[j] = scale * pr[j] * (dr[j] - dot);
+      }
+      gemm<T>(Trans::N, Trans::N, N, E, N, T(1), dS, N, k, 3 * D, T(0), dq, 3 * D);  // dq
+      gemm<T>(Trans::T, Trans::N, N, E, N, T(1), dS, N, q, 3 * D, T(0), dk, 3 * D);  // dk
+    }
+  });
+  linear_backward<T>(dx, {g.dqkv_w, g.dqkv_b}, w.dqkv, x, {p.qkv_w, p.qkv_b}, {R, D, 3 * D});
+}
+
+}  // namespace envit
