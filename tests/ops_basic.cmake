@@ -1,0 +1,5 @@
+# Basic ops (linear, layernorm, gelu, softmax, cross-entropy, KL, gather/scatter): split into three
+# executables so template-heavy test files compile in parallel and stay small.
+envit_add_test(test_linear_ln test_linear_ln.cpp)
+envit_add_test(test_act_softmax test_act_softmax.cpp)
+envit_add_test(test_losses_gather test_losses_gather.cpp)
