@@ -1,0 +1,198 @@
+// The training loop as a library object: checkpoint round trip, exact resume, --init matching,
+// non-finite loss handling, and a short real training run that must beat chance by a wide margin.
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <numeric>
+
+#include "envit/data/idx.hpp"
+#include "envit/train/trainer.hpp"
+
+using namespace envit;
+
+namespace {
+
+// A learnable synthetic set: class k draws a bright square at position k on a dark 8x8 image.
+Dataset synthetic(int n, int classes, std::uint64_t seed) {
+  Dataset d;
+  d.name = "synthetic";
+  d.n = n; d.c = 1; d.h = 8; d.w = 8; d.classes = classes;
+  d.images.resize(std::size_t(n) * 64);
+  d.labels.resize(std::size_t(n));
+  CounterRng r(seed, RngStream::init, 1);
+  for (int i = 0; i < n; ++i) {
+    int k = int(r.below(std::uint32_t(classes)));
+    d.labels[i] = k;
+    for (int p = 0; p < 64; ++p) d.images[std::size_t(i) * 64 + p] = std::uint8_t(r.below(40));
+    int y = (k / 3) * 3, x = (k % 3) * 3;
+    for (int dy = 0; dy < 2; ++dy)
+      for (int dx = 0; dx < 2; ++dx) d.images[std::size_t(i) * 64 + (y + dy) * 8 + x + dx] = 220;
+  }
+  return d;
+}
+
+VitConfig small_cfg(int classes) {
+  VitConfig c;
+  c.image_size = 8; c.channels = 1; c.patch = 4; c.dim = 16; c.depth = 4; c.heads = 2; c.mlp_hidden = 32;
+  c.classes = classes; c.exits = {2, 4};
+  return c;
+}
+
+TrainOptions small_opts() {
+  TrainOptions o;
+  o.batch = 16; o.epochs = 3; o.lr = 3e-3; o.warmup_steps = 5; o.seed = 42;
+  o.obj.scheme = Scheme::envit; o.obj.p_max = 0.5;
+  o.aug.crop_pad = 1;
+  return o;
+}
+
+std::vector<std::int64_t> iota_n(std::int64_t n) {
+  std::vector<std::int64_t> v(static_cast<std::size_t>(n));
+  std::iota(v.begin(), v.end(), 0);
+  return v;
+}
+
+std::string tmp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("envit_test_" + std::to_string(::getpid()) + "_" + name)).string();
+}
+
+}  // namespace
+
+TEST_CASE("a resumed run reproduces the uninterrupted run bit for bit", "[trainer][e2e]") {
+  Dataset d = synthetic(200, 9, 1);
+  ChannelStats st = channel_stats(d);
+  TrainOptions o = small_opts();
+  Trainer a(small_cfg(9), o, d, iota_n(d.n), st);
+  std::vector<double> losses_a;
+  while (!a.done()) losses_a.push_back(a.step_once().loss);
+  REQUIRE(a.step() == 36);  // 200/16 = 12 steps per epoch, 3 epochs
+
+  Trainer b(small_cfg(9), o, d, iota_n(d.n), st);
+  std::vector<double> losses_b;
+  for (int i = 0; i < 17; ++i) losses_b.push_back(b.step_once().loss);  // stop mid-epoch
+  const std::string path = tmp_path("resume.safetensors");
+  b.save(path);
+  Trainer c(small_cfg(9), o, d, iota_n(d.n), st);
+  c.restore(safetensors_read(path));
+  CHECK(c.step() == 17);
+  while (!c.done()) losses_b.push_back(c.step_once().loss);
+  REQUIRE(losses_a.size() == losses_b.size());
+  for (std::size_t i = 0; i < losses_a.size(); ++i) {
+    INFO("step " << i);
+    CHECK(losses_a[i] == losses_b[i]);
+  }
+  CHECK(std::memcmp(a.params().values(), c.params().values(), a.params().size() * sizeof(float)) == 0);
+  CHECK(std::memcmp(a.optimizer().m.data(), c.optimizer().m.data(), a.params().size() * sizeof(float)) == 0);
+  std::remove(path.c_str());
+}
+
+TEST_CASE("checkpoint round trip is bit-exact and resume refuses different options", "[trainer][io]") {
+  Dataset d = synthetic(64, 9, 2);
+  ChannelStats st = channel_stats(d);
+  TrainOptions o = small_opts();
+  Trainer a(small_cfg(9), o, d, iota_n(d.n), st);
+  a.step_once();
+  a.step_once();
+  const std::string path = tmp_path("rt.safetensors");
+  a.save(path);
+  StFile f = safetensors_read(path);
+  CHECK(checkpoint_config(f).str() == small_cfg(9).str());
+  CHECK(f.meta("train.step") == "2");
+  ViTParams<float> P(small_cfg(9));
+  AdamWState<float> s(P.size());
+  checkpoint_restore(f, P, s);
+  CHECK(std::memcmp(P.values(), a.params().values(), P.size() * sizeof(float)) == 0);
+  CHECK(std::memcmp(s.v.data(), a.optimizer().v.data(), P.size() * sizeof(float)) == 0);
+  CHECK(s.step == 2);
+
+  TrainOptions o2 = o;
+  o2.obj.p_max = 0.4;
+  Trainer b(small_cfg(9), o2, d, iota_n(d.n), st);
+  try {
+    b.restore(f);
+    FAIL("restore accepted a different p_max");
+  } catch (const IoError& e) {
+    CHECK_THAT(e.what(), Catch::Contains("train.p_max"));
+  }
+  ViTParams<float> other(small_cfg(10));  // a different class count
+  AdamWState<float> s2(other.size());
+  CHECK_THROWS_WITH(checkpoint_restore(f, other, s2), Catch::Contains("config"));
+  std::remove(path.c_str());
+}
+
+TEST_CASE("--init lists missing, unexpected and mis-shaped tensors and allows new heads on request", "[trainer][io]") {
+  ViTParams<float> src(small_cfg(9));
+  src.init(5);
+  StFile f = checkpoint_build<float>(src, nullptr, {});
+  ViTParams<float> same(small_cfg(9));
+  WeightMatch w = load_weights(f, same, false);
+  CHECK(w.clean());
+  CHECK(std::memcmp(same.values(), src.values(), src.size() * sizeof(float)) == 0);
+
+  ViTParams<float> more_classes(small_cfg(5));
+  try {
+    load_weights(f, more_classes, false);
+    FAIL("mis-shaped heads were accepted");
+  } catch (const IoError& e) {
+    CHECK_THAT(e.what(), Catch::Contains("head.weight: file F32 [9, 16], model [5, 16]"));
+    CHECK_THAT(e.what(), Catch::Contains("--allow-new-heads"));
+  }
+  more_classes.init(1);
+  std::vector<float> fresh_head(more_classes.value("head.weight"), more_classes.value("head.weight") + 5 * 16);
+  WeightMatch w2 = load_weights(f, more_classes, true);
+  CHECK(w2.mismatched.size() == 4);  // head.weight/bias and exits.0.head.weight/bias
+  CHECK(std::memcmp(more_classes.value("head.weight"), fresh_head.data(), fresh_head.size() * 4) == 0);
+  CHECK(std::memcmp(more_classes.value("blocks.1.mlp.fc1.weight"), src.value("blocks.1.mlp.fc1.weight"), 32 * 16 * 4) == 0);
+
+  StFile g = f;
+  g.tensors.erase(g.tensors.begin() + 5);  // drop a block tensor: never allowed
+  g.add<float>("blocks.9.extra", src.values(), {2});
+  ViTParams<float> P(small_cfg(9));
+  try {
+    load_weights(g, P, true);
+    FAIL("missing tensor accepted");
+  } catch (const IoError& e) {
+    CHECK_THAT(e.what(), Catch::Contains("missing in file"));
+    CHECK_THAT(e.what(), Catch::Contains("blocks.9.extra [2]"));
+  }
+}
+
+TEST_CASE("a non-finite loss stops training with a clear error and leaves parameters untouched", "[trainer]") {
+  Dataset d = synthetic(64, 9, 3);
+  ChannelStats st = channel_stats(d);
+  TrainOptions o = small_opts();
+  Trainer a(small_cfg(9), o, d, iota_n(d.n), st);
+  a.step_once();
+  a.params().value("head.bias")[0] = std::numeric_limits<float>::infinity();
+  std::vector<float> before(a.params().values(), a.params().values() + a.params().size());
+  CHECK_THROWS_AS(a.step_once(), NonFiniteError);
+  CHECK(std::memcmp(before.data(), a.params().values(), before.size() * 4) == 0);
+  CHECK(a.step() == 1);
+}
+
+TEST_CASE("short EnViT training on real Fashion-MNIST beats chance by a wide margin", "[trainer][e2e]") {
+  Dataset train, test;
+  try {
+    train = fashion_mnist_load(kFashionMnistDir, true);
+    test = fashion_mnist_load(kFashionMnistDir, false);
+  } catch (const IoError& e) {
+    WARN("Fashion-MNIST not installed, skipping: " << e.what());
+    return;
+  }
+  VitConfig cfg;
+  cfg.image_size = 28; cfg.channels = 1; cfg.patch = 7; cfg.dim = 32; cfg.depth = 4; cfg.heads = 2;
+  cfg.mlp_hidden = 64; cfg.classes = 10; cfg.exits = {2, 4};
+  TrainOptions o;
+  o.batch = 64; o.epochs = 1; o.lr = 2e-3; o.warmup_steps = 20; o.seed = 1;
+  Trainer t(cfg, o, train, iota_n(6400), channel_stats(train));
+  while (!t.done()) t.step_once();
+  std::int64_t n = 0;
+  std::vector<std::int64_t> idx = iota_n(2000);
+  auto ok = evaluate_exits(t.params(), test, idx, Normalizer(channel_stats(train)), 250, &n);
+  REQUIRE(n == 2000);
+  INFO("exit accuracies " << ok[0] / 20.0 << "% " << ok[1] / 20.0 << "%");
+  CHECK(ok[1] > 1200);  // > 60% after 100 steps (chance: 10%)
+  CHECK(ok[0] > 1000);
+}
