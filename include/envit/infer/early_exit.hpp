@@ -1,0 +1,269 @@
+// envit/infer/early_exit.hpp — real early-exit inference of the multi-exit ViT: samples that
+// satisfy the exit criterion leave, and the blocks after their exit never run on them.
+//
+//   early_exit_batch   batch mode with compaction: after exit j is evaluated, the rows of samples
+//                      that leave are dropped and the remaining rows are moved up in order (the
+//                      state stays contiguous), so block s_j + 1 runs on fewer rows; the pass stops
+//                      as soon as no row is left.
+//   early_exit_one     streaming: one sample (batch 1), stopping at the first exit that fires.
+//   infer_all_exits    the complete model (every block on every sample) writing every exit's
+//                      logits, (M, B, C) — the input of the simulation in infer/simulate.hpp.
+// The *_dataset wrappers run a whole dataset in chunks of at most max_batch samples.
+//
+// Memory: InferenceWorkspace plans everything once from the config and the largest batch (two
+// state buffers, one patch-embedding cache, one scratch block cache and one scratch exit-head cache
+// shared by all blocks/exits, the current exit's logits, the row index list and the per-row
+// patience state); the passes only view it and never allocate. No backward caches are kept.
+//
+// Agreement with the simulation: the decision for a row is exit_score + ExitCriterion::fires on
+// that row's logits (infer/criteria.hpp), exactly as exit_decide applies them to the complete
+// model's logits. The decisions therefore agree exactly whenever every row's logits are bitwise
+// independent of the batch the row was computed in:
+//   - blocks run on all live rows at once (GEMMs with M = rows * tokens); that relies on the GEMM
+//     being batch-invariant. The packed float GEMM is, by design (any build). Eigen's GEMM (double,
+//     and float with GemmBackend::eigen) was measured invariant at these shapes in the default
+//     SSE2 build but NOT with -march=x86-64-v4: there its tail-row kernels differ and exits'
+//     logits move by up to ~5e-6 (float) / ~1e-14 (double) between batch sizes.
+//   - exit heads run ONE SAMPLE AT A TIME (a GEMM with M = 1, always from the same scratch rows).
+//     Batched, their M would be the live sample count and N = C (often not a multiple of the
+//     register tile), exactly where Eigen switches algorithms (GEMV at M = 1, another kernel for
+//     the M % SIMD-width tail rows): measured 1e-7 (float) / 4e-16 (double) differences, enough to
+//     flip a decision at a tied threshold (seen in double and float/Eigen tests). A head is D*C MACs against a block's N*(4D^2 + 2DF),
+//     so this costs nothing measurable. Consequently infer_all_exits' logits may differ from
+//     vit_forward_full's (batched heads) in the last bits with the Eigen backend.
+// Letters: B batch, N tokens, D dim, C classes, L depth, M exits.
+#pragma once
+#include <algorithm>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "envit/core/arena.hpp"
+#include "envit/infer/criteria.hpp"
+#include "envit/model/exit_head.hpp"
+#include "envit/model/params.hpp"
+#include "envit/ops/block.hpp"
+#include "envit/ops/patch_embed.hpp"
+
+namespace envit {
+
+// Per-sample outputs, in the caller's sample order.
+template <class T>
+struct ExitOutput {
+  int* exit;  // (B) exit index 0..M-1 the sample left at
+  int* pred;  // (B) argmax of its logits there
+  T* logits;  // (B, C) the logits of that exit, or nullptr
+};
+
+struct ExitResult {
+  int exit;
+  int pred;
+};
+
+template <class T>
+struct InferenceWorkspace {
+  VitConfig cfg;
+  int max_batch = 0;
+  Arena<T> arena;
+
+  PatchEmbedCache<T> embed;
+  T* h = nullptr;    // (B, N, D) state
+  T* h2 = nullptr;   // (B, N, D) second state (a block's output must not alias its input)
+  BlockCache<T> block;          // scratch, shared by every block
+  ExitHeadCache<T> exit;        // scratch for ONE row, shared by every exit (heads run per sample)
+  T* head_out = nullptr;        // (C) one head's logits
+  T* logits = nullptr;          // (B, C) the current exit's logits, live rows only
+  std::vector<int> rows;        // (B) live row r holds sample rows[r] of the batch
+  std::vector<ExitTrack> track; // (B) patience state of live row r
+  std::vector<int> exit_of_block;  // (L) exit index after block l (0-based), or -1
+  std::vector<int> block_rows;     // (L) rows block l ran on in the last early_exit_batch (0: none)
+
+  InferenceWorkspace() = default;
+  InferenceWorkspace(const VitConfig& c, int max_b) : cfg(c), max_batch(max_b) {
+    cfg.validate();
+    ENVIT_CHECK(max_b > 0, ValueError, "InferenceWorkspace: max batch must be positive, got ", max_b);
+    ArenaPlan<T> plan;
+    carve(plan);
+    arena = Arena<T>(plan.total);
+    carve(arena);
+    rows.assign(std::size_t(max_b), 0);
+    track.assign(std::size_t(max_b), ExitTrack{});
+    exit_of_block.assign(std::size_t(cfg.depth), -1);
+    for (int j = 0; j < cfg.num_exits(); ++j) exit_of_block[std::size_t(cfg.exits[j] - 1)] = j;
+    block_rows.assign(std::size_t(cfg.depth), 0);
+  }
+  InferenceWorkspace(const InferenceWorkspace&) = delete;
+  InferenceWorkspace& operator=(const InferenceWorkspace&) = delete;
+  InferenceWorkspace(InferenceWorkspace&&) = default;
+  InferenceWorkspace& operator=(InferenceWorkspace&&) = default;
+
+  PatchEmbedShape embed_shape(int b) const {
+    return {b, cfg.channels, cfg.image_size, cfg.image_size, cfg.patch, cfg.dim};
+  }
+  BlockShape block_shape(int b) const { return {b, cfg.tokens(), cfg.dim, cfg.heads, cfg.mlp_hidden}; }
+  ExitHeadShape exit_shape(int b) const { return {b, cfg.tokens(), cfg.dim, cfg.classes}; }
+  std::size_t image_size() const { return std::size_t(cfg.channels) * cfg.image_size * cfg.image_size; }
+  std::size_t bytes() const { return arena.capacity() * sizeof(T); }
+
+ private:
+  template <class A>
+  void carve(A& a) {
+    const std::size_t S = std::size_t(max_batch) * cfg.tokens() * cfg.dim;
+    embed = patch_embed_cache_take<T>(a, embed_shape(max_batch));
+    h = a.take(S);
+    h2 = a.take(S);
+    block = block_cache_take<T>(a, block_shape(max_batch));
+    exit = exit_head_cache_take<T>(a, exit_shape(1));
+    head_out = a.take(std::size_t(cfg.classes));
+    logits = a.take(std::size_t(max_batch) * cfg.classes);
+  }
+};
+
+namespace detail {
+template <class T>
+void infer_check(const InferenceWorkspace<T>& ws, const ViTParams<T>& P, int B, const char* who) {
+  const VitConfig& a = ws.cfg;
+  const VitConfig& b = P.config();
+  ENVIT_CHECK(a.image_size == b.image_size && a.channels == b.channels && a.patch == b.patch &&
+                  a.dim == b.dim && a.depth == b.depth && a.heads == b.heads &&
+                  a.mlp_hidden == b.mlp_hidden && a.classes == b.classes && a.exits == b.exits,
+              ShapeError, who, ": workspace planned for (", a.str(), ") but the parameters are for (",
+              b.str(), ")");
+  ENVIT_CHECK(B >= 1 && B <= ws.max_batch, ShapeError, who, ": batch ", B, " outside 1..", ws.max_batch,
+              " (the workspace's max batch)");
+}
+
+// Exit head j on n samples, one at a time (see the file comment): logits row r = head(tokens row r).
+template <class T>
+void infer_exit_heads(InferenceWorkspace<T>& ws, const ViTParams<T>& P, int j,
+                      T* logits,        // (n, C) overwritten
+                      const T* tokens,  // (n, N, D)
+                      int n) {
+  const std::size_t C = std::size_t(ws.cfg.classes), row = std::size_t(ws.cfg.tokens()) * ws.cfg.dim;
+  for (int r = 0; r < n; ++r) {
+    exit_head_forward<T>(ws.head_out, ws.exit, tokens + r * row, P.exit(j), ws.exit_shape(1), T(ws.cfg.ln_eps));
+    std::memcpy(logits + r * C, ws.head_out, sizeof(T) * C);
+  }
+}
+}  // namespace detail
+
+// The complete model on B samples: exit j's logits (B, C) at logits + j * exit_stride
+// (exit_stride >= B * C; B * C gives a dense (M, B, C) array).
+template <class T>
+void infer_all_exits(InferenceWorkspace<T>& ws, const ViTParams<T>& P,
+                     const T* images,  // (B, C, H, W)
+                     int B,
+                     T* logits,        // (M, ., C) see exit_stride; overwritten
+                     std::ptrdiff_t exit_stride) {
+  detail::infer_check(ws, P, B, "infer_all_exits");
+  const VitConfig& cfg = ws.cfg;
+  ENVIT_CHECK(exit_stride >= std::ptrdiff_t(B) * cfg.classes, ShapeError, "infer_all_exits: exit stride ",
+              exit_stride, " < batch x classes = ", std::ptrdiff_t(B) * cfg.classes);
+  const T eps = T(cfg.ln_eps);
+  patch_embed_forward<T>(ws.h, ws.embed, images, P.embed(), ws.embed_shape(B));
+  T* cur = ws.h;
+  T* nxt = ws.h2;
+  for (int l = 0; l < cfg.depth; ++l) {
+    block_forward<T>(nxt, ws.block, cur, P.block(l), ws.block_shape(B), eps);
+    std::swap(cur, nxt);
+    const int j = ws.exit_of_block[std::size_t(l)];
+    if (j >= 0) detail::infer_exit_heads<T>(ws, P, j, logits + j * exit_stride, cur, B);
+  }
+}
+
+// Batch early exit with compaction (see the file comment). `out` is indexed by the batch's sample
+// order. Afterwards ws.block_rows[l] is the number of samples block l ran on.
+template <class T>
+void early_exit_batch(InferenceWorkspace<T>& ws, const ViTParams<T>& P,
+                      const T* images,  // (B, C, H, W)
+                      int B, const ExitCriterion& crit, ExitOutput<T> out) {
+  detail::infer_check(ws, P, B, "early_exit_batch");
+  const VitConfig& cfg = ws.cfg;
+  const int M = cfg.num_exits(), C = cfg.classes;
+  crit.validate(M);
+  ENVIT_CHECK(out.exit != nullptr && out.pred != nullptr, ValueError,
+              "early_exit_batch: out.exit and out.pred are required");
+  const T eps = T(cfg.ln_eps);
+  const std::size_t row = std::size_t(cfg.tokens()) * cfg.dim;  // one sample's state
+
+  patch_embed_forward<T>(ws.h, ws.embed, images, P.embed(), ws.embed_shape(B));
+  for (int r = 0; r < B; ++r) {
+    ws.rows[std::size_t(r)] = r;
+    ws.track[std::size_t(r)] = ExitTrack{};
+  }
+  std::fill(ws.block_rows.begin(), ws.block_rows.end(), 0);
+  T* cur = ws.h;
+  T* nxt = ws.h2;
+  int n = B;  // live rows, packed at the front of cur
+  for (int l = 0; l < cfg.depth && n > 0; ++l) {
+    block_forward<T>(nxt, ws.block, cur, P.block(l), ws.block_shape(n), eps);
+    ws.block_rows[std::size_t(l)] = n;
+    std::swap(cur, nxt);
+    const int j = ws.exit_of_block[std::size_t(l)];
+    if (j < 0) continue;
+    detail::infer_exit_heads<T>(ws, P, j, ws.logits, cur, n);
+    int keep = 0;
+    for (int r = 0; r < n; ++r) {
+      const T* z = ws.logits + std::size_t(r) * C;
+      const ExitScore s = exit_score(crit, z, C, ws.track[std::size_t(r)]);
+      if (crit.fires(j, M, s.score)) {
+        const int i = ws.rows[std::size_t(r)];
+        out.exit[i] = j;
+        out.pred[i] = s.pred;
+        if (out.logits) std::memcpy(out.logits + std::size_t(i) * C, z, sizeof(T) * std::size_t(C));
+        continue;
+      }
+      if (keep != r) {  // keep < r: the rows do not overlap
+        std::memcpy(cur + keep * row, cur + r * row, sizeof(T) * row);
+        ws.rows[std::size_t(keep)] = ws.rows[std::size_t(r)];
+        ws.track[std::size_t(keep)] = ws.track[std::size_t(r)];
+      }
+      ++keep;
+    }
+    n = keep;
+  }
+}
+
+// Streaming: one sample, stopping at the first exit that fires. logits: (C) or nullptr.
+template <class T>
+ExitResult early_exit_one(InferenceWorkspace<T>& ws, const ViTParams<T>& P,
+                          const T* image,  // (C, H, W)
+                          const ExitCriterion& crit, T* logits) {
+  ExitResult r{-1, -1};
+  early_exit_batch<T>(ws, P, image, 1, crit, ExitOutput<T>{&r.exit, &r.pred, logits});
+  return r;
+}
+
+// A dataset of N samples in chunks of `batch` (1..max_batch; 1 = streaming, one sample at a time).
+template <class T>
+void early_exit_dataset(InferenceWorkspace<T>& ws, const ViTParams<T>& P,
+                        const T* images,  // (N, C, H, W)
+                        int N, int batch, const ExitCriterion& crit, ExitOutput<T> out) {
+  ENVIT_CHECK(batch >= 1 && batch <= ws.max_batch, ValueError, "early_exit_dataset: batch ", batch,
+              " outside 1..", ws.max_batch);
+  const int C = ws.cfg.classes;
+  for (int s = 0; s < N; s += batch) {
+    const int b = std::min(batch, N - s);
+    ExitOutput<T> o{out.exit + s, out.pred + s, out.logits ? out.logits + std::size_t(s) * C : nullptr};
+    early_exit_batch<T>(ws, P, images + std::size_t(s) * ws.image_size(), b, crit, o);
+  }
+}
+
+// Every exit's logits for a dataset of N samples, (M, N, C), in chunks of `batch` (0: max_batch).
+template <class T>
+void infer_all_exits_dataset(InferenceWorkspace<T>& ws, const ViTParams<T>& P,
+                             const T* images,  // (N, C, H, W)
+                             int N, T* logits,  // (M, N, C) overwritten
+                             int batch = 0) {
+  if (batch == 0) batch = ws.max_batch;
+  ENVIT_CHECK(batch >= 1 && batch <= ws.max_batch, ValueError, "infer_all_exits_dataset: batch ",
+              batch, " outside 1..", ws.max_batch);
+  const std::size_t C = std::size_t(ws.cfg.classes);
+  for (int s = 0; s < N; s += batch) {
+    const int b = std::min(batch, N - s);
+    infer_all_exits<T>(ws, P, images + std::size_t(s) * ws.image_size(), b, logits + std::size_t(s) * C,
+                       std::ptrdiff_t(N) * std::ptrdiff_t(C));
+  }
+}
+
+}  // namespace envit
