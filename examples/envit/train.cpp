@@ -160,6 +160,9 @@ int cmd_train(int argc, char** argv) {
                (long long)tr.total_steps(), o.batch, num_threads(), out.c_str());
 
   const std::int64_t save_every = a.integer("save-every", 0, INT64_MAX);
+  const std::map<std::string, std::string> extra{{"data.dataset", a.str("dataset")},
+                                                 {"data.val", std::to_string(n_val)},
+                                                 {"data.subset", a.str("subset")}};
   const int M = cfg.num_exits();
   const std::string last = out + "/last.safetensors";
   while (!tr.done()) {
@@ -189,7 +192,7 @@ int cmd_train(int argc, char** argv) {
       }
       ++steps;
       bar.update(tr.step() - e * tr.steps_per_epoch(), loss_sum / double(steps));
-      if (save_every > 0 && tr.step() % save_every == 0 && tr.step() < end) tr.save(last);
+      if (save_every > 0 && tr.step() % save_every == 0 && tr.step() < end) tr.save(last, extra);
     }
     bar.finish();
     const double secs = bar.seconds();
@@ -210,7 +213,7 @@ int cmd_train(int argc, char** argv) {
     for (int j = 0; j < M; ++j) log << (j ? "," : "") << cfg.exits[j];
     log << "]}\n";
     log.flush();
-    tr.save(last);
+    tr.save(last, extra);
   }
   std::fprintf(stderr, "done: %s\n", last.c_str());
   return 0;

@@ -71,6 +71,7 @@ struct InferenceWorkspace {
   T* h2 = nullptr;   // (B, N, D) second state (a block's output must not alias its input)
   BlockCache<T> block;          // scratch, shared by every block
   ExitHeadCache<T> exit;        // scratch for ONE row, shared by every exit (heads run per sample)
+  ExitHeadCache<T> final_exit;  // scratch for a whole batch (infer_final)
   T* head_out = nullptr;        // (C) one head's logits
   T* logits = nullptr;          // (B, C) the current exit's logits, live rows only
   std::vector<int> rows;        // (B) live row r holds sample rows[r] of the batch
@@ -114,6 +115,7 @@ struct InferenceWorkspace {
     h2 = a.take(S);
     block = block_cache_take<T>(a, block_shape(max_batch));
     exit = exit_head_cache_take<T>(a, exit_shape(1));
+    final_exit = exit_head_cache_take<T>(a, exit_shape(max_batch));
     head_out = a.take(std::size_t(cfg.classes));
     logits = a.take(std::size_t(max_batch) * cfg.classes);
   }
@@ -169,6 +171,26 @@ void infer_all_exits(InferenceWorkspace<T>& ws, const ViTParams<T>& P,
     const int j = ws.exit_of_block[std::size_t(l)];
     if (j >= 0) detail::infer_exit_heads<T>(ws, P, j, logits + j * exit_stride, cur, B);
   }
+}
+
+// The model without early exits, as eq. 19's baseline runs it: every block on the whole batch and
+// only the final head (batched). logits: (B, C) overwritten. The wall-clock reference for speed-ups.
+template <class T>
+void infer_final(InferenceWorkspace<T>& ws, const ViTParams<T>& P,
+                 const T* images,  // (B, C, H, W)
+                 int B, T* logits) {
+  detail::infer_check(ws, P, B, "infer_final");
+  const VitConfig& cfg = ws.cfg;
+  const T eps = T(cfg.ln_eps);
+  patch_embed_forward<T>(ws.h, ws.embed, images, P.embed(), ws.embed_shape(B));
+  T* cur = ws.h;
+  T* nxt = ws.h2;
+  for (int l = 0; l < cfg.depth; ++l) {
+    block_forward<T>(nxt, ws.block, cur, P.block(l), ws.block_shape(B), eps);
+    std::swap(cur, nxt);
+  }
+  const int M = cfg.num_exits();
+  exit_head_forward<T>(logits, ws.final_exit, cur, P.exit(M - 1), ws.exit_shape(B), eps);
 }
 
 // Batch early exit with compaction (see the file comment). `out` is indexed by the batch's sample
