@@ -183,7 +183,7 @@ int run(const Options& o) {
   envit::set_num_threads(o.threads);
   const VitConfig& cfg = o.cfg;
   const int B = o.batch;
-  ViTParams<float> P(cfg);
+  ViTParams<float> P(cfg, /*with_grads=*/o.mode == "train");
   P.init(1);
   const std::vector<float> images = random_images(cfg, B, 7);
 

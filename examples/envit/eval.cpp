@@ -108,7 +108,7 @@ int cmd_eval(int argc, char** argv) {
     L.path = paths[ci];
     L.file = safetensors_read(L.path);
     L.cfg = checkpoint_config(L.file);
-    ViTParams<float> P(L.cfg);
+    ViTParams<float> P(L.cfg, /*with_grads=*/false);
     load_weights(L.file, P, false);
     L.norm = normalizer_from(L.file, L.cfg.channels);
     std::string stem = L.path.substr(L.path.find_last_of('/') + 1);

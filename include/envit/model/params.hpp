@@ -34,17 +34,21 @@ template <class T>
 class ViTParams {
  public:
   ViTParams() = default;
-  explicit ViTParams(const VitConfig& cfg) : cfg_(cfg) {
+  // with_grads = false: values only (inference), no gradient arena; grads() is then nullptr.
+  explicit ViTParams(const VitConfig& cfg, bool with_grads = true) : cfg_(cfg) {
     cfg_.validate();
     build_table();
     std::size_t total = 0;
     for (auto& e : table_) total = e.offset + arena_round<T>(e.numel);
     values_ = Arena<T>(total);
-    grads_ = Arena<T>(total);
     values_.take(total);
-    grads_.take(total);
+    if (with_grads) {
+      grads_ = Arena<T>(total);
+      grads_.take(total);
+    }
     cache_views();
   }
+  bool has_grads() const { return grads_.capacity() != 0; }
 
   const VitConfig& config() const { return cfg_; }
   const std::vector<ParamEntry>& table() const { return table_; }
@@ -65,7 +69,7 @@ class ViTParams {
   void zero_grads() { grads_.zero(); }
 
   T* value(const std::string& name) { return values_.data() + at(name).offset; }
-  T* grad(const std::string& name) { return grads_.data() + at(name).offset; }
+  T* grad(const std::string& name) { return has_grads() ? grads_.data() + at(name).offset : nullptr; }
   const T* value(const std::string& name) const { return values_.data() + at(name).offset; }
 
   // Typed views, resolved once at construction (no name lookups in a training step).
@@ -155,7 +159,7 @@ class ViTParams {
 
  private:
   const T* cv(const std::string& n) const { return values_.data() + at(n).offset; }
-  T* g(const std::string& n) { return grads_.data() + at(n).offset; }
+  T* g(const std::string& n) { return has_grads() ? grads_.data() + at(n).offset : nullptr; }
 
   void add(std::string name, std::vector<std::int64_t> shape, ParamEntry::Init init, bool decay) {
     ParamEntry e;
