@@ -122,7 +122,7 @@ TEST_CASE("checkpoint round trip is bit-exact and resume refuses different optio
   std::remove(path.c_str());
 }
 
-TEST_CASE("--init lists missing, unexpected and mis-shaped tensors and allows new heads on request", "[trainer][io]") {
+TEST_CASE("load_weights (for --init) lists missing, unexpected and mis-shaped tensors; new heads only on request", "[trainer][io]") {
   ViTParams<float> src(small_cfg(9));
   src.init(5);
   StFile f = checkpoint_build<float>(src, nullptr, {});
