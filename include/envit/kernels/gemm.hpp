@@ -1,16 +1,22 @@
 // envit/kernels/gemm.hpp — the one GEMM entry point every op uses:
 //   C(M,N) = alpha * op(A)(M,K) * op(B)(K,N) + beta * C      (all row-major, leading dims given)
-// Threads: envit splits C into per-thread tiles itself (rows of C, or columns when N > M) and runs
-// a single-threaded product per tile, so each element of C is computed by exactly one thread in a
-// fixed order: bitwise-deterministic for a fixed thread count, no reductions across threads.
+// Threads: envit splits C into per-thread tiles itself (rows of C or columns of C, whichever the
+// cost estimate in detail::gemm_tile prefers) and runs a single-threaded product per tile, so each
+// element of C is computed by exactly one thread in a fixed order: bitwise-deterministic for a
+// fixed thread count, no reductions across threads (K is never split). With the packed backend the
+// tiles start at multiples of its register tile, so results are even identical across thread
+// counts (tested); with Eigen they are not. A second thread is used above ~1 MFLOP per thread.
 // Called from inside a parallel region it stays serial (never nests).
-// Backends: Eigen (reference, any scalar) and, for float, envit's packed xsimd micro-kernel
-// (kernels/gemm_packed.hpp) when ENVIT_GEMM_PACKED is available; selectable at runtime.
+// Backends: for float, envit's packed xsimd micro-kernel (kernels/gemm_packed.hpp, the default)
+// or Eigen; double always uses Eigen. Selectable at runtime with set_gemm_backend.
+// Semantics shared by both backends: beta == 0 never reads C (NaN garbage is overwritten);
+// alpha == 0 or K == 0 gives C = beta * C without reading A or B.
 #pragma once
 #include <Eigen/Core>
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
+#include <type_traits>
 
 #include "envit/core/error.hpp"
 #include "envit/core/parallel.hpp"
@@ -23,11 +29,12 @@ enum class GemmBackend { eigen, packed };
 
 namespace detail {
 inline std::atomic<GemmBackend>& gemm_backend_ref() {
-  static std::atomic<GemmBackend> b{GemmBackend::eigen};
+  static std::atomic<GemmBackend> b{GemmBackend::packed};
   return b;
 }
 }  // namespace detail
 
+// Backend for float GEMMs (default: packed). double always runs on Eigen.
 inline void set_gemm_backend(GemmBackend b) { detail::gemm_backend_ref().store(b); }
 inline GemmBackend gemm_backend() { return detail::gemm_backend_ref().load(); }
 
@@ -52,24 +59,48 @@ void gemm_eigen_serial(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, s
   else c.noalias() += alpha * a.transpose() * b.transpose();
 }
 
-namespace detail {
-// Tile of C for thread i of t: rows or columns, boundaries on multiples of 16 where possible.
-struct GemmTile { std::ptrdiff_t m0, m1, n0, n1; };
-inline GemmTile gemm_tile(std::ptrdiff_t M, std::ptrdiff_t N, int t, int i) {
-  bool by_rows = M >= N;
-  std::ptrdiff_t n = by_rows ? M : N;
-  std::ptrdiff_t blocks = (n + 15) / 16;
-  auto [b, e] = partition(blocks, t, i);
-  std::ptrdiff_t lo = std::min(n, b * 16), hi = std::min(n, e * 16);
-  return by_rows ? GemmTile{lo, hi, 0, N} : GemmTile{0, M, lo, hi};
-}
-}  // namespace detail
-
-// Forward declaration; defined in gemm_packed.hpp (float only) when included.
+// Forward declaration; the float specialisation is defined in gemm_packed.hpp (included below).
 template <class T>
 void gemm_packed_serial(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K,
                         T alpha, const T* A, std::ptrdiff_t lda, const T* B, std::ptrdiff_t ldb,
                         T beta, T* C, std::ptrdiff_t ldc);
+
+}  // namespace envit
+
+#define ENVIT_HAVE_GEMM_PACKED 1
+#include "envit/kernels/gemm_packed.hpp"
+
+namespace envit {
+namespace detail {
+// Tile of C for thread i of t: a contiguous range of rows or of columns. Boundaries fall on
+// multiples of the kernel's register tile (mu rows, nu columns) so only the last tile is ragged.
+// Rows vs columns: the split whose slowest thread has the least estimated work, counting padded
+// multiply-adds (parts rounded up to mu/nu) plus packing, weighted as ~16 multiply-adds per packed
+// element (a row split repacks all of op(B) in every thread, a column split all of op(A)).
+// Depends only on (M, N, K, t, mu, nu): fixed thread count => fixed tiles => bitwise-reproducible.
+struct GemmTile { std::ptrdiff_t m0, m1, n0, n1; };
+inline bool gemm_split_rows(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, int t,
+                            std::ptrdiff_t mu, std::ptrdiff_t nu) {
+  auto up = [](std::ptrdiff_t a, std::ptrdiff_t b) { return (a + b - 1) / b * b; };
+  auto cost = [&](bool rows) {
+    std::ptrdiff_t n = rows ? M : N, u = rows ? mu : nu;
+    std::ptrdiff_t part = std::min(n, (((n + u - 1) / u + t - 1) / t) * u);  // largest part
+    double pm = double(up(rows ? part : M, mu)), pn = double(up(rows ? N : part, nu));
+    double real_m = double(rows ? part : M), real_n = double(rows ? N : part);
+    return pm * pn * double(K) + 16.0 * (real_m + real_n) * double(K);
+  };
+  return cost(true) <= cost(false);
+}
+inline GemmTile gemm_tile(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, int t, int i,
+                          std::ptrdiff_t mu, std::ptrdiff_t nu) {
+  bool by_rows = gemm_split_rows(M, N, K, t, mu, nu);
+  std::ptrdiff_t n = by_rows ? M : N, u = by_rows ? mu : nu;
+  std::ptrdiff_t blocks = (n + u - 1) / u;
+  auto [b, e] = partition(blocks, t, i);
+  std::ptrdiff_t lo = std::min(n, b * u), hi = std::min(n, e * u);
+  return by_rows ? GemmTile{lo, hi, 0, N} : GemmTile{0, M, lo, hi};
+}
+}  // namespace detail
 
 template <class T>
 void gemm(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, T alpha,
@@ -82,26 +113,29 @@ void gemm(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t
               " lda=", lda, " ldb=", ldb, " ldc=", ldc, ")");
   static const bool eigen_serial = (Eigen::setNbThreads(1), true);  // envit threads GEMMs itself
   (void)eigen_serial;
+  bool packed = false;  // read the backend once per call: all tiles use the same one
+  if constexpr (std::is_same_v<T, float>) packed = gemm_backend() == GemmBackend::packed;
   auto run = [&](std::ptrdiff_t m0, std::ptrdiff_t m1, std::ptrdiff_t n0, std::ptrdiff_t n1) {
     const T* a = ta == Trans::N ? A + m0 * lda : A + m0;
     const T* b = tb == Trans::N ? B + n0 : B + n0 * ldb;
     T* c = C + m0 * ldc + n0;
     if constexpr (std::is_same_v<T, float>) {
-#ifdef ENVIT_HAVE_GEMM_PACKED
-      if (gemm_backend() == GemmBackend::packed) {
+      if (packed) {
         gemm_packed_serial<T>(ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
       }
-#endif
     }
     gemm_eigen_serial<T>(ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b, ldb, beta, c, ldc);
   };
-  double flops = 2.0 * double(M) * double(N) * double(K);
-  int t = threads_for(std::max(M, N) / 16 + 1, flops / double(std::max(M, N) / 16 + 1), 2.0e5);
+  // A second thread pays off above ~1 MFLOP each (an OpenMP fork/join costs a few microseconds).
+  const std::ptrdiff_t items = std::max(M, N) / 16 + 1;
+  const double flops = 2.0 * double(M) * double(N) * double(K);
+  const int t = threads_for(items, flops / double(items), 1.0e6);
   if (t <= 1) { run(0, M, 0, N); return; }
+  const std::ptrdiff_t mu = packed ? gemm_packed_mr : 16, nu = packed ? gemm_packed_nr : 16;
 #pragma omp parallel num_threads(t)
   {
-    auto tile = detail::gemm_tile(M, N, omp_get_num_threads(), omp_get_thread_num());
+    auto tile = detail::gemm_tile(M, N, K, omp_get_num_threads(), omp_get_thread_num(), mu, nu);
     if (tile.m0 < tile.m1 && tile.n0 < tile.n1) run(tile.m0, tile.m1, tile.n0, tile.n1);
   }
 }

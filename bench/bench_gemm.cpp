@@ -1,0 +1,164 @@
+// bench/bench_gemm.cpp — envit::gemm at ViT shapes, Eigen vs envit's packed backend, 1 and 2
+// threads, next to a peak-FLOP probe measured in the same process.
+//   peak/threads:T      independent FMA chains (xsimd batches, compile-time arch) on T threads
+//   gemm/<backend>/t<T>/<shape>   counters: GFLOPs (rate) and pct_peak (of the probe, same T)
+// Shapes (row-major, envit's Linear conventions: y = x W^T, dx = dy W, dW = dy^T x):
+//   ViT-S-like, rows M = 6400 (e.g. 32 images x 200 tokens), D = 192, MLP 768, qkv 576:
+//     fwd_*  (N,T)  M=6400, N=out, K=in
+//     dx_*   (N,N)  M=6400, N=in,  K=out
+//     dW_*   (T,N)  M=out,  N=in,  K=6400
+//   ViT-B/16, rows M = 8*197 = 1576, D = 768, MLP 3072, qkv 2304: B16_*.
+// Compiled with envit::arch (AVX-512). Timings are wall-clock (UseRealTime) — on a shared machine
+// run each several times and keep the best (--benchmark_repetitions=5
+// --benchmark_report_aggregates_only=false, then take the max).
+#include <benchmark/benchmark.h>
+#include <xsimd/xsimd.hpp>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "envit/core/parallel.hpp"
+#include "envit/kernels/gemm.hpp"
+
+namespace {
+
+using envit::GemmBackend;
+using envit::Trans;
+using idx = std::ptrdiff_t;
+
+// ---- peak probe -----------------------------------------------------------------------------------
+// kChains independent FMA chains per thread (more than latency x FMA ports on any current x86),
+// `iters` rounds each: 2 * W * kChains * iters flops per thread.
+constexpr int kChains = 16;
+using VF = xsimd::batch<float>;
+
+// Operands come from volatiles so the compiler cannot fold the chains (GCC's constant propagation
+// otherwise notices that acc * x + y == acc for compile-time constants and deletes the loop).
+volatile float g_x = 0.9999999f, g_y = 1e-7f, g_init = 1.0f;
+
+__attribute__((noinline)) float fma_chains(long iters) {
+  const float init = g_init;
+  VF acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = VF(init + 1e-3f * float(i));
+  const VF x(g_x), y(g_y);
+  for (long it = 0; it < iters; ++it) {
+#pragma GCC unroll 16
+    for (int i = 0; i < kChains; ++i) acc[i] = xsimd::fma(acc[i], x, y);
+  }
+  VF s = acc[0];
+  for (int i = 1; i < kChains; ++i) s += acc[i];
+  return xsimd::hadd(s);
+}
+
+double flops_per_call(long iters) { return 2.0 * double(VF::size) * kChains * double(iters); }
+
+// Best of a few short runs of the probe on `threads` threads, in GFLOP/s (cached per thread count).
+double peak_gflops(int threads) {
+  static double cache[8] = {};
+  if (threads < 1 || threads > 7) return 0.0;
+  if (cache[threads] > 0) return cache[threads];
+  const long iters = 2'000'000;
+  double best = 0;
+  for (int rep = 0; rep < 7; ++rep) {
+    float sink = 0;
+    const double t0 = omp_get_wtime();
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+    sink += fma_chains(iters);
+    const double dt = omp_get_wtime() - t0;
+    benchmark::DoNotOptimize(sink);
+    best = std::max(best, flops_per_call(iters) * threads / dt * 1e-9);
+  }
+  return cache[threads] = best;
+}
+
+void BM_Peak(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  const long iters = 1'000'000;
+  for (auto _ : state) {
+    float sink = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+    sink += fma_chains(iters);
+    benchmark::DoNotOptimize(sink);
+  }
+  state.counters["GFLOPs"] = benchmark::Counter(flops_per_call(iters) * threads * 1e-9,
+                                                benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["simd_width"] = double(VF::size);
+}
+
+// ---- GEMM -----------------------------------------------------------------------------------------
+struct Shape {
+  const char* name;
+  Trans ta, tb;
+  idx M, N, K;
+};
+
+const Shape kShapes[] = {
+    // ViT-S-like, 6400 rows
+    {"fwd_qkv", Trans::N, Trans::T, 6400, 576, 192},
+    {"fwd_proj", Trans::N, Trans::T, 6400, 192, 192},
+    {"fwd_fc1", Trans::N, Trans::T, 6400, 768, 192},
+    {"fwd_fc2", Trans::N, Trans::T, 6400, 192, 768},
+    {"dx_qkv", Trans::N, Trans::N, 6400, 192, 576},
+    {"dx_proj", Trans::N, Trans::N, 6400, 192, 192},
+    {"dx_fc1", Trans::N, Trans::N, 6400, 192, 768},
+    {"dx_fc2", Trans::N, Trans::N, 6400, 768, 192},
+    {"dW_qkv", Trans::T, Trans::N, 576, 192, 6400},
+    {"dW_proj", Trans::T, Trans::N, 192, 192, 6400},
+    {"dW_fc1", Trans::T, Trans::N, 768, 192, 6400},
+    {"dW_fc2", Trans::T, Trans::N, 192, 768, 6400},
+    // ViT-B/16, 8 images x 197 tokens
+    {"B16_fwd_qkv", Trans::N, Trans::T, 1576, 2304, 768},
+    {"B16_fwd_fc1", Trans::N, Trans::T, 1576, 3072, 768},
+    {"B16_fwd_fc2", Trans::N, Trans::T, 1576, 768, 3072},
+    {"B16_dx_fc1", Trans::N, Trans::N, 1576, 768, 3072},
+    {"B16_dW_fc1", Trans::T, Trans::N, 3072, 768, 1576},
+    {"B16_dW_fc2", Trans::T, Trans::N, 768, 3072, 1576},
+};
+
+void BM_Gemm(benchmark::State& state, Shape s, GemmBackend backend, int threads) {
+  const idx lda = s.ta == Trans::N ? s.K : s.M, ldb = s.tb == Trans::N ? s.N : s.K;
+  std::vector<float> A(static_cast<std::size_t>(s.M * s.K)), B(static_cast<std::size_t>(s.K * s.N)),
+      C(static_cast<std::size_t>(s.M * s.N), 0.0f);
+  for (std::size_t i = 0; i < A.size(); ++i) A[i] = float((i * 7919) % 1000) * 1e-3f - 0.5f;
+  for (std::size_t i = 0; i < B.size(); ++i) B[i] = float((i * 104729) % 1000) * 1e-3f - 0.5f;
+  const GemmBackend old_backend = envit::gemm_backend();
+  const int old_threads = envit::num_threads();
+  envit::set_gemm_backend(backend);
+  envit::set_num_threads(threads);
+  const double peak = peak_gflops(threads);
+  // warm-up: pack buffers, OpenMP team
+  envit::gemm<float>(s.ta, s.tb, s.M, s.N, s.K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, C.data(), s.N);
+  for (auto _ : state) {
+    envit::gemm<float>(s.ta, s.tb, s.M, s.N, s.K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f,
+                       C.data(), s.N);
+    benchmark::DoNotOptimize(C.data());
+    benchmark::ClobberMemory();
+  }
+  const double flops = 2.0 * double(s.M) * double(s.N) * double(s.K);
+  state.counters["GFLOPs"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["pct_peak"] = benchmark::Counter(peak > 0 ? flops * 1e-9 * 100.0 / peak : 0.0,
+                                                  benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["peak_GFLOPs"] = peak;
+  envit::set_gemm_backend(old_backend);
+  envit::set_num_threads(old_threads);
+}
+
+const bool registered = [] {
+  benchmark::RegisterBenchmark("peak", BM_Peak)->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime();
+  for (int threads : {1, 2})
+    for (const Shape& s : kShapes)
+      for (GemmBackend b : {GemmBackend::eigen, GemmBackend::packed}) {
+        char name[160];
+        std::snprintf(name, sizeof name, "gemm/%s/t%d/%s_%s%s_%tdx%tdx%td",
+                      b == GemmBackend::eigen ? "eigen" : "packed", threads, s.name,
+                      s.ta == Trans::N ? "N" : "T", s.tb == Trans::N ? "N" : "T", s.M, s.N, s.K);
+        benchmark::RegisterBenchmark(name, BM_Gemm, s, b, threads)
+            ->UseRealTime()
+            ->Unit(benchmark::kMillisecond);
+      }
+  return true;
+}();
+
+}  // namespace

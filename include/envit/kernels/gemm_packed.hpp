@@ -1,0 +1,386 @@
+// envit/kernels/gemm_packed.hpp — envit's own single-threaded float GEMM (GotoBLAS/BLIS style):
+//   C(M,N) = alpha * op(A)(M,K) * op(B)(K,N) + beta * C        (row-major, leading dims given)
+// Loop nest: jc over N (NC) > pc over K (KC) > ic over M (MC) > ir (MR) > jr (NR) > micro-kernel.
+//   * op(B) is packed per (jc, pc) into kc x NR micro-panels, k-major ("for each k, NR floats");
+//     the packed B block (kc x nc, <= NB floats, about half of L2) is reused by every row panel.
+//   * op(A) is packed per (ic, pc) into micro-panels of MR rows, in the layout that needs no
+//     transpose: Trans::T (A stored K x M) k-major ("for each k, MR floats"); Trans::N (A stored
+//     M x K) row-major with row stride KC (plain row copies). Only Trans::T for B transposes while
+//     packing, and that cost is amortised over all M rows (Linear's forward packs its weight).
+//   * ir outside jr: an A micro-panel stays in L1 while B streams from L2, and C is walked along
+//     its rows. The micro-kernel broadcasts A and keeps MR x NV accumulator vectors in registers
+//     (AVX-512: 14 x 2 zmm, a 14 x 32 tile of C; SSE2/AVX2: 6 x 2).
+//   * KC is large (768: one K block for every ViT-S shape but the weight gradients) because each
+//     extra K block re-reads C and re-packs A; software prefetches, interleaved with the FMAs,
+//     bring the next C tile and the sources of the next A and B packs into cache (packing from
+//     L3/DRAM otherwise costs 10-20% on shapes with M or N ~ 192).
+// Ragged edges: packed panels are zero-padded to MR / NR; partial C tiles go through a small
+// on-stack tile. Each C element is reduced in a fixed order (K blocks in order, k within a block
+// in order, one FMA chain), so results are bitwise reproducible for given (M, N, K) — independent
+// of the leading dimensions and of where the call's C tile sits (gemm.hpp's per-thread tiles).
+// Pack buffers are thread_local, 64-byte aligned and grown only when a larger size is first seen
+// (at most ~1.4 MB per thread): no allocation in steady state.
+// Architecture: the SIMD width is xsimd's compile-time default (SSE2 without -march flags, AVX-512
+// with envit::arch / -march=x86-64-v4); internals are templated on that arch so translation units
+// compiled for different targets do not share kernel symbols.
+// Not here: threading (gemm.hpp splits C into per-thread tiles), double (Eigen), mixed precision.
+#pragma once
+#include <xsimd/xsimd.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+
+#include "envit/core/tensor.hpp"
+#include "envit/kernels/gemm.hpp"
+
+// Tuning knobs (compile-time; defaults measured on the 2-core AVX-512 machine, see
+// bench/bench_gemm.cpp). KC: max depth of a K block; MC: rows of A packed at a time; NB: floats in
+// a packed B block. ENVIT_GEMM_MR/ENVIT_GEMM_NV (both) override the register tile.
+#ifndef ENVIT_GEMM_KC
+#define ENVIT_GEMM_KC 768
+#endif
+#ifndef ENVIT_GEMM_MC
+#define ENVIT_GEMM_MC 112
+#endif
+#ifndef ENVIT_GEMM_NB
+#define ENVIT_GEMM_NB 262144
+#endif
+
+namespace envit {
+namespace detail::gemm_pk {
+
+// Register blocking for an xsimd arch: MR rows of C x NV vectors of W floats. MR*NV accumulators
+// plus NV B vectors plus one A broadcast must fit the register file (32 zmm / 16 ymm or xmm).
+template <class Arch>
+struct Blocking {
+  static constexpr int W = static_cast<int>(xsimd::batch<float, Arch>::size);
+#if defined(ENVIT_GEMM_MR) && defined(ENVIT_GEMM_NV)
+  static constexpr int MR = ENVIT_GEMM_MR;
+  static constexpr int NV = ENVIT_GEMM_NV;
+#else
+  static constexpr int MR = W >= 16 ? 14 : 6;
+  static constexpr int NV = 2;
+#endif
+  static constexpr int NR = NV * W;
+  static constexpr int KC = ENVIT_GEMM_KC;
+  static constexpr int AS = KC;  // row stride of a row-major A micro-panel (compile-time offsets)
+  static constexpr int MC = std::max(MR, ENVIT_GEMM_MC / MR * MR);
+  static constexpr int NB = ENVIT_GEMM_NB;  // floats in a packed B block (KC x NC), ~half of L2
+  static_assert(KC >= 1 && MR >= 1 && NV >= 1);
+};
+
+// A grow-only, 64-byte aligned float buffer (one per thread and operand).
+struct PackBuffer {
+  std::unique_ptr<float[], detail::AlignedFree> p;
+  std::size_t cap = 0;
+  float* get(std::size_t n) {
+    if (n > cap) {
+      p = aligned_buffer<float>(n);
+      cap = n;
+    }
+    return p.get();
+  }
+};
+template <class Arch, int Which>
+PackBuffer& pack_buffer() {
+  thread_local PackBuffer b;
+  return b;
+}
+
+inline std::ptrdiff_t ceil_div(std::ptrdiff_t a, std::ptrdiff_t b) { return (a + b - 1) / b; }
+inline std::ptrdiff_t round_up(std::ptrdiff_t a, std::ptrdiff_t b) { return ceil_div(a, b) * b; }
+// Block size for n items in blocks of at most `cap`, balanced, a multiple of `unit` (cap is one).
+inline std::ptrdiff_t balanced_block(std::ptrdiff_t n, std::ptrdiff_t cap, std::ptrdiff_t unit) {
+  std::ptrdiff_t nb = ceil_div(n, cap);
+  return std::min(cap, round_up(ceil_div(n, nb), unit));
+}
+
+// C(m,n) = beta * C, with beta == 0 writing zeros (garbage/NaN in C is ignored).
+inline void scale_c(std::ptrdiff_t m, std::ptrdiff_t n, float beta, float* C, std::ptrdiff_t ldc) {
+  for (std::ptrdiff_t i = 0; i < m; ++i) {
+    float* c = C + i * ldc;
+    if (beta == 0.0f) std::fill(c, c + n, 0.0f);
+    else if (beta != 1.0f)
+      for (std::ptrdiff_t j = 0; j < n; ++j) c[j] *= beta;
+  }
+}
+
+// Packs op(B)(pc:pc+kc, jc:jc+nc) into ceil(nc/NR) micro-panels of kc x NR (k-major), zero-padded.
+//   tb == N: B stored (K, N), element (k, j) at B[k*ldb + j]   — row copies
+//   tb == T: B stored (N, K), element (k, j) at B[j*ldb + k]   — transposing copy
+template <int NR>
+void pack_b(Trans tb, const float* B, std::ptrdiff_t ldb, std::ptrdiff_t kc, std::ptrdiff_t nc,
+            float* __restrict pb) {
+  for (std::ptrdiff_t j0 = 0; j0 < nc; j0 += NR) {
+    const std::ptrdiff_t n = std::min<std::ptrdiff_t>(NR, nc - j0);
+    float* __restrict dst = pb + j0 * kc;  // panel j0/NR starts at (j0/NR) * kc * NR
+    if (tb == Trans::N) {
+      const float* src = B + j0;
+      if (n == NR) {
+        for (std::ptrdiff_t k = 0; k < kc; ++k) std::memcpy(dst + k * NR, src + k * ldb, sizeof(float) * NR);
+      } else {
+        for (std::ptrdiff_t k = 0; k < kc; ++k) {
+          std::memcpy(dst + k * NR, src + k * ldb, sizeof(float) * n);
+          std::fill(dst + k * NR + n, dst + (k + 1) * NR, 0.0f);
+        }
+      }
+    } else {
+      // dst[k*NR + j] = B[(j0+j)*ldb + k]; blocks of 8 k keep the destination lines hot.
+      const float* src = B + j0 * ldb;
+      constexpr std::ptrdiff_t KB = 8;
+      std::ptrdiff_t k0 = 0;
+      for (; k0 + KB <= kc; k0 += KB)
+        for (std::ptrdiff_t j = 0; j < n; ++j)
+          for (std::ptrdiff_t kk = 0; kk < KB; ++kk) dst[(k0 + kk) * NR + j] = src[j * ldb + k0 + kk];
+      for (std::ptrdiff_t j = 0; j < n; ++j)
+        for (std::ptrdiff_t k = k0; k < kc; ++k) dst[k * NR + j] = src[j * ldb + k];
+      if (n < NR)
+        for (std::ptrdiff_t k = 0; k < kc; ++k) std::fill(dst + k * NR + n, dst + (k + 1) * NR, 0.0f);
+    }
+  }
+}
+
+// Packs op(A)(ic:ic+mc, pc:pc+kc) into ceil(mc/MR) micro-panels, each MR * KC floats, zero-padded:
+//   ta == T: A stored (K, M), element (i, k) at A[k*lda + i] -> k-major: panel[k*MR + r]
+//   ta == N: A stored (M, K), element (i, k) at A[i*lda + k] -> row-major: panel[r*KC + k]
+template <int MR, int AS>
+void pack_a(Trans ta, const float* A, std::ptrdiff_t lda, std::ptrdiff_t mc, std::ptrdiff_t kc,
+            float* __restrict pa) {
+  for (std::ptrdiff_t i0 = 0; i0 < mc; i0 += MR) {
+    const std::ptrdiff_t m = std::min<std::ptrdiff_t>(MR, mc - i0);
+    float* __restrict dst = pa + (i0 / MR) * (MR * AS);
+    if (ta == Trans::T) {
+      const float* src = A + i0;
+      if (m == MR) {
+        for (std::ptrdiff_t k = 0; k < kc; ++k) std::memcpy(dst + k * MR, src + k * lda, sizeof(float) * MR);
+      } else {
+        for (std::ptrdiff_t k = 0; k < kc; ++k) {
+          std::memcpy(dst + k * MR, src + k * lda, sizeof(float) * m);
+          std::fill(dst + k * MR + m, dst + (k + 1) * MR, 0.0f);
+        }
+      }
+    } else {
+      for (std::ptrdiff_t r = 0; r < m; ++r)
+        std::memcpy(dst + r * AS, A + (i0 + r) * lda, sizeof(float) * kc);
+      for (std::ptrdiff_t r = m; r < MR; ++r) std::fill(dst + r * AS, dst + r * AS + kc, 0.0f);
+    }
+  }
+}
+
+// Prefetch of base + off floats. The address may lie past the end of an array (the tile after the
+// last one, the straddled line after a row); x86 prefetches never fault, and the arithmetic is done
+// on integers so no out-of-range pointer is ever formed.
+template <int Locality>
+inline void prefetch_at(const float* base, std::ptrdiff_t off) {
+  const auto addr = reinterpret_cast<std::uintptr_t>(base) + static_cast<std::uintptr_t>(off) * sizeof(float);
+  __builtin_prefetch(reinterpret_cast<const void*>(addr), 0, Locality);
+}
+template <int Locality>
+inline void prefetch_w_at(const float* base, std::ptrdiff_t off) {
+  const auto addr = reinterpret_cast<std::uintptr_t>(base) + static_cast<std::uintptr_t>(off) * sizeof(float);
+  __builtin_prefetch(reinterpret_cast<const void*>(addr), 1, Locality);
+}
+
+// Software prefetch (into L2) of the source of the next pack, spread over the micro-kernel calls
+// that run before that pack, a few lines per call, interleaved with the FMAs (bursts of prefetches
+// would stall on the line-fill buffers). The source is `rows` rows of `len` floats, `stride` apart.
+// The packs then read from L2 instead of waiting on L3/DRAM, which matters when each packed
+// element feeds few flops (M or N around 192, as in the ViT weight gradients).
+// Stops at the next start(): lines not prefetched by then are simply read on demand.
+struct PrefetchStream {
+  const float* base = nullptr;
+  std::ptrdiff_t rows_left = 0, len = 0, stride = 0, off = 0, col = 0;
+  void start(const float* b, std::ptrdiff_t rows, std::ptrdiff_t l, std::ptrdiff_t s) {
+    base = b, rows_left = b ? rows : 0, len = l, stride = s, off = 0, col = 0;
+  }
+  void stop() { rows_left = 0; }
+  void step() {  // one cache line (prefetcht1: into L2)
+    if (rows_left <= 0) return;
+    prefetch_at<2>(base, off + col);
+    col += 16;
+    if (col >= len + 16) col = 0, off += stride, --rows_left;  // +16: a row may straddle a line
+  }
+};
+
+// C(m,n) tile (m <= MR, n <= NR) = alpha * sum_k a(r,k) b(k,j) + beta * C  (beta == 0: C not read).
+// a(r,k) = pa[k*MR + r] when AKMajor, else pa[r*AS + k]; b(k,j) = pb[k*NR + j] (64-byte aligned).
+// Scalar meaning: for k: for r: for j: acc[r][j] += a(r,k) * b(k,j)  (one FMA chain per element).
+// Every P = 3 k steps one prefetch slot (P * MR * NV FMAs hide it): first the lines of the next C
+// tile (at c_base + c_next, MR rows x NR), then pending lines of the A-source stream, then of the B source.
+template <class Arch, int MR, int NV, int AS, bool AKMajor>
+inline void micro_kernel(std::ptrdiff_t kc, const float* __restrict pa, const float* __restrict pb,
+                         float* __restrict C, std::ptrdiff_t ldc, float alpha, float beta, int m,
+                         int n, const float* c_base, std::ptrdiff_t c_next, PrefetchStream& pf0,
+                         PrefetchStream& pf1) {
+  using V = xsimd::batch<float, Arch>;
+  constexpr int W = static_cast<int>(V::size);
+  constexpr int NR = NV * W;
+  constexpr int CL = (NR + 15) / 16 + 1;  // lines per C row segment (unaligned: one more)
+  V acc[MR][NV];
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[r][v] = V(0.0f);
+  std::ptrdiff_t k = 0;
+  int c_line = 0;
+  constexpr int P = 3;  // k steps per prefetch slot
+  for (; k + P <= kc; k += P) {
+    if (c_line < MR * CL) {
+      prefetch_w_at<3>(c_base, c_next + (c_line / CL) * ldc + std::min((c_line % CL) * 16, NR - 1));
+      ++c_line;
+    } else if (pf0.rows_left > 0) {
+      pf0.step();
+    } else {
+      pf1.step();
+    }
+#pragma GCC unroll 8
+    for (int kk = 0; kk < P; ++kk) {
+      V b[NV];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) b[v] = V::load_aligned(pb + (k + kk) * NR + v * W);
+#pragma GCC unroll 32
+      for (int r = 0; r < MR; ++r) {
+        const V a(AKMajor ? pa[(k + kk) * MR + r] : pa[r * AS + k + kk]);
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, b[v], acc[r][v]);
+      }
+    }
+  }
+  for (; k < kc; ++k) {
+    V b[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) b[v] = V::load_aligned(pb + k * NR + v * W);
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) {
+      const V a(AKMajor ? pa[k * MR + r] : pa[r * AS + k]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, b[v], acc[r][v]);
+    }
+  }
+  const V valpha(alpha), vbeta(beta);
+  if (m == MR && n == NR) {
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) {
+        float* c = C + r * ldc + v * W;
+        const V x = acc[r][v] * valpha;
+        if (beta == 0.0f) x.store_unaligned(c);
+        else xsimd::fma(vbeta, V::load_unaligned(c), x).store_unaligned(c);
+      }
+    return;
+  }
+  alignas(64) float tile[MR * NR];
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) (acc[r][v] * valpha).store_aligned(tile + r * NR + v * W);
+  for (int r = 0; r < m; ++r) {
+    float* c = C + r * ldc;
+    const float* t = tile + r * NR;
+    if (beta == 0.0f)
+      for (int j = 0; j < n; ++j) c[j] = t[j];
+    else
+      for (int j = 0; j < n; ++j) c[j] = beta * c[j] + t[j];
+  }
+}
+
+template <class Arch>
+void gemm_packed_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K,
+                     float alpha, const float* A, std::ptrdiff_t lda, const float* B,
+                     std::ptrdiff_t ldb, float beta, float* C, std::ptrdiff_t ldc) {
+  using Bk = Blocking<Arch>;
+  constexpr int MR = Bk::MR, NR = Bk::NR, NV = Bk::NV, KC = Bk::KC, AS = Bk::AS;
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.0f) {
+    scale_c(M, N, beta, C, ldc);
+    return;
+  }
+  // Block sizes: K in balanced blocks of <= KC; the packed B block (kcb x ncb) within NB floats.
+  const std::ptrdiff_t kcb = balanced_block(K, KC, 1);
+  const std::ptrdiff_t mcb = balanced_block(M, Bk::MC, MR);
+  const std::ptrdiff_t ncb =
+      balanced_block(N, std::max<std::ptrdiff_t>(NR, Bk::NB / kcb / NR * NR), NR);
+  float* pa = pack_buffer<Arch, 0>().get(static_cast<std::size_t>(round_up(mcb, MR) * AS));
+  float* pb = pack_buffer<Arch, 1>().get(static_cast<std::size_t>(kcb * round_up(ncb, NR)));
+  const bool a_kmajor = ta == Trans::T;
+  // Where block (i0.., p0..) of op(A) / (p0.., j0..) of op(B) starts, and its source geometry.
+  auto a_src = [&](std::ptrdiff_t i0, std::ptrdiff_t p0) {
+    return ta == Trans::N ? A + i0 * lda + p0 : A + p0 * lda + i0;
+  };
+  auto b_src = [&](std::ptrdiff_t p0, std::ptrdiff_t j0) {
+    return tb == Trans::N ? B + p0 * ldb + j0 : B + j0 * ldb + p0;
+  };
+  PrefetchStream pf_a, pf_b;
+
+  for (std::ptrdiff_t jc = 0; jc < N; jc += ncb) {
+    const std::ptrdiff_t nc = std::min(ncb, N - jc);
+    for (std::ptrdiff_t pc = 0; pc < K; pc += kcb) {
+      const std::ptrdiff_t kc = std::min(kcb, K - pc);
+      const float beta_k = pc == 0 ? beta : 1.0f;  // later K blocks accumulate into C
+      pack_b<NR>(tb, b_src(pc, jc), ldb, kc, nc, pb);
+      {  // next B block: (pc + kcb, jc), else (0, jc + ncb); prefetched during this whole pass
+        std::ptrdiff_t p2 = pc + kcb, j2 = jc;
+        if (p2 >= K) p2 = 0, j2 = jc + ncb;
+        const std::ptrdiff_t k2 = std::min(kcb, K - p2), n2 = std::min(ncb, N - j2);
+        if (j2 < N)
+          pf_b.start(b_src(p2, j2), tb == Trans::N ? k2 : n2, tb == Trans::N ? n2 : k2, ldb);
+        else
+          pf_b.stop();
+      }
+      for (std::ptrdiff_t ic = 0; ic < M; ic += mcb) {
+        const std::ptrdiff_t mc = std::min(mcb, M - ic);
+        pack_a<MR, AS>(ta, a_src(ic, pc), lda, mc, kc, pa);
+        {  // next A block: (ic + mcb, pc), else the first one of the next K block
+          std::ptrdiff_t i2 = ic + mcb, p2 = pc;
+          if (i2 >= M) i2 = 0, p2 = pc + kcb;
+          if (p2 < K) {
+            const std::ptrdiff_t m2 = std::min(mcb, M - i2), k2 = std::min(kcb, K - p2);
+            pf_a.start(a_src(i2, p2), ta == Trans::N ? m2 : k2, ta == Trans::N ? k2 : m2, lda);
+          } else {
+            pf_a.stop();
+          }
+        }
+        // ir outside jr: the A micro-panel stays in L1 while B streams from L2, and C is walked
+        // along its rows (MR sequential streams the hardware prefetcher follows).
+        for (std::ptrdiff_t ir = 0; ir < mc; ir += MR) {
+          const int m = static_cast<int>(std::min<std::ptrdiff_t>(MR, mc - ir));
+          const float* pai = pa + (ir / MR) * (MR * AS);
+          for (std::ptrdiff_t jr = 0; jr < nc; jr += NR) {
+            const int n = static_cast<int>(std::min<std::ptrdiff_t>(NR, nc - jr));
+            const float* pbj = pb + jr * kc;
+            float* c = C + (ic + ir) * ldc + jc + jr;
+            // next C tile: right of this one, else the start of the next row panel (possibly
+            // past the last row: only prefetched, never read)
+            const std::ptrdiff_t cn = jr + NR < nc ? (ic + ir) * ldc + jc + jr + NR : (ic + ir + MR) * ldc + jc;
+            if (a_kmajor)
+              micro_kernel<Arch, MR, NV, AS, true>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
+            else
+              micro_kernel<Arch, MR, NV, AS, false>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace detail::gemm_pk
+
+// Register-tile sizes of the packed kernel for this translation unit's arch (gemm.hpp aligns its
+// per-thread tiles of C to them).
+inline constexpr int gemm_packed_mr = detail::gemm_pk::Blocking<xsimd::default_arch>::MR;
+inline constexpr int gemm_packed_nr = detail::gemm_pk::Blocking<xsimd::default_arch>::NR;
+
+template <>
+inline void gemm_packed_serial<float>(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N,
+                                      std::ptrdiff_t K, float alpha, const float* A,
+                                      std::ptrdiff_t lda, const float* B, std::ptrdiff_t ldb,
+                                      float beta, float* C, std::ptrdiff_t ldc) {
+  detail::gemm_pk::gemm_packed_run<xsimd::default_arch>(ta, tb, M, N, K, alpha, A, lda, B, ldb,
+                                                        beta, C, ldc);
+}
+
+}  // namespace envit

@@ -1,0 +1,328 @@
+// tests/test_gemm.cpp — envit::gemm against a naive double reference: the packed float backend
+// (all four Trans combinations, alpha/beta variants, sizes around the register tile, the SIMD width
+// and the cache blocks, padded leading dimensions, beta == 0 over NaN garbage, K == 0), the Eigen
+// backend for float and double, bitwise reproducibility, thread tiling and the no-allocation
+// property of the pack buffers. Compiled twice (tests/gemm.cmake): without architecture flags
+// (xsimd's SSE2 batch, 6 x 8 register tile) and with envit::arch (AVX-512, 14 x 32 register tile).
+//
+// Tolerance (float vs double reference), per element of C:
+//   |c - ref| <= 1e-6 + 1e-5 * sqrt(1 + K/64) * (|alpha| * sum_k |a_ik| |b_kj| + |beta| * |c0_ij|)
+// The float rounding error of a K-term FMA chain is at most K * 2^-24 * sum|a||b| and, with
+// errors of random sign, typically sqrt(K) * 2^-24 * sum|a||b|; the bound above is ~10x that
+// typical size for every K used here, and any indexing or packing error (a wrong or missing term)
+// is of the order of a whole |a||b| term, far above it.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "envit/kernels/gemm.hpp"
+#include "testing.hpp"
+
+// ---- counting global operator new (for the steady-state no-allocation check) ---------------------
+namespace {
+std::atomic<long> g_news{0};
+}
+void* operator new(std::size_t n) {
+  g_news.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) { return ::operator new(n); }
+void* operator new(std::size_t n, std::align_val_t al) {
+  g_news.fetch_add(1, std::memory_order_relaxed);
+  std::size_t a = static_cast<std::size_t>(al);
+  if (void* p = std::aligned_alloc(a, (n + a - 1) / a * a)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n, std::align_val_t al) { return ::operator new(n, al); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+
+#if defined(__AVX512F__)
+#define ARCH_NAME "avx512: "
+#elif defined(__AVX2__)
+#define ARCH_NAME "avx2: "
+#else
+#define ARCH_NAME "baseline: "
+#endif
+
+namespace {
+
+using envit::GemmBackend;
+using envit::Trans;
+using idx = std::ptrdiff_t;
+
+const char* tname(Trans t) { return t == Trans::N ? "N" : "T"; }
+
+// One GEMM problem with padded leading dimensions. Padding of A and B holds NaN (reading it would
+// poison C); padding of C holds a sentinel that must survive.
+template <class T>
+struct Problem {
+  Trans ta, tb;
+  idx M, N, K, lda, ldb, ldc;
+  T alpha, beta;
+  std::vector<T> A, B, C0;
+
+  Problem(Trans ta_, Trans tb_, idx M_, idx N_, idx K_, T alpha_, T beta_, idx pad, std::uint64_t seed)
+      : ta(ta_), tb(tb_), M(M_), N(N_), K(K_), alpha(alpha_), beta(beta_) {
+    const idx ar = ta == Trans::N ? M : K, ac = ta == Trans::N ? K : M;  // stored shape of A
+    const idx br = tb == Trans::N ? K : N, bc = tb == Trans::N ? N : K;
+    lda = ac + pad, ldb = bc + pad, ldc = N + pad;
+    if (lda == 0) lda = 1;
+    if (ldb == 0) ldb = 1;
+    if (ldc == 0) ldc = 1;
+    const T nan = std::numeric_limits<T>::quiet_NaN();
+    A.assign(static_cast<std::size_t>(std::max<idx>(ar * lda, 1)), nan);
+    B.assign(static_cast<std::size_t>(std::max<idx>(br * ldb, 1)), nan);
+    C0.assign(static_cast<std::size_t>(std::max<idx>(M * ldc, 1)), T(-777));
+    auto fill_rows = [&](std::vector<T>& v, idx rows, idx cols, idx ld, std::uint64_t s) {
+      for (idx r = 0; r < rows; ++r)
+        envit::testing::fill_uniform(v.data() + r * ld, static_cast<std::size_t>(cols), s * 1000003 + r);
+    };
+    fill_rows(A, ar, ac, lda, seed * 3 + 1);
+    fill_rows(B, br, bc, ldb, seed * 3 + 2);
+    if (beta != T(0)) fill_rows(C0, M, N, ldc, seed * 3 + 3);
+    else
+      for (idx i = 0; i < M; ++i)
+        for (idx j = 0; j < N; ++j) C0[i * ldc + j] = nan;  // beta == 0 must ignore C
+  }
+  double a(idx i, idx k) const { return ta == Trans::N ? A[i * lda + k] : A[k * lda + i]; }
+  double b(idx k, idx j) const { return tb == Trans::N ? B[k * ldb + j] : B[j * ldb + k]; }
+
+  std::vector<T> run() const {
+    std::vector<T> C = C0;
+    envit::gemm<T>(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+    return C;
+  }
+
+  // Compares C with the double reference; reports the first failure and the worst ratio.
+  void check(const std::vector<T>& C, double rel) const {
+    const double scale = rel * std::sqrt(1.0 + double(K) / 64.0);
+    std::size_t bad = 0;
+    double worst = 0, worst_got = 0, worst_ref = 0;
+    idx wi = -1, wj = -1;
+    for (idx i = 0; i < M; ++i)
+      for (idx j = 0; j < N; ++j) {
+        double s = 0, sa = 0;
+        for (idx k = 0; k < K; ++k) {
+          s += a(i, k) * b(k, j);
+          sa += std::abs(a(i, k) * b(k, j));
+        }
+        const double c0 = beta == T(0) ? 0.0 : double(C0[i * ldc + j]);
+        const double ref = double(alpha) * s + double(beta) * c0;
+        const double tol = 1e-6 + scale * (std::abs(double(alpha)) * sa + std::abs(double(beta) * c0));
+        const double got = C[i * ldc + j];
+        const double r = std::isfinite(got) ? std::abs(got - ref) / tol : 1e300;
+        if (r > 1.0) ++bad;
+        if (r > worst) worst = r, wi = i, wj = j, worst_got = got, worst_ref = ref;
+      }
+    std::size_t pad_bad = 0;
+    for (idx i = 0; i < M; ++i)
+      for (idx j = N; j < ldc; ++j) pad_bad += C[i * ldc + j] != T(-777);
+    INFO("gemm " << tname(ta) << tname(tb) << " M=" << M << " N=" << N << " K=" << K << " alpha="
+                 << alpha << " beta=" << beta << " lda=" << lda << " ldb=" << ldb << " ldc=" << ldc
+                 << ": " << bad << " bad elements; worst |err|/tol = " << worst << " at (" << wi
+                 << ", " << wj << ") got " << worst_got << " ref " << worst_ref << "; "
+                 << pad_bad << " padding elements of C overwritten");
+    CHECK(bad == 0);
+    CHECK(pad_bad == 0);
+  }
+};
+
+struct AlphaBeta { float alpha, beta; };
+const AlphaBeta kAlphaBeta[] = {{1.0f, 0.0f}, {1.0f, 1.0f}, {-1.5f, 0.25f}, {0.5f, 0.0f}, {2.0f, -1.0f}};
+const Trans kTrans[] = {Trans::N, Trans::T};
+
+struct BackendGuard {  // restores backend and thread count after a test
+  GemmBackend b = envit::gemm_backend();
+  int t = envit::num_threads();
+  ~BackendGuard() { envit::set_gemm_backend(b), envit::set_num_threads(t); }
+};
+
+}  // namespace
+
+TEST_CASE(ARCH_NAME "gemm: packed is the default float backend", "[gemm]") {
+  CHECK(envit::gemm_backend() == GemmBackend::packed);
+#if defined(__AVX512F__)
+  CHECK(envit::gemm_packed_mr == 14);
+  CHECK(envit::gemm_packed_nr == 32);
+#endif
+}
+
+TEST_CASE(ARCH_NAME "gemm packed: small sizes around the register tile and SIMD width", "[gemm][ref]") {
+  BackendGuard g;
+  envit::set_gemm_backend(GemmBackend::packed);
+  envit::set_num_threads(1);
+  const idx Ms[] = {1, 5, 6, 7, 13, 14, 15, 16, 17, 28, 29, 33};
+  const idx Ns[] = {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 65};
+  const idx Ks[] = {0, 1, 2, 3, 7, 16, 17, 31, 64};
+  std::uint64_t seed = 1;
+  for (Trans ta : kTrans)
+    for (Trans tb : kTrans)
+      for (idx M : Ms)
+        for (idx N : Ns)
+          for (idx K : Ks) {
+            const AlphaBeta ab = kAlphaBeta[seed % 5];
+            const idx pad = (seed % 3 == 0) ? 3 : 0;
+            Problem<float> p(ta, tb, M, N, K, ab.alpha, ab.beta, pad, seed++);
+            p.check(p.run(), 1e-5);
+          }
+}
+
+TEST_CASE(ARCH_NAME "gemm packed: alpha/beta variants on ragged sizes", "[gemm][ref]") {
+  BackendGuard g;
+  envit::set_gemm_backend(GemmBackend::packed);
+  envit::set_num_threads(1);
+  const AlphaBeta extra[] = {{1.0f, 0.0f}, {1.0f, 1.0f}, {-1.5f, 0.25f}, {0.5f, 0.0f},
+                             {2.0f, -1.0f}, {0.0f, 0.0f}, {0.0f, 2.0f}, {1.0f, -0.5f}};
+  std::uint64_t seed = 100;
+  for (Trans ta : kTrans)
+    for (Trans tb : kTrans)
+      for (AlphaBeta ab : extra)
+        for (idx pad : {0, 5}) {
+          Problem<float> p(ta, tb, 31, 47, 127, ab.alpha, ab.beta, pad, seed++);
+          p.check(p.run(), 1e-5);
+        }
+}
+
+TEST_CASE(ARCH_NAME "gemm packed: sizes around the cache blocks (MC, KC, NB) and large ragged sizes",
+          "[gemm][ref]") {
+  BackendGuard g;
+  envit::set_gemm_backend(GemmBackend::packed);
+  envit::set_num_threads(1);
+  struct S { idx M, N, K; };
+  // KC = 768 (K = 769, 1537: 2 and 3 K blocks), MC = 112 (M = 113, 225), packed B block of
+  // 262144 floats (N = 513 with K = 769 needs two column blocks), plus odd primes-ish sizes.
+  const S sizes[] = {{127, 65, 200},  {200, 127, 513}, {113, 200, 769}, {225, 513, 769},
+                     {65, 33, 1537},  {14, 32, 768},   {112, 352, 767}, {33, 1100, 100},
+                     {1, 1000, 800},  {1000, 1, 800},  {511, 7, 31}};
+  std::uint64_t seed = 200;
+  for (const S& s : sizes)
+    for (Trans ta : kTrans)
+      for (Trans tb : kTrans) {
+        const std::uint64_t sd = seed++;
+        const AlphaBeta ab = kAlphaBeta[sd % 5];
+        Problem<float> p(ta, tb, s.M, s.N, s.K, ab.alpha, ab.beta, sd % 2 ? 7 : 0, sd);
+        p.check(p.run(), 1e-5);
+      }
+}
+
+TEST_CASE(ARCH_NAME "gemm packed: two threads (row and column splits) match the reference",
+          "[gemm][ref][threads]") {
+  BackendGuard g;
+  envit::set_gemm_backend(GemmBackend::packed);
+  envit::set_num_threads(2);
+  struct S { Trans ta, tb; idx M, N, K; };
+  // Shapes big enough to be split: tall (rows), wide (columns), weight-gradient-like (huge K).
+  const S sizes[] = {{Trans::N, Trans::T, 640, 96, 64},  {Trans::N, Trans::N, 97, 611, 50},
+                     {Trans::T, Trans::N, 96, 160, 900}, {Trans::T, Trans::T, 203, 205, 77},
+                     {Trans::N, Trans::T, 333, 17, 300}};
+  std::uint64_t seed = 300;
+  for (const S& s : sizes) {
+    const std::uint64_t sd = seed++;
+    Problem<float> p(s.ta, s.tb, s.M, s.N, s.K, 1.0f, sd % 2 ? 0.5f : 0.0f, 3, sd);
+    p.check(p.run(), 1e-5);
+  }
+}
+
+TEST_CASE(ARCH_NAME "gemm packed: bitwise reproducible across runs and across 1 vs 2 threads",
+          "[gemm][determinism]") {
+  BackendGuard g;
+  envit::set_gemm_backend(GemmBackend::packed);
+  struct S { Trans ta, tb; idx M, N, K; };
+  const S sizes[] = {{Trans::N, Trans::T, 643, 97, 200}, {Trans::T, Trans::N, 96, 197, 1600},
+                     {Trans::N, Trans::N, 150, 701, 129}};
+  std::uint64_t seed = 400;
+  for (const S& s : sizes) {
+    Problem<float> p(s.ta, s.tb, s.M, s.N, s.K, 0.75f, 0.5f, 0, seed++);
+    envit::set_num_threads(2);
+    const auto c2a = p.run(), c2b = p.run();
+    envit::set_num_threads(1);
+    const auto c1 = p.run();
+    INFO("gemm " << tname(s.ta) << tname(s.tb) << " M=" << s.M << " N=" << s.N << " K=" << s.K);
+    CHECK(std::memcmp(c2a.data(), c2b.data(), c2a.size() * sizeof(float)) == 0);
+    // Holds by construction: thread tiles start at multiples of the register tile, so every
+    // element sees the same K blocking and FMA chain whatever the thread count.
+    CHECK(std::memcmp(c1.data(), c2a.data(), c1.size() * sizeof(float)) == 0);
+  }
+}
+
+TEST_CASE(ARCH_NAME "gemm packed: no allocation once the pack buffers are warm", "[gemm][alloc]") {
+  BackendGuard g;
+  envit::set_gemm_backend(GemmBackend::packed);
+  for (int threads : {1, 2}) {
+    envit::set_num_threads(threads);
+    Problem<float> big(Trans::N, Trans::T, 300, 400, 900, 1.0f, 0.0f, 0, 500);
+    Problem<float> small(Trans::T, Trans::N, 50, 70, 90, 1.0f, 1.0f, 0, 501);
+    std::vector<float> C = big.C0, Cs = small.C0;
+    auto call = [](const Problem<float>& p, std::vector<float>& c) {
+      envit::gemm<float>(p.ta, p.tb, p.M, p.N, p.K, p.alpha, p.A.data(), p.lda, p.B.data(), p.ldb,
+                         p.beta, c.data(), p.ldc);
+    };
+    call(big, C), call(big, C), call(small, Cs);  // warm-up: buffers and the OpenMP team
+    const long before = g_news.load();
+    call(big, C), call(small, Cs), call(big, C);
+    const long after = g_news.load();
+    INFO("threads=" << threads << ": " << (after - before) << " operator new calls in steady state");
+    CHECK(after == before);
+  }
+}
+
+TEST_CASE(ARCH_NAME "gemm: Eigen backend (float) matches the reference", "[gemm][ref][eigen]") {
+  BackendGuard g;
+  envit::set_gemm_backend(GemmBackend::eigen);
+  std::uint64_t seed = 600;
+  for (int threads : {1, 2}) {
+    envit::set_num_threads(threads);
+    for (Trans ta : kTrans)
+      for (Trans tb : kTrans)
+        for (idx K : {0, 17, 300}) {
+          const std::uint64_t sd = seed++;
+          Problem<float> p(ta, tb, 131, 67, K, 1.5f, sd % 2 ? 0.0f : -0.5f, 2, sd);
+          p.check(p.run(), 1e-5);
+        }
+  }
+}
+
+TEST_CASE(ARCH_NAME "gemm: double (Eigen) matches the reference", "[gemm][ref][eigen]") {
+  BackendGuard g;
+  envit::set_gemm_backend(GemmBackend::packed);  // ignored for double: always Eigen
+  std::uint64_t seed = 700;
+  for (int threads : {1, 2}) {
+    envit::set_num_threads(threads);
+    for (Trans ta : kTrans)
+      for (Trans tb : kTrans)
+        for (idx K : {0, 1, 33, 257}) {
+          const std::uint64_t sd = seed++;
+          Problem<double> p(ta, tb, 77, 129, K, -0.5, sd % 2 ? 0.0 : 2.0, 1, sd);
+          p.check(p.run(), 1e-13);
+        }
+  }
+}
+
+TEST_CASE(ARCH_NAME "gemm: invalid sizes and leading dimensions throw ShapeError", "[gemm][error]") {
+  float a[16] = {}, b[16] = {}, c[16] = {};
+  CHECK_THROWS_AS(envit::gemm<float>(Trans::N, Trans::N, -1, 2, 2, 1.f, a, 2, b, 2, 0.f, c, 2),
+                  envit::ShapeError);
+  CHECK_THROWS_AS(envit::gemm<float>(Trans::N, Trans::N, 2, 3, 2, 1.f, a, 2, b, 3, 0.f, c, 2),
+                  envit::ShapeError);  // ldc < N
+  CHECK_THROWS_AS(envit::gemm<float>(Trans::T, Trans::N, 3, 2, 2, 1.f, a, 2, b, 2, 0.f, c, 2),
+                  envit::ShapeError);  // lda < M for Trans::T
+  CHECK_THROWS_AS(envit::gemm<float>(Trans::N, Trans::T, 2, 2, 3, 1.f, a, 3, b, 2, 0.f, c, 2),
+                  envit::ShapeError);  // ldb < K for Trans::T
+  CHECK_NOTHROW(envit::gemm<float>(Trans::N, Trans::N, 2, 2, 2, 1.f, a, 2, b, 2, 0.f, c, 2));
+}
