@@ -6,7 +6,8 @@
 // qkv = x Wqkv^T + bqkv is (R, 3D) with columns [q | k | v], each D wide and heads contiguous
 // inside each (timm: qkv.reshape(B, N, 3, H, E)). Per (b, h) the head's q, k, v are strided views
 // (row stride 3D) into qkv, and the head's context is written at columns h*E of ctx (row stride D):
-// no transposes or per-head copies are materialised.
+// no transposes or per-head copies are materialised. The row softmax and its backward are
+// softmax.hpp's row kernels (xsimd for float); bias adds are one vectorised pass after each GEMM.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -15,7 +16,9 @@
 #include "envit/core/error.hpp"
 #include "envit/core/parallel.hpp"
 #include "envit/kernels/gemm.hpp"
+#include "envit/kernels/vec.hpp"
 #include "envit/ops/linear.hpp"
+#include "envit/ops/softmax.hpp"
 
 namespace envit {
 
@@ -69,18 +72,18 @@ AttentionWorkspace<T> attention_workspace_take(A& arena, AttentionShape s) {
   return w;
 }
 
-// Forward, per (b, h) with q, k, v the (N, E) head slices:
-//   S = q k^T * E^-0.5,  P = softmax_rows(S),  ctx[:, h*E:(h+1)*E] = P v
-// then y = ctx Wproj^T + bproj.
+namespace detail {
+
+// attention_forward with an optional residual folded into the output pass (block.hpp):
+//   y = (ctx Wproj^T + bproj) + residual      residual (R, D) or nullptr, must not alias y.
 template <class T>
-void attention_forward(T* y,                   // (R, D)  overwritten
-                       AttentionCache<T> c,    // written here, read by backward
-                       const T* x,             // (R, D)
-                       AttentionParams<T> p, AttentionShape s) {
+void attention_forward_impl(T* y, AttentionCache<T> c, const T* x, AttentionParams<T> p, AttentionShape s,
+                            const T* residual) {
   attention_check(s);
   const std::ptrdiff_t N = s.tokens, D = s.dim, H = s.heads, E = D / H, R = s.batch * N;
   const T scale = T(1) / std::sqrt(T(E));
-  linear_forward<T>(c.qkv, x, {p.qkv_w, p.qkv_b}, {R, D, 3 * D});
+  gemm<T>(Trans::N, Trans::T, R, 3 * D, D, T(1), x, D, p.qkv_w, D, T(0), c.qkv, 3 * D);
+  bias_residual_rows<T>(c.qkv, p.qkv_b, nullptr, R, 3 * D);
   // Each (b, h) owns disjoint slices of att and ctx; GEMMs inside a parallel region stay serial.
   parallel_for(s.batch * H, 4.0 * double(N * N * E) + 8.0 * double(N * N),
                [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
@@ -91,38 +94,20 @@ void attention_forward(T* y,                   // (R, D)  overwritten
       const T* v = q + 2 * D;
       T* P = c.att + i * N * N;                    // (N, N)
       gemm<T>(Trans::N, Trans::T, N, N, E, scale, q, 3 * D, k, 3 * D, T(0), P, N);
-      for (std::ptrdiff_t r = 0; r < N; ++r) {     // row softmax, max subtracted
-        T* pr = P + r * N;
-        T m = pr[0];
-        for (std::ptrdiff_t j = 1; j < N; ++j) m = std::max(m, pr[j]);
-        T sum = 0;
-        for (std::ptrdiff_t j = 0; j < N; ++j) { pr[j] = std::exp(pr[j] - m); sum += pr[j]; }
-        const T inv = T(1) / sum;
-        for (std::ptrdiff_t j = 0; j < N; ++j) pr[j] *= inv;
-      }
+      for (std::ptrdiff_t r = 0; r < N; ++r) softmax_row<T>(P + r * N, P + r * N, N, T(1));
       gemm<T>(Trans::N, Trans::N, N, E, N, T(1), P, N, v, 3 * D, T(0), c.ctx + b * N * D + h * E, D);
     }
   });
-  linear_forward<T>(y, c.ctx, {p.proj_w, p.proj_b}, {R, D, D});
+  gemm<T>(Trans::N, Trans::T, R, D, D, T(1), c.ctx, D, p.proj_w, D, T(0), y, D);
+  bias_residual_rows<T>(y, p.proj_b, residual, R, D);
 }
 
-// Backward. From y = ctx Wproj^T + bproj:
-//   dctx = dy Wproj,  dWproj += dy^T ctx,  dbproj += sum_r dy
-// per (b, h), with P the cached probabilities and s = E^-0.5:
-//   dP = dctx_h v^T        dv = P^T dctx_h
-//   dS = s * P .* (dP - rowsum(dP .* P))      (softmax backward, scale folded in)
-//   dq = dS k              dk = dS^T q
-// and from qkv = x Wqkv^T + bqkv:
-//   dx += dqkv Wqkv,  dWqkv += dqkv^T x,  dbqkv += sum_r dqkv
-// Every (b, h) writes disjoint slices of dqkv and datt; parameter sums go through linear_backward
-// (GEMM tiles and column-split bias sums), so results are bitwise-reproducible for a fixed thread count.
+// attention_backward whose input gradient is overwritten (dx = ...) when overwrite_dx, instead of
+// accumulated: saves the caller a zero fill.
 template <class T>
-void attention_backward(T* dx,                   // (R, D)  accumulated (+=), or nullptr
-                        AttentionGrads<T> g,     // accumulated (+=); members may be nullptr
-                        const T* dy,             // (R, D)
-                        const T* x,              // (R, D)  the forward input
-                        AttentionCache<T> c, AttentionParams<T> p, AttentionShape s,
-                        AttentionWorkspace<T> w) {
+void attention_backward_impl(T* dx, bool overwrite_dx, AttentionGrads<T> g, const T* dy, const T* x,
+                             AttentionCache<T> c, AttentionParams<T> p, AttentionShape s,
+                             AttentionWorkspace<T> w) {
   attention_check(s);
   const std::ptrdiff_t N = s.tokens, D = s.dim, H = s.heads, E = D / H, R = s.batch * N;
   const T scale = T(1) / std::sqrt(T(E));
@@ -144,18 +129,49 @@ void attention_backward(T* dx,                   // (R, D)  accumulated (+=), or
       const T* dc = w.dctx + b * N * D + h * E;  // (N, E), row stride D
       gemm<T>(Trans::N, Trans::T, N, N, E, T(1), dc, D, v, 3 * D, T(0), dS, N);   // dP
       gemm<T>(Trans::T, Trans::N, N, E, N, T(1), P, N, dc, D, T(0), dv, 3 * D);   // dv
-      for (std::ptrdiff_t r = 0; r < N; ++r) {
-        const T* pr = P + r * N;
-        T* dr = dS + r * N;
-        T dot = 0;
-        for (std::ptrdiff_t j = 0; j < N; ++j) dot += dr[j] * pr[j];
-        for (std::ptrdiff_t j = 0; j < N; ++j) dr[j] = scale * pr[j] * (dr[j] - dot);
-      }
+      for (std::ptrdiff_t r = 0; r < N; ++r)                                       // dS in place
+        softmax_row_backward<T>(dS + r * N, dS + r * N, P + r * N, N, scale, false);
       gemm<T>(Trans::N, Trans::N, N, E, N, T(1), dS, N, k, 3 * D, T(0), dq, 3 * D);  // dq
       gemm<T>(Trans::T, Trans::N, N, E, N, T(1), dS, N, q, 3 * D, T(0), dk, 3 * D);  // dk
     }
   });
-  linear_backward<T>(dx, {g.dqkv_w, g.dqkv_b}, w.dqkv, x, {p.qkv_w, p.qkv_b}, {R, D, 3 * D});
+  if (dx && overwrite_dx)
+    gemm<T>(Trans::N, Trans::N, R, D, 3 * D, T(1), w.dqkv, 3 * D, p.qkv_w, D, T(0), dx, D);
+  linear_backward<T>(overwrite_dx ? nullptr : dx, {g.dqkv_w, g.dqkv_b}, w.dqkv, x, {p.qkv_w, p.qkv_b},
+                     {R, D, 3 * D});
+}
+
+}  // namespace detail
+
+// Forward, per (b, h) with q, k, v the (N, E) head slices:
+//   S = q k^T * E^-0.5,  P = softmax_rows(S),  ctx[:, h*E:(h+1)*E] = P v
+// then y = ctx Wproj^T + bproj.
+template <class T>
+void attention_forward(T* y,                   // (R, D)  overwritten
+                       AttentionCache<T> c,    // written here, read by backward
+                       const T* x,             // (R, D)
+                       AttentionParams<T> p, AttentionShape s) {
+  detail::attention_forward_impl<T>(y, c, x, p, s, nullptr);
+}
+
+// Backward. From y = ctx Wproj^T + bproj:
+//   dctx = dy Wproj,  dWproj += dy^T ctx,  dbproj += sum_r dy
+// per (b, h), with P the cached probabilities and s = E^-0.5:
+//   dP = dctx_h v^T        dv = P^T dctx_h
+//   dS = s * P .* (dP - rowsum(dP .* P))      (softmax backward, scale folded in)
+//   dq = dS k              dk = dS^T q
+// and from qkv = x Wqkv^T + bqkv:
+//   dx += dqkv Wqkv,  dWqkv += dqkv^T x,  dbqkv += sum_r dqkv
+// Every (b, h) writes disjoint slices of dqkv and datt; parameter sums go through linear_backward
+// (GEMM tiles and column-split bias sums), so results are bitwise-reproducible for a fixed thread count.
+template <class T>
+void attention_backward(T* dx,                   // (R, D)  accumulated (+=), or nullptr
+                        AttentionGrads<T> g,     // accumulated (+=); members may be nullptr
+                        const T* dy,             // (R, D)
+                        const T* x,              // (R, D)  the forward input
+                        AttentionCache<T> c, AttentionParams<T> p, AttentionShape s,
+                        AttentionWorkspace<T> w) {
+  detail::attention_backward_impl<T>(dx, false, g, dy, x, c, p, s, w);
 }
 
 }  // namespace envit

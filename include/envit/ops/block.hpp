@@ -92,25 +92,6 @@ BlockWorkspace<T> block_workspace_take(A& arena, BlockShape s) {
   return w;
 }
 
-namespace detail {
-// dst[i] = a[i] + b[i] (b may be nullptr: copy); dst may alias a.
-template <class T>
-void block_add(T* dst, const T* a, const T* b, std::ptrdiff_t n) {
-  parallel_for(n, 1.0, [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
-    if (b)
-      for (std::ptrdiff_t i = i0; i < i1; ++i) dst[i] = a[i] + b[i];
-    else
-      for (std::ptrdiff_t i = i0; i < i1; ++i) dst[i] = a[i];
-  });
-}
-template <class T>
-void block_zero(T* dst, std::ptrdiff_t n) {
-  parallel_for(n, 1.0, [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
-    for (std::ptrdiff_t i = i0; i < i1; ++i) dst[i] = T(0);
-  });
-}
-}  // namespace detail
-
 template <class T>
 void block_forward(T* y,               // (B, N, D)  overwritten; must not alias x
                    BlockCache<T> c,    // written here, read by backward
@@ -119,13 +100,13 @@ void block_forward(T* y,               // (B, N, D)  overwritten; must not alias
   block_check(s);
   const std::ptrdiff_t R = s.batch * s.tokens, D = s.dim;
   ENVIT_CHECK(y != x || R == 0, ValueError, "block_forward: y must not alias x");
+  // The residual adds ride on the bias pass after each output projection: x1 = (attn + b) + x.
   layernorm_forward<T>(c.ln1, c.norm1, x, {p.norm1_w, p.norm1_b}, {R, D}, eps);
-  attention_forward<T>(c.x1, c.attn, c.ln1, {p.qkv_w, p.qkv_b, p.proj_w, p.proj_b},
-                       block_attention_shape(s));
-  detail::block_add(c.x1, c.x1, x, R * D);
+  detail::attention_forward_impl<T>(c.x1, c.attn, c.ln1, {p.qkv_w, p.qkv_b, p.proj_w, p.proj_b},
+                                    block_attention_shape(s), /*residual=*/x);
   layernorm_forward<T>(c.ln2, c.norm2, c.x1, {p.norm2_w, p.norm2_b}, {R, D}, eps);
-  mlp_forward<T>(y, c.mlp, c.ln2, {p.fc1_w, p.fc1_b, p.fc2_w, p.fc2_b}, block_mlp_shape(s));
-  detail::block_add(y, y, static_cast<const T*>(c.x1), R * D);
+  detail::mlp_forward_impl<T>(y, c.mlp, c.ln2, {p.fc1_w, p.fc1_b, p.fc2_w, p.fc2_b}, block_mlp_shape(s),
+                              /*residual=*/static_cast<const T*>(c.x1));
 }
 
 // With x1 = x + attn(ln1(x)) and y = x1 + mlp(ln2(x1)):
@@ -143,20 +124,20 @@ void block_backward(T* dx,              // (B, N, D)  accumulated (+=), or nullp
   ENVIT_CHECK(in_parallel() || num_threads() <= w.ln_threads, ValueError,
               "block_backward: workspace planned for ", w.ln_threads, " threads, ", num_threads(),
               " in use (take the workspace after set_num_threads)");
-  // MLP branch: dln = d ln2, then dx1 = dy + LayerNorm2 backward.
-  detail::block_zero(w.dln, R * D);
-  mlp_backward<T>(w.dln, {g.dfc1_w, g.dfc1_b, g.dfc2_w, g.dfc2_b}, dy, c.ln2, c.mlp,
-                  {p.fc1_w, p.fc1_b, p.fc2_w, p.fc2_b}, block_mlp_shape(s), w.mlp);
-  detail::block_add(w.dx1, dy, static_cast<const T*>(nullptr), R * D);
-  layernorm_backward<T>(w.dx1, {g.dnorm2_w, g.dnorm2_b}, w.dln, c.x1, c.norm2,
-                        {p.norm2_w, p.norm2_b}, {R, D}, w.ln_scratch);
-  // Attention branch: dln = d ln1, then dx += dx1 + LayerNorm1 backward.
-  if (dx) detail::block_add(dx, dx, static_cast<const T*>(w.dx1), R * D);
-  detail::block_zero(w.dln, R * D);
-  attention_backward<T>(w.dln, {g.dqkv_w, g.dqkv_b, g.dproj_w, g.dproj_b}, w.dx1, c.ln1, c.attn,
-                        {p.qkv_w, p.qkv_b, p.proj_w, p.proj_b}, block_attention_shape(s), w.attn);
-  layernorm_backward<T>(dx, {g.dnorm1_w, g.dnorm1_b}, w.dln, x, c.norm1, {p.norm1_w, p.norm1_b},
-                        {R, D}, w.ln_scratch);
+  // No zero fills or copies: the branch backwards overwrite w.dln, and the residual terms are
+  // folded into the LayerNorm backward's dx pass (dx1 = dy + LN2', dx = (dx + dx1) + LN1').
+  // MLP branch: dln = d ln2 (overwritten), then dx1 = dy + LayerNorm2 backward.
+  detail::mlp_backward_impl<T>(w.dln, /*overwrite_dx=*/true, {g.dfc1_w, g.dfc1_b, g.dfc2_w, g.dfc2_b}, dy,
+                               c.ln2, c.mlp, {p.fc1_w, p.fc1_b, p.fc2_w, p.fc2_b}, block_mlp_shape(s), w.mlp);
+  detail::layernorm_backward_impl<T>(w.dx1, /*base=*/dy, /*extra=*/nullptr, {g.dnorm2_w, g.dnorm2_b}, w.dln,
+                                     c.x1, c.norm2, {p.norm2_w, p.norm2_b}, {R, D}, w.ln_scratch);
+  // Attention branch: dln = d ln1 (overwritten), then dx = (dx + dx1) + LayerNorm1 backward.
+  detail::attention_backward_impl<T>(w.dln, /*overwrite_dx=*/true, {g.dqkv_w, g.dqkv_b, g.dproj_w, g.dproj_b},
+                                     w.dx1, c.ln1, c.attn, {p.qkv_w, p.qkv_b, p.proj_w, p.proj_b},
+                                     block_attention_shape(s), w.attn);
+  detail::layernorm_backward_impl<T>(dx, /*base=*/static_cast<const T*>(dx), /*extra=*/static_cast<const T*>(w.dx1),
+                                     {g.dnorm1_w, g.dnorm1_b}, w.dln, x, c.norm1, {p.norm1_w, p.norm1_b}, {R, D},
+                                     w.ln_scratch);
 }
 
 }  // namespace envit

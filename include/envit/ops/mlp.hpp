@@ -1,13 +1,16 @@
 // envit/ops/mlp.hpp — the transformer MLP: fc1 (F, D) -> exact GELU -> fc2 (D, F), as timm's Mlp
-// with nn.GELU() and no dropout. Bias and GELU are separate passes (not fused into the GEMM).
-// Letters: R = rows (B*N or a sub-batch), D = dim, F = hidden.
+// with nn.GELU() and no dropout. fc1's bias add and the GELU are one pass after the fc1 GEMM
+// (h = acc + b1 stored, a = GELU(h) stored); the GELU backward is one in-place pass. Neither is
+// fused into the GEMM itself. Letters: R = rows (B*N or a sub-batch), D = dim, F = hidden.
 #pragma once
 #include <cmath>
 #include <cstddef>
+#include <type_traits>
 
 #include "envit/core/error.hpp"
 #include "envit/core/parallel.hpp"
 #include "envit/kernels/gemm.hpp"
+#include "envit/kernels/vec.hpp"
 #include "envit/ops/gelu.hpp"
 #include "envit/ops/linear.hpp"
 
@@ -53,16 +56,89 @@ MlpWorkspace<T> mlp_workspace_take(A& arena, MlpShape s) {
   return w;
 }
 
+namespace detail {
+
+// mlp_forward with an optional residual folded into fc2's bias pass (block.hpp):
+//   y = (a W2^T + b2) + residual      residual (R, D) or nullptr, must not alias y.
+template <class T>
+void mlp_forward_impl(T* y, MlpCache<T> c, const T* x, MlpParams<T> p, MlpShape s, const T* residual) {
+  mlp_check(s);
+  const std::ptrdiff_t R = s.rows, D = s.dim, F = s.hidden;
+  gemm<T>(Trans::N, Trans::T, R, F, D, T(1), x, D, p.fc1_w, D, T(0), c.h, F);
+  // h = acc + b1;  a = GELU(h)   (row by row: b1 is indexed by column)
+  parallel_for(R, 24.0 * double(F), [&](std::ptrdiff_t r0, std::ptrdiff_t r1) {
+    for (std::ptrdiff_t r = r0; r < r1; ++r) {
+      T* hr = c.h + r * F;
+      T* ar = c.a + r * F;
+      if constexpr (std::is_same_v<T, float>) {
+        using vec::fbatch;
+        std::ptrdiff_t i = 0;
+        for (; i + vec::W <= F; i += vec::W) {
+          fbatch v = vec::load(hr + i);
+          if (p.fc1_b) v += vec::load(p.fc1_b + i);
+          vec::store(hr + i, v);
+          vec::store(ar + i, vec::gelu(v));
+        }
+        if (i < F) {
+          const std::ptrdiff_t m = F - i;
+          fbatch v = vec::load_part(hr + i, m);
+          if (p.fc1_b) v += vec::load_part(p.fc1_b + i, m);
+          vec::store_part(hr + i, v, m);
+          vec::store_part(ar + i, vec::gelu(v), m);
+        }
+      } else {
+        const T k = T(0.70710678118654752440);
+        for (std::ptrdiff_t i = 0; i < F; ++i) {
+          if (p.fc1_b) hr[i] += p.fc1_b[i];
+          ar[i] = T(0.5) * hr[i] * (T(1) + std::erf(hr[i] * k));  // as gelu_forward<double>
+        }
+      }
+    }
+  });
+  gemm<T>(Trans::N, Trans::T, R, D, F, T(1), c.a, F, p.fc2_w, F, T(0), y, D);
+  bias_residual_rows<T>(y, p.fc2_b, residual, R, D);
+}
+
+// mlp_backward whose input gradient is overwritten (dx = ...) when overwrite_dx, instead of
+// accumulated: saves the caller a zero fill.
+template <class T>
+void mlp_backward_impl(T* dx, bool overwrite_dx, MlpGrads<T> g, const T* dy, const T* x, MlpCache<T> c,
+                       MlpParams<T> p, MlpShape s, MlpWorkspace<T> w) {
+  mlp_check(s);
+  const std::ptrdiff_t R = s.rows, D = s.dim, F = s.hidden;
+  gemm<T>(Trans::N, Trans::N, R, F, D, T(1), dy, D, p.fc2_w, F, T(0), w.dh, F);
+  linear_backward<T>(nullptr, {g.dfc2_w, g.dfc2_b}, dy, c.a, {p.fc2_w, p.fc2_b}, {R, F, D});
+  // Same derivative as gelu_backward, applied in place (gelu_backward accumulates, which would
+  // need a second zeroed (R, F) buffer).
+  if constexpr (std::is_same_v<T, float>) {
+    parallel_for(R * F, 30.0, [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
+      vec::map2(w.dh + i0, w.dh + i0, c.h + i0, i1 - i0,
+                [](const vec::fbatch& d, const vec::fbatch& h) { return d * vec::gelu_grad(h); });
+    });
+  } else {
+    parallel_for(R * F, 30.0, [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
+      const T k = T(0.70710678118654752440), cn = T(0.39894228040143267794);
+      for (std::ptrdiff_t i = i0; i < i1; ++i) {
+        const T v = c.h[i];
+        const T cdf = T(0.5) * (T(1) + std::erf(v * k));
+        const T pdf = cn * std::exp(T(-0.5) * v * v);
+        w.dh[i] *= cdf + v * pdf;
+      }
+    });
+  }
+  if (dx && overwrite_dx) gemm<T>(Trans::N, Trans::N, R, D, F, T(1), w.dh, F, p.fc1_w, D, T(0), dx, D);
+  linear_backward<T>(overwrite_dx ? nullptr : dx, {g.dfc1_w, g.dfc1_b}, w.dh, x, {p.fc1_w, p.fc1_b}, {R, D, F});
+}
+
+}  // namespace detail
+
 // h = x W1^T + b1,  a = GELU(h),  y = a W2^T + b2
 template <class T>
 void mlp_forward(T* y,               // (R, D)  overwritten
                  MlpCache<T> c,      // written here, read by backward
                  const T* x,         // (R, D)
                  MlpParams<T> p, MlpShape s) {
-  mlp_check(s);
-  linear_forward<T>(c.h, x, {p.fc1_w, p.fc1_b}, {s.rows, s.dim, s.hidden});
-  gelu_forward<T>(c.a, c.h, s.rows * s.hidden);
-  linear_forward<T>(y, c.a, {p.fc2_w, p.fc2_b}, {s.rows, s.hidden, s.dim});
+  detail::mlp_forward_impl<T>(y, c, x, p, s, nullptr);
 }
 
 // From y = a W2^T + b2:   da = dy W2,  dW2 += dy^T a,  db2 += sum_r dy
@@ -74,22 +150,7 @@ void mlp_backward(T* dx,              // (R, D)  accumulated (+=), or nullptr
                   const T* dy,        // (R, D)
                   const T* x,         // (R, D)  the forward input
                   MlpCache<T> c, MlpParams<T> p, MlpShape s, MlpWorkspace<T> w) {
-  mlp_check(s);
-  const std::ptrdiff_t R = s.rows, D = s.dim, F = s.hidden;
-  gemm<T>(Trans::N, Trans::N, R, F, D, T(1), dy, D, p.fc2_w, F, T(0), w.dh, F);
-  linear_backward<T>(nullptr, {g.dfc2_w, g.dfc2_b}, dy, c.a, {p.fc2_w, p.fc2_b}, {R, F, D});
-  // Same derivative as gelu_backward, applied in place (gelu_backward accumulates, which would
-  // need a second zeroed (R, F) buffer).
-  parallel_for(R * F, 30.0, [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
-    const T k = T(0.70710678118654752440), cn = T(0.39894228040143267794);
-    for (std::ptrdiff_t i = i0; i < i1; ++i) {
-      const T v = c.h[i];
-      const T cdf = T(0.5) * (T(1) + std::erf(v * k));
-      const T pdf = cn * std::exp(T(-0.5) * v * v);
-      w.dh[i] *= cdf + v * pdf;
-    }
-  });
-  linear_backward<T>(dx, {g.dfc1_w, g.dfc1_b}, w.dh, x, {p.fc1_w, p.fc1_b}, {R, D, F});
+  detail::mlp_backward_impl<T>(dx, false, g, dy, x, c, p, s, w);
 }
 
 }  // namespace envit
