@@ -11,7 +11,7 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j "$JOBS"
 ctest --test-dir build --output-on-failure -j "$JOBS"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DENVIT_SANITIZE=ON \
-      -DENVIT_BUILD_EXAMPLES=ON -DENVIT_BUILD_BENCH=OFF
+      -DENVIT_BUILD_EXAMPLES=OFF -DENVIT_BUILD_BENCH=OFF
 cmake --build build-asan -j "$JOBS"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j "$JOBS" -LE packaging
