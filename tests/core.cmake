@@ -1,0 +1,1 @@
+envit_add_test(test_core test_core.cpp)
