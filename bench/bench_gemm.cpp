@@ -8,6 +8,8 @@
 //     dx_*   (N,N)  M=6400, N=in,  K=out
 //     dW_*   (T,N)  M=out,  N=in,  K=6400
 //   ViT-B/16, rows M = 8*197 = 1576, D = 768, MLP 3072, qkv 2304: B16_*.
+//   Batch-1 inference: b1_* (tiny28, 50 rows), B16b1_* (ViT-B/16, 197 rows).
+//   gemm/prepacked/...  forward shapes with the weight packed once (envit::PackedWeight).
 // Compiled with envit::arch (AVX-512). Timings are wall-clock (UseRealTime) — on a shared machine
 // run each several times and keep the best (--benchmark_repetitions=5
 // --benchmark_report_aggregates_only=false, then take the max).
@@ -115,7 +117,38 @@ const Shape kShapes[] = {
     {"B16_dx_fc1", Trans::N, Trans::N, 1576, 768, 3072},
     {"B16_dW_fc1", Trans::T, Trans::N, 3072, 768, 1576},
     {"B16_dW_fc2", Trans::T, Trans::N, 768, 3072, 1576},
+    // batch-1 inference, tiny28 (50 tokens) and ViT-B/16 (197 tokens): forward products only
+    {"b1_fwd_qkv", Trans::N, Trans::T, 50, 576, 192},
+    {"b1_fwd_fc1", Trans::N, Trans::T, 50, 768, 192},
+    {"b1_fwd_fc2", Trans::N, Trans::T, 50, 192, 768},
+    {"B16b1_fwd_qkv", Trans::N, Trans::T, 197, 2304, 768},
+    {"B16b1_fwd_fc2", Trans::N, Trans::T, 197, 768, 3072},
 };
+
+// C = A W^T with W pre-packed once (envit::PackedWeight, inference), forward shapes only.
+void BM_GemmPrepacked(benchmark::State& state, Shape s, int threads) {
+  std::vector<float> A(static_cast<std::size_t>(s.M * s.K)), W(static_cast<std::size_t>(s.K * s.N)),
+      C(static_cast<std::size_t>(s.M * s.N), 0.0f);
+  for (std::size_t i = 0; i < A.size(); ++i) A[i] = float((i * 7919) % 1000) * 1e-3f - 0.5f;
+  for (std::size_t i = 0; i < W.size(); ++i) W[i] = float((i * 104729) % 1000) * 1e-3f - 0.5f;
+  envit::PackedWeight<float> wp;
+  wp.pack(W.data(), s.N, s.K);
+  const int old_threads = envit::num_threads();
+  envit::set_num_threads(threads);
+  const double peak = peak_gflops(threads);
+  envit::gemm_weight_t<float>(s.M, s.N, s.K, 1.0f, A.data(), s.K, W.data(), &wp, 0.0f, C.data(), s.N);
+  for (auto _ : state) {
+    envit::gemm_weight_t<float>(s.M, s.N, s.K, 1.0f, A.data(), s.K, W.data(), &wp, 0.0f, C.data(), s.N);
+    benchmark::DoNotOptimize(C.data());
+    benchmark::ClobberMemory();
+  }
+  const double flops = 2.0 * double(s.M) * double(s.N) * double(s.K);
+  state.counters["GFLOPs"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["pct_peak"] = benchmark::Counter(peak > 0 ? flops * 1e-9 * 100.0 / peak : 0.0,
+                                                  benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["peak_GFLOPs"] = peak;
+  envit::set_num_threads(old_threads);
+}
 
 void BM_Gemm(benchmark::State& state, Shape s, GemmBackend backend, int threads) {
   const idx lda = s.ta == Trans::N ? s.K : s.M, ldb = s.tb == Trans::N ? s.N : s.K;
@@ -157,6 +190,13 @@ const bool registered = [] {
         benchmark::RegisterBenchmark(name, BM_Gemm, s, b, threads)
             ->UseRealTime()
             ->Unit(benchmark::kMillisecond);
+      }
+  for (int threads : {1, 2})
+    for (const Shape& s : kShapes)
+      if (s.ta == Trans::N && s.tb == Trans::T) {
+        char name[160];
+        std::snprintf(name, sizeof name, "gemm/prepacked/t%d/%s_%tdx%tdx%td", threads, s.name, s.M, s.N, s.K);
+        benchmark::RegisterBenchmark(name, BM_GemmPrepacked, s, threads)->UseRealTime()->Unit(benchmark::kMillisecond);
       }
   return true;
 }();

@@ -23,7 +23,8 @@
 // Usage: envit_model_bench [--mode train|infer|latency] [--dim 192] [--depth 12] [--heads 3]
 //        [--mlp 768] [--image 28] [--channels 1] [--patch 4] [--classes 10]
 //        [--exits every-other|2,4,...] [--batch 128] [--threads 2] [--scheme envit] [--p-max 0]
-//        [--iters 10] [--warmup 2]
+//        [--iters 10] [--warmup 2] [--prepack 1|0]
+// --prepack 0: inference without pre-packed weights (the GEMM packs each weight on every call).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -60,6 +61,7 @@ struct Options {
   std::string scheme = "envit";
   int batch = 128, threads = 2, iters = 10, warmup = 2;
   double p_max = 0.0;
+  bool prepack = true;  // inference: weights packed once (InferenceWorkspace::prepack)
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -68,7 +70,7 @@ struct Options {
                "usage: envit_model_bench [--mode train|infer|latency] [--dim D] [--depth L] [--heads H]\n"
                "       [--mlp F] [--image S] [--channels C] [--patch P] [--classes K]\n"
                "       [--exits every-other|s1,s2,...] [--batch B] [--threads T] [--scheme NAME]\n"
-               "       [--p-max P] [--iters N] [--warmup N]\n",
+               "       [--p-max P] [--iters N] [--warmup N] [--prepack 1|0]\n",
                why.c_str());
   std::exit(2);
 }
@@ -128,6 +130,7 @@ Options parse(int argc, char** argv) {
     else if (k == "scheme") o.scheme = v;
     else if (k == "p-max") o.p_max = to_double(f, v);
     else if (k == "mode") o.mode = v;
+    else if (k == "prepack") o.prepack = to_int(f, v) != 0;
     else usage("unknown flag " + f);
   }
   o.cfg.exits = o.exits == "every-other" ? VitConfig::every_other(o.cfg.depth) : VitConfig::parse_exits(o.exits);
@@ -227,6 +230,7 @@ int run(const Options& o) {
     std::vector<float> logits(std::size_t(M) * B * cfg.classes);
 #if ENVIT_BENCH_HAVE_INFER
     InferenceWorkspace<float> ws(cfg, B);
+    if (o.prepack) ws.prepack(P);
     auto fwd = [&] {
       infer_all_exits<float>(ws, P, images.data(), B, logits.data(), std::ptrdiff_t(B) * cfg.classes);
       g_sink = logits.back();

@@ -261,6 +261,72 @@ TEST_CASE(ARCH_NAME "gemm packed: bitwise reproducible across runs and across 1 
   }
 }
 
+TEST_CASE(ARCH_NAME "gemm_weight_t: a pre-packed weight gives bitwise the plain gemm's result", "[gemm][prepacked]") {
+  BackendGuard g;
+  envit::set_gemm_backend(GemmBackend::packed);
+  struct S { idx M, N, K; };
+  // ragged N (panels of NR), K across the SIMD width and past KC (two K blocks), batch-1 rows
+  const S sizes[] = {{1, 10, 192}, {50, 576, 192}, {50, 192, 768}, {13, 33, 17},
+                     {97, 65, 1537}, {200, 31, 7}, {3, 1000, 800}, {64, 16, 1}};
+  std::uint64_t seed = 700;
+  for (const S& s : sizes)
+    for (int threads : {1, 2})
+      for (const AlphaBeta& ab : {AlphaBeta{1.0f, 0.0f}, AlphaBeta{-1.5f, 0.25f}}) {
+        envit::set_num_threads(threads);
+        Problem<float> p(Trans::N, Trans::T, s.M, s.N, s.K, ab.alpha, ab.beta, 0, seed++);  // W contiguous
+        const std::vector<float> plain = p.run();
+        envit::PackedWeight<float> wp;
+        wp.pack(p.B.data(), s.N, s.K);
+        std::vector<float> C = p.C0;
+        envit::gemm_weight_t<float>(s.M, s.N, s.K, ab.alpha, p.A.data(), p.lda, p.B.data(), &wp, ab.beta,
+                                    C.data(), p.ldc);
+        INFO("M=" << s.M << " N=" << s.N << " K=" << s.K << " threads=" << threads << " alpha=" << ab.alpha);
+        CHECK(std::memcmp(plain.data(), C.data(), C.size() * sizeof(float)) == 0);
+        p.check(C, 1e-5);
+        // without a packed weight it is the plain gemm
+        std::vector<float> C2 = p.C0;
+        envit::gemm_weight_t<float>(s.M, s.N, s.K, ab.alpha, p.A.data(), p.lda, p.B.data(), nullptr, ab.beta,
+                                    C2.data(), p.ldc);
+        CHECK(std::memcmp(plain.data(), C2.data(), C2.size() * sizeof(float)) == 0);
+      }
+}
+
+TEST_CASE(ARCH_NAME "gemm_weight_t: a packed weight that does not match the call is refused", "[gemm][prepacked][error]") {
+  BackendGuard g;
+  envit::set_gemm_backend(GemmBackend::packed);
+  std::vector<float> W(64 * 32, 0.5f), W2(64 * 32, 0.5f), A(4 * 32, 1.0f), C(4 * 64, 0.0f);
+  envit::PackedWeight<float> wp;
+  wp.pack(W.data(), 64, 32);
+  // shape differs
+  CHECK_THROWS_AS(envit::gemm_weight_t<float>(4, 32, 64, 1.0f, A.data(), 64, W.data(), &wp, 0.0f, C.data(), 64),
+                  envit::ValueError);
+  // packed from another array
+  CHECK_THROWS_WITH(envit::gemm_weight_t<float>(4, 64, 32, 1.0f, A.data(), 32, W2.data(), &wp, 0.0f, C.data(), 64),
+                    Catch::Contains("another array"));
+  CHECK_THROWS_AS(wp.pack(W.data(), 0, 32), envit::ShapeError);
+  // the Eigen backend ignores the packed copy: a snapshot never leaks into its results
+  envit::set_gemm_backend(GemmBackend::eigen);
+  W[0] = 2.0f;  // the packed copy is now stale
+  envit::gemm_weight_t<float>(4, 64, 32, 1.0f, A.data(), 32, W.data(), &wp, 0.0f, C.data(), 64);
+  CHECK(C[0] == Approx(0.5f * 31 + 2.0f));
+  // a re-pack picks up the new values
+  envit::set_gemm_backend(GemmBackend::packed);
+  wp.pack(W.data(), 64, 32);
+  envit::gemm_weight_t<float>(4, 64, 32, 1.0f, A.data(), 32, W.data(), &wp, 0.0f, C.data(), 64);
+  CHECK(C[0] == 0.5f * 31 + 2.0f);
+}
+
+TEST_CASE(ARCH_NAME "gemm_weight_t: double falls back to the plain gemm", "[gemm][prepacked]") {
+  Problem<double> p(Trans::N, Trans::T, 7, 9, 11, 1.0, 0.0, 0, 77);
+  envit::PackedWeight<double> wp;
+  wp.pack(p.B.data(), 9, 11);
+  CHECK(!wp.panels);
+  std::vector<double> C = p.C0;
+  envit::gemm_weight_t<double>(7, 9, 11, 1.0, p.A.data(), p.lda, p.B.data(), &wp, 0.0, C.data(), p.ldc);
+  const std::vector<double> plain = p.run();
+  CHECK(std::memcmp(plain.data(), C.data(), C.size() * sizeof(double)) == 0);
+}
+
 TEST_CASE(ARCH_NAME "gemm packed: no allocation once the pack buffers are warm", "[gemm][alloc]") {
   BackendGuard g;
   envit::set_gemm_backend(GemmBackend::packed);

@@ -130,6 +130,7 @@ int cmd_eval(int argc, char** argv) {
 
     // 1. The complete model: every exit's logits.
     InferenceWorkspace<float> ws(L.cfg, batch);
+    ws.prepack(P);  // weights are fixed from here on: pack them once for every pass below
     std::vector<float> logits(std::size_t(M) * N * C);
     infer_all_exits_dataset<float>(ws, P, images.data(), N, logits.data(), batch);
     const VitMacs macs = vit_macs(L.cfg);
@@ -173,6 +174,7 @@ int cmd_eval(int argc, char** argv) {
     });
     const int S = int(std::min<std::int64_t>(a.integer("stream-samples", 0, N), K));
     InferenceWorkspace<float> ws1(L.cfg, 1);
+    ws1.prepack(P);
     std::vector<float> one(static_cast<std::size_t>(C));
     const double t_full1 = S > 0 ? best_time(repeats, [&] {
       for (int s = 0; s < S; ++s) infer_final<float>(ws1, P, images.data() + std::size_t(s) * test.image_size(), 1, one.data());

@@ -382,3 +382,51 @@ TEST_CASE("early exit argument checks", "[infer][errors]") {
   CHECK_THROWS_AS(early_exit_dataset<double>(ws, m.P, m.images.data(), 2, 5, ExitCriterion::confidence(0.5), out),
                   ValueError);
 }
+
+TEST_CASE("prepacked block weights: bitwise the same logits and exits, and a snapshot of the weights",
+          "[infer][prepack]") {
+  BackendGuard g(GemmBackend::packed);
+  const int threads0 = envit::num_threads();
+  for (int threads : {1, 2}) {
+    envit::set_num_threads(threads);
+    Model<float> m(medium_config(), 10);
+    InferenceWorkspace<float> ws(m.cfg, 8);
+    const std::vector<float> ref = all_exit_logits(ws, m, 8);
+    ws.prepack(m.P);
+    REQUIRE(ws.packed.size() == std::size_t(4 * m.cfg.depth));
+    CHECK(ws.block_params(m.P, 1).fc1_wp == &ws.packed[6]);
+    for (int b : {1, 3, 8}) {
+      const std::vector<float> z = all_exit_logits(ws, m, b);
+      Diff d = bit_diff(z.data(), ref.data(), z.size());
+      INFO(threads << " threads, prepacked, batch " << b << ": " << describe(d, z.size()));
+      CHECK(d.differ == 0);
+    }
+    const ExitCriterion crit = ExitCriterion::confidence(0.6);
+    for (int batch : {0, 3, 8}) {
+      Agreement a = real_vs_sim(ws, m, ref, crit, batch);
+      INFO("prepacked early exit, batch " << batch << ": " << a.first);
+      CHECK(a.decision_mismatches == 0);
+      CHECK(a.logit_entries_differ == 0);
+    }
+    // Another parameter set of the same shape does not use this workspace's packed weights.
+    Model<float> other(medium_config(), 10);
+    envit::testing::fill_uniform(other.P.values(), other.P.size(), 4242, -0.5, 0.5);
+    CHECK(ws.block_params(other.P, 0).qkv_wp == nullptr);
+    // The packed copy is a snapshot: after the weights change, a re-pack gives the new model's
+    // logits (equal to the unpacked pass on the new weights).
+    m.P.values()[m.P.table()[4].offset] += 0.25f;
+    ws.unpack();
+    const std::vector<float> ref2 = all_exit_logits(ws, m, 8);
+    CHECK(bit_diff(ref2.data(), ref.data(), ref.size()).differ > 0);
+    ws.prepack(m.P);
+    const std::vector<float> z2 = all_exit_logits(ws, m, 8);
+    CHECK(bit_diff(z2.data(), ref2.data(), z2.size()).differ == 0);
+  }
+  envit::set_num_threads(threads0);
+  // A configuration mismatch is refused.
+  Model<float> m(medium_config(), 2);
+  VitConfig c2 = medium_config();
+  c2.mlp_hidden = 128;
+  InferenceWorkspace<float> ws(c2, 2);
+  CHECK_THROWS_AS(ws.prepack(m.P), ShapeError);
+}

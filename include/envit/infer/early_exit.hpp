@@ -78,6 +78,10 @@ struct InferenceWorkspace {
   std::vector<ExitTrack> track; // (B) patience state of live row r
   std::vector<int> exit_of_block;  // (L) exit index after block l (0-based), or -1
   std::vector<int> block_rows;     // (L) rows block l ran on in the last early_exit_batch (0: none)
+  // Pre-packed block weights (prepack): 4 per block (qkv, proj, fc1, fc2), and the parameters they
+  // were packed from. Empty until prepack() is called.
+  std::vector<PackedWeight<T>> packed;
+  const ViTParams<T>* packed_from = nullptr;
 
   InferenceWorkspace() = default;
   InferenceWorkspace(const VitConfig& c, int max_b) : cfg(c), max_batch(max_b) {
@@ -105,6 +109,43 @@ struct InferenceWorkspace {
   ExitHeadShape exit_shape(int b) const { return {b, cfg.tokens(), cfg.dim, cfg.classes}; }
   std::size_t image_size() const { return std::size_t(cfg.channels) * cfg.image_size * cfg.image_size; }
   std::size_t bytes() const { return arena.capacity() * sizeof(T); }
+
+  // Packs P's block weights once for the float GEMM, so that every later inference pass with P
+  // skips packing them per call (batch-1 latency: packing W is as costly as the product). Results
+  // are bitwise identical with and without. A snapshot: call again after P's values change (the
+  // trainer's evaluation does); passes with other parameters than P ignore it. Allocates.
+  void prepack(const ViTParams<T>& P) {
+    const VitConfig& c = P.config();
+    ENVIT_CHECK(c.dim == cfg.dim && c.depth == cfg.depth && c.mlp_hidden == cfg.mlp_hidden, ShapeError,
+                "InferenceWorkspace::prepack: workspace planned for (", cfg.str(), ") but the parameters are for (",
+                c.str(), ")");
+    packed.resize(std::size_t(4) * cfg.depth);
+    const std::ptrdiff_t D = cfg.dim, F = cfg.mlp_hidden;
+    for (int l = 0; l < cfg.depth; ++l) {
+      const BlockParams<T> b = P.block(l);
+      packed[4 * l + 0].pack(b.qkv_w, 3 * D, D);
+      packed[4 * l + 1].pack(b.proj_w, D, D);
+      packed[4 * l + 2].pack(b.fc1_w, F, D);
+      packed[4 * l + 3].pack(b.fc2_w, D, F);
+    }
+    packed_from = &P;
+  }
+  // Forgets the packed weights (frees them).
+  void unpack() {
+    packed.clear();
+    packed_from = nullptr;
+  }
+  // Block l's parameters, with the packed weights attached when they were packed from P.
+  BlockParams<T> block_params(const ViTParams<T>& P, int l) const {
+    BlockParams<T> b = P.block(l);
+    if (packed_from == &P && !packed.empty()) {
+      b.qkv_wp = &packed[std::size_t(4 * l + 0)];
+      b.proj_wp = &packed[std::size_t(4 * l + 1)];
+      b.fc1_wp = &packed[std::size_t(4 * l + 2)];
+      b.fc2_wp = &packed[std::size_t(4 * l + 3)];
+    }
+    return b;
+  }
 
  private:
   template <class A>
@@ -166,7 +207,7 @@ void infer_all_exits(InferenceWorkspace<T>& ws, const ViTParams<T>& P,
   T* cur = ws.h;
   T* nxt = ws.h2;
   for (int l = 0; l < cfg.depth; ++l) {
-    block_forward<T>(nxt, ws.block, cur, P.block(l), ws.block_shape(B), eps);
+    block_forward<T>(nxt, ws.block, cur, ws.block_params(P, l), ws.block_shape(B), eps);
     std::swap(cur, nxt);
     const int j = ws.exit_of_block[std::size_t(l)];
     if (j >= 0) detail::infer_exit_heads<T>(ws, P, j, logits + j * exit_stride, cur, B);
@@ -186,7 +227,7 @@ void infer_final(InferenceWorkspace<T>& ws, const ViTParams<T>& P,
   T* cur = ws.h;
   T* nxt = ws.h2;
   for (int l = 0; l < cfg.depth; ++l) {
-    block_forward<T>(nxt, ws.block, cur, P.block(l), ws.block_shape(B), eps);
+    block_forward<T>(nxt, ws.block, cur, ws.block_params(P, l), ws.block_shape(B), eps);
     std::swap(cur, nxt);
   }
   const int M = cfg.num_exits();
@@ -218,7 +259,7 @@ void early_exit_batch(InferenceWorkspace<T>& ws, const ViTParams<T>& P,
   T* nxt = ws.h2;
   int n = B;  // live rows, packed at the front of cur
   for (int l = 0; l < cfg.depth && n > 0; ++l) {
-    block_forward<T>(nxt, ws.block, cur, P.block(l), ws.block_shape(n), eps);
+    block_forward<T>(nxt, ws.block, cur, ws.block_params(P, l), ws.block_shape(n), eps);
     ws.block_rows[std::size_t(l)] = n;
     std::swap(cur, nxt);
     const int j = ws.exit_of_block[std::size_t(l)];

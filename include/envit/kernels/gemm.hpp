@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
+#include <memory>
 #include <type_traits>
 
 #include "envit/core/error.hpp"
@@ -79,21 +80,23 @@ namespace detail {
 // element (a row split repacks all of op(B) in every thread, a column split all of op(A)).
 // Depends only on (M, N, K, t, mu, nu): fixed thread count => fixed tiles => bitwise-reproducible.
 struct GemmTile { std::ptrdiff_t m0, m1, n0, n1; };
+// b_packed: op(B) comes pre-packed (gemm_weight_t), so a row split repacks nothing; each thread
+// still streams all of op(B) from cache, weighted as ~2 multiply-adds per element.
 inline bool gemm_split_rows(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, int t,
-                            std::ptrdiff_t mu, std::ptrdiff_t nu) {
+                            std::ptrdiff_t mu, std::ptrdiff_t nu, bool b_packed = false) {
   auto up = [](std::ptrdiff_t a, std::ptrdiff_t b) { return (a + b - 1) / b * b; };
   auto cost = [&](bool rows) {
     std::ptrdiff_t n = rows ? M : N, u = rows ? mu : nu;
     std::ptrdiff_t part = std::min(n, (((n + u - 1) / u + t - 1) / t) * u);  // largest part
     double pm = double(up(rows ? part : M, mu)), pn = double(up(rows ? N : part, nu));
     double real_m = double(rows ? part : M), real_n = double(rows ? N : part);
-    return pm * pn * double(K) + 16.0 * (real_m + real_n) * double(K);
+    return pm * pn * double(K) + (16.0 * real_m + (b_packed ? 2.0 : 16.0) * real_n) * double(K);
   };
   return cost(true) <= cost(false);
 }
 inline GemmTile gemm_tile(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, int t, int i,
-                          std::ptrdiff_t mu, std::ptrdiff_t nu) {
-  bool by_rows = gemm_split_rows(M, N, K, t, mu, nu);
+                          std::ptrdiff_t mu, std::ptrdiff_t nu, bool b_packed = false) {
+  bool by_rows = gemm_split_rows(M, N, K, t, mu, nu, b_packed);
   std::ptrdiff_t n = by_rows ? M : N, u = by_rows ? mu : nu;
   std::ptrdiff_t blocks = (n + u - 1) / u;
   auto [b, e] = partition(blocks, t, i);
@@ -137,6 +140,71 @@ void gemm(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t
   {
     auto tile = detail::gemm_tile(M, N, K, omp_get_num_threads(), omp_get_thread_num(), mu, nu);
     if (tile.m0 < tile.m1 && tile.n0 < tile.n1) run(tile.m0, tile.m1, tile.n0, tile.n1);
+  }
+}
+
+// A weight W (n, k), PyTorch's Linear layout, packed once for products C = A W^T (the forward of a
+// Linear) so that the packed float GEMM skips re-packing it on every call: for inference, where the
+// weights stay fixed while many batches run. For double (or when the backend is Eigen at the time
+// of the call) it simply falls back to the plain GEMM on `w`. The packed copy is a snapshot: after
+// W's values change, call pack() again (the results would otherwise use the old values).
+template <class T>
+struct PackedWeight {
+  const T* w = nullptr;       // the weight it was packed from (n, k)
+  std::ptrdiff_t n = 0, k = 0;
+  std::unique_ptr<float[], detail::AlignedFree> panels;  // float only: packed_weight_size(n, k)
+
+  void pack(const T* W, std::ptrdiff_t rows, std::ptrdiff_t cols) {
+    ENVIT_CHECK(rows > 0 && cols > 0 && W != nullptr, ShapeError, "PackedWeight: invalid weight (", rows, ", ",
+                cols, ")");
+    if constexpr (std::is_same_v<T, float>) {
+      if (!panels || rows != n || cols != k) panels = aligned_buffer<float>(packed_weight_size(rows, cols));
+      pack_weight_t(panels.get(), W, rows, cols);
+    }
+    w = W, n = rows, k = cols;
+  }
+};
+
+// C(M, N) = alpha * A(M, K) W^T + beta * C with W (N, K); W given packed (wp, which must have been
+// packed from W with that shape) or not (wp == nullptr: the plain gemm). Threads split C as gemm
+// does; results are bitwise equal to gemm(Trans::N, Trans::T, ...) on W.
+template <class T>
+void gemm_weight_t(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, T alpha, const T* A, std::ptrdiff_t lda,
+                   const T* W, const PackedWeight<T>* wp, T beta, T* C, std::ptrdiff_t ldc) {
+  bool use_packed = false;
+  if constexpr (std::is_same_v<T, float>)
+    use_packed = wp != nullptr && wp->panels && gemm_backend() == GemmBackend::packed;
+  if (!use_packed) {
+    gemm<T>(Trans::N, Trans::T, M, N, K, alpha, A, lda, W, K, beta, C, ldc);
+    return;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    ENVIT_CHECK(wp->w == W && wp->n == N && wp->k == K, ValueError, "gemm_weight_t: packed weight (", wp->n, ", ",
+                wp->k, ") does not match the weight passed (", N, ", ", K, ")",
+                wp->w == W ? "" : " or was packed from another array");
+    ENVIT_CHECK(M >= 0 && lda >= K && ldc >= N, ShapeError, "gemm_weight_t: bad sizes M=", M, " N=", N, " K=", K,
+                " lda=", lda, " ldc=", ldc);
+    const float* panels = wp->panels.get();
+    auto run = [&](std::ptrdiff_t m0, std::ptrdiff_t m1, std::ptrdiff_t n0, std::ptrdiff_t n1) {
+      gemm_packed_serial_prepacked(m1 - m0, n1 - n0, K, alpha, A + m0 * lda, lda,
+                                   panels + (n0 / gemm_packed_nr) * K * gemm_packed_nr, beta, C + m0 * ldc + n0,
+                                   ldc);
+    };
+    const std::ptrdiff_t items = std::max(M, N) / 16 + 1;
+    const double flops = 2.0 * double(M) * double(N) * double(K);
+    const int t = threads_for(items, flops / double(items), 1.0e6);
+    if (t <= 1) {
+      run(0, M, 0, N);
+      return;
+    }
+#pragma omp parallel num_threads(t)
+    {
+      // B needs no packing: a column split costs each thread a pack of A, a row split nothing but
+      // padding, so prefer rows unless they leave much more padding (small M).
+      auto tile = detail::gemm_tile(M, N, K, omp_get_num_threads(), omp_get_thread_num(), gemm_packed_mr,
+                                    gemm_packed_nr, /*b_packed=*/true);
+      if (tile.m0 < tile.m1 && tile.n0 < tile.n1) run(tile.m0, tile.m1, tile.n0, tile.n1);
+    }
   }
 }
 

@@ -26,6 +26,9 @@
 // Not here: threading (gemm.hpp splits C into per-thread tiles), double (Eigen), mixed precision.
 #pragma once
 #include <xsimd/xsimd.hpp>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cstddef>
@@ -108,6 +111,36 @@ inline void scale_c(std::ptrdiff_t m, std::ptrdiff_t n, float beta, float* C, st
   }
 }
 
+#if defined(__AVX512F__)
+// dst[k * lddst + j] = src[j * ldsrc + k] for j, k < 16: a 16 x 16 transpose in registers
+// (unpack pairs of rows, then of row pairs, then two rounds of 128-bit lane shuffles).
+inline void transpose16(const float* src, std::ptrdiff_t ldsrc, float* dst, std::ptrdiff_t lddst) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * ldsrc);
+  for (int i = 0; i < 16; i += 2) {  // per lane L: t[i] = rows i,i+1 at 4L, 4L+1; t[i+1] at 4L+2, 4L+3
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // r[i + e]: rows i..i+3 of element 4L + e, in lane L
+    const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
+    const __m512d c = _mm512_castps_pd(t[i + 2]), d = _mm512_castps_pd(t[i + 3]);
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  for (int e = 0; e < 4; ++e) {  // gather lanes: column e, e+4, e+8, e+12
+    const __m512 va = _mm512_shuffle_f32x4(r[e], r[e + 4], 0x88), vb = _mm512_shuffle_f32x4(r[e], r[e + 4], 0xdd);
+    const __m512 vc = _mm512_shuffle_f32x4(r[e + 8], r[e + 12], 0x88),
+                 vd = _mm512_shuffle_f32x4(r[e + 8], r[e + 12], 0xdd);
+    _mm512_storeu_ps(dst + e * lddst, _mm512_shuffle_f32x4(va, vc, 0x88));
+    _mm512_storeu_ps(dst + (e + 8) * lddst, _mm512_shuffle_f32x4(va, vc, 0xdd));
+    _mm512_storeu_ps(dst + (e + 4) * lddst, _mm512_shuffle_f32x4(vb, vd, 0x88));
+    _mm512_storeu_ps(dst + (e + 12) * lddst, _mm512_shuffle_f32x4(vb, vd, 0xdd));
+  }
+}
+#endif
+
 // Packs op(B)(pc:pc+kc, jc:jc+nc) into ceil(nc/NR) micro-panels of kc x NR (k-major), zero-padded.
 //   tb == N: B stored (K, N), element (k, j) at B[k*ldb + j]   — row copies
 //   tb == T: B stored (N, K), element (k, j) at B[j*ldb + k]   — transposing copy
@@ -128,14 +161,26 @@ void pack_b(Trans tb, const float* B, std::ptrdiff_t ldb, std::ptrdiff_t kc, std
         }
       }
     } else {
-      // dst[k*NR + j] = B[(j0+j)*ldb + k]; blocks of 8 k keep the destination lines hot.
+      // dst[k*NR + j] = B[(j0+j)*ldb + k]
       const float* src = B + j0 * ldb;
+      std::ptrdiff_t jv = 0;  // rows [0, jv) of the panel done by the 16 x 16 transposes
+#if defined(__AVX512F__)
+      if constexpr (NR % 16 == 0) {
+        for (; jv + 16 <= n; jv += 16) {
+          std::ptrdiff_t k0 = 0;
+          for (; k0 + 16 <= kc; k0 += 16) transpose16(src + jv * ldb + k0, ldb, dst + k0 * NR + jv, NR);
+          for (std::ptrdiff_t j = jv; j < jv + 16; ++j)
+            for (std::ptrdiff_t k = k0; k < kc; ++k) dst[k * NR + j] = src[j * ldb + k];
+        }
+      }
+#endif
+      // scalar rest: blocks of 8 k keep the destination lines hot
       constexpr std::ptrdiff_t KB = 8;
       std::ptrdiff_t k0 = 0;
       for (; k0 + KB <= kc; k0 += KB)
-        for (std::ptrdiff_t j = 0; j < n; ++j)
+        for (std::ptrdiff_t j = jv; j < n; ++j)
           for (std::ptrdiff_t kk = 0; kk < KB; ++kk) dst[(k0 + kk) * NR + j] = src[j * ldb + k0 + kk];
-      for (std::ptrdiff_t j = 0; j < n; ++j)
+      for (std::ptrdiff_t j = jv; j < n; ++j)
         for (std::ptrdiff_t k = k0; k < kc; ++k) dst[k * NR + j] = src[j * ldb + k];
       if (n < NR)
         for (std::ptrdiff_t k = 0; k < kc; ++k) std::fill(dst + k * NR + n, dst + (k + 1) * NR, 0.0f);
@@ -291,7 +336,10 @@ inline void micro_kernel(std::ptrdiff_t kc, const float* __restrict pa, const fl
 template <class Arch>
 void gemm_packed_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K,
                      float alpha, const float* A, std::ptrdiff_t lda, const float* B,
-                     std::ptrdiff_t ldb, float beta, float* C, std::ptrdiff_t ldc) {
+                     std::ptrdiff_t ldb, float beta, float* C, std::ptrdiff_t ldc,
+                     const float* bpre = nullptr) {
+  // bpre: op(B) already packed as pack_weight_t lays it out (panels of NR columns over the whole
+  // K, panel i at bpre + i * K * NR, starting at this call's column 0); B is then not read.
   using Bk = Blocking<Arch>;
   constexpr int MR = Bk::MR, NR = Bk::NR, NV = Bk::NV, KC = Bk::KC, AS = Bk::AS;
   if (M <= 0 || N <= 0) return;
@@ -305,7 +353,7 @@ void gemm_packed_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std
   const std::ptrdiff_t ncb =
       balanced_block(N, std::max<std::ptrdiff_t>(NR, Bk::NB / kcb / NR * NR), NR);
   float* pa = pack_buffer<Arch, 0>().get(static_cast<std::size_t>(round_up(mcb, MR) * AS));
-  float* pb = pack_buffer<Arch, 1>().get(static_cast<std::size_t>(kcb * round_up(ncb, NR)));
+  float* pb = bpre ? nullptr : pack_buffer<Arch, 1>().get(static_cast<std::size_t>(kcb * round_up(ncb, NR)));
   const bool a_kmajor = ta == Trans::T;
   // Where block (i0.., p0..) of op(A) / (p0.., j0..) of op(B) starts, and its source geometry.
   auto a_src = [&](std::ptrdiff_t i0, std::ptrdiff_t p0) {
@@ -321,8 +369,17 @@ void gemm_packed_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std
     for (std::ptrdiff_t pc = 0; pc < K; pc += kcb) {
       const std::ptrdiff_t kc = std::min(kcb, K - pc);
       const float beta_k = pc == 0 ? beta : 1.0f;  // later K blocks accumulate into C
-      pack_b<NR>(tb, b_src(pc, jc), ldb, kc, nc, pb);
-      {  // next B block: (pc + kcb, jc), else (0, jc + ncb); prefetched during this whole pass
+      // this block's packed panels: panel jr / NR at pbk + (jr / NR) * pstride
+      const float* pbk = pb;
+      std::ptrdiff_t pstride = kc * NR;
+      if (bpre) {
+        pbk = bpre + (jc / NR) * K * NR + pc * NR;
+        pstride = K * NR;
+        pf_b.stop();
+      } else {
+        pack_b<NR>(tb, b_src(pc, jc), ldb, kc, nc, pb);
+      }
+      if (!bpre) {  // next B block: (pc + kcb, jc), else (0, jc + ncb); prefetched during this whole pass
         std::ptrdiff_t p2 = pc + kcb, j2 = jc;
         if (p2 >= K) p2 = 0, j2 = jc + ncb;
         const std::ptrdiff_t k2 = std::min(kcb, K - p2), n2 = std::min(ncb, N - j2);
@@ -351,7 +408,7 @@ void gemm_packed_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std
           const float* pai = pa + (ir / MR) * (MR * AS);
           for (std::ptrdiff_t jr = 0; jr < nc; jr += NR) {
             const int n = static_cast<int>(std::min<std::ptrdiff_t>(NR, nc - jr));
-            const float* pbj = pb + jr * kc;
+            const float* pbj = pbk + (jr / NR) * pstride;
             float* c = C + (ic + ir) * ldc + jc + jr;
             // next C tile: right of this one, else the start of the next row panel (possibly
             // past the last row: only prefetched, never read)
@@ -373,6 +430,26 @@ void gemm_packed_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std
 // per-thread tiles of C to them).
 inline constexpr int gemm_packed_mr = detail::gemm_pk::Blocking<xsimd::default_arch>::MR;
 inline constexpr int gemm_packed_nr = detail::gemm_pk::Blocking<xsimd::default_arch>::NR;
+
+// Floats pack_weight_t writes for a weight of n rows (outputs) and k columns (inputs).
+inline std::size_t packed_weight_size(std::ptrdiff_t n, std::ptrdiff_t k) {
+  return static_cast<std::size_t>(detail::gemm_pk::round_up(n, gemm_packed_nr) * k);
+}
+// op(B) = W^T for W (n, k) row-major (PyTorch's Linear layout), packed once into panels of
+// gemm_packed_nr columns over the whole k (zero-padded): what the packed GEMM would build on every
+// call of C = A W^T. dst: packed_weight_size(n, k) floats, 64-byte aligned.
+inline void pack_weight_t(float* dst, const float* W, std::ptrdiff_t n, std::ptrdiff_t k) {
+  detail::gemm_pk::pack_b<gemm_packed_nr>(Trans::T, W, k, k, n, dst);
+}
+// C(M, N) = alpha * A(M, K) W^T + beta * C for one tile, W given packed (pack_weight_t; `panels`
+// points at the panel of the tile's first column, a multiple of gemm_packed_nr). Bitwise equal to
+// gemm_packed_serial(Trans::N, Trans::T, ...) on the unpacked W.
+inline void gemm_packed_serial_prepacked(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, float alpha,
+                                         const float* A, std::ptrdiff_t lda, const float* panels,
+                                         float beta, float* C, std::ptrdiff_t ldc) {
+  detail::gemm_pk::gemm_packed_run<xsimd::default_arch>(Trans::N, Trans::T, M, N, K, alpha, A, lda, nullptr,
+                                                        K, beta, C, ldc, panels);
+}
 
 template <>
 inline void gemm_packed_serial<float>(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N,

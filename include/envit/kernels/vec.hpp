@@ -110,6 +110,14 @@ inline float hsum(const fbatch& v) {
     return xsimd::hadd(v);
   }
 }
+// Sum of the lanes in double, in lane order (for statistics that need more than float's tree).
+inline double hsum_double(const fbatch& v) {
+  alignas(64) float buf[W];
+  v.store_aligned(buf);
+  double s = 0.0;
+  for (std::ptrdiff_t i = 0; i < W; ++i) s += double(buf[i]);
+  return s;
+}
 inline float hmax(const fbatch& v) {
 #if defined(__AVX512F__)
   if constexpr (W == 16) {

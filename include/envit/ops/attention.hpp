@@ -28,6 +28,9 @@ template <class T> struct AttentionParams {
   const T* qkv_b;   // (3D)
   const T* proj_w;  // (D, D)
   const T* proj_b;  // (D)
+  // Optional pre-packed qkv_w / proj_w for the forward GEMMs (inference; see PackedWeight).
+  const PackedWeight<T>* qkv_wp = nullptr;
+  const PackedWeight<T>* proj_wp = nullptr;
 };
 template <class T> struct AttentionGrads { T *dqkv_w, *dqkv_b, *dproj_w, *dproj_b; };  // accumulated (+=)
 template <class T> struct AttentionCache {
@@ -82,7 +85,7 @@ void attention_forward_impl(T* y, AttentionCache<T> c, const T* x, AttentionPara
   attention_check(s);
   const std::ptrdiff_t N = s.tokens, D = s.dim, H = s.heads, E = D / H, R = s.batch * N;
   const T scale = T(1) / std::sqrt(T(E));
-  gemm<T>(Trans::N, Trans::T, R, 3 * D, D, T(1), x, D, p.qkv_w, D, T(0), c.qkv, 3 * D);
+  gemm_weight_t<T>(R, 3 * D, D, T(1), x, D, p.qkv_w, p.qkv_wp, T(0), c.qkv, 3 * D);
   bias_residual_rows<T>(c.qkv, p.qkv_b, nullptr, R, 3 * D);
   // Each (b, h) owns disjoint slices of att and ctx; GEMMs inside a parallel region stay serial.
   parallel_for(s.batch * H, 4.0 * double(N * N * E) + 8.0 * double(N * N),
@@ -98,7 +101,7 @@ void attention_forward_impl(T* y, AttentionCache<T> c, const T* x, AttentionPara
       gemm<T>(Trans::N, Trans::N, N, E, N, T(1), P, N, v, 3 * D, T(0), c.ctx + b * N * D + h * E, D);
     }
   });
-  gemm<T>(Trans::N, Trans::T, R, D, D, T(1), c.ctx, D, p.proj_w, D, T(0), y, D);
+  gemm_weight_t<T>(R, D, D, T(1), c.ctx, D, p.proj_w, p.proj_wp, T(0), y, D);
   bias_residual_rows<T>(y, p.proj_b, residual, R, D);
 }
 

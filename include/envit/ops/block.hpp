@@ -22,6 +22,9 @@ template <class T> struct BlockParams {
   const T *norm2_w, *norm2_b;  // (D) each
   const T *fc1_w, *fc1_b;      // (F, D), (F)
   const T *fc2_w, *fc2_b;      // (D, F), (D)
+  // Optional pre-packed qkv_w, proj_w, fc1_w, fc2_w for the forward GEMMs (inference: see
+  // PackedWeight and InferenceWorkspace::prepack); nullptr: packed on every call.
+  const PackedWeight<T> *qkv_wp = nullptr, *proj_wp = nullptr, *fc1_wp = nullptr, *fc2_wp = nullptr;
 };
 template <class T> struct BlockGrads {  // same shapes as BlockParams, accumulated (+=)
   T *dnorm1_w, *dnorm1_b, *dqkv_w, *dqkv_b, *dproj_w, *dproj_b;
@@ -102,10 +105,10 @@ void block_forward(T* y,               // (B, N, D)  overwritten; must not alias
   ENVIT_CHECK(y != x || R == 0, ValueError, "block_forward: y must not alias x");
   // The residual adds ride on the bias pass after each output projection: x1 = (attn + b) + x.
   layernorm_forward<T>(c.ln1, c.norm1, x, {p.norm1_w, p.norm1_b}, {R, D}, eps);
-  detail::attention_forward_impl<T>(c.x1, c.attn, c.ln1, {p.qkv_w, p.qkv_b, p.proj_w, p.proj_b},
+  detail::attention_forward_impl<T>(c.x1, c.attn, c.ln1, {p.qkv_w, p.qkv_b, p.proj_w, p.proj_b, p.qkv_wp, p.proj_wp},
                                     block_attention_shape(s), /*residual=*/x);
   layernorm_forward<T>(c.ln2, c.norm2, c.x1, {p.norm2_w, p.norm2_b}, {R, D}, eps);
-  detail::mlp_forward_impl<T>(y, c.mlp, c.ln2, {p.fc1_w, p.fc1_b, p.fc2_w, p.fc2_b}, block_mlp_shape(s),
+  detail::mlp_forward_impl<T>(y, c.mlp, c.ln2, {p.fc1_w, p.fc1_b, p.fc2_w, p.fc2_b, p.fc1_wp, p.fc2_wp}, block_mlp_shape(s),
                               /*residual=*/static_cast<const T*>(c.x1));
 }
 

@@ -22,6 +22,9 @@ template <class T> struct MlpParams {
   const T* fc1_b;  // (F)
   const T* fc2_w;  // (D, F)
   const T* fc2_b;  // (D)
+  // Optional pre-packed fc1_w / fc2_w for the forward GEMMs (inference; see PackedWeight).
+  const PackedWeight<T>* fc1_wp = nullptr;
+  const PackedWeight<T>* fc2_wp = nullptr;
 };
 template <class T> struct MlpGrads { T *dfc1_w, *dfc1_b, *dfc2_w, *dfc2_b; };  // accumulated (+=)
 template <class T> struct MlpCache {
@@ -64,7 +67,7 @@ template <class T>
 void mlp_forward_impl(T* y, MlpCache<T> c, const T* x, MlpParams<T> p, MlpShape s, const T* residual) {
   mlp_check(s);
   const std::ptrdiff_t R = s.rows, D = s.dim, F = s.hidden;
-  gemm<T>(Trans::N, Trans::T, R, F, D, T(1), x, D, p.fc1_w, D, T(0), c.h, F);
+  gemm_weight_t<T>(R, F, D, T(1), x, D, p.fc1_w, p.fc1_wp, T(0), c.h, F);
   // h = acc + b1;  a = GELU(h)   (row by row: b1 is indexed by column)
   parallel_for(R, 24.0 * double(F), [&](std::ptrdiff_t r0, std::ptrdiff_t r1) {
     for (std::ptrdiff_t r = r0; r < r1; ++r) {
@@ -95,7 +98,7 @@ void mlp_forward_impl(T* y, MlpCache<T> c, const T* x, MlpParams<T> p, MlpShape 
       }
     }
   });
-  gemm<T>(Trans::N, Trans::T, R, D, F, T(1), c.a, F, p.fc2_w, F, T(0), y, D);
+  gemm_weight_t<T>(R, D, F, T(1), c.a, F, p.fc2_w, p.fc2_wp, T(0), y, D);
   bias_residual_rows<T>(y, p.fc2_b, residual, R, D);
 }
 
