@@ -14,49 +14,9 @@ using envit::testing::require_close;
 using std::ptrdiff_t;
 using std::size_t;
 
+using namespace envit::testing;
+
 namespace {
-
-constexpr double kPre = 0.25;  // known value pre-filled into accumulated gradients
-
-// Finite-difference step for the nonlinear ops. A perturbation changes k outputs of size ~|y|,
-// each carrying a few ulp of non-smooth rounding (exp, erf, log, sqrt), so the numeric derivative
-// has noise ~ sqrt(k) * ulp(|y|) / h: at h = 1e-6 that reaches 2e-6 relative on LayerNorm entries
-// with gradients ~1e-3. h = 1e-5 cuts the noise tenfold while the O(h^2 f''') truncation stays
-// ~1e-11 for these smooth inputs. (Linear maps are exact in h and keep the default 1e-6.)
-constexpr double kStep = 1e-5;
-
-
-template <class T>
-std::vector<T> minus_pre(const std::vector<T>& g) {
-  std::vector<T> out(g);
-  for (auto& v : out) v -= T(kPre);
-  return out;
-}
-
-// The scalar loss <a, b> of a gradient check, accumulated in long double.
-long double dot(const std::vector<double>& a, const std::vector<double>& b) {
-  long double s = 0;
-  for (size_t i = 0; i < a.size(); ++i) s += static_cast<long double>(a[i]) * b[i];
-  return s;
-}
-
-// Wraps a long-double loss so that check_grad sees L(x) - L(x0). Returning L itself as a double
-// rounds it to ulp(|L|) (1.4e-14 for |L| ~ 100), i.e. ~1e-8 of finite-difference noise at
-// h = 1e-6 — more than the gradients of many entries times the 1e-6 tolerance. The difference
-// is rounded relative to the change a perturbation makes instead.
-template <class F>
-auto centred(F f) {
-  const long double base = f();
-  return [f, base]() { return static_cast<double>(f() - base); };
-}
-
-template <class T>
-void require_finite(const char* what, const std::vector<T>& v) {
-  size_t bad = 0;
-  for (T x : v) bad += !std::isfinite(x);
-  INFO(what << ": " << bad << " non-finite entries");
-  REQUIRE(bad == 0);
-}
 
 double gelu_ref(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
 double gelu_grad_ref(double x) {
@@ -78,18 +38,6 @@ std::vector<double> softmax_ref(const std::vector<T>& x, ptrdiff_t R, ptrdiff_t 
     }
   }
   return y;
-}
-
-// Logits near +100 and -100: row r alternates all-near-+100, all-near--100, and mixed.
-template <class T>
-std::vector<T> extreme_logits(ptrdiff_t R, ptrdiff_t C, std::uint64_t seed) {
-  auto v = random_vec<T>(R * C, seed, -0.5, 0.5);
-  for (ptrdiff_t r = 0; r < R; ++r)
-    for (ptrdiff_t c = 0; c < C; ++c) {
-      T base = r % 3 == 0 ? T(100) : r % 3 == 1 ? T(-100) : ((c * 7 + r) % 2 ? T(100) : T(-100));
-      v[r * C + c] += base;
-    }
-  return v;
 }
 
 const ptrdiff_t kSizes[] = {1, 7, 15, 16, 17, 32, 48, 50, 191, 192, 768};

@@ -17,41 +17,9 @@ using envit::testing::require_close;
 using std::ptrdiff_t;
 using std::size_t;
 
+using namespace envit::testing;
+
 namespace {
-
-constexpr double kPre = 0.25;  // known value pre-filled into accumulated gradients
-
-// Finite-difference step for the nonlinear ops. A perturbation changes k outputs of size ~|y|,
-// each carrying a few ulp of non-smooth rounding (exp, erf, log, sqrt), so the numeric derivative
-// has noise ~ sqrt(k) * ulp(|y|) / h: at h = 1e-6 that reaches 2e-6 relative on LayerNorm entries
-// with gradients ~1e-3. h = 1e-5 cuts the noise tenfold while the O(h^2 f''') truncation stays
-// ~1e-11 for these smooth inputs. (Linear maps are exact in h and keep the default 1e-6.)
-constexpr double kStep = 1e-5;
-
-
-template <class T>
-std::vector<T> minus_pre(const std::vector<T>& g) {
-  std::vector<T> out(g);
-  for (auto& v : out) v -= T(kPre);
-  return out;
-}
-
-// The scalar loss <a, b> of a gradient check, accumulated in long double.
-long double dot(const std::vector<double>& a, const std::vector<double>& b) {
-  long double s = 0;
-  for (size_t i = 0; i < a.size(); ++i) s += static_cast<long double>(a[i]) * b[i];
-  return s;
-}
-
-// Wraps a long-double loss so that check_grad sees L(x) - L(x0). Returning L itself as a double
-// rounds it to ulp(|L|) (1.4e-14 for |L| ~ 100), i.e. ~1e-8 of finite-difference noise at
-// h = 1e-6 — more than the gradients of many entries times the 1e-6 tolerance. The difference
-// is rounded relative to the change a perturbation makes instead.
-template <class F>
-auto centred(F f) {
-  const long double base = f();
-  return [f, base]() { return static_cast<double>(f() - base); };
-}
 
 // Naive double reference: y = x W^T + b and its gradients for upstream dy.
 struct LinearRef {
@@ -124,11 +92,6 @@ LnRef layernorm_ref(const std::vector<T>& x, const std::vector<T>& gamma, const 
   return r;
 }
 
-// Restores the OpenMP thread count on scope exit.
-struct ThreadGuard {
-  int saved = num_threads();
-  ~ThreadGuard() { set_num_threads(saved); }
-};
 // Restores the float GEMM backend on scope exit.
 struct BackendGuard {
   GemmBackend saved = gemm_backend();

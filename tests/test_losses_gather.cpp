@@ -26,23 +26,9 @@ using std::int32_t;
 using std::ptrdiff_t;
 using std::size_t;
 
+using namespace envit::testing;
+
 namespace {
-
-constexpr double kPre = 0.25;  // known value pre-filled into accumulated gradients
-
-// Finite-difference step for the nonlinear ops. A perturbation changes k outputs of size ~|y|,
-// each carrying a few ulp of non-smooth rounding (exp, erf, log, sqrt), so the numeric derivative
-// has noise ~ sqrt(k) * ulp(|y|) / h: at h = 1e-6 that reaches 2e-6 relative on LayerNorm entries
-// with gradients ~1e-3. h = 1e-5 cuts the noise tenfold while the O(h^2 f''') truncation stays
-// ~1e-11 for these smooth inputs. (Linear maps are exact in h and keep the default 1e-6.)
-constexpr double kStep = 1e-5;
-
-template <class T>
-std::vector<T> minus_pre(const std::vector<T>& g) {
-  std::vector<T> out(g);
-  for (auto& v : out) v -= T(kPre);
-  return out;
-}
 
 std::vector<int32_t> random_labels(ptrdiff_t R, ptrdiff_t C, std::uint64_t seed) {
   CounterRng r(seed, RngStream::init, 0x1AB);
@@ -73,37 +59,6 @@ std::vector<T> teacher_logp(const std::vector<T>& t, ptrdiff_t R, ptrdiff_t C, d
   }
   return out;
 }
-
-// Logits near +100 and -100: rows alternate all-near-+100, all-near--100, and mixed.
-template <class T>
-std::vector<T> extreme_logits(ptrdiff_t R, ptrdiff_t C, std::uint64_t seed) {
-  auto v = random_vec<T>(R * C, seed, -0.5, 0.5);
-  for (ptrdiff_t r = 0; r < R; ++r)
-    for (ptrdiff_t c = 0; c < C; ++c)
-      v[r * C + c] += r % 3 == 0 ? T(100) : r % 3 == 1 ? T(-100) : ((c * 7 + r) % 2 ? T(100) : T(-100));
-  return v;
-}
-
-template <class T>
-void require_finite(const char* what, const std::vector<T>& v) {
-  size_t bad = 0;
-  for (T x : v) bad += !std::isfinite(x);
-  INFO(what << ": " << bad << " non-finite entries");
-  REQUIRE(bad == 0);
-}
-
-// Wraps a long-double loss so that check_grad sees L(x) - L(x0): returning L itself as a double
-// would round it to ulp(|L|), ~1e-8 of finite-difference noise at h = 1e-6 for |L| ~ 100.
-template <class F>
-auto centred(F f) {
-  const long double base = f();
-  return [f, base]() { return static_cast<double>(f() - base); };
-}
-
-struct ThreadGuard {
-  int saved = num_threads();
-  ~ThreadGuard() { set_num_threads(saved); }
-};
 
 }  // namespace
 

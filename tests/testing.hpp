@@ -2,6 +2,7 @@
 // gradient checks in double, and float-vs-double reference comparisons with a hybrid tolerance.
 #pragma once
 #include <catch2/catch.hpp>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -88,5 +89,66 @@ void require_close(const std::string& what, const A* got, const B* ref, std::siz
                           : std::string()));
   CHECK(bad == 0);
 }
+
+
+// ---- helpers shared by the op tests ------------------------------------------------------------
+
+// Known value pre-filled into accumulated (+=) gradients, so a test sees both that the op adds
+// and what it adds: compare minus_pre(g) with the reference.
+constexpr double kPre = 0.25;
+template <class T>
+std::vector<T> minus_pre(const std::vector<T>& g, double pre = kPre) {
+  std::vector<T> out(g);
+  for (auto& v : out) v -= T(pre);
+  return out;
+}
+
+// Finite-difference step for the nonlinear ops. A perturbation changes k outputs of size ~|y|,
+// each carrying a few ulp of non-smooth rounding (exp, erf, log, sqrt), so the numeric derivative
+// has noise ~ sqrt(k) * ulp(|y|) / h: at h = 1e-6 that reaches 2e-6 relative on LayerNorm entries
+// with gradients ~1e-3. h = 1e-5 cuts the noise tenfold while the O(h^2 f''') truncation stays
+// ~1e-11 for these smooth inputs. (Linear maps are exact in h and keep check_grad's 1e-6.)
+constexpr double kStep = 1e-5;
+
+// The scalar loss <a, b> of a gradient check, accumulated in long double.
+inline long double dot(const std::vector<double>& a, const std::vector<double>& b) {
+  long double s = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) s += static_cast<long double>(a[i]) * b[i];
+  return s;
+}
+
+// Wraps a long-double loss so that check_grad sees L(x) - L(x0). Returning L itself as a double
+// rounds it to ulp(|L|) (1.4e-14 for |L| ~ 100), i.e. ~1e-8 of finite-difference noise at
+// h = 1e-6 — more than the gradients of many entries times the 1e-6 tolerance. The difference
+// is rounded relative to the change a perturbation makes instead.
+template <class F>
+auto centred(F f) {
+  const long double base = f();
+  return [f, base]() { return static_cast<double>(f() - base); };
+}
+
+template <class T>
+void require_finite(const char* what, const std::vector<T>& v) {
+  std::size_t bad = 0;
+  for (T x : v) bad += !std::isfinite(x);
+  INFO(what << ": " << bad << " non-finite entries");
+  REQUIRE(bad == 0);
+}
+
+// Logits near +100 and -100: rows alternate all-near-+100, all-near--100, and mixed.
+template <class T>
+std::vector<T> extreme_logits(std::ptrdiff_t R, std::ptrdiff_t C, std::uint64_t seed) {
+  auto v = random_vec<T>(std::size_t(R * C), seed, -0.5, 0.5);
+  for (std::ptrdiff_t r = 0; r < R; ++r)
+    for (std::ptrdiff_t c = 0; c < C; ++c)
+      v[r * C + c] += r % 3 == 0 ? T(100) : r % 3 == 1 ? T(-100) : ((c * 7 + r) % 2 ? T(100) : T(-100));
+  return v;
+}
+
+// Restores the OpenMP thread count on scope exit.
+struct ThreadGuard {
+  int saved = omp_get_max_threads();
+  ~ThreadGuard() { omp_set_num_threads(saved); }
+};
 
 }  // namespace envit::testing
