@@ -38,6 +38,8 @@ import statistics
 import sys
 import time
 
+import torch_vit  # bench/torch_vit.py: the model and objective, shared with the parity fixture
+
 
 def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kilobytes
@@ -106,90 +108,9 @@ def parse_args(argv):
 
 
 def build_model(torch, a):
-    nn = torch.nn
-    F = torch.nn.functional
-    eps = 1e-6
-
-    class Attention(nn.Module):
-        def __init__(self, dim, heads):
-            super().__init__()
-            self.heads = heads
-            self.scale = (dim // heads) ** -0.5
-            self.qkv = nn.Linear(dim, 3 * dim)
-            self.proj = nn.Linear(dim, dim)
-
-        def forward(self, x):
-            B, N, D = x.shape
-            qkv = self.qkv(x).reshape(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-            q, k, v = qkv.unbind(0)
-            att = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
-            return self.proj((att @ v).transpose(1, 2).reshape(B, N, D))
-
-    class Mlp(nn.Module):
-        def __init__(self, dim, hidden):
-            super().__init__()
-            self.fc1 = nn.Linear(dim, hidden)
-            self.fc2 = nn.Linear(hidden, dim)
-
-        def forward(self, x):
-            return self.fc2(F.gelu(self.fc1(x)))  # exact erf GELU
-
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.norm1 = nn.LayerNorm(a.dim, eps=eps)
-            self.attn = Attention(a.dim, a.heads)
-            self.norm2 = nn.LayerNorm(a.dim, eps=eps)
-            self.mlp = Mlp(a.dim, a.mlp)
-
-        def forward(self, x):
-            x = x + self.attn(self.norm1(x))
-            return x + self.mlp(self.norm2(x))
-
-    class ExitHead(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.norm = nn.LayerNorm(a.dim, eps=eps)
-            self.head = nn.Linear(a.dim, a.classes)
-
-        def forward(self, x):
-            return self.head(self.norm(x[:, 0]))
-
-    class PatchEmbed(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.proj = nn.Conv2d(a.channels, a.dim, kernel_size=a.patch, stride=a.patch)
-
-        def forward(self, x):
-            return self.proj(x).flatten(2).transpose(1, 2)
-
-    class MultiExitViT(nn.Module):
-        def __init__(self):
-            super().__init__()
-            n_tok = (a.image // a.patch) ** 2 + 1
-            self.exit_list = a.exit_list
-            self.cls_token = nn.Parameter(torch.zeros(1, 1, a.dim))
-            self.pos_embed = nn.Parameter(torch.zeros(1, n_tok, a.dim))
-            self.patch_embed = PatchEmbed()
-            self.blocks = nn.ModuleList([Block() for _ in range(a.depth)])
-            self.exits = nn.ModuleList([ExitHead() for _ in a.exit_list[:-1]])
-            self.norm = nn.LayerNorm(a.dim, eps=eps)
-            self.head = nn.Linear(a.dim, a.classes)
-            self.exit_at = {s - 1: j for j, s in enumerate(a.exit_list)}
-
-        def forward(self, img):
-            x = self.patch_embed(img)
-            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
-            logits = []
-            last = len(self.exit_list) - 1
-            for l, blk in enumerate(self.blocks):
-                x = blk(x)
-                j = self.exit_at.get(l)
-                if j is not None:
-                    logits.append(self.head(self.norm(x[:, 0])) if j == last else self.exits[j](x))
-            return logits
-
-    model = MultiExitViT()
+    c = dict(image_size=a.image, channels=a.channels, patch=a.patch, dim=a.dim, depth=a.depth, heads=a.heads,
+             mlp_hidden=a.mlp, classes=a.classes, exits=a.exit_list, ln_eps=1e-6)
+    model = torch_vit.build(torch, c)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name and name.endswith(".weight"):
@@ -197,26 +118,12 @@ def build_model(torch, a):
             elif name.endswith(".bias"):
                 p.zero_()
             else:
-                nn.init.trunc_normal_(p, std=0.02, a=-0.04, b=0.04)
+                torch.nn.init.trunc_normal_(p, std=0.02, a=-0.04, b=0.04)
     return model
 
 
-def decays(name):
-    # weight matrices and the conv weight; not biases, norms, cls_token, pos_embed (as envit)
-    return name.endswith(".weight") and ".norm" not in name and not name.startswith("norm")
-
-
-def objective(torch, scheme, logits, labels, alpha=0.5, tau=4.0):
-    F = torch.nn.functional
-    if scheme == "vit-ee":
-        return sum(F.cross_entropy(z, labels) for z in logits)
-    M = len(logits)
-    teacher = F.softmax(logits[-1].detach() / tau, dim=-1)
-    total = F.cross_entropy(logits[-1], labels)
-    for z in logits[:-1]:
-        kl = F.kl_div(F.log_softmax(z / tau, dim=-1), teacher, reduction="batchmean")
-        total = total + (1 - alpha) * F.cross_entropy(z, labels) + alpha * tau * tau * kl
-    return total / M
+decays = torch_vit.decays
+objective = torch_vit.objective
 
 
 def time_iters(warmup, iters, f):

@@ -2,7 +2,7 @@
 """Writes tests/data/train_step_fixture.safetensors: one complete training step of a small
 multi-exit ViT computed by PyTorch, for envit's parity test (tests/test_train_parity.cpp).
 
-The model is written here in plain torch (no timm), with timm's parameter names and layouts:
+The model (bench/torch_vit.py, shared with bench/torch_model_bench.py) is plain torch (no timm), with timm's parameter names and layouts:
 Conv2d patch embedding, one class token, learned position embedding, pre-LN blocks with a fused
 qkv projection (qkv.reshape(B, N, 3, H, E)), exact (erf) GELU, LayerNorm eps from the config, and
 exit heads = LayerNorm + Linear on the class token after the configured blocks (final exit
@@ -36,8 +36,9 @@ import struct
 import sys
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+import torch_vit  # noqa: E402  bench/torch_vit.py: the model and objective, shared with the benchmark
 
 CFG = dict(image_size=8, channels=1, patch=4, dim=12, depth=4, heads=3, mlp_hidden=24, classes=5,
            exits=[2, 4], ln_eps=1e-5)
@@ -50,93 +51,11 @@ MAX_NORM = {"envit": 1.0, "vit-ee": 100.0}
 SEED = 20260301
 
 
-class Attention(nn.Module):
-    def __init__(self, dim, heads):
-        super().__init__()
-        self.heads = heads
-        self.scale = (dim // heads) ** -0.5
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x):
-        B, N, D = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        att = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
-        return self.proj((att @ v).transpose(1, 2).reshape(B, N, D))
+def MultiExitViT(c):
+    return torch_vit.build(torch, c)
 
 
-class Mlp(nn.Module):
-    def __init__(self, dim, hidden):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x):
-        return self.fc2(F.gelu(self.fc1(x)))  # exact erf GELU (torch's default)
-
-
-class Block(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(c["dim"], eps=c["ln_eps"])
-        self.attn = Attention(c["dim"], c["heads"])
-        self.norm2 = nn.LayerNorm(c["dim"], eps=c["ln_eps"])
-        self.mlp = Mlp(c["dim"], c["mlp_hidden"])
-
-    def forward(self, x):
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
-
-
-class ExitHead(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.norm = nn.LayerNorm(c["dim"], eps=c["ln_eps"])
-        self.head = nn.Linear(c["dim"], c["classes"])
-
-    def forward(self, x):
-        return self.head(self.norm(x[:, 0]))
-
-
-class PatchEmbed(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.proj = nn.Conv2d(c["channels"], c["dim"], kernel_size=c["patch"], stride=c["patch"])
-
-    def forward(self, x):
-        return self.proj(x).flatten(2).transpose(1, 2)  # (B, Np, D), patches row-major
-
-
-class MultiExitViT(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.c = c
-        n_tok = (c["image_size"] // c["patch"]) ** 2 + 1
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, c["dim"]))
-        self.pos_embed = nn.Parameter(torch.zeros(1, n_tok, c["dim"]))
-        self.patch_embed = PatchEmbed(c)
-        self.blocks = nn.ModuleList([Block(c) for _ in range(c["depth"])])
-        self.exits = nn.ModuleList([ExitHead(c) for _ in c["exits"][:-1]])
-        self.norm = nn.LayerNorm(c["dim"], eps=c["ln_eps"])
-        self.head = nn.Linear(c["dim"], c["classes"])
-
-    def forward(self, img):
-        x = self.patch_embed(img)
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
-        logits = []
-        for l, blk in enumerate(self.blocks):
-            x = blk(x)
-            if l + 1 in self.c["exits"]:
-                j = self.c["exits"].index(l + 1)
-                logits.append(self.head(self.norm(x[:, 0])) if j == len(self.c["exits"]) - 1
-                              else self.exits[j](x))
-        return logits
-
-
-def decays(name):
-    # weight matrices and the conv weight; not biases, norms, cls_token, pos_embed
-    return name.endswith(".weight") and ".norm" not in name and not name.startswith("norm")
+decays = torch_vit.decays
 
 
 def init_weights(model, gen):
@@ -157,16 +76,7 @@ def init_weights(model, gen):
 
 
 def objective(scheme, logits, labels):
-    M = len(logits)
-    if scheme == "vit-ee":
-        return sum(F.cross_entropy(z, labels) for z in logits)
-    assert scheme == "envit"
-    teacher = F.softmax(logits[-1].detach() / TAU, dim=-1)
-    total = F.cross_entropy(logits[-1], labels)
-    for z in logits[:-1]:
-        kl = F.kl_div(F.log_softmax(z / TAU, dim=-1), teacher, reduction="batchmean")
-        total = total + (1 - ALPHA) * F.cross_entropy(z, labels) + ALPHA * TAU * TAU * kl
-    return total / M
+    return torch_vit.objective(torch, scheme, logits, labels, alpha=ALPHA, tau=TAU)
 
 
 def run_step(scheme, state, images, labels, dtype):
