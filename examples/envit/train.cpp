@@ -57,7 +57,7 @@ void apply_preset(Args& a) {
   const std::string p = a.str("preset");
   if (p == "readme") {  // small ViT sized to finish in ~15 minutes on 2 cores
     for (auto [k, v] : {std::pair{"patch", "7"}, {"dim", "96"}, {"depth", "6"}, {"heads", "3"}, {"mlp", "192"},
-                        {"epochs", "4"}, {"lr", "2e-3"}, {"warmup", "200"}, {"crop-pad", "0"}})
+                        {"epochs", "18"}, {"lr", "2e-3"}, {"warmup", "400"}, {"crop-pad", "0"}})
       a.preset(k, v);
   } else if (p == "tiny28") {
     for (auto [k, v] : {std::pair{"patch", "4"}, {"dim", "192"}, {"depth", "12"}, {"heads", "3"}, {"mlp", "768"},
