@@ -53,7 +53,7 @@ TEST_CASE("gelu: gradient in double, accumulate", "[gelu][grad]") {
     auto loss = centred([&] {
       std::vector<double> y(n);
       gelu_forward(y.data(), x.data(), n);
-      return dot(y, G);
+      return dot_ld(y, G);
     });
     std::vector<double> dx(n, kPre);
     gelu_backward(dx.data(), G.data(), x.data(), n);
@@ -102,7 +102,7 @@ TEST_CASE("softmax: gradient in double with scale, accumulate", "[softmax][grad]
       std::vector<double> y(c.R * c.C);
       auto loss = centred([&] {
         softmax_forward(y.data(), x.data(), c.R, c.C, scale);
-        return dot(y, G);
+        return dot_ld(y, G);
       });
       loss();
       std::vector<double> dx(c.R * c.C, kPre);
@@ -125,7 +125,7 @@ TEST_CASE("log_softmax: gradient in double with scale, accumulate", "[softmax][g
       std::vector<double> y(c.R * c.C);
       auto loss = centred([&] {
         log_softmax_forward(y.data(), x.data(), c.R, c.C, scale);
-        return dot(y, G);
+        return dot_ld(y, G);
       });
       loss();
       std::vector<double> dx(c.R * c.C, kPre);

@@ -120,7 +120,7 @@ TEST_CASE("linear: gradients in double, with and without bias, accumulate", "[li
       auto loss = centred([&] {
         std::vector<double> y(R * O);
         linear_forward(y.data(), x.data(), params(), s);
-        return dot(y, G);
+        return dot_ld(y, G);
       });
       std::vector<double> dx(R * I, kPre), dw(O * I, kPre), db(O, kPre);
       linear_backward(dx.data(), {dw.data(), bias ? db.data() : nullptr}, G.data(), x.data(), params(), s);
@@ -236,7 +236,7 @@ TEST_CASE("layernorm: gradients in double, runtime eps, accumulate", "[layernorm
       auto loss = centred([&] {
         layernorm_forward(y.data(), {mean.data(), rstd.data()}, x.data(), {gamma.data(), beta.data()}, s,
                           c.eps);
-        return dot(y, G);
+        return dot_ld(y, G);
       });
       loss();  // fills the cache at the unperturbed x
       std::vector<double> dx(R * D, kPre), dg(D, kPre), dbt(D, kPre);

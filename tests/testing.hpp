@@ -111,7 +111,7 @@ std::vector<T> minus_pre(const std::vector<T>& g, double pre = kPre) {
 constexpr double kStep = 1e-5;
 
 // The scalar loss <a, b> of a gradient check, accumulated in long double.
-inline long double dot(const std::vector<double>& a, const std::vector<double>& b) {
+inline long double dot_ld(const std::vector<double>& a, const std::vector<double>& b) {
   long double s = 0;
   for (std::size_t i = 0; i < a.size(); ++i) s += static_cast<long double>(a[i]) * b[i];
   return s;

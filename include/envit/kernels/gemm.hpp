@@ -60,11 +60,35 @@ void gemm_eigen_serial(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, s
   else c.noalias() += alpha * a.transpose() * b.transpose();
 }
 
+// An element-wise pass over C fused into the GEMM (bias, residual, GELU, ...): called as
+// epi(r0, r1, c0, c1) on rectangles of C (absolute row/column ranges of the whole call) once their
+// values are final, each exactly once and from the thread that computed it. The packed backend calls
+// it per block of <= MC rows while that block is still in L2; the Eigen backend once per thread
+// tile. It must only touch its rectangle (and read anything else). Results equal running the same
+// pass after the GEMM.
+struct GemmEpilogue {
+  void (*fn)(const void* ctx, std::ptrdiff_t r0, std::ptrdiff_t r1, std::ptrdiff_t c0, std::ptrdiff_t c1) = nullptr;
+  const void* ctx = nullptr;
+  void operator()(std::ptrdiff_t r0, std::ptrdiff_t r1, std::ptrdiff_t c0, std::ptrdiff_t c1) const {
+    fn(ctx, r0, r1, c0, c1);
+  }
+};
+// Wraps a callable f(r0, r1, c0, c1) (which must outlive the GEMM call).
+template <class F>
+GemmEpilogue make_epilogue(const F& f) {
+  return {[](const void* c, std::ptrdiff_t r0, std::ptrdiff_t r1, std::ptrdiff_t c0, std::ptrdiff_t c1) {
+            (*static_cast<const F*>(c))(r0, r1, c0, c1);
+          },
+          &f};
+}
+
 // Forward declaration; the float specialisation is defined in gemm_packed.hpp (included below).
+// epi (or nullptr) is called with coordinates offset by (row_off, col_off).
 template <class T>
 void gemm_packed_serial(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K,
                         T alpha, const T* A, std::ptrdiff_t lda, const T* B, std::ptrdiff_t ldb,
-                        T beta, T* C, std::ptrdiff_t ldc);
+                        T beta, T* C, std::ptrdiff_t ldc, const GemmEpilogue* epi = nullptr,
+                        std::ptrdiff_t row_off = 0, std::ptrdiff_t col_off = 0);
 
 }  // namespace envit
 
@@ -105,10 +129,11 @@ inline GemmTile gemm_tile(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, 
 }
 }  // namespace detail
 
+// epi: optional element-wise pass over C fused into the product (see GemmEpilogue).
 template <class T>
 void gemm(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, T alpha,
           const T* A, std::ptrdiff_t lda, const T* B, std::ptrdiff_t ldb, T beta, T* C,
-          std::ptrdiff_t ldc) {
+          std::ptrdiff_t ldc, const GemmEpilogue* epi = nullptr) {
   ENVIT_CHECK(M >= 0 && N >= 0 && K >= 0, ShapeError, "gemm: negative size M=", M, " N=", N,
               " K=", K);
   ENVIT_CHECK(ldc >= N && lda >= (ta == Trans::N ? K : M) && ldb >= (tb == Trans::N ? N : K),
@@ -124,11 +149,12 @@ void gemm(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t
     T* c = C + m0 * ldc + n0;
     if constexpr (std::is_same_v<T, float>) {
       if (packed) {
-        gemm_packed_serial<T>(ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b, ldb, beta, c, ldc);
+        gemm_packed_serial<T>(ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b, ldb, beta, c, ldc, epi, m0, n0);
         return;
       }
     }
     gemm_eigen_serial<T>(ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (epi && m1 > m0 && n1 > n0) (*epi)(m0, m1, n0, n1);
   };
   // A second thread pays off above ~1 MFLOP each (an OpenMP fork/join costs a few microseconds).
   const std::ptrdiff_t items = std::max(M, N) / 16 + 1;
@@ -170,12 +196,13 @@ struct PackedWeight {
 // does; results are bitwise equal to gemm(Trans::N, Trans::T, ...) on W.
 template <class T>
 void gemm_weight_t(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, T alpha, const T* A, std::ptrdiff_t lda,
-                   const T* W, const PackedWeight<T>* wp, T beta, T* C, std::ptrdiff_t ldc) {
+                   const T* W, const PackedWeight<T>* wp, T beta, T* C, std::ptrdiff_t ldc,
+                   const GemmEpilogue* epi = nullptr) {
   bool use_packed = false;
   if constexpr (std::is_same_v<T, float>)
     use_packed = wp != nullptr && wp->panels && gemm_backend() == GemmBackend::packed;
   if (!use_packed) {
-    gemm<T>(Trans::N, Trans::T, M, N, K, alpha, A, lda, W, K, beta, C, ldc);
+    gemm<T>(Trans::N, Trans::T, M, N, K, alpha, A, lda, W, K, beta, C, ldc, epi);
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
@@ -188,7 +215,7 @@ void gemm_weight_t(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, T alpha
     auto run = [&](std::ptrdiff_t m0, std::ptrdiff_t m1, std::ptrdiff_t n0, std::ptrdiff_t n1) {
       gemm_packed_serial_prepacked(m1 - m0, n1 - n0, K, alpha, A + m0 * lda, lda,
                                    panels + (n0 / gemm_packed_nr) * K * gemm_packed_nr, beta, C + m0 * ldc + n0,
-                                   ldc);
+                                   ldc, epi, m0, n0);
     };
     const std::ptrdiff_t items = std::max(M, N) / 16 + 1;
     const double flops = 2.0 * double(M) * double(N) * double(K);

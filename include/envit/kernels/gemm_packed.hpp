@@ -337,7 +337,8 @@ template <class Arch>
 void gemm_packed_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K,
                      float alpha, const float* A, std::ptrdiff_t lda, const float* B,
                      std::ptrdiff_t ldb, float beta, float* C, std::ptrdiff_t ldc,
-                     const float* bpre = nullptr) {
+                     const float* bpre = nullptr, const GemmEpilogue* epi = nullptr,
+                     std::ptrdiff_t row_off = 0, std::ptrdiff_t col_off = 0) {
   // bpre: op(B) already packed as pack_weight_t lays it out (panels of NR columns over the whole
   // K, panel i at bpre + i * K * NR, starting at this call's column 0); B is then not read.
   using Bk = Blocking<Arch>;
@@ -345,6 +346,7 @@ void gemm_packed_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.0f) {
     scale_c(M, N, beta, C, ldc);
+    if (epi) (*epi)(row_off, row_off + M, col_off, col_off + N);
     return;
   }
   // Block sizes: K in balanced blocks of <= KC; the packed B block (kcb x ncb) within NB floats.
@@ -419,6 +421,8 @@ void gemm_packed_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std
               micro_kernel<Arch, MR, NV, AS, false>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
           }
         }
+        // this block of C (mc x nc) is final after the last K block: run the fused pass while in L2
+        if (epi && pc + kc >= K) (*epi)(row_off + ic, row_off + ic + mc, col_off + jc, col_off + jc + nc);
       }
     }
   }
@@ -446,18 +450,21 @@ inline void pack_weight_t(float* dst, const float* W, std::ptrdiff_t n, std::ptr
 // gemm_packed_serial(Trans::N, Trans::T, ...) on the unpacked W.
 inline void gemm_packed_serial_prepacked(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, float alpha,
                                          const float* A, std::ptrdiff_t lda, const float* panels,
-                                         float beta, float* C, std::ptrdiff_t ldc) {
+                                         float beta, float* C, std::ptrdiff_t ldc,
+                                         const GemmEpilogue* epi = nullptr, std::ptrdiff_t row_off = 0,
+                                         std::ptrdiff_t col_off = 0) {
   detail::gemm_pk::gemm_packed_run<xsimd::default_arch>(Trans::N, Trans::T, M, N, K, alpha, A, lda, nullptr,
-                                                        K, beta, C, ldc, panels);
+                                                        K, beta, C, ldc, panels, epi, row_off, col_off);
 }
 
 template <>
 inline void gemm_packed_serial<float>(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N,
                                       std::ptrdiff_t K, float alpha, const float* A,
                                       std::ptrdiff_t lda, const float* B, std::ptrdiff_t ldb,
-                                      float beta, float* C, std::ptrdiff_t ldc) {
+                                      float beta, float* C, std::ptrdiff_t ldc, const GemmEpilogue* epi,
+                                      std::ptrdiff_t row_off, std::ptrdiff_t col_off) {
   detail::gemm_pk::gemm_packed_run<xsimd::default_arch>(ta, tb, M, N, K, alpha, A, lda, B, ldb,
-                                                        beta, C, ldc);
+                                                        beta, C, ldc, nullptr, epi, row_off, col_off);
 }
 
 }  // namespace envit

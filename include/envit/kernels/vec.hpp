@@ -181,9 +181,47 @@ void map2(float* y, const float* a, const float* b, std::ptrdiff_t n, F&& f) {
 
 namespace envit::detail {
 
-// y[r, :] = (y[r, :] + b) + res[r, :] for r in [0, R); b and res may each be nullptr. Bias first,
-// then residual: the same roundings as linear_forward's bias pass followed by a residual add.
-// res may alias y.
+// The rectangle rows [r0, r1) x columns [c0, c1) of y (row stride C):
+// y[r, c] = (y[r, c] + b[c]) + res[r, c]; b and res may each be nullptr. Bias first, then
+// residual: the same roundings as linear_forward's bias pass followed by a residual add. res may
+// alias y. Serial (a GEMM epilogue, or one thread's part of bias_residual_rows).
+template <class T>
+void bias_residual_rect(T* y, const T* b, const T* res, std::ptrdiff_t C, std::ptrdiff_t r0, std::ptrdiff_t r1,
+                        std::ptrdiff_t c0, std::ptrdiff_t c1) {
+  if (!b && !res) return;
+  const std::ptrdiff_t n = c1 - c0;
+  for (std::ptrdiff_t r = r0; r < r1; ++r) {
+    T* yr = y + r * C + c0;
+    const T* rr = res ? res + r * C + c0 : nullptr;
+    const T* br = b ? b + c0 : nullptr;
+    if constexpr (std::is_same_v<T, float>) {
+      using vec::fbatch;
+      std::ptrdiff_t i = 0;
+      for (; i + vec::W <= n; i += vec::W) {
+        fbatch v = vec::load(yr + i);
+        if (br) v += vec::load(br + i);
+        if (rr) v += vec::load(rr + i);
+        vec::store(yr + i, v);
+      }
+      if (i < n) {
+        const std::ptrdiff_t m = n - i;
+        fbatch v = vec::load_part(yr + i, m);
+        if (br) v += vec::load_part(br + i, m);
+        if (rr) v += vec::load_part(rr + i, m);
+        vec::store_part(yr + i, v, m);
+      }
+    } else {
+      for (std::ptrdiff_t i = 0; i < n; ++i) {
+        T v = yr[i];
+        if (br) v += br[i];
+        if (rr) v += rr[i];
+        yr[i] = v;
+      }
+    }
+  }
+}
+
+// y[r, :] = (y[r, :] + b) + res[r, :] for r in [0, R), threads over rows (see bias_residual_rect).
 template <class T>
 void bias_residual_rows(T* y,           // (R, C)  updated in place
                         const T* b,     // (C) or nullptr
@@ -191,34 +229,7 @@ void bias_residual_rows(T* y,           // (R, C)  updated in place
                         std::ptrdiff_t R, std::ptrdiff_t C) {
   if (!b && !res) return;
   parallel_for(R, 2.0 * double(C), [&](std::ptrdiff_t r0, std::ptrdiff_t r1) {
-    for (std::ptrdiff_t r = r0; r < r1; ++r) {
-      T* yr = y + r * C;
-      const T* rr = res ? res + r * C : nullptr;
-      if constexpr (std::is_same_v<T, float>) {
-        using vec::fbatch;
-        std::ptrdiff_t i = 0;
-        for (; i + vec::W <= C; i += vec::W) {
-          fbatch v = vec::load(yr + i);
-          if (b) v += vec::load(b + i);
-          if (rr) v += vec::load(rr + i);
-          vec::store(yr + i, v);
-        }
-        if (i < C) {
-          const std::ptrdiff_t m = C - i;
-          fbatch v = vec::load_part(yr + i, m);
-          if (b) v += vec::load_part(b + i, m);
-          if (rr) v += vec::load_part(rr + i, m);
-          vec::store_part(yr + i, v, m);
-        }
-      } else {
-        for (std::ptrdiff_t i = 0; i < C; ++i) {
-          T v = yr[i];
-          if (b) v += b[i];
-          if (rr) v += rr[i];
-          yr[i] = v;
-        }
-      }
-    }
+    bias_residual_rect<T>(y, b, res, C, r0, r1, 0, C);
   });
 }
 

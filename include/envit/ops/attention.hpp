@@ -85,8 +85,12 @@ void attention_forward_impl(T* y, AttentionCache<T> c, const T* x, AttentionPara
   attention_check(s);
   const std::ptrdiff_t N = s.tokens, D = s.dim, H = s.heads, E = D / H, R = s.batch * N;
   const T scale = T(1) / std::sqrt(T(E));
-  gemm_weight_t<T>(R, 3 * D, D, T(1), x, D, p.qkv_w, p.qkv_wp, T(0), c.qkv, 3 * D);
-  bias_residual_rows<T>(c.qkv, p.qkv_b, nullptr, R, 3 * D);
+  // bias adds fused into the GEMMs (applied per block of C while it is in cache)
+  const auto qkv_bias = [&](std::ptrdiff_t r0, std::ptrdiff_t r1, std::ptrdiff_t c0, std::ptrdiff_t c1) {
+    bias_residual_rect<T>(c.qkv, p.qkv_b, static_cast<const T*>(nullptr), 3 * D, r0, r1, c0, c1);
+  };
+  const GemmEpilogue qkv_epi = make_epilogue(qkv_bias);
+  gemm_weight_t<T>(R, 3 * D, D, T(1), x, D, p.qkv_w, p.qkv_wp, T(0), c.qkv, 3 * D, &qkv_epi);
   // Each (b, h) owns disjoint slices of att and ctx; GEMMs inside a parallel region stay serial.
   parallel_for(s.batch * H, 4.0 * double(N * N * E) + 8.0 * double(N * N),
                [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
@@ -101,8 +105,11 @@ void attention_forward_impl(T* y, AttentionCache<T> c, const T* x, AttentionPara
       gemm<T>(Trans::N, Trans::N, N, E, N, T(1), P, N, v, 3 * D, T(0), c.ctx + b * N * D + h * E, D);
     }
   });
-  gemm_weight_t<T>(R, D, D, T(1), c.ctx, D, p.proj_w, p.proj_wp, T(0), y, D);
-  bias_residual_rows<T>(y, p.proj_b, residual, R, D);
+  const auto proj_bias = [&](std::ptrdiff_t r0, std::ptrdiff_t r1, std::ptrdiff_t c0, std::ptrdiff_t c1) {
+    bias_residual_rect<T>(y, p.proj_b, residual, D, r0, r1, c0, c1);
+  };
+  const GemmEpilogue proj_epi = make_epilogue(proj_bias);
+  gemm_weight_t<T>(R, D, D, T(1), c.ctx, D, p.proj_w, p.proj_wp, T(0), y, D, &proj_epi);
 }
 
 // attention_backward whose input gradient is overwritten (dx = ...) when overwrite_dx, instead of

@@ -67,39 +67,45 @@ template <class T>
 void mlp_forward_impl(T* y, MlpCache<T> c, const T* x, MlpParams<T> p, MlpShape s, const T* residual) {
   mlp_check(s);
   const std::ptrdiff_t R = s.rows, D = s.dim, F = s.hidden;
-  gemm_weight_t<T>(R, F, D, T(1), x, D, p.fc1_w, p.fc1_wp, T(0), c.h, F);
-  // h = acc + b1;  a = GELU(h)   (row by row: b1 is indexed by column)
-  parallel_for(R, 24.0 * double(F), [&](std::ptrdiff_t r0, std::ptrdiff_t r1) {
+  // h = acc + b1;  a = GELU(h), fused into the fc1 GEMM (per block of h while it is in cache)
+  const auto bias_gelu = [&](std::ptrdiff_t r0, std::ptrdiff_t r1, std::ptrdiff_t c0, std::ptrdiff_t c1) {
+    const std::ptrdiff_t n = c1 - c0;
+    const T* br = p.fc1_b ? p.fc1_b + c0 : nullptr;
     for (std::ptrdiff_t r = r0; r < r1; ++r) {
-      T* hr = c.h + r * F;
-      T* ar = c.a + r * F;
+      T* hr = c.h + r * F + c0;
+      T* ar = c.a + r * F + c0;
       if constexpr (std::is_same_v<T, float>) {
         using vec::fbatch;
         std::ptrdiff_t i = 0;
-        for (; i + vec::W <= F; i += vec::W) {
+        for (; i + vec::W <= n; i += vec::W) {
           fbatch v = vec::load(hr + i);
-          if (p.fc1_b) v += vec::load(p.fc1_b + i);
+          if (br) v += vec::load(br + i);
           vec::store(hr + i, v);
           vec::store(ar + i, vec::gelu(v));
         }
-        if (i < F) {
-          const std::ptrdiff_t m = F - i;
+        if (i < n) {
+          const std::ptrdiff_t m = n - i;
           fbatch v = vec::load_part(hr + i, m);
-          if (p.fc1_b) v += vec::load_part(p.fc1_b + i, m);
+          if (br) v += vec::load_part(br + i, m);
           vec::store_part(hr + i, v, m);
           vec::store_part(ar + i, vec::gelu(v), m);
         }
       } else {
         const T k = T(0.70710678118654752440);
-        for (std::ptrdiff_t i = 0; i < F; ++i) {
-          if (p.fc1_b) hr[i] += p.fc1_b[i];
+        for (std::ptrdiff_t i = 0; i < n; ++i) {
+          if (br) hr[i] += br[i];
           ar[i] = T(0.5) * hr[i] * (T(1) + std::erf(hr[i] * k));  // as gelu_forward<double>
         }
       }
     }
-  });
-  gemm_weight_t<T>(R, D, F, T(1), c.a, F, p.fc2_w, p.fc2_wp, T(0), y, D);
-  bias_residual_rows<T>(y, p.fc2_b, residual, R, D);
+  };
+  const GemmEpilogue fc1_epi = make_epilogue(bias_gelu);
+  gemm_weight_t<T>(R, F, D, T(1), x, D, p.fc1_w, p.fc1_wp, T(0), c.h, F, &fc1_epi);
+  const auto fc2_bias = [&](std::ptrdiff_t r0, std::ptrdiff_t r1, std::ptrdiff_t c0, std::ptrdiff_t c1) {
+    bias_residual_rect<T>(y, p.fc2_b, residual, D, r0, r1, c0, c1);
+  };
+  const GemmEpilogue fc2_epi = make_epilogue(fc2_bias);
+  gemm_weight_t<T>(R, D, F, T(1), c.a, F, p.fc2_w, p.fc2_wp, T(0), y, D, &fc2_epi);
 }
 
 // mlp_backward whose input gradient is overwritten (dx = ...) when overwrite_dx, instead of
