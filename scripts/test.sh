@@ -14,10 +14,12 @@ ctest --test-dir build --output-on-failure -j "$JOBS"
 # ASan/UBSan reports need, and -O1 keeps the instrumented tests fast enough.
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
       -DENVIT_SANITIZE=ON -DENVIT_BUILD_EXAMPLES=OFF -DENVIT_BUILD_BENCH=OFF
-cmake --build build-asan -j "$JOBS"
 # alloc_dealloc_mismatch=0: several tests replace the global operator new/delete to count allocations;
-# the nothrow variants Catch2 uses then pair ASan's new with the test's free.
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:alloc_dealloc_mismatch=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build-asan --output-on-failure -j "$JOBS" -LE packaging \
+# the nothrow variants Catch2 uses then pair ASan's new with the test's free. Exported before the
+# build too: catch_discover_tests runs each test binary at build time to list its tests.
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:alloc_dealloc_mismatch=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+cmake --build build-asan -j "$JOBS"
+ctest --test-dir build-asan --output-on-failure -j "$JOBS" -LE packaging \
         -E "short EnViT training on real Fashion-MNIST"   # minutes under ASan; same paths as the resume test
 echo "envit: all tests passed (Release and ASan+UBSan)"
