@@ -96,6 +96,15 @@ struct Shape {
   idx M, N, K;
 };
 
+// GFLOP/s of one product of shape s per iteration, and its percentage of the probe's peak.
+void set_gemm_counters(benchmark::State& state, const Shape& s, double peak) {
+  const double flops = 2.0 * double(s.M) * double(s.N) * double(s.K);
+  state.counters["GFLOPs"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["pct_peak"] = benchmark::Counter(peak > 0 ? flops * 1e-9 * 100.0 / peak : 0.0,
+                                                  benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["peak_GFLOPs"] = peak;
+}
+
 const Shape kShapes[] = {
     // ViT-S-like, 6400 rows
     {"fwd_qkv", Trans::N, Trans::T, 6400, 576, 192},
@@ -142,11 +151,7 @@ void BM_GemmPrepacked(benchmark::State& state, Shape s, int threads) {
     benchmark::DoNotOptimize(C.data());
     benchmark::ClobberMemory();
   }
-  const double flops = 2.0 * double(s.M) * double(s.N) * double(s.K);
-  state.counters["GFLOPs"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["pct_peak"] = benchmark::Counter(peak > 0 ? flops * 1e-9 * 100.0 / peak : 0.0,
-                                                  benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["peak_GFLOPs"] = peak;
+  set_gemm_counters(state, s, peak);
   envit::set_num_threads(old_threads);
 }
 
@@ -169,11 +174,7 @@ void BM_Gemm(benchmark::State& state, Shape s, GemmBackend backend, int threads)
     benchmark::DoNotOptimize(C.data());
     benchmark::ClobberMemory();
   }
-  const double flops = 2.0 * double(s.M) * double(s.N) * double(s.K);
-  state.counters["GFLOPs"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["pct_peak"] = benchmark::Counter(peak > 0 ? flops * 1e-9 * 100.0 / peak : 0.0,
-                                                  benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["peak_GFLOPs"] = peak;
+  set_gemm_counters(state, s, peak);
   envit::set_gemm_backend(old_backend);
   envit::set_num_threads(old_threads);
 }
