@@ -187,18 +187,21 @@ int cmd_eval(int argc, char** argv) {
     int K = int(a.integer("time-samples", 0, N));
     if (K == 0) K = N;
     std::vector<float> final_logits(std::size_t(batch) * C);
-    const double t_full = best_time(repeats, [&] {
+    // The baselines of every speed-up: the model without early exits on the same samples.
+    const auto run_full = [&] {
       for (int s = 0; s < K; s += batch)
         infer_final<float>(ws, P, images.data() + std::size_t(s) * test.image_size(), std::min(batch, K - s),
                            final_logits.data());
-    });
+    };
+    const double t_full = best_time(repeats, run_full);
     const int S = int(std::min<std::int64_t>(a.integer("stream-samples", 0, N), K));
     InferenceWorkspace<float> ws1(L.cfg, 1);
     ws1.prepack(P);
     std::vector<float> one(static_cast<std::size_t>(C));
-    const double t_full1 = S > 0 ? best_time(repeats, [&] {
+    const auto run_full_stream = [&] {
       for (int s = 0; s < S; ++s) infer_final<float>(ws1, P, images.data() + std::size_t(s) * test.image_size(), 1, one.data());
-    }) : 0.0;
+    };
+    const double t_full1 = S > 0 ? best_time(repeats, run_full_stream) : 0.0;
     std::printf("  full model: %.1f img/s at batch %d, %.3f ms per image streaming\n", K / t_full, batch,
                 S > 0 ? 1e3 * t_full1 / S : 0.0);
     std::printf("  %-10s %8s %9s %9s %9s  %s\n", "threshold", "acc%", "MACs x", "wall x", "stream x", "exit histogram");
@@ -217,11 +220,6 @@ int cmd_eval(int argc, char** argv) {
     for (std::size_t k = 0; k < sweep.size(); ++k) {
       crit.thresholds[0] = sweep[k].threshold;
       exit_decide(sim, scores, crit);
-      auto run_full = [&] {
-        for (int s = 0; s < K; s += batch)
-          infer_final<float>(ws, P, images.data() + std::size_t(s) * test.image_size(), std::min(batch, K - s),
-                             final_logits.data());
-      };
       const double wall = paired_speedup(repeats, run_full, [&] {
         early_exit_dataset<float>(ws, P, images.data(), K, batch, crit, ExitOutput<float>{ex.data(), pr.data(), nullptr});
       });
@@ -230,16 +228,10 @@ int cmd_eval(int argc, char** argv) {
       disagree_total += disagree;
       double stream = 0;
       if (S > 0)
-        stream = paired_speedup(
-            repeats,
-            [&] {
-              for (int s = 0; s < S; ++s)
-                infer_final<float>(ws1, P, images.data() + std::size_t(s) * test.image_size(), 1, one.data());
-            },
-            [&] {
-              for (int s = 0; s < S; ++s)
-                early_exit_one<float>(ws1, P, images.data() + std::size_t(s) * test.image_size(), crit, nullptr);
-            });
+        stream = paired_speedup(repeats, run_full_stream, [&] {
+          for (int s = 0; s < S; ++s)
+            early_exit_one<float>(ws1, P, images.data() + std::size_t(s) * test.image_size(), crit, nullptr);
+        });
       const ExitStats& st = sweep[k].stats;
       std::string hist;
       for (int j = 0; j < M; ++j) hist += (j ? "/" : "") + std::to_string(st.histogram[j]);
