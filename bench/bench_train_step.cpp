@@ -4,8 +4,9 @@
 //
 // BM_TrainStep/p_M_pct:{0,30}, batch 128, scheme envit: per iteration one complete step —
 // draw the layer masks for step k (same seed for both settings, a new step index each iteration),
-// zero gradients, the complete-model teacher forward (only when some sample skips a block),
-// the training forward with skipping, the objective, backward, clip_grad_norm (1.0) and AdamW.
+// zero gradients, the training forward with skipping, the complete-model teacher (only when some
+// sample skips a block; it reruns only the blocks after each sample's first skip), the objective,
+// backward, clip_grad_norm (1.0) and AdamW.
 // Counters: images/s (items_per_second) and exec_frac, the fraction of (sample, block) pairs
 // executed, averaged over the iterations (1.0 at p_M = 0; about 1 - mean(p_l) otherwise).
 // Weights are updated every iteration, as in training; the data batch is fixed.

@@ -4,9 +4,10 @@
 // swing 10-40% between processes) hit both alike. Prints, per scheme/teacher, the median step time
 // of each setup and the median over pairs of t(P) / t(0), plus the executed (sample, block) fraction.
 //
-// A step is bench_train_step's: masks for step k, zero grads, the complete-model teacher forward
-// when the scheme distils from the `full` teacher and some sample skips a block, the training
-// forward with skipping, objective, backward, clip_grad_norm (1.0), AdamW.
+// A step is bench_train_step's (train_step_grads): masks for step k, zero grads, the training
+// forward with skipping, the complete-model teacher when the scheme distils from the `full`
+// teacher and some sample skips a block (only the blocks after each sample's first skip: it shares
+// the training pass's prefix), objective, backward, clip_grad_norm (1.0), AdamW.
 //
 // Usage: envit_dropout_ratio [--threads 2] [--pairs 12] [--p-max 0.3] [--batch 128]
 // Model: VitConfig::tiny28() (28x28x1, patch 4, dim 192, depth 12, 3 heads, MLP 768, 6 exits).

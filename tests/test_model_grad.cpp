@@ -2,6 +2,8 @@
 // some samples at some blocks; plus the objective's identities at p_M = 0.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "envit/train/objective.hpp"
@@ -68,7 +70,7 @@ void gradcheck_scheme(Scheme s, TeacherSource t) {
   bool ready = false;
   if (o.uses_kd()) {
     if (teacher_needs_full_pass(o, m)) {
-      teacher_forward<double>(f.ws, f.ow, f.P, f.images.data(), f.B);
+      teacher_forward<double>(f.ws, f.P, f.images.data(), f.B);
     } else {
       vit_forward_train<double>(f.ws, f.P, f.images.data(), m);
       objective_forward<double>(st, f.ws, f.ow, f.P, f.labels.data(), m, o, p, 0.4, false);
@@ -171,4 +173,83 @@ TEST_CASE("a skipped sample's features are bitwise unchanged through the block",
     CHECK(std::memcmp(ws.h + b * row, h2.data() + b * row, row * sizeof(float)) == 0);
   for (int b : {0, 2})
     CHECK(std::memcmp(ws.h + b * row, h2.data() + b * row, row * sizeof(float)) != 0);
+}
+
+// The `full` teacher shares the training pass's prefix (teacher_from_branches): only the blocks
+// after each sample's first skip are run again. It must give the complete model's values exactly.
+TEST_CASE("the shared-prefix teacher equals the complete model's own forward", "[model][teacher]") {
+  VitConfig cfg;
+  cfg.image_size = 8; cfg.channels = 1; cfg.patch = 2;  // 17 tokens: several GEMM row panels per sample
+  cfg.dim = 32; cfg.depth = 5; cfg.heads = 2; cfg.mlp_hidden = 48; cfg.classes = 5;
+  cfg.exits = {1, 3, 5};
+  cfg.validate();
+  const int B = 9;
+  ObjectiveConfig o;
+  o.scheme = Scheme::envit;
+  o.teacher = TeacherSource::full;
+  o.p_max = 0.6;
+  const std::vector<double> p = o.block_probs(cfg);
+  // Random masks at a high skip rate plus edge cases. Set 1: sample 0 skips nothing, sample 8
+  // skips block 1 (its branch point is the embedding). Set 2: nobody runs block 4.
+  LayerMasks m1(cfg.depth, B), m2(cfg.depth, B);
+  m1.draw(5, 3, p, B);
+  for (auto& e : m1.exec)
+    if (e.empty() || e.front() != 0) e.insert(e.begin(), 0);
+  m1.exec[0].erase(std::remove(m1.exec[0].begin(), m1.exec[0].end(), 8), m1.exec[0].end());
+  m2.draw(5, 4, p, B);
+  m2.exec[3].clear();
+  std::vector<int> first(B);
+  first_skips(m1, first.data());
+  CHECK(first[0] == cfg.depth);
+  CHECK(first[8] == 0);
+  first_skips(m2, first.data());
+  for (int i = 0; i < B; ++i) CHECK(first[i] <= 3);
+  std::vector<std::int32_t> labels(B);
+  for (int b = 0; b < B; ++b) labels[b] = b % cfg.classes;
+  const std::size_t BC = std::size_t(B) * cfg.classes, BD = std::size_t(B) * cfg.dim;
+
+  for (const LayerMasks* mp : {&m1, &m2}) {
+    const LayerMasks& m = *mp;
+    REQUIRE(teacher_needs_full_pass(o, m));
+    {  // float: bitwise equal teacher, logits, loss and gradients
+      ViTParams<float> P(cfg);
+      P.init(17);
+      ViTWorkspace<float> ws(cfg, B);
+      ObjectiveWorkspace<float> ow(cfg, B);
+      std::vector<float> img(std::size_t(B) * cfg.channels * cfg.image_size * cfg.image_size);
+      fill_uniform(img.data(), img.size(), 21);
+      // Reference: the teacher's own complete forward before the training pass.
+      teacher_forward<float>(ws, P, img.data(), B);
+      std::vector<float> t_ref(ws.teacher_logits, ws.teacher_logits + BC), f_ref(ws.feat_target, ws.feat_target + BD);
+      StepStats st_ref;
+      P.zero_grads();
+      vit_forward_train<float>(ws, P, img.data(), m);
+      objective_forward<float>(st_ref, ws, ow, P, labels.data(), m, o, p, 0.5, true);
+      vit_backward_train<float>(ws, P, m);
+      std::vector<float> g_ref(P.grads(), P.grads() + P.size());
+      std::vector<float> z_ref(ws.logits[1], ws.logits[1] + BC);
+      // The step as train_step_grads runs it.
+      std::fill(ws.teacher_logits, ws.teacher_logits + BC, -1.0f);
+      StepStats st;
+      P.zero_grads();
+      train_step_grads<float>(st, ws, ow, P, img.data(), labels.data(), m, o, p, 0.5);
+      CHECK(std::memcmp(ws.teacher_logits, t_ref.data(), BC * sizeof(float)) == 0);
+      CHECK(std::memcmp(ws.feat_target, f_ref.data(), BD * sizeof(float)) == 0);
+      CHECK(std::memcmp(ws.logits[1], z_ref.data(), m.exec[2].size() * cfg.classes * sizeof(float)) == 0);
+      CHECK(st.loss == st_ref.loss);
+      CHECK(std::equal(g_ref.begin(), g_ref.end(), P.grads()));
+    }
+    {  // double (Eigen): equal to rounding
+      ViTParams<double> P(cfg);
+      P.init(17);
+      ViTWorkspace<double> ws(cfg, B);
+      std::vector<double> img(std::size_t(B) * cfg.channels * cfg.image_size * cfg.image_size);
+      fill_uniform(img.data(), img.size(), 21);
+      teacher_forward<double>(ws, P, img.data(), B);
+      std::vector<double> t_ref(ws.teacher_logits, ws.teacher_logits + BC);
+      vit_forward_train<double>(ws, P, img.data(), m, ws.h2);
+      teacher_from_branches<double>(ws, P, m);
+      for (std::size_t i = 0; i < BC; ++i) REQUIRE(ws.teacher_logits[i] == Approx(t_ref[i]).margin(1e-12));
+    }
+  }
 }

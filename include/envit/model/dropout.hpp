@@ -77,4 +77,19 @@ struct LayerMasks {
   }
 };
 
+// first[i] = the first block (0-based) sample i skips, or the depth when it skips none.
+// first: masks.batch ints.
+inline void first_skips(const LayerMasks& masks, int* first) {
+  const int B = masks.batch, L = masks.depth();
+  for (int i = 0; i < B; ++i) first[i] = L;
+  for (int l = L - 1; l >= 0; --l) {  // from the last block down: the earliest skip wins
+    const auto& e = masks.exec[l];
+    std::size_t k = 0;
+    for (int i = 0; i < B; ++i) {
+      if (k < e.size() && e[k] == i) ++k;
+      else first[i] = l;
+    }
+  }
+}
+
 }  // namespace envit

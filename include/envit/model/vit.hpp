@@ -50,6 +50,8 @@ struct ViTWorkspace {
   T* teacher_logits = nullptr;         // (B,C) the complete model's final-exit logits (detached)
   T* feat_target = nullptr;            // (B,D) final class-token feature (detached; BYOT's hint)
   std::vector<int> exit_of_block;      // (L): exit index at block l, or -1
+  std::vector<int> first_skip;         // (max_batch): first block each sample skips, L if none
+  std::vector<std::int32_t> branch_idx;  // (max_batch) scratch list for vit_complete_branches
 
   ViTWorkspace() = default;
   ViTWorkspace(const VitConfig& c, int max_b) : cfg(c), max_batch(max_b) {
@@ -62,6 +64,8 @@ struct ViTWorkspace {
     exit_of_block.assign(static_cast<std::size_t>(cfg.depth), -1);
     for (int j = 0; j < cfg.num_exits(); ++j) exit_of_block[cfg.exits[j] - 1] = j;
     dfeat_used.assign(static_cast<std::size_t>(cfg.num_exits()), false);
+    first_skip.assign(static_cast<std::size_t>(max_b), 0);
+    branch_idx.reserve(static_cast<std::size_t>(max_b));
   }
   ViTWorkspace(const ViTWorkspace&) = delete;
   ViTWorkspace& operator=(const ViTWorkspace&) = delete;
@@ -110,10 +114,15 @@ struct ViTWorkspace {
 
 // Training forward with skipping. Afterwards ws.logits[j] holds exit j's logits for the samples in
 // masks.exec[s_j - 1] (in that order), ws.exit[j] the exit's cache, ws.h the final state h_L.
+// branch (optional, (B,N,D)): for a complete-model teacher that shares this pass's prefix. Up to
+// the first block a sample skips, its state is the complete model's, so it is copied to `branch`
+// just before that block (its branch point); ws.first_skip records the block (L when the sample
+// skips nothing; its row of `branch` is then left untouched). vit_complete_branches finishes them.
 template <class T>
 void vit_forward_train(ViTWorkspace<T>& ws, const ViTParams<T>& P,
                        const T* images,  // (B, C, H, W)
-                       const LayerMasks& masks) {
+                       const LayerMasks& masks,
+                       T* branch = nullptr) {  // (B, N, D) or nullptr
   const VitConfig& cfg = ws.cfg;
   const int B = masks.batch;
   ENVIT_CHECK(B >= 1 && B <= ws.max_batch, ShapeError, "vit_forward_train: batch ", B,
@@ -121,12 +130,17 @@ void vit_forward_train(ViTWorkspace<T>& ws, const ViTParams<T>& P,
   ENVIT_CHECK(masks.depth() == cfg.depth, ShapeError, "vit_forward_train: masks for ",
               masks.depth(), " blocks, model has ", cfg.depth);
   const std::ptrdiff_t row = std::ptrdiff_t(cfg.tokens()) * cfg.dim;
+  for (int l = 0; l < cfg.depth; ++l)
+    check_row_indices(masks.exec[l].data(), static_cast<int>(masks.exec[l].size()), B, "vit_forward_train");
+  if (branch) first_skips(masks, ws.first_skip.data());
   patch_embed_forward<T>(ws.h, ws.embed, images, P.embed(), ws.embed_shape(B));
   for (int l = 0; l < cfg.depth; ++l) {
     const auto& idx = masks.exec[l];
     const int n = static_cast<int>(idx.size());
+    if (branch)
+      for (int i = 0; i < B; ++i)
+        if (ws.first_skip[i] == l) std::memcpy(branch + i * row, ws.h + i * row, sizeof(T) * std::size_t(row));
     if (n == 0) continue;
-    check_row_indices(idx.data(), n, B, "vit_forward_train");
     gather_rows<T>(ws.xin[l], ws.h, idx.data(), n, row);
     block_forward<T>(ws.sub_out, ws.block[l], ws.xin[l], P.block(l), ws.block_shape(n), T(cfg.ln_eps));
     int j = ws.exit_of_block[l];
@@ -134,6 +148,35 @@ void vit_forward_train(ViTWorkspace<T>& ws, const ViTParams<T>& P,
       exit_head_forward<T>(ws.logits[j], ws.exit[j], ws.sub_out, P.exit(j), ws.exit_shape(n), T(cfg.ln_eps));
     scatter_rows<T>(ws.h, ws.sub_out, idx.data(), n, row);
   }
+}
+
+// Completes the complete model (no block skipped) from the branch points vit_forward_train(...,
+// branch) recorded: block l runs, as one compact sub-batch, for every sample that skipped some block
+// <= l, on its branch state. Afterwards `branch` holds the complete model's h_L for all B samples
+// (rows of samples that skipped nothing are copied from ws.h, which is their h_L). The values are
+// vit_forward_full's (bitwise with the packed float GEMM, whose rows do not depend on the other
+// rows of a call; tested), at the cost of only the blocks where the two passes differ.
+// Uses ws.dsub_in, ws.sub_out and the scratch caches: call it between vit_forward_train and
+// vit_backward_train (which reads none of them), with the same masks.
+template <class T>
+void vit_complete_branches(ViTWorkspace<T>& ws, const ViTParams<T>& P, const LayerMasks& masks,
+                           T* branch) {  // (B, N, D)
+  const VitConfig& cfg = ws.cfg;
+  const int B = masks.batch;
+  const std::ptrdiff_t row = std::ptrdiff_t(cfg.tokens()) * cfg.dim;
+  auto& idx = ws.branch_idx;
+  for (int l = 0; l < cfg.depth; ++l) {
+    idx.clear();
+    for (int i = 0; i < B; ++i)
+      if (ws.first_skip[i] <= l) idx.push_back(i);
+    const int n = static_cast<int>(idx.size());
+    if (n == 0) continue;
+    gather_rows<T>(ws.dsub_in, branch, idx.data(), n, row);
+    block_forward<T>(ws.sub_out, ws.scratch_block, ws.dsub_in, P.block(l), ws.block_shape(n), T(cfg.ln_eps));
+    scatter_rows<T>(branch, ws.sub_out, idx.data(), n, row);
+  }
+  for (int i = 0; i < B; ++i)
+    if (ws.first_skip[i] >= cfg.depth) std::memcpy(branch + i * row, ws.h + i * row, sizeof(T) * std::size_t(row));
 }
 
 // Backward of vit_forward_train. Reads ws.dlogits[j] (rows as ws.logits[j]) and, where
