@@ -183,6 +183,53 @@ TEST_CASE(ARCH_NAME "gemm packed: small sizes around the register tile and SIMD 
           }
 }
 
+TEST_CASE(ARCH_NAME "gemm packed: every ragged row count runs its short register tile correctly",
+          "[gemm][ref]") {
+  BackendGuard g;
+  envit::set_gemm_backend(GemmBackend::packed);
+  envit::set_num_threads(1);
+  // M = 1 .. 2 MR + 1: the last row panel takes every size below the register tile once.
+  const idx mr = envit::gemm_packed_mr;
+  std::uint64_t seed = 50;
+  for (Trans ta : kTrans)
+    for (Trans tb : kTrans)
+      for (idx M = 1; M <= 2 * mr + 1; ++M) {
+        const AlphaBeta ab = kAlphaBeta[seed % 5];
+        Problem<float> p(ta, tb, M, 2 * envit::gemm_packed_nr + 3, 37, ab.alpha, ab.beta, seed % 2 ? 3 : 0, seed);
+        ++seed;
+        p.check(p.run(), 1e-5);
+      }
+}
+
+TEST_CASE(ARCH_NAME "gemm packed: a row's result does not depend on the other rows in the call",
+          "[gemm][determinism]") {
+  BackendGuard g;
+  envit::set_gemm_backend(GemmBackend::packed);
+  // The same leading rows of A in calls of M rows (ragged last panels run shorter register
+  // tiles), on 1 and 2 threads (row or column splits): the shared rows of C are bitwise equal.
+  // Model code relies on this (sub-batches, the shared-prefix teacher, early-exit compaction).
+  const idx N = 100, K = 77, Mmax = 4 * envit::gemm_packed_mr + 3;
+  for (Trans ta : kTrans)
+    for (Trans tb : kTrans) {
+      Problem<float> big(ta, tb, Mmax, N, K, 1.0f, 0.0f, 0, 9);
+      envit::set_num_threads(1);
+      const std::vector<float> ref = big.run();
+      for (int threads : {1, 2})
+        for (idx M : {idx(1), idx(8), idx(envit::gemm_packed_mr), Mmax - 5, Mmax}) {
+          envit::set_num_threads(threads);
+          std::vector<float> A(big.A), C(static_cast<std::size_t>(M * N), 0.0f);
+          const idx lda = ta == Trans::N ? big.lda : M;  // A stored (K, M) when transposed: take M columns
+          if (ta == Trans::T)
+            for (idx k = 0; k < K; ++k)
+              for (idx i = 0; i < M; ++i) A[k * lda + i] = big.A[k * big.lda + i];
+          envit::gemm<float>(ta, tb, M, N, K, 1.0f, A.data(), lda, big.B.data(), big.ldb, 0.0f, C.data(), N);
+          INFO("gemm " << tname(ta) << tname(tb) << " M=" << M << " threads=" << threads);
+          for (idx i = 0; i < M; ++i)
+            REQUIRE(std::memcmp(C.data() + i * N, ref.data() + i * big.ldc, sizeof(float) * std::size_t(N)) == 0);
+        }
+    }
+}
+
 TEST_CASE(ARCH_NAME "gemm packed: alpha/beta variants on ragged sizes", "[gemm][ref]") {
   BackendGuard g;
   envit::set_gemm_backend(GemmBackend::packed);

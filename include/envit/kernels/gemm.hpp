@@ -100,8 +100,10 @@ namespace detail {
 // Tile of C for thread i of t: a contiguous range of rows or of columns. Boundaries fall on
 // multiples of the kernel's register tile (mu rows, nu columns) so only the last tile is ragged.
 // Rows vs columns: the split whose slowest thread has the least estimated work, counting padded
-// multiply-adds (parts rounded up to mu/nu) plus packing, weighted as ~16 multiply-adds per packed
-// element (a row split repacks all of op(B) in every thread, a column split all of op(A)).
+// multiply-adds (columns rounded up to nu; rows to mu, except a ragged last row panel, which the
+// packed kernel runs with a shorter register tile: rounded up to even) plus packing, weighted as
+// ~16 multiply-adds per packed element (a row split repacks all of op(B) in every thread, a column
+// split all of op(A)).
 // Depends only on (M, N, K, t, mu, nu): fixed thread count => fixed tiles => bitwise-reproducible.
 struct GemmTile { std::ptrdiff_t m0, m1, n0, n1; };
 // b_packed: op(B) comes pre-packed (gemm_weight_t), so a row split repacks nothing; each thread
@@ -109,10 +111,11 @@ struct GemmTile { std::ptrdiff_t m0, m1, n0, n1; };
 inline bool gemm_split_rows(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, int t,
                             std::ptrdiff_t mu, std::ptrdiff_t nu, bool b_packed = false) {
   auto up = [](std::ptrdiff_t a, std::ptrdiff_t b) { return (a + b - 1) / b * b; };
+  auto pad_rows = [&](std::ptrdiff_t m) { return m / mu * mu + up(m % mu, 2); };
   auto cost = [&](bool rows) {
     std::ptrdiff_t n = rows ? M : N, u = rows ? mu : nu;
     std::ptrdiff_t part = std::min(n, (((n + u - 1) / u + t - 1) / t) * u);  // largest part
-    double pm = double(up(rows ? part : M, mu)), pn = double(up(rows ? N : part, nu));
+    double pm = double(pad_rows(rows ? part : M)), pn = double(up(rows ? N : part, nu));
     double real_m = double(rows ? part : M), real_n = double(rows ? N : part);
     return pm * pn * double(K) + (16.0 * real_m + (b_packed ? 2.0 : 16.0) * real_n) * double(K);
   };
@@ -126,6 +129,25 @@ inline GemmTile gemm_tile(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, 
   auto [b, e] = partition(blocks, t, i);
   std::ptrdiff_t lo = std::min(n, b * u), hi = std::min(n, e * u);
   return by_rows ? GemmTile{lo, hi, 0, N} : GemmTile{0, M, lo, hi};
+}
+// Runs run(m0, m1, n0, n1) once per thread's tile of C (gemm_tile), in parallel; on the calling
+// thread alone when the product is below the threading grain (a second thread pays off above ~1
+// MFLOP each: an OpenMP fork/join costs a few microseconds) or when called inside a parallel region.
+template <class Run>
+void gemm_over_tiles(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, std::ptrdiff_t mu, std::ptrdiff_t nu,
+                     bool b_packed, const Run& run) {
+  const std::ptrdiff_t items = std::max(M, N) / 16 + 1;
+  const double flops = 2.0 * double(M) * double(N) * double(K);
+  const int t = threads_for(items, flops / double(items), 1.0e6);
+  if (t <= 1) {
+    run(std::ptrdiff_t(0), M, std::ptrdiff_t(0), N);
+    return;
+  }
+#pragma omp parallel num_threads(t)
+  {
+    auto tile = gemm_tile(M, N, K, omp_get_num_threads(), omp_get_thread_num(), mu, nu, b_packed);
+    if (tile.m0 < tile.m1 && tile.n0 < tile.n1) run(tile.m0, tile.m1, tile.n0, tile.n1);
+  }
 }
 }  // namespace detail
 
@@ -156,17 +178,8 @@ void gemm(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t
     gemm_eigen_serial<T>(ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b, ldb, beta, c, ldc);
     if (epi && m1 > m0 && n1 > n0) (*epi)(m0, m1, n0, n1);
   };
-  // A second thread pays off above ~1 MFLOP each (an OpenMP fork/join costs a few microseconds).
-  const std::ptrdiff_t items = std::max(M, N) / 16 + 1;
-  const double flops = 2.0 * double(M) * double(N) * double(K);
-  const int t = threads_for(items, flops / double(items), 1.0e6);
-  if (t <= 1) { run(0, M, 0, N); return; }
   const std::ptrdiff_t mu = packed ? gemm_packed_mr : 16, nu = packed ? gemm_packed_nr : 16;
-#pragma omp parallel num_threads(t)
-  {
-    auto tile = detail::gemm_tile(M, N, K, omp_get_num_threads(), omp_get_thread_num(), mu, nu);
-    if (tile.m0 < tile.m1 && tile.n0 < tile.n1) run(tile.m0, tile.m1, tile.n0, tile.n1);
-  }
+  detail::gemm_over_tiles(M, N, K, mu, nu, /*b_packed=*/false, run);
 }
 
 // A weight W (n, k), PyTorch's Linear layout, packed once for products C = A W^T (the forward of a
@@ -217,21 +230,9 @@ void gemm_weight_t(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, T alpha
                                    panels + (n0 / gemm_packed_nr) * K * gemm_packed_nr, beta, C + m0 * ldc + n0,
                                    ldc, epi, m0, n0);
     };
-    const std::ptrdiff_t items = std::max(M, N) / 16 + 1;
-    const double flops = 2.0 * double(M) * double(N) * double(K);
-    const int t = threads_for(items, flops / double(items), 1.0e6);
-    if (t <= 1) {
-      run(0, M, 0, N);
-      return;
-    }
-#pragma omp parallel num_threads(t)
-    {
-      // B needs no packing: a column split costs each thread a pack of A, a row split nothing but
-      // padding, so prefer rows unless they leave much more padding (small M).
-      auto tile = detail::gemm_tile(M, N, K, omp_get_num_threads(), omp_get_thread_num(), gemm_packed_mr,
-                                    gemm_packed_nr, /*b_packed=*/true);
-      if (tile.m0 < tile.m1 && tile.n0 < tile.n1) run(tile.m0, tile.m1, tile.n0, tile.n1);
-    }
+    // B needs no packing: a column split costs each thread a pack of A, a row split nothing but
+    // padding, so rows win unless they leave much more padding (small M).
+    detail::gemm_over_tiles(M, N, K, gemm_packed_mr, gemm_packed_nr, /*b_packed=*/true, run);
   }
 }
 

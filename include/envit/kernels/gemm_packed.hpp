@@ -15,9 +15,11 @@
 //     bring the next C tile and the sources of the next A and B packs into cache (packing from
 //     L3/DRAM otherwise costs 10-20% on shapes with M or N ~ 192).
 // Ragged edges: packed panels are zero-padded to MR / NR; partial C tiles go through a small
-// on-stack tile. Each C element is reduced in a fixed order (K blocks in order, k within a block
-// in order, one FMA chain), so results are bitwise reproducible for given (M, N, K) — independent
-// of the leading dimensions and of where the call's C tile sits (gemm.hpp's per-thread tiles).
+// on-stack tile; a ragged last row panel runs a shorter register tile (MR' = its rows rounded up
+// to even), so it costs what its rows need, not a whole MR. Each C element is reduced in a fixed
+// order (K blocks in order, k within a block in order, one FMA chain), so results are bitwise
+// reproducible for given (M, N, K) — independent of the leading dimensions, of where the call's C
+// tile sits (gemm.hpp's per-thread tiles) and of which register tile computed the row.
 // Pack buffers are thread_local, 64-byte aligned and grown only when a larger size is first seen
 // (at most ~1.4 MB per thread): no allocation in steady state.
 // Architecture: the SIMD width is xsimd's compile-time default (SSE2 without -march flags, AVX-512
@@ -251,11 +253,14 @@ struct PrefetchStream {
 };
 
 // C(m,n) tile (m <= MR, n <= NR) = alpha * sum_k a(r,k) b(k,j) + beta * C  (beta == 0: C not read).
-// a(r,k) = pa[k*MR + r] when AKMajor, else pa[r*AS + k]; b(k,j) = pb[k*NR + j] (64-byte aligned).
+// a(r,k) = pa[k*AK + r] when AKMajor, else pa[r*AS + k]; b(k,j) = pb[k*NR + j] (64-byte aligned).
+// AK: the k-major panel's row count as packed (the full register tile); MR may be smaller for the
+// ragged last row panel, which then costs MR of AK rows' multiply-adds (same FMA order per element,
+// so the results do not depend on which kernel computed a row).
 // Scalar meaning: for k: for r: for j: acc[r][j] += a(r,k) * b(k,j)  (one FMA chain per element).
 // Every P = 3 k steps one prefetch slot (P * MR * NV FMAs hide it): first the lines of the next C
 // tile (at c_base + c_next, MR rows x NR), then pending lines of the A-source stream, then of the B source.
-template <class Arch, int MR, int NV, int AS, bool AKMajor>
+template <class Arch, int MR, int NV, int AS, bool AKMajor, int AK = MR>
 inline void micro_kernel(std::ptrdiff_t kc, const float* __restrict pa, const float* __restrict pb,
                          float* __restrict C, std::ptrdiff_t ldc, float alpha, float beta, int m,
                          int n, const float* c_base, std::ptrdiff_t c_next, PrefetchStream& pf0,
@@ -288,7 +293,7 @@ inline void micro_kernel(std::ptrdiff_t kc, const float* __restrict pa, const fl
       for (int v = 0; v < NV; ++v) b[v] = V::load_aligned(pb + (k + kk) * NR + v * W);
 #pragma GCC unroll 32
       for (int r = 0; r < MR; ++r) {
-        const V a(AKMajor ? pa[(k + kk) * MR + r] : pa[r * AS + k + kk]);
+        const V a(AKMajor ? pa[(k + kk) * AK + r] : pa[r * AS + k + kk]);
 #pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, b[v], acc[r][v]);
       }
@@ -300,7 +305,7 @@ inline void micro_kernel(std::ptrdiff_t kc, const float* __restrict pa, const fl
     for (int v = 0; v < NV; ++v) b[v] = V::load_aligned(pb + k * NR + v * W);
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) {
-      const V a(AKMajor ? pa[k * MR + r] : pa[r * AS + k]);
+      const V a(AKMajor ? pa[k * AK + r] : pa[r * AS + k]);
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, b[v], acc[r][v]);
     }
@@ -330,6 +335,24 @@ inline void micro_kernel(std::ptrdiff_t kc, const float* __restrict pa, const fl
       for (int j = 0; j < n; ++j) c[j] = t[j];
     else
       for (int j = 0; j < n; ++j) c[j] = beta * c[j] + t[j];
+  }
+}
+
+// The micro-kernel for a row panel of m <= MR rows: the full register tile, or for a ragged last
+// panel one of MR' = m rounded up to even rows (a 50-row product is 3 x 14 + 8 rows, not 4 x 14).
+template <class Arch, int MR, int NV, int AS, bool AKMajor, int R = 2>
+inline void ragged_rows_kernel(std::ptrdiff_t kc, const float* __restrict pa, const float* __restrict pb,
+                               float* __restrict C, std::ptrdiff_t ldc, float alpha, float beta, int m, int n,
+                               const float* c_base, std::ptrdiff_t c_next, PrefetchStream& pf0,
+                               PrefetchStream& pf1) {
+  if constexpr (R >= MR) {  // m == MR (the common case, tested first) or an odd m above MR - 1
+    micro_kernel<Arch, MR, NV, AS, AKMajor>(kc, pa, pb, C, ldc, alpha, beta, m, n, c_base, c_next, pf0, pf1);
+  } else {
+    if (m < MR && m <= R)
+      micro_kernel<Arch, R, NV, AS, AKMajor, MR>(kc, pa, pb, C, ldc, alpha, beta, m, n, c_base, c_next, pf0, pf1);
+    else
+      ragged_rows_kernel<Arch, MR, NV, AS, AKMajor, R + 2>(kc, pa, pb, C, ldc, alpha, beta, m, n, c_base, c_next,
+                                                           pf0, pf1);
   }
 }
 
@@ -416,9 +439,9 @@ void gemm_packed_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std
             // past the last row: only prefetched, never read)
             const std::ptrdiff_t cn = jr + NR < nc ? (ic + ir) * ldc + jc + jr + NR : (ic + ir + MR) * ldc + jc;
             if (a_kmajor)
-              micro_kernel<Arch, MR, NV, AS, true>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
+              ragged_rows_kernel<Arch, MR, NV, AS, true>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
             else
-              micro_kernel<Arch, MR, NV, AS, false>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
+              ragged_rows_kernel<Arch, MR, NV, AS, false>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
           }
         }
         // this block of C (mc x nc) is final after the last K block: run the fused pass while in L2
