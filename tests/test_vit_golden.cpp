@@ -9,7 +9,7 @@
 #include "envit/core/error.hpp"
 #include "envit/ops/block.hpp"
 #include "envit/ops/patch_embed.hpp"
-#include "ops_vit_reference.hpp"
+#include "vit_op_testing.hpp"
 
 using namespace envit;
 using namespace envit::testing;
@@ -81,8 +81,31 @@ const FixTensor& get(const std::string& name, std::size_t numel) {
   return it->second;
 }
 
-const char* kBlockNames[12] = {"norm1_w", "norm1_b", "qkv_w", "qkv_b", "proj_w", "proj_b",
-                               "norm2_w", "norm2_b", "fc1_w", "fc1_b", "fc2_w", "fc2_b"};
+// The fixture tensors prefix + name for each field of layout, as a Pack (e.g. "block.qkv_w").
+template <class T>
+Pack<T> fixture_pack(const std::string& prefix, const Layout& layout) {
+  Pack<T> p;
+  for (const Field& f : layout) {
+    p.add(f.name, f.size);
+    p.v.back() = cast_vec<T>(get(prefix + f.name, f.size).v);
+  }
+  return p;
+}
+
+// One forward+backward of the op at shape s on the fixture's "<prefix><in_name>" input, its
+// parameters and R (the upstream gradient), against its output, dx and "<prefix>d<param>" values.
+template <class T, class Shape, class... FwdArgs>
+void check_fixture(const std::string& prefix, const std::string& in_name, Shape s, double tol,
+                   FwdArgs... fwd_args) {
+  using O = Op<Shape, T>;
+  const Layout layout = O::layout(s);
+  const std::size_t ni = O::in_size(s), no = O::out_size(s);
+  Case<Shape, T> c{s, cast_vec<T>(get(prefix + in_name, ni).v), cast_vec<T>(get(prefix + "R", no).v),
+                   fixture_pack<T>(prefix, layout)};
+  const std::vector<double> dx = O::has_dx ? get(prefix + "dx", ni).v : std::vector<double>{};
+  RefRun<NoCache> want{get(prefix + O::out_name, no).v, dx, fixture_pack<double>(prefix + "d", layout), {}};
+  require_matches(run(c, O::batch(s), fwd_args...), want, tol);
+}
 
 template <class T>
 void check_block(double tol) {
@@ -90,29 +113,7 @@ void check_block(double tol) {
   REQUIRE(sh.size() == 5);
   BlockShape s{idx(sh[0]), idx(sh[1]), idx(sh[2]), idx(sh[3]), idx(sh[4])};
   const double eps = fixture().at("block.eps").v.at(0);
-  const std::size_t D = std::size_t(s.dim), F = std::size_t(s.hidden), n = std::size_t(s.batch * s.tokens) * D;
-  const std::size_t sizes[12] = {D, D, 3 * D * D, 3 * D, D * D, D, D, D, F * D, F, D * F, D};
-  Pack<T> p;
-  for (int i = 0; i < 12; ++i) {
-    p.add(kBlockNames[i], sizes[i]);
-    const auto& src = get(std::string("block.") + kBlockNames[i], sizes[i]).v;
-    for (std::size_t j = 0; j < sizes[i]; ++j) p.v[i][j] = T(src[j]);
-  }
-  auto x = cast_vec<T>(get("block.x", n).v);
-  auto R = cast_vec<T>(get("block.R", n).v);
-  auto cache = carve<T>([&](auto& a) { return block_cache_take<T>(a, s); });
-  auto ws = carve<T>([&](auto& a) { return block_workspace_take<T>(a, s); });
-  BlockParams<T> bp{p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11]};
-  auto g = p.zeros_like();
-  BlockGrads<T> bg{g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11]};
-  std::vector<T> y(n), dx(n, T(0));
-  block_forward<T>(y.data(), cache.value, x.data(), bp, s, T(eps));
-  block_backward<T>(dx.data(), bg, R.data(), x.data(), cache.value, bp, s, ws.value);
-  require_close_scaled("y", y.data(), get("block.y", n).v.data(), n, tol);
-  require_close_scaled("dx", dx.data(), get("block.dx", n).v.data(), n, tol);
-  for (int i = 0; i < 12; ++i)
-    require_close_scaled(std::string("d") + kBlockNames[i], g[i],
-                         get(std::string("block.d") + kBlockNames[i], sizes[i]).v.data(), sizes[i], tol);
+  check_fixture<T>("block.", "x", s, tol, T(eps));
 }
 
 template <class T>
@@ -120,30 +121,7 @@ void check_patch_embed(double tol) {
   const auto& sh = fixture().at("patch.shape").v;
   REQUIRE(sh.size() == 6);
   PatchEmbedShape s{idx(sh[0]), idx(sh[1]), idx(sh[2]), idx(sh[3]), idx(sh[4]), idx(sh[5])};
-  const std::size_t D = std::size_t(s.dim), K = std::size_t(s.channels * s.patch * s.patch);
-  const std::size_t Nt = std::size_t(patch_embed_tokens(s));
-  const std::size_t ni = std::size_t(s.batch * s.channels * s.height * s.width), nt = std::size_t(s.batch) * Nt * D;
-  const char* names[4] = {"w", "b", "cls", "pos"};
-  const std::size_t sizes[4] = {D * K, D, D, Nt * D};
-  Pack<T> p;
-  for (int i = 0; i < 4; ++i) {
-    p.add(names[i], sizes[i]);
-    const auto& src = get(std::string("patch.") + names[i], sizes[i]).v;
-    for (std::size_t j = 0; j < sizes[i]; ++j) p.v[i][j] = T(src[j]);
-  }
-  auto img = cast_vec<T>(get("patch.images", ni).v);
-  auto R = cast_vec<T>(get("patch.R", nt).v);
-  auto cache = carve<T>([&](auto& a) { return patch_embed_cache_take<T>(a, s); });
-  auto ws = carve<T>([&](auto& a) { return patch_embed_workspace_take<T>(a, s); });
-  PatchEmbedParams<T> pp{p[0], p[1], p[2], p[3]};
-  auto g = p.zeros_like();
-  std::vector<T> tok(nt);
-  patch_embed_forward<T>(tok.data(), cache.value, img.data(), pp, s);
-  patch_embed_backward<T>({g[0], g[1], g[2], g[3]}, R.data(), cache.value, pp, s, ws.value);
-  require_close_scaled("tokens", tok.data(), get("patch.tokens", nt).v.data(), nt, tol);
-  for (int i = 0; i < 4; ++i)
-    require_close_scaled(std::string("d") + names[i], g[i],
-                         get(std::string("patch.d") + names[i], sizes[i]).v.data(), sizes[i], tol);
+  check_fixture<T>("patch.", "images", s, tol);
 }
 
 }  // namespace
