@@ -10,12 +10,16 @@
 //   ViT-B/16, rows M = 8*197 = 1576, D = 768, MLP 3072, qkv 2304: B16_*.
 //   Batch-1 inference: b1_* (tiny28, 50 rows), B16b1_* (ViT-B/16, 197 rows).
 //   gemm/prepacked/...  forward shapes with the weight packed once (envit::PackedWeight).
+//   gemm/prepacked_cold/...  batch-1 shapes cycling through copies of the weight totalling a
+//                       model's weights (24 / 344 MB), so each call reads W from L3/DRAM as in a pass.
 // Compiled with envit::arch (AVX-512). Timings are wall-clock (UseRealTime) — on a shared machine
 // run each several times and keep the best (--benchmark_repetitions=5
 // --benchmark_report_aggregates_only=false, then take the max).
 #include <benchmark/benchmark.h>
 #include <xsimd/xsimd.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -155,6 +159,34 @@ void BM_GemmPrepacked(benchmark::State& state, Shape s, int threads) {
   envit::set_num_threads(old_threads);
 }
 
+// The same product as in a whole batch-1 forward pass, where each weight is used once per pass and
+// the pass's weights do not fit in L2: cycles through enough pre-packed copies of W to total
+// `total_mb` (tiny28's block weights are 21 MB, ViT-B/16's 344 MB), so every call reads its
+// weight from L3 or DRAM, not from L2 as in gemm/prepacked.
+void BM_GemmPrepackedCold(benchmark::State& state, Shape s, int threads, double total_mb) {
+  std::vector<float> A(static_cast<std::size_t>(s.M * s.K)), W(static_cast<std::size_t>(s.K * s.N)),
+      C(static_cast<std::size_t>(s.M * s.N), 0.0f);
+  for (std::size_t i = 0; i < A.size(); ++i) A[i] = float((i * 7919) % 1000) * 1e-3f - 0.5f;
+  for (std::size_t i = 0; i < W.size(); ++i) W[i] = float((i * 104729) % 1000) * 1e-3f - 0.5f;
+  const double w_mb = double(W.size()) * sizeof(float) * 1e-6;
+  const std::size_t copies = static_cast<std::size_t>(std::max(2.0, std::ceil(total_mb / w_mb)));
+  std::vector<envit::PackedWeight<float>> wp(copies);
+  for (auto& w : wp) w.pack(W.data(), s.N, s.K);  // the same values, separate memory
+  const int old_threads = envit::num_threads();
+  envit::set_num_threads(threads);
+  const double peak = peak_gflops(threads);
+  std::size_t i = 0;
+  for (auto _ : state) {
+    envit::gemm_weight_t<float>(s.M, s.N, s.K, 1.0f, A.data(), s.K, W.data(), &wp[i], 0.0f, C.data(), s.N);
+    i = i + 1 == copies ? 0 : i + 1;
+    benchmark::DoNotOptimize(C.data());
+    benchmark::ClobberMemory();
+  }
+  set_gemm_counters(state, s, peak);
+  state.counters["weight_MB"] = double(copies) * w_mb;
+  envit::set_num_threads(old_threads);
+}
+
 void BM_Gemm(benchmark::State& state, Shape s, GemmBackend backend, int threads) {
   const idx lda = s.ta == Trans::N ? s.K : s.M, ldb = s.tb == Trans::N ? s.N : s.K;
   std::vector<float> A(static_cast<std::size_t>(s.M * s.K)), B(static_cast<std::size_t>(s.K * s.N)),
@@ -199,6 +231,17 @@ const bool registered = [] {
         std::snprintf(name, sizeof name, "gemm/prepacked/t%d/%s_%tdx%tdx%td", threads, s.name, s.M, s.N, s.K);
         benchmark::RegisterBenchmark(name, BM_GemmPrepacked, s, threads)->UseRealTime()->Unit(benchmark::kMillisecond);
       }
+  for (int threads : {1, 2})
+    for (const Shape& s : kShapes) {
+      const std::string n = s.name;
+      const double total_mb = n.rfind("b1_", 0) == 0 ? 24.0 : n.rfind("B16b1_", 0) == 0 ? 344.0 : 0.0;
+      if (total_mb == 0.0) continue;
+      char name[160];
+      std::snprintf(name, sizeof name, "gemm/prepacked_cold/t%d/%s_%tdx%tdx%td", threads, s.name, s.M, s.N, s.K);
+      benchmark::RegisterBenchmark(name, BM_GemmPrepackedCold, s, threads, total_mb)
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond);
+    }
   return true;
 }();
 

@@ -314,7 +314,7 @@ TEST_CASE(ARCH_NAME "gemm_weight_t: a pre-packed weight gives bitwise the plain 
   struct S { idx M, N, K; };
   // ragged N (panels of NR), K across the SIMD width and past KC (two K blocks), batch-1 rows
   const S sizes[] = {{1, 10, 192}, {50, 576, 192}, {50, 192, 768}, {13, 33, 17},
-                     {97, 65, 1537}, {200, 31, 7}, {3, 1000, 800}, {64, 16, 1}};
+                     {97, 65, 1537}, {200, 31, 7}, {3, 1000, 800}, {64, 16, 1}, {250, 97, 40}};
   std::uint64_t seed = 700;
   for (const S& s : sizes)
     for (int threads : {1, 2})

@@ -426,23 +426,35 @@ void gemm_packed_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std
             pf_a.stop();
           }
         }
-        // ir outside jr: the A micro-panel stays in L1 while B streams from L2, and C is walked
-        // along its rows (MR sequential streams the hardware prefetcher follows).
-        for (std::ptrdiff_t ir = 0; ir < mc; ir += MR) {
+        auto tile = [&](std::ptrdiff_t ir, std::ptrdiff_t jr, std::ptrdiff_t cn) {
           const int m = static_cast<int>(std::min<std::ptrdiff_t>(MR, mc - ir));
+          const int n = static_cast<int>(std::min<std::ptrdiff_t>(NR, nc - jr));
           const float* pai = pa + (ir / MR) * (MR * AS);
-          for (std::ptrdiff_t jr = 0; jr < nc; jr += NR) {
-            const int n = static_cast<int>(std::min<std::ptrdiff_t>(NR, nc - jr));
-            const float* pbj = pbk + (jr / NR) * pstride;
-            float* c = C + (ic + ir) * ldc + jc + jr;
-            // next C tile: right of this one, else the start of the next row panel (possibly
-            // past the last row: only prefetched, never read)
-            const std::ptrdiff_t cn = jr + NR < nc ? (ic + ir) * ldc + jc + jr + NR : (ic + ir + MR) * ldc + jc;
-            if (a_kmajor)
-              ragged_rows_kernel<Arch, MR, NV, AS, true>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
-            else
-              ragged_rows_kernel<Arch, MR, NV, AS, false>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
-          }
+          const float* pbj = pbk + (jr / NR) * pstride;
+          float* c = C + (ic + ir) * ldc + jc + jr;
+          if (a_kmajor)
+            ragged_rows_kernel<Arch, MR, NV, AS, true>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
+          else
+            ragged_rows_kernel<Arch, MR, NV, AS, false>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
+        };
+        // The next C tile to prefetch may lie past the last row or column: only prefetched, never read.
+        if (!bpre || ic > 0) {
+          // ir outside jr: the A micro-panel stays in L1 while B streams from L2 (packed here, or
+          // pre-packed and already read by the first row block), and C is walked along its rows
+          // (MR sequential streams the hardware prefetcher follows). Next C tile: to the right,
+          // else the start of the next row panel.
+          for (std::ptrdiff_t ir = 0; ir < mc; ir += MR)
+            for (std::ptrdiff_t jr = 0; jr < nc; jr += NR)
+              tile(ir, jr, jr + NR < nc ? (ic + ir) * ldc + jc + jr + NR : (ic + ir + MR) * ldc + jc);
+        } else {
+          // First row block on a pre-packed B: B comes from L3 or DRAM (a model's weights do not
+          // stay in L2), so each B micro-panel, once read, serves every row panel of the block
+          // before the next one is touched (jr outside ir): B is read at 1/(mc/MR) of the rate
+          // the other order needs, which the hardware prefetcher sustains; A panels come from L2.
+          // Next C tile: below, else the top of the next column panel.
+          for (std::ptrdiff_t jr = 0; jr < nc; jr += NR)
+            for (std::ptrdiff_t ir = 0; ir < mc; ir += MR)
+              tile(ir, jr, ir + MR < mc ? (ic + ir + MR) * ldc + jc + jr : ic * ldc + jc + jr + NR);
         }
         // this block of C (mc x nc) is final after the last K block: run the fused pass while in L2
         if (epi && pc + kc >= K) (*epi)(row_off + ic, row_off + ic + mc, col_off + jc, col_off + jc + nc);
