@@ -100,3 +100,51 @@ TEST_CASE("block argument errors", "[block][error]") {
                                           O::params(p), s, w1),
                     ValueError);
 }
+
+// The last block of an inference pass runs on class tokens only (block_forward_first_token). Its
+// rows must be the full block's: bitwise with the packed float GEMM (row-invariant), to rounding
+// with Eigen (double); every other row of y must be left alone.
+TEST_CASE("block forward on the first token only equals the full block's first-token rows", "[block][ref]") {
+  const auto check = [](auto zero, BlockShape s, double tol) {
+    using T = decltype(zero);
+    using O = Op<BlockShape, T>;
+    auto c = random_case<T>(s, 61, 62, 600, 2.0);
+    auto cache = carve<T>([&](auto& a) { return O::cache_take(a, s); });
+    std::vector<T> full(O::out_size(s)), first(O::out_size(s), T(-777));
+    block_forward<T>(full.data(), cache.value, c.x.data(), O::params(c.p), s, O::kEps);
+    block_forward_first_token<T>(first.data(), cache.value, c.x.data(), O::params(c.p), s, O::kEps);
+    const std::ptrdiff_t N = s.tokens, D = s.dim;
+    for (std::ptrdiff_t r = 0; r < s.batch * N; ++r) {
+      INFO(str(s) << " row " << r);
+      for (std::ptrdiff_t k = 0; k < D; ++k) {
+        const T got = first[std::size_t(r * D + k)], want = full[std::size_t(r * D + k)];
+        if (r % N != 0) REQUIRE(got == T(-777));
+        else if (tol == 0) REQUIRE(std::memcmp(&got, &want, sizeof(T)) == 0);
+        else REQUIRE(double(got) == Approx(double(want)).margin(tol));
+      }
+    }
+  };
+  BackendScope scope(GemmBackend::packed);
+  for (BlockShape s : {BlockShape{3, 17, 48, 3, 192}, BlockShape{1, 50, 64, 4, 256}, BlockShape{5, 2, 16, 2, 24}}) {
+    check(0.0f, s, 0.0);
+    check(0.0, s, 1e-12);
+  }
+  ThreadScope threads(2);
+  check(0.0f, BlockShape{4, 50, 64, 4, 256}, 0.0);
+}
+
+TEST_CASE("block forward on the first token refuses a single token and aliasing", "[block][error]") {
+  using O = Op<BlockShape, float>;
+  const BlockShape s{2, 1, 8, 2, 16};
+  auto c = random_case<float>(s, 1, 2, 3);
+  auto cache = carve<float>([&](auto& a) { return O::cache_take(a, s); });
+  std::vector<float> y(O::out_size(s));
+  REQUIRE_THROWS_WITH(block_forward_first_token<float>(y.data(), cache.value, c.x.data(), O::params(c.p), s, 1e-6f),
+                      Catch::Contains("at least 2 tokens, got 1"));
+  const BlockShape s2{2, 3, 8, 2, 16};
+  auto c2 = random_case<float>(s2, 1, 2, 3);
+  auto cache2 = carve<float>([&](auto& a) { return O::cache_take(a, s2); });
+  REQUIRE_THROWS_WITH(block_forward_first_token<float>(c2.x.data(), cache2.value, c2.x.data(), O::params(c2.p), s2,
+                                                       1e-6f),
+                      Catch::Contains("must not alias"));
+}

@@ -9,6 +9,9 @@
 //   infer_all_exits    the complete model (every block on every sample) writing every exit's
 //                      logits, (M, B, C) — the input of the simulation in infer/simulate.hpp.
 // The *_dataset wrappers run a whole dataset in chunks of at most max_batch samples.
+// In all three, only the class token is read after the last block (by the final exit head), so the
+// last block runs on the class tokens alone (block_forward_first_token: ~20% of a block's work at
+// tiny28) when the GEMM is row-invariant (packed float); its other token rows are left stale.
 //
 // Memory: InferenceWorkspace plans everything once from the config and the largest batch (two
 // state buffers, one patch-embedding cache, one scratch block cache and one scratch exit-head cache
@@ -177,6 +180,17 @@ void infer_check(const InferenceWorkspace<T>& ws, const ViTParams<T>& P, int B, 
 }
 
 // Exit head j on n samples, one at a time (see the file comment): logits row r = head(tokens row r).
+// Block l of a pass that only reads the class token after the last block: the last block runs on
+// the class tokens alone (block_forward_first_token) when the GEMM is row-invariant, so its rows
+// are bitwise the full block's; otherwise (Eigen, double) the full block.
+template <class T>
+void infer_block(InferenceWorkspace<T>& ws, const ViTParams<T>& P, int l, T* y, const T* x, int B) {
+  if (l == ws.cfg.depth - 1 && gemm_rows_invariant<T>())
+    block_forward_first_token<T>(y, ws.block, x, ws.block_params(P, l), ws.block_shape(B), T(ws.cfg.ln_eps));
+  else
+    block_forward<T>(y, ws.block, x, ws.block_params(P, l), ws.block_shape(B), T(ws.cfg.ln_eps));
+}
+
 template <class T>
 void infer_exit_heads(InferenceWorkspace<T>& ws, const ViTParams<T>& P, int j,
                       T* logits,        // (n, C) overwritten
@@ -202,12 +216,11 @@ void infer_all_exits(InferenceWorkspace<T>& ws, const ViTParams<T>& P,
   const VitConfig& cfg = ws.cfg;
   ENVIT_CHECK(exit_stride >= std::ptrdiff_t(B) * cfg.classes, ShapeError, "infer_all_exits: exit stride ",
               exit_stride, " < batch x classes = ", std::ptrdiff_t(B) * cfg.classes);
-  const T eps = T(cfg.ln_eps);
   patch_embed_forward<T>(ws.h, ws.embed, images, P.embed(), ws.embed_shape(B));
   T* cur = ws.h;
   T* nxt = ws.h2;
   for (int l = 0; l < cfg.depth; ++l) {
-    block_forward<T>(nxt, ws.block, cur, ws.block_params(P, l), ws.block_shape(B), eps);
+    detail::infer_block<T>(ws, P, l, nxt, cur, B);
     std::swap(cur, nxt);
     const int j = ws.exit_of_block[std::size_t(l)];
     if (j >= 0) detail::infer_exit_heads<T>(ws, P, j, logits + j * exit_stride, cur, B);
@@ -227,7 +240,7 @@ void infer_final(InferenceWorkspace<T>& ws, const ViTParams<T>& P,
   T* cur = ws.h;
   T* nxt = ws.h2;
   for (int l = 0; l < cfg.depth; ++l) {
-    block_forward<T>(nxt, ws.block, cur, ws.block_params(P, l), ws.block_shape(B), eps);
+    detail::infer_block<T>(ws, P, l, nxt, cur, B);
     std::swap(cur, nxt);
   }
   const int M = cfg.num_exits();
@@ -246,7 +259,6 @@ void early_exit_batch(InferenceWorkspace<T>& ws, const ViTParams<T>& P,
   crit.validate(M);
   ENVIT_CHECK(out.exit != nullptr && out.pred != nullptr, ValueError,
               "early_exit_batch: out.exit and out.pred are required");
-  const T eps = T(cfg.ln_eps);
   const std::size_t row = std::size_t(cfg.tokens()) * cfg.dim;  // one sample's state
 
   patch_embed_forward<T>(ws.h, ws.embed, images, P.embed(), ws.embed_shape(B));
@@ -259,7 +271,7 @@ void early_exit_batch(InferenceWorkspace<T>& ws, const ViTParams<T>& P,
   T* nxt = ws.h2;
   int n = B;  // live rows, packed at the front of cur
   for (int l = 0; l < cfg.depth && n > 0; ++l) {
-    block_forward<T>(nxt, ws.block, cur, ws.block_params(P, l), ws.block_shape(n), eps);
+    detail::infer_block<T>(ws, P, l, nxt, cur, n);
     ws.block_rows[std::size_t(l)] = n;
     std::swap(cur, nxt);
     const int j = ws.exit_of_block[std::size_t(l)];

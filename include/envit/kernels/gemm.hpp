@@ -182,6 +182,15 @@ void gemm(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t
   detail::gemm_over_tiles(M, N, K, mu, nu, /*b_packed=*/false, run);
 }
 
+// True when a row of C = op(A) op(B) does not depend on the other rows of the call (nor on the
+// thread count): the packed float backend (by construction; tested). Code that computes some rows
+// separately and must match the full product bitwise (early-exit inference's class-token-only last
+// block) checks this. Eigen's GEMM is not row-invariant (GEMV at M = 1, tail-row kernels).
+template <class T>
+bool gemm_rows_invariant() {
+  return std::is_same_v<T, float> && gemm_backend() == GemmBackend::packed;
+}
+
 // A weight W (n, k), PyTorch's Linear layout, packed once for products C = A W^T (the forward of a
 // Linear) so that the packed float GEMM skips re-packing it on every call: for inference, where the
 // weights stay fixed while many batches run. For double (or when the backend is Eigen at the time

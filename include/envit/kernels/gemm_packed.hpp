@@ -220,13 +220,17 @@ void pack_a(Trans ta, const float* A, std::ptrdiff_t lda, std::ptrdiff_t mc, std
 // Prefetch of base + off floats. The address may lie past the end of an array (the tile after the
 // last one, the straddled line after a row); x86 prefetches never fault, and the arithmetic is done
 // on integers so no out-of-range pointer is ever formed.
+// Helpers of the micro-kernel's inner loop are always inlined, and the micro-kernel itself never is:
+// GCC's unit-growth limits otherwise decide per translation unit (measured: a TU with more code
+// outlined PrefetchStream::step into a call inside the k loop and ran 7% slower).
+#define ENVIT_GEMM_INLINE inline __attribute__((always_inline))
 template <int Locality>
-inline void prefetch_at(const float* base, std::ptrdiff_t off) {
+ENVIT_GEMM_INLINE void prefetch_at(const float* base, std::ptrdiff_t off) {
   const auto addr = reinterpret_cast<std::uintptr_t>(base) + static_cast<std::uintptr_t>(off) * sizeof(float);
   __builtin_prefetch(reinterpret_cast<const void*>(addr), 0, Locality);
 }
 template <int Locality>
-inline void prefetch_w_at(const float* base, std::ptrdiff_t off) {
+ENVIT_GEMM_INLINE void prefetch_w_at(const float* base, std::ptrdiff_t off) {
   const auto addr = reinterpret_cast<std::uintptr_t>(base) + static_cast<std::uintptr_t>(off) * sizeof(float);
   __builtin_prefetch(reinterpret_cast<const void*>(addr), 1, Locality);
 }
@@ -244,7 +248,7 @@ struct PrefetchStream {
     base = b, rows_left = b ? rows : 0, len = l, stride = s, off = 0, col = 0;
   }
   void stop() { rows_left = 0; }
-  void step() {  // one cache line (prefetcht1: into L2)
+  ENVIT_GEMM_INLINE void step() {  // one cache line (prefetcht1: into L2)
     if (rows_left <= 0) return;
     prefetch_at<2>(base, off + col);
     col += 16;
@@ -261,7 +265,7 @@ struct PrefetchStream {
 // Every P = 3 k steps one prefetch slot (P * MR * NV FMAs hide it): first the lines of the next C
 // tile (at c_base + c_next, MR rows x NR), then pending lines of the A-source stream, then of the B source.
 template <class Arch, int MR, int NV, int AS, bool AKMajor, int AK = MR>
-inline void micro_kernel(std::ptrdiff_t kc, const float* __restrict pa, const float* __restrict pb,
+__attribute__((noinline)) void micro_kernel(std::ptrdiff_t kc, const float* __restrict pa, const float* __restrict pb,
                          float* __restrict C, std::ptrdiff_t ldc, float alpha, float beta, int m,
                          int n, const float* c_base, std::ptrdiff_t c_next, PrefetchStream& pf0,
                          PrefetchStream& pf1) {
@@ -464,6 +468,7 @@ void gemm_packed_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std
 }
 
 }  // namespace detail::gemm_pk
+#undef ENVIT_GEMM_INLINE
 
 // Register-tile sizes of the packed kernel for this translation unit's arch (gemm.hpp aligns its
 // per-thread tiles of C to them).

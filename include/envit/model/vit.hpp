@@ -155,7 +155,9 @@ void vit_forward_train(ViTWorkspace<T>& ws, const ViTParams<T>& P,
 // <= l, on its branch state. Afterwards `branch` holds the complete model's h_L for all B samples
 // (rows of samples that skipped nothing are copied from ws.h, which is their h_L). The values are
 // vit_forward_full's (bitwise with the packed float GEMM, whose rows do not depend on the other
-// rows of a call; tested), at the cost of only the blocks where the two passes differ.
+// rows of a call; tested), at the cost of only the blocks where the two passes differ. Only the
+// class-token rows of h_L are final for the samples that branched (the last block runs on class
+// tokens alone with the packed float GEMM): what the teacher reads.
 // Uses ws.dsub_in, ws.sub_out and the scratch caches: call it between vit_forward_train and
 // vit_backward_train (which reads none of them), with the same masks.
 template <class T>
@@ -172,7 +174,11 @@ void vit_complete_branches(ViTWorkspace<T>& ws, const ViTParams<T>& P, const Lay
     const int n = static_cast<int>(idx.size());
     if (n == 0) continue;
     gather_rows<T>(ws.dsub_in, branch, idx.data(), n, row);
-    block_forward<T>(ws.sub_out, ws.scratch_block, ws.dsub_in, P.block(l), ws.block_shape(n), T(cfg.ln_eps));
+    if (l == cfg.depth - 1 && gemm_rows_invariant<T>())  // only the class token of h_L is read
+      block_forward_first_token<T>(ws.sub_out, ws.scratch_block, ws.dsub_in, P.block(l), ws.block_shape(n),
+                                   T(cfg.ln_eps));
+    else
+      block_forward<T>(ws.sub_out, ws.scratch_block, ws.dsub_in, P.block(l), ws.block_shape(n), T(cfg.ln_eps));
     scatter_rows<T>(branch, ws.sub_out, idx.data(), n, row);
   }
   for (int i = 0; i < B; ++i)
