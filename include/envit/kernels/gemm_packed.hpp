@@ -342,17 +342,18 @@ __attribute__((noinline)) void micro_kernel(std::ptrdiff_t kc, const float* __re
   }
 }
 
-// The micro-kernel for a row panel of m <= MR rows: the full register tile, or for a ragged last
-// panel one of MR' = m rounded up to even rows (a 50-row product is 3 x 14 + 8 rows, not 4 x 14).
+// The micro-kernel for a ragged last row panel of m < MR rows: a register tile of MR' = m rounded
+// up to even rows (a 50-row product is 3 x 14 + 8 rows, not 4 x 14); the full tile for an odd m
+// above the largest even MR' below MR.
 template <class Arch, int MR, int NV, int AS, bool AKMajor, int R = 2>
 inline void ragged_rows_kernel(std::ptrdiff_t kc, const float* __restrict pa, const float* __restrict pb,
                                float* __restrict C, std::ptrdiff_t ldc, float alpha, float beta, int m, int n,
                                const float* c_base, std::ptrdiff_t c_next, PrefetchStream& pf0,
                                PrefetchStream& pf1) {
-  if constexpr (R >= MR) {  // m == MR (the common case, tested first) or an odd m above MR - 1
+  if constexpr (R >= MR) {
     micro_kernel<Arch, MR, NV, AS, AKMajor>(kc, pa, pb, C, ldc, alpha, beta, m, n, c_base, c_next, pf0, pf1);
   } else {
-    if (m < MR && m <= R)
+    if (m <= R)
       micro_kernel<Arch, R, NV, AS, AKMajor, MR>(kc, pa, pb, C, ldc, alpha, beta, m, n, c_base, c_next, pf0, pf1);
     else
       ragged_rows_kernel<Arch, MR, NV, AS, AKMajor, R + 2>(kc, pa, pb, C, ldc, alpha, beta, m, n, c_base, c_next,
@@ -436,10 +437,13 @@ void gemm_packed_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std
           const float* pai = pa + (ir / MR) * (MR * AS);
           const float* pbj = pbk + (jr / NR) * pstride;
           float* c = C + (ic + ir) * ldc + jc + jr;
-          if (a_kmajor)
-            ragged_rows_kernel<Arch, MR, NV, AS, true>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
-          else
-            ragged_rows_kernel<Arch, MR, NV, AS, false>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
+          if (a_kmajor) {
+            if (m == MR) micro_kernel<Arch, MR, NV, AS, true>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
+            else ragged_rows_kernel<Arch, MR, NV, AS, true>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
+          } else {
+            if (m == MR) micro_kernel<Arch, MR, NV, AS, false>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
+            else ragged_rows_kernel<Arch, MR, NV, AS, false>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
+          }
         };
         // The next C tile to prefetch may lie past the last row or column: only prefetched, never read.
         if (!bpre || ic > 0) {
