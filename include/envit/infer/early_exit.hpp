@@ -179,18 +179,16 @@ void infer_check(const InferenceWorkspace<T>& ws, const ViTParams<T>& P, int B, 
               " (the workspace's max batch)");
 }
 
-// Exit head j on n samples, one at a time (see the file comment): logits row r = head(tokens row r).
-// Block l of a pass that only reads the class token after the last block: the last block runs on
-// the class tokens alone (block_forward_first_token) when the GEMM is row-invariant, so its rows
-// are bitwise the full block's; otherwise (Eigen, double) the full block.
+// Block l of a pass that reads only the class token after the last block.
 template <class T>
 void infer_block(InferenceWorkspace<T>& ws, const ViTParams<T>& P, int l, T* y, const T* x, int B) {
-  if (l == ws.cfg.depth - 1 && gemm_rows_invariant<T>())
-    block_forward_first_token<T>(y, ws.block, x, ws.block_params(P, l), ws.block_shape(B), T(ws.cfg.ln_eps));
+  if (l == ws.cfg.depth - 1)
+    block_forward_for_class_token<T>(y, ws.block, x, ws.block_params(P, l), ws.block_shape(B), T(ws.cfg.ln_eps));
   else
     block_forward<T>(y, ws.block, x, ws.block_params(P, l), ws.block_shape(B), T(ws.cfg.ln_eps));
 }
 
+// Exit head j on n samples, one at a time (see the file comment): logits row r = head(tokens row r).
 template <class T>
 void infer_exit_heads(InferenceWorkspace<T>& ws, const ViTParams<T>& P, int j,
                       T* logits,        // (n, C) overwritten

@@ -174,9 +174,9 @@ void vit_complete_branches(ViTWorkspace<T>& ws, const ViTParams<T>& P, const Lay
     const int n = static_cast<int>(idx.size());
     if (n == 0) continue;
     gather_rows<T>(ws.dsub_in, branch, idx.data(), n, row);
-    if (l == cfg.depth - 1 && gemm_rows_invariant<T>())  // only the class token of h_L is read
-      block_forward_first_token<T>(ws.sub_out, ws.scratch_block, ws.dsub_in, P.block(l), ws.block_shape(n),
-                                   T(cfg.ln_eps));
+    if (l == cfg.depth - 1)  // only the class token of h_L is read
+      block_forward_for_class_token<T>(ws.sub_out, ws.scratch_block, ws.dsub_in, P.block(l), ws.block_shape(n),
+                                       T(cfg.ln_eps));
     else
       block_forward<T>(ws.sub_out, ws.scratch_block, ws.dsub_in, P.block(l), ws.block_shape(n), T(cfg.ln_eps));
     scatter_rows<T>(branch, ws.sub_out, idx.data(), n, row);

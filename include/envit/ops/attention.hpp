@@ -78,12 +78,20 @@ AttentionWorkspace<T> attention_workspace_take(A& arena, AttentionShape s) {
 namespace detail {
 
 // attention_forward with an optional residual folded into the output pass (block.hpp):
-//   y = (ctx Wproj^T + bproj) + residual      residual (R, D) or nullptr, must not alias y.
+//   y = (ctx Wproj^T + bproj) + residual      residual or nullptr, must not alias y.
+// queries: how many leading tokens of each sample get an output (0: all N). q, k, v are computed
+// for every token (keys and values are needed), the score rows, softmax, context and projection
+// only for the first `queries` tokens of each sample; y and residual are then (B*queries, D)
+// compact rows, c.att holds B*H*queries score rows of N and c.ctx B*queries rows. queries = 1 is
+// the class token alone, all a model's last block needs when only the final exit head reads it.
+// A query row goes through the same GEMM, softmax and epilogue calls either way, so with a
+// row-invariant GEMM (the packed float kernel) its output is bitwise the full forward's.
 template <class T>
 void attention_forward_impl(T* y, AttentionCache<T> c, const T* x, AttentionParams<T> p, AttentionShape s,
-                            const T* residual) {
+                            const T* residual, std::ptrdiff_t queries = 0) {
   attention_check(s);
   const std::ptrdiff_t N = s.tokens, D = s.dim, H = s.heads, E = D / H, R = s.batch * N;
+  const std::ptrdiff_t Q = queries > 0 ? std::min(queries, N) : N;
   const T scale = T(1) / std::sqrt(T(E));
   // bias adds fused into the GEMMs (applied per block of C while it is in cache)
   const auto qkv_bias = [&](std::ptrdiff_t r0, std::ptrdiff_t r1, std::ptrdiff_t c0, std::ptrdiff_t c1) {
@@ -92,63 +100,24 @@ void attention_forward_impl(T* y, AttentionCache<T> c, const T* x, AttentionPara
   const GemmEpilogue qkv_epi = make_epilogue(qkv_bias);
   gemm_weight_t<T>(R, 3 * D, D, T(1), x, D, p.qkv_w, p.qkv_wp, T(0), c.qkv, 3 * D, &qkv_epi);
   // Each (b, h) owns disjoint slices of att and ctx; GEMMs inside a parallel region stay serial.
-  parallel_for(s.batch * H, 4.0 * double(N * N * E) + 8.0 * double(N * N),
+  parallel_for(s.batch * H, 4.0 * double(Q * N * E) + 8.0 * double(Q * N),
                [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
     for (std::ptrdiff_t i = i0; i < i1; ++i) {
       const std::ptrdiff_t b = i / H, h = i % H;
-      const T* q = c.qkv + b * N * 3 * D + h * E;  // (N, E), row stride 3D
+      const T* q = c.qkv + b * N * 3 * D + h * E;  // (Q, E) of the (N, E) head slice, row stride 3D
       const T* k = q + D;
       const T* v = q + 2 * D;
-      T* P = c.att + i * N * N;                    // (N, N)
-      gemm<T>(Trans::N, Trans::T, N, N, E, scale, q, 3 * D, k, 3 * D, T(0), P, N);
-      for (std::ptrdiff_t r = 0; r < N; ++r) softmax_row<T>(P + r * N, P + r * N, N, T(1));
-      gemm<T>(Trans::N, Trans::N, N, E, N, T(1), P, N, v, 3 * D, T(0), c.ctx + b * N * D + h * E, D);
+      T* P = c.att + i * Q * N;                    // (Q, N)
+      gemm<T>(Trans::N, Trans::T, Q, N, E, scale, q, 3 * D, k, 3 * D, T(0), P, N);
+      for (std::ptrdiff_t r = 0; r < Q; ++r) softmax_row<T>(P + r * N, P + r * N, N, T(1));
+      gemm<T>(Trans::N, Trans::N, Q, E, N, T(1), P, N, v, 3 * D, T(0), c.ctx + b * Q * D + h * E, D);
     }
   });
   const auto proj_bias = [&](std::ptrdiff_t r0, std::ptrdiff_t r1, std::ptrdiff_t c0, std::ptrdiff_t c1) {
     bias_residual_rect<T>(y, p.proj_b, residual, D, r0, r1, c0, c1);
   };
   const GemmEpilogue proj_epi = make_epilogue(proj_bias);
-  gemm_weight_t<T>(R, D, D, T(1), c.ctx, D, p.proj_w, p.proj_wp, T(0), y, D, &proj_epi);
-}
-
-// attention_forward for the first token (the class token) of each sample only, as a model's last
-// block needs when only its class token is read afterwards (the final exit head):
-//   y_b = (ctx_b Wproj^T + bproj) + residual_b  for b < B, ctx_b the class token's attention over all
-// N tokens. q, k, v are still computed for every token (keys and values are needed), but the score
-// row, softmax, context and projection only for the B class tokens: (B, D) compact rows.
-// y (B, D) overwritten; residual (B, D) or nullptr, must not alias y. Per row the same GEMM,
-// softmax and epilogue calls as attention_forward_impl, so with a row-invariant GEMM (the packed
-// float kernel) the rows are bitwise those of the full forward. Uses c.qkv (all R rows), c.att (the
-// first B*H*N floats: one score row per (b, h)) and c.ctx (the first B rows).
-template <class T>
-void attention_forward_first_token(T* y, AttentionCache<T> c, const T* x, AttentionParams<T> p,
-                                   AttentionShape s, const T* residual) {
-  attention_check(s);
-  const std::ptrdiff_t N = s.tokens, D = s.dim, H = s.heads, E = D / H, R = s.batch * N, B = s.batch;
-  const T scale = T(1) / std::sqrt(T(E));
-  const auto qkv_bias = [&](std::ptrdiff_t r0, std::ptrdiff_t r1, std::ptrdiff_t c0, std::ptrdiff_t c1) {
-    bias_residual_rect<T>(c.qkv, p.qkv_b, static_cast<const T*>(nullptr), 3 * D, r0, r1, c0, c1);
-  };
-  const GemmEpilogue qkv_epi = make_epilogue(qkv_bias);
-  gemm_weight_t<T>(R, 3 * D, D, T(1), x, D, p.qkv_w, p.qkv_wp, T(0), c.qkv, 3 * D, &qkv_epi);
-  parallel_for(B * H, 4.0 * double(N * E) + 8.0 * double(N), [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
-    for (std::ptrdiff_t i = i0; i < i1; ++i) {
-      const std::ptrdiff_t b = i / H, h = i % H;
-      const T* q = c.qkv + b * N * 3 * D + h * E;  // the class token's query (1, E); keys (N, E) below
-      const T* k = q + D;
-      const T* v = q + 2 * D;
-      T* P = c.att + i * N;                        // (1, N)
-      gemm<T>(Trans::N, Trans::T, 1, N, E, scale, q, 3 * D, k, 3 * D, T(0), P, N);
-      softmax_row<T>(P, P, N, T(1));
-      gemm<T>(Trans::N, Trans::N, 1, E, N, T(1), P, N, v, 3 * D, T(0), c.ctx + b * D + h * E, D);
-    }
-  });
-  const auto proj_bias = [&](std::ptrdiff_t r0, std::ptrdiff_t r1, std::ptrdiff_t c0, std::ptrdiff_t c1) {
-    bias_residual_rect<T>(y, p.proj_b, residual, D, r0, r1, c0, c1);
-  };
-  const GemmEpilogue proj_epi = make_epilogue(proj_bias);
-  gemm_weight_t<T>(B, D, D, T(1), c.ctx, D, p.proj_w, p.proj_wp, T(0), y, D, &proj_epi);
+  gemm_weight_t<T>(s.batch * Q, D, D, T(1), c.ctx, D, p.proj_w, p.proj_wp, T(0), y, D, &proj_epi);
 }
 
 // attention_backward whose input gradient is overwritten (dx = ...) when overwrite_dx, instead of

@@ -133,13 +133,22 @@ void block_forward_first_token(T* y,             // (B, N, D)  rows b*N overwrit
   T* xc = c.x1 + B * D;  // (B, D) the class tokens of x, then the block's output rows
   for (std::ptrdiff_t b = 0; b < B; ++b) std::memcpy(xc + b * D, x + b * N * D, sizeof(T) * std::size_t(D));
   layernorm_forward<T>(c.ln1, c.norm1, x, {p.norm1_w, p.norm1_b}, {R, D}, eps);
-  detail::attention_forward_first_token<T>(c.x1, c.attn, c.ln1,
-                                           {p.qkv_w, p.qkv_b, p.proj_w, p.proj_b, p.qkv_wp, p.proj_wp},
-                                           block_attention_shape(s), /*residual=*/xc);
+  detail::attention_forward_impl<T>(c.x1, c.attn, c.ln1, {p.qkv_w, p.qkv_b, p.proj_w, p.proj_b, p.qkv_wp, p.proj_wp},
+                                    block_attention_shape(s), /*residual=*/xc, /*queries=*/1);
   layernorm_forward<T>(c.ln2, c.norm2, c.x1, {p.norm2_w, p.norm2_b}, {B, D}, eps);
   detail::mlp_forward_impl<T>(xc, c.mlp, c.ln2, {p.fc1_w, p.fc1_b, p.fc2_w, p.fc2_b, p.fc1_wp, p.fc2_wp},
                               {B, D, s.hidden}, /*residual=*/static_cast<const T*>(c.x1));
   for (std::ptrdiff_t b = 0; b < B; ++b) std::memcpy(y + b * N * D, xc + b * D, sizeof(T) * std::size_t(D));
+}
+
+// A model's last block when only the class tokens of its output will be read (exit heads):
+// block_forward_first_token when the GEMM is row-invariant (packed float: bitwise the same class
+// tokens), otherwise block_forward (Eigen's GEMM is not row-invariant, and early-exit inference
+// relies on rows not depending on the batch they ran in).
+template <class T>
+void block_forward_for_class_token(T* y, BlockCache<T> c, const T* x, BlockParams<T> p, BlockShape s, T eps) {
+  if (gemm_rows_invariant<T>()) block_forward_first_token<T>(y, c, x, p, s, eps);
+  else block_forward<T>(y, c, x, p, s, eps);
 }
 
 // With x1 = x + attn(ln1(x)) and y = x1 + mlp(ln2(x1)):
