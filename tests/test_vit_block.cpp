@@ -148,3 +148,98 @@ TEST_CASE("block forward on the first token refuses a single token and aliasing"
                                                        1e-6f),
                       Catch::Contains("must not alias"));
 }
+
+// A model's last block in training runs forward and backward on class tokens only
+// (block_backward_first_token). With dy zero off the first tokens, the full block's backward is the
+// reference: same dx (on every row: keys and values reach all tokens) and parameter gradients, to
+// the rounding of sums that no longer add the zeros (double), and accumulation into dx.
+TEST_CASE("block backward on the first token equals the full backward with dy on first tokens only",
+          "[block][grad]") {
+  using O = Op<BlockShape, double>;
+  const auto check = [](BlockShape s) {
+    INFO(str(s));
+    auto c = random_case<double>(s, 71, 72, 700, 2.0);
+    const std::ptrdiff_t N = s.tokens, D = s.dim;
+    for (std::ptrdiff_t r = 0; r < s.batch * N; ++r)
+      if (r % N != 0) std::fill(c.dy.begin() + r * D, c.dy.begin() + (r + 1) * D, 0.0);
+    auto full = run(c);
+    auto cache = carve<double>([&](auto& a) { return O::cache_take(a, s); });
+    auto ws = carve<double>([&](auto& a) { return O::workspace_take(a, s); });
+    // a workspace is shared by a model's blocks: stale values in it must not leak in
+    std::fill(ws.arena.data(), ws.arena.data() + ws.arena.capacity(), 1e30);
+    std::vector<double> y(O::out_size(s), 0.0);
+    auto dx = random_vec<double>(c.x.size(), 73);  // accumulated into
+    const auto dx0 = dx;
+    auto g = c.p.zeros_like();
+    // dy's other rows are not read: garbage there must not matter
+    auto dy = c.dy;
+    for (std::ptrdiff_t r = 0; r < s.batch * N; ++r)
+      if (r % N != 0) std::fill(dy.begin() + r * D, dy.begin() + (r + 1) * D, 1e30);
+    block_forward_first_token<double>(y.data(), cache.value, c.x.data(), O::params(c.p), s, O::kEps);
+    block_backward_first_token<double>(dx.data(), O::grads(g), dy.data(), c.x.data(), cache.value, O::params(c.p),
+                                       s, ws.value);
+    for (std::size_t i = 0; i < dx.size(); ++i) dx[i] -= dx0[i];
+    require_close_scaled("dx", dx.data(), full.dx.data(), dx.size(), 1e-12);
+    for (std::size_t t = 0; t < g.size(); ++t) require_close_scaled(g.names[t], g[t], full.g[t], g.v[t].size(), 1e-12);
+    // a null dx gives the same parameter gradients, bitwise
+    auto g2 = c.p.zeros_like();
+    block_forward_first_token<double>(y.data(), cache.value, c.x.data(), O::params(c.p), s, O::kEps);
+    block_backward_first_token<double>(nullptr, O::grads(g2), dy.data(), c.x.data(), cache.value, O::params(c.p), s,
+                                       ws.value);
+    REQUIRE(same_bits(g2, g));
+  };
+  for (BlockShape s : {BlockShape{3, 17, 48, 3, 192}, BlockShape{1, 50, 64, 4, 256}, BlockShape{5, 2, 16, 2, 24}})
+    check(s);
+  ThreadScope threads(2);
+  check(BlockShape{4, 50, 64, 4, 256});
+}
+
+TEST_CASE("block first-token backward matches central differences", "[block][grad]") {
+  using O = Op<BlockShape, double>;
+  for (BlockShape s : {BlockShape{2, 5, 6, 2, 10}, BlockShape{3, 2, 9, 3, 5}}) {
+    INFO(str(s));
+    auto c = random_case<double>(s, 81, 82, 800, 2.0);
+    auto cache = carve<double>([&](auto& a) { return O::cache_take(a, s); });
+    auto ws = carve<double>([&](auto& a) { return O::workspace_take(a, s); });
+    const std::ptrdiff_t N = s.tokens, D = s.dim;
+    std::vector<double> y(O::out_size(s), 0.0);
+    auto loss = [&] {  // sum over the first tokens of y * dy
+      block_forward_first_token<double>(y.data(), cache.value, c.x.data(), O::params(c.p), s, O::kEps);
+      double l = 0;
+      for (std::ptrdiff_t b = 0; b < s.batch; ++b)
+        for (std::ptrdiff_t k = 0; k < D; ++k) l += y[std::size_t(b * N * D + k)] * c.dy[std::size_t(b * N * D + k)];
+      return l;
+    };
+    loss();
+    std::vector<double> dx(c.x.size(), 0.0);
+    auto g = c.p.zeros_like();
+    block_backward_first_token<double>(dx.data(), O::grads(g), c.dy.data(), c.x.data(), cache.value, O::params(c.p),
+                                       s, ws.value);
+    grad_check("dx", c.x.data(), dx.data(), dx.size(), loss);
+    for (std::size_t i = 0; i < c.p.size(); ++i) grad_check(g.names[i], c.p[i], g[i], c.p.v[i].size(), loss);
+  }
+}
+
+// Float on the packed GEMM against the double full block (dy zero off the first tokens).
+TEST_CASE("block first-token float backward matches the double full backward", "[block][ref]") {
+  using O = Op<BlockShape, float>;
+  const BlockShape s{3, 50, 64, 4, 256};
+  auto backend = GENERATE(GemmBackend::packed, GemmBackend::eigen);
+  BackendScope scope(backend);
+  INFO(backend_name(backend));
+  auto c = random_case<float>(s, 91, 92, 900, 2.0);
+  const std::ptrdiff_t N = s.tokens, D = s.dim;
+  for (std::ptrdiff_t r = 0; r < s.batch * N; ++r)
+    if (r % N != 0) std::fill(c.dy.begin() + r * D, c.dy.begin() + (r + 1) * D, 0.0f);
+  const auto ref = reference(c);
+  auto cache = carve<float>([&](auto& a) { return O::cache_take(a, s); });
+  auto ws = carve<float>([&](auto& a) { return O::workspace_take(a, s); });
+  std::fill(ws.arena.data(), ws.arena.data() + ws.arena.capacity(), 1e30f);
+  std::vector<float> y(O::out_size(s), 0.0f), dx(c.x.size(), 0.0f);
+  auto g = c.p.zeros_like();
+  block_forward_first_token<float>(y.data(), cache.value, c.x.data(), O::params(c.p), s, O::kEps);
+  block_backward_first_token<float>(dx.data(), O::grads(g), c.dy.data(), c.x.data(), cache.value, O::params(c.p), s,
+                                    ws.value);
+  require_close_scaled("dx", dx.data(), ref.dx.data(), dx.size(), 1e-5);
+  for (std::size_t t = 0; t < g.size(); ++t) require_close_scaled(g.names[t], g[t], ref.g[t], g.v[t].size(), 1e-5);
+}

@@ -122,35 +122,42 @@ void attention_forward_impl(T* y, AttentionCache<T> c, const T* x, AttentionPara
 
 // attention_backward whose input gradient is overwritten (dx = ...) when overwrite_dx, instead of
 // accumulated: saves the caller a zero fill.
+// queries: the backward of attention_forward_impl(..., queries) (0: all N tokens). dy is then
+// (B*queries, D) compact rows and c holds the query rows' att and ctx as that forward wrote them;
+// the gradient reaches every token's keys and values and the query tokens' q (the other tokens'
+// q rows of w.dqkv are set to zero: those tokens had no output). The result equals the full
+// backward's with dy zero on the rows that are not queries.
 template <class T>
 void attention_backward_impl(T* dx, bool overwrite_dx, AttentionGrads<T> g, const T* dy, const T* x,
                              AttentionCache<T> c, AttentionParams<T> p, AttentionShape s,
-                             AttentionWorkspace<T> w) {
+                             AttentionWorkspace<T> w, std::ptrdiff_t queries = 0) {
   attention_check(s);
   const std::ptrdiff_t N = s.tokens, D = s.dim, H = s.heads, E = D / H, R = s.batch * N;
+  const std::ptrdiff_t Q = queries > 0 ? std::min(queries, N) : N, RQ = s.batch * Q;
   const T scale = T(1) / std::sqrt(T(E));
-  gemm<T>(Trans::N, Trans::N, R, D, D, T(1), dy, D, p.proj_w, D, T(0), w.dctx, D);
-  linear_backward<T>(nullptr, {g.dproj_w, g.dproj_b}, dy, c.ctx, {p.proj_w, p.proj_b}, {R, D, D});
-  parallel_for(s.batch * H, 8.0 * double(N * N * E) + 6.0 * double(N * N),
+  gemm<T>(Trans::N, Trans::N, RQ, D, D, T(1), dy, D, p.proj_w, D, T(0), w.dctx, D);
+  linear_backward<T>(nullptr, {g.dproj_w, g.dproj_b}, dy, c.ctx, {p.proj_w, p.proj_b}, {RQ, D, D});
+  parallel_for(s.batch * H, 8.0 * double(Q * N * E) + 6.0 * double(Q * N),
                [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
     for (std::ptrdiff_t i = i0; i < i1; ++i) {
       const std::ptrdiff_t b = i / H, h = i % H;
       const std::ptrdiff_t off = b * N * 3 * D + h * E;
-      const T* q = c.qkv + off;          // (N, E), row stride 3D
+      const T* q = c.qkv + off;          // (N, E), row stride 3D; its first Q rows are the queries
       const T* k = q + D;
       const T* v = q + 2 * D;
       T* dq = w.dqkv + off;
       T* dk = dq + D;
       T* dv = dq + 2 * D;
-      const T* P = c.att + i * N * N;    // (N, N)
-      T* dS = w.datt + i * N * N;        // (N, N)
-      const T* dc = w.dctx + b * N * D + h * E;  // (N, E), row stride D
-      gemm<T>(Trans::N, Trans::T, N, N, E, T(1), dc, D, v, 3 * D, T(0), dS, N);   // dP
-      gemm<T>(Trans::T, Trans::N, N, E, N, T(1), P, N, dc, D, T(0), dv, 3 * D);   // dv
-      for (std::ptrdiff_t r = 0; r < N; ++r)                                       // dS in place
+      const T* P = c.att + i * Q * N;    // (Q, N)
+      T* dS = w.datt + i * Q * N;        // (Q, N)
+      const T* dc = w.dctx + b * Q * D + h * E;  // (Q, E), row stride D
+      gemm<T>(Trans::N, Trans::T, Q, N, E, T(1), dc, D, v, 3 * D, T(0), dS, N);   // dP
+      gemm<T>(Trans::T, Trans::N, N, E, Q, T(1), P, N, dc, D, T(0), dv, 3 * D);   // dv
+      for (std::ptrdiff_t r = 0; r < Q; ++r)                                       // dS in place
         softmax_row_backward<T>(dS + r * N, dS + r * N, P + r * N, N, scale, false);
-      gemm<T>(Trans::N, Trans::N, N, E, N, T(1), dS, N, k, 3 * D, T(0), dq, 3 * D);  // dq
-      gemm<T>(Trans::T, Trans::N, N, E, N, T(1), dS, N, q, 3 * D, T(0), dk, 3 * D);  // dk
+      gemm<T>(Trans::N, Trans::N, Q, E, N, T(1), dS, N, k, 3 * D, T(0), dq, 3 * D);  // dq
+      gemm<T>(Trans::T, Trans::N, N, E, Q, T(1), dS, N, q, 3 * D, T(0), dk, 3 * D);  // dk
+      for (std::ptrdiff_t r = Q; r < N; ++r) std::fill(dq + r * 3 * D, dq + r * 3 * D + E, T(0));
     }
   });
   if (dx && overwrite_dx)

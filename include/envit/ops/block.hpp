@@ -119,7 +119,8 @@ void block_forward(T* y,               // (B, N, D)  overwritten; must not alias
 // all B*N rows, but the class token's attention row, the projection, LayerNorm 2 and the MLP run on
 // B rows instead of B*N (at N = 50, D = 192, F = 768: ~20% of the block's multiply-adds). The
 // rows written are bitwise block_forward's when the GEMM is row-invariant (the packed float
-// backend; tested). No backward: the cache is a scratch (c.x1 and c.ln2 hold B compact rows).
+// backend; tested). The cache then holds what block_backward_first_token needs (c.x1, c.ln2, the
+// MLP cache and the attention's att/ctx as B compact rows; c.ln1 and the qkv on all rows).
 // Needs N >= 2 (the cache's rows B..2B-1 of x1 serve as scratch), which every ViT has (patches + 1).
 template <class T>
 void block_forward_first_token(T* y,             // (B, N, D)  rows b*N overwritten, others untouched
@@ -139,6 +140,48 @@ void block_forward_first_token(T* y,             // (B, N, D)  rows b*N overwrit
   detail::mlp_forward_impl<T>(xc, c.mlp, c.ln2, {p.fc1_w, p.fc1_b, p.fc2_w, p.fc2_b, p.fc1_wp, p.fc2_wp},
                               {B, D, s.hidden}, /*residual=*/static_cast<const T*>(c.x1));
   for (std::ptrdiff_t b = 0; b < B; ++b) std::memcpy(y + b * N * D, xc + b * D, sizeof(T) * std::size_t(D));
+}
+
+// Backward of block_forward_first_token (same cache): the block's output gradient on the first
+// token of each sample only, dy's other rows are not read (their gradient is zero: nothing read
+// those rows). Keys and values of every token still receive gradient, so dx reaches all rows.
+// The values are block_backward's with dy zero on the non-first rows, up to the rounding of sums
+// that no longer add those zeros (tested in double); the MLP, the projection and the attention
+// rows cost B instead of B*N rows. For a model's last block in training (vit_backward_train).
+// Parameter gradients accumulate (+=); dx accumulated (+=), or nullptr.
+template <class T>
+void block_backward_first_token(T* dx,            // (B, N, D)  accumulated (+=), or nullptr
+                                BlockGrads<T> g,  // accumulated (+=); members may be nullptr
+                                const T* dy,      // (B, N, D)  only rows b*N are read
+                                const T* x,       // (B, N, D)  the forward input
+                                BlockCache<T> c, BlockParams<T> p, BlockShape s, BlockWorkspace<T> w) {
+  block_check(s);
+  const std::ptrdiff_t B = s.batch, N = s.tokens, R = B * N, D = s.dim;
+  ENVIT_CHECK(N >= 2, ShapeError, "block_backward_first_token: needs at least 2 tokens, got ", N);
+  ENVIT_CHECK(in_parallel() || num_threads() <= w.ln_threads, ValueError,
+              "block_backward_first_token: workspace planned for ", w.ln_threads, " threads, ", num_threads(),
+              " in use (take the workspace after set_num_threads)");
+  T* dx1 = w.dx1;          // (B, D)  dL/dx1 on the class tokens
+  T* dyc = w.dx1 + B * D;  // (B, D)  dy's class-token rows, compact
+  for (std::ptrdiff_t b = 0; b < B; ++b) std::memcpy(dyc + b * D, dy + b * N * D, sizeof(T) * std::size_t(D));
+  detail::mlp_backward_impl<T>(w.dln, /*overwrite_dx=*/true, {g.dfc1_w, g.dfc1_b, g.dfc2_w, g.dfc2_b}, dyc,
+                               c.ln2, c.mlp, {p.fc1_w, p.fc1_b, p.fc2_w, p.fc2_b}, {B, D, s.hidden}, w.mlp);
+  detail::layernorm_backward_impl<T>(dx1, /*base=*/dyc, /*extra=*/nullptr, {g.dnorm2_w, g.dnorm2_b}, w.dln,
+                                     c.x1, c.norm2, {p.norm2_w, p.norm2_b}, {B, D}, w.ln_scratch);
+  // d ln1 on all rows (keys and values of every token), overwritten.
+  detail::attention_backward_impl<T>(w.dln, /*overwrite_dx=*/true, {g.dqkv_w, g.dqkv_b, g.dproj_w, g.dproj_b},
+                                     dx1, c.ln1, c.attn, {p.qkv_w, p.qkv_b, p.proj_w, p.proj_b},
+                                     block_attention_shape(s), w.attn, /*queries=*/1);
+  // dx = (dx + dx1) + LayerNorm1 backward, dx1 being zero off the class tokens.
+  if (dx)
+    for (std::ptrdiff_t b = 0; b < B; ++b) {
+      T* d = dx + b * N * D;
+      const T* e = dx1 + b * D;
+      for (std::ptrdiff_t k = 0; k < D; ++k) d[k] += e[k];
+    }
+  detail::layernorm_backward_impl<T>(dx, /*base=*/static_cast<const T*>(dx), /*extra=*/nullptr,
+                                     {g.dnorm1_w, g.dnorm1_b}, w.dln, x, c.norm1, {p.norm1_w, p.norm1_b}, {R, D},
+                                     w.ln_scratch);
 }
 
 // A model's last block when only the class tokens of its output will be read (exit heads):
