@@ -23,8 +23,10 @@
 // Usage: envit_model_bench [--mode train|infer|latency] [--dim 192] [--depth 12] [--heads 3]
 //        [--mlp 768] [--image 28] [--channels 1] [--patch 4] [--classes 10]
 //        [--exits every-other|2,4,...] [--batch 128] [--threads 2] [--scheme envit] [--p-max 0]
-//        [--iters 10] [--warmup 2] [--prepack 1|0]
+//        [--iters 10] [--warmup 2] [--prepack 1|0] [--last-block class|all]
 // --prepack 0: inference without pre-packed weights (the GEMM packs each weight on every call).
+// --last-block all: training runs the last block on every token (ViTWorkspace::last_block_all_tokens)
+//   instead of on class tokens only, the default; for A/B timing of that choice.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -62,6 +64,7 @@ struct Options {
   int batch = 128, threads = 2, iters = 10, warmup = 2;
   double p_max = 0.0;
   bool prepack = true;  // inference: weights packed once (InferenceWorkspace::prepack)
+  std::string last_block = "class";  // train: the last block on class tokens only, or "all" tokens
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -70,7 +73,7 @@ struct Options {
                "usage: envit_model_bench [--mode train|infer|latency] [--dim D] [--depth L] [--heads H]\n"
                "       [--mlp F] [--image S] [--channels C] [--patch P] [--classes K]\n"
                "       [--exits every-other|s1,s2,...] [--batch B] [--threads T] [--scheme NAME]\n"
-               "       [--p-max P] [--iters N] [--warmup N] [--prepack 1|0]\n",
+               "       [--p-max P] [--iters N] [--warmup N] [--prepack 1|0] [--last-block class|all]\n",
                why.c_str());
   std::exit(2);
 }
@@ -131,12 +134,15 @@ Options parse(int argc, char** argv) {
     else if (k == "p-max") o.p_max = to_double(f, v);
     else if (k == "mode") o.mode = v;
     else if (k == "prepack") o.prepack = to_int(f, v) != 0;
+    else if (k == "last-block") o.last_block = v;
     else usage("unknown flag " + f);
   }
   o.cfg.exits = o.exits == "every-other" ? VitConfig::every_other(o.cfg.depth) : VitConfig::parse_exits(o.exits);
   if (o.mode != "train" && o.mode != "infer" && o.mode != "latency")
     usage("--mode must be train, infer or latency, got '" + o.mode + "'");
   if (o.mode == "latency") o.batch = 1;
+  if (o.last_block != "class" && o.last_block != "all")
+    usage("--last-block must be class or all, got '" + o.last_block + "'");
   if (o.batch < 1) usage("--batch must be >= 1");
   if (o.threads < 1) usage("--threads must be >= 1");
   if (o.iters < 1) usage("--iters must be >= 1");
@@ -197,6 +203,7 @@ int run(const Options& o) {
     AdamWState<float> opt(P.size());
     const AdamWConfig ac;
     ViTWorkspace<float> ws(cfg, B);
+    ws.last_block_all_tokens = o.last_block == "all";
     ObjectiveWorkspace<float> ow(cfg, B);
     ObjectiveConfig oc;
     oc.scheme = parse_scheme(o.scheme);
@@ -256,10 +263,11 @@ int run(const Options& o) {
       "{\"impl\":\"envit\",\"mode\":\"%s\",\"median_s\":%.9g,\"images_per_s\":%.6g,\"peak_rss_mb\":%.1f,"
       "\"executed_fraction\":%.6g,\"batch\":%d,\"threads\":%d,\"iters\":%d,\"warmup\":%d,"
       "\"min_s\":%.9g,\"max_s\":%.9g,\"scheme\":\"%s\",\"p_max\":%g,\"loss\":%s,\"params\":%zu,"
-      "\"base_rss_mb\":%.1f,\"forward\":\"%s\",\"config\":\"%s\"}\n",
+      "\"base_rss_mb\":%.1f,\"forward\":\"%s\",\"last_block\":\"%s\",\"config\":\"%s\"}\n",
       o.mode.c_str(), med, double(B) / med, peak_rss_mb(), executed, B, envit::num_threads(), o.iters, o.warmup,
       *std::min_element(times.begin(), times.end()), *std::max_element(times.begin(), times.end()),
-      o.scheme.c_str(), o.p_max, loss_str.c_str(), P.count(), rss_base, forward.c_str(), cfg.str().c_str());
+      o.scheme.c_str(), o.p_max, loss_str.c_str(), P.count(), rss_base, forward.c_str(),
+      o.mode == "train" ? o.last_block.c_str() : "n/a", cfg.str().c_str());
   return 0;
 }
 

@@ -253,3 +253,74 @@ TEST_CASE("the shared-prefix teacher equals the complete model's own forward", "
     }
   }
 }
+
+// Training runs the last block on class tokens only (ws.last_block_all_tokens false, the default):
+// the same loss and gradients as the all-token block, to rounding, for every scheme (BYOT's hint
+// reads the final class-token feature, the teachers the final exit), with samples skipping the
+// last block. Float: the last exit's logits are bitwise the all-token block's (row-invariant GEMM).
+TEST_CASE("the class-token-only last block gives the all-token step's loss and gradients", "[model][grad]") {
+  for (Scheme s : {Scheme::envit, Scheme::byot, Scheme::sdn, Scheme::envit_sd}) {
+    INFO(scheme_name(s));
+    Fixture f;
+    ObjectiveConfig o;
+    o.scheme = s;
+    o.p_max = 0.3;
+    o.byot_feat = 0.05;
+    LayerMasks m = fixed_masks(f.B, f.cfg.depth);
+    if (!o.uses_dropout()) m.all(f.B);
+    const std::vector<double> p = o.block_probs(f.cfg);
+    auto step = [&](bool all_tokens, std::vector<double>& g) {
+      f.ws.last_block_all_tokens = all_tokens;
+      StepStats st;
+      f.P.zero_grads();
+      train_step_grads<double>(st, f.ws, f.ow, f.P, f.images.data(), f.labels.data(), m, o, p, 0.4);
+      g.assign(f.P.grads(), f.P.grads() + f.P.size());
+      return st.loss;
+    };
+    std::vector<double> g_all, g_cls;
+    const double l_all = step(true, g_all), l_cls = step(false, g_cls);
+    CHECK(l_cls == Approx(l_all).epsilon(1e-14));
+    double mx = 0;
+    for (double v : g_all) mx = std::max(mx, std::abs(v));
+    REQUIRE(mx > 0);
+    for (std::size_t i = 0; i < g_all.size(); ++i) REQUIRE(g_cls[i] == Approx(g_all[i]).margin(1e-13 * mx));
+  }
+  // float, packed GEMM, 17 tokens and two threads
+  VitConfig cfg;
+  cfg.image_size = 8; cfg.channels = 1; cfg.patch = 2;
+  cfg.dim = 32; cfg.depth = 3; cfg.heads = 2; cfg.mlp_hidden = 48; cfg.classes = 5;
+  cfg.exits = {2, 3};
+  cfg.validate();
+  const int B = 6;
+  const int old_threads = num_threads();
+  set_num_threads(2);
+  ViTParams<float> P(cfg);
+  P.init(5);
+  ViTWorkspace<float> ws(cfg, B);
+  ObjectiveWorkspace<float> ow(cfg, B);
+  std::vector<float> img(std::size_t(B) * cfg.channels * cfg.image_size * cfg.image_size);
+  fill_uniform(img.data(), img.size(), 6);
+  std::vector<std::int32_t> labels{0, 1, 2, 3, 4, 0};
+  ObjectiveConfig o;
+  const std::vector<double> p = o.block_probs(cfg);
+  LayerMasks m(cfg.depth, B);
+  m.all(B);
+  m.exec[2] = {0, 2, 3, 5};
+  auto step = [&](bool all_tokens, std::vector<float>& g, std::vector<float>& z) {
+    ws.last_block_all_tokens = all_tokens;
+    StepStats st;
+    P.zero_grads();
+    train_step_grads<float>(st, ws, ow, P, img.data(), labels.data(), m, o, p, 0.5);
+    g.assign(P.grads(), P.grads() + P.size());
+    z.assign(ws.logits[1], ws.logits[1] + 4 * cfg.classes);
+    return st.loss;
+  };
+  std::vector<float> g_all, g_cls, z_all, z_cls;
+  const double l_all = step(true, g_all, z_all), l_cls = step(false, g_cls, z_cls);
+  CHECK(l_cls == l_all);
+  CHECK(z_cls == z_all);
+  float mx = 0;
+  for (float v : g_all) mx = std::max(mx, std::abs(v));
+  for (std::size_t i = 0; i < g_all.size(); ++i) CHECK(g_cls[i] == Approx(g_all[i]).margin(1e-5 * mx));
+  set_num_threads(old_threads);
+}

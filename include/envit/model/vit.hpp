@@ -52,6 +52,12 @@ struct ViTWorkspace {
   std::vector<int> exit_of_block;      // (L): exit index at block l, or -1
   std::vector<int> first_skip;         // (max_batch): first block each sample skips, L if none
   std::vector<std::int32_t> branch_idx;  // (max_batch) scratch list for vit_complete_branches
+  // Training runs the last block on class tokens only (forward and backward): all that reads its
+  // output is the final exit head (and the teachers, which read the same class tokens), so this is
+  // exact; it skips the MLP, projection and attention rows of the other tokens (~6% of a step at
+  // tiny28). ws.h then holds h_L's class tokens and h_{L-1} in the other token rows. Set to true
+  // for research code that needs every token of h_L from vit_forward_train.
+  bool last_block_all_tokens = false;
 
   ViTWorkspace() = default;
   ViTWorkspace(const VitConfig& c, int max_b) : cfg(c), max_batch(max_b) {
@@ -112,8 +118,18 @@ struct ViTWorkspace {
   }
 };
 
+namespace detail {
+// Whether training runs block l on class tokens only (the last block; see
+// ViTWorkspace::last_block_all_tokens). Needs 2+ tokens, which a ViT always has (patches + class).
+template <class T>
+bool last_block_class_only(const ViTWorkspace<T>& ws, int l) {
+  return l == ws.cfg.depth - 1 && !ws.last_block_all_tokens && ws.cfg.tokens() >= 2;
+}
+}  // namespace detail
+
 // Training forward with skipping. Afterwards ws.logits[j] holds exit j's logits for the samples in
-// masks.exec[s_j - 1] (in that order), ws.exit[j] the exit's cache, ws.h the final state h_L.
+// masks.exec[s_j - 1] (in that order), ws.exit[j] the exit's cache, ws.h the final state h_L (its
+// class tokens only unless ws.last_block_all_tokens; see there).
 // branch (optional, (B,N,D)): for a complete-model teacher that shares this pass's prefix. Up to
 // the first block a sample skips, its state is the complete model's, so it is copied to `branch`
 // just before that block (its branch point); ws.first_skip records the block (L when the sample
@@ -142,18 +158,27 @@ void vit_forward_train(ViTWorkspace<T>& ws, const ViTParams<T>& P,
         if (ws.first_skip[i] == l) std::memcpy(branch + i * row, ws.h + i * row, sizeof(T) * std::size_t(row));
     if (n == 0) continue;
     gather_rows<T>(ws.xin[l], ws.h, idx.data(), n, row);
-    block_forward<T>(ws.sub_out, ws.block[l], ws.xin[l], P.block(l), ws.block_shape(n), T(cfg.ln_eps));
+    const bool class_only = detail::last_block_class_only(ws, l);
+    if (class_only)
+      block_forward_first_token<T>(ws.sub_out, ws.block[l], ws.xin[l], P.block(l), ws.block_shape(n),
+                                   T(cfg.ln_eps));
+    else
+      block_forward<T>(ws.sub_out, ws.block[l], ws.xin[l], P.block(l), ws.block_shape(n), T(cfg.ln_eps));
     int j = ws.exit_of_block[l];
     if (j >= 0)
       exit_head_forward<T>(ws.logits[j], ws.exit[j], ws.sub_out, P.exit(j), ws.exit_shape(n), T(cfg.ln_eps));
-    scatter_rows<T>(ws.h, ws.sub_out, idx.data(), n, row);
+    if (class_only)  // only the class tokens were computed; the other rows keep h_{L-1}
+      for (int i = 0; i < n; ++i)
+        std::memcpy(ws.h + idx[i] * row, ws.sub_out + i * row, sizeof(T) * std::size_t(cfg.dim));
+    else
+      scatter_rows<T>(ws.h, ws.sub_out, idx.data(), n, row);
   }
 }
 
 // Completes the complete model (no block skipped) from the branch points vit_forward_train(...,
 // branch) recorded: block l runs, as one compact sub-batch, for every sample that skipped some block
 // <= l, on its branch state. Afterwards `branch` holds the complete model's h_L for all B samples
-// (rows of samples that skipped nothing are copied from ws.h, which is their h_L). The values are
+// (rows of samples that skipped nothing are copied from ws.h, whose class tokens are theirs of h_L). The values are
 // vit_forward_full's (bitwise with the packed float GEMM, whose rows do not depend on the other
 // rows of a call; tested), at the cost of only the blocks where the two passes differ. Only the
 // class-token rows of h_L are final for the samples that branched (the last block runs on class
@@ -206,8 +231,12 @@ void vit_backward_train(ViTWorkspace<T>& ws, ViTParams<T>& P, const LayerMasks& 
                             ws.dfeat_used[j] ? ws.dfeat[j] : nullptr, ws.exit[j], P.exit(j),
                             ws.exit_shape(n), ws.exit_ws);
     std::memset(ws.dsub_in, 0, sizeof(T) * ws.state_size(n));
-    block_backward<T>(ws.dsub_in, P.block_grads(l), ws.dsub_out, ws.xin[l], ws.block[l], P.block(l),
-                      ws.block_shape(n), ws.block_ws);
+    if (detail::last_block_class_only(ws, l))  // dh is zero off the class tokens of h_L
+      block_backward_first_token<T>(ws.dsub_in, P.block_grads(l), ws.dsub_out, ws.xin[l], ws.block[l], P.block(l),
+                                    ws.block_shape(n), ws.block_ws);
+    else
+      block_backward<T>(ws.dsub_in, P.block_grads(l), ws.dsub_out, ws.xin[l], ws.block[l], P.block(l),
+                        ws.block_shape(n), ws.block_ws);
     scatter_rows<T>(ws.dh, ws.dsub_in, idx.data(), n, row);
   }
   patch_embed_backward<T>(P.embed_grads(), ws.dh, ws.embed, P.embed(), ws.embed_shape(B), ws.embed_ws);
