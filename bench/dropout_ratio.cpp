@@ -9,7 +9,12 @@
 // teacher and some sample skips a block (only the blocks after each sample's first skip: it shares
 // the training pass's prefix), objective, backward, clip_grad_norm (1.0), AdamW.
 //
+// --compare last-block: the same pairing for another choice, the training step with its last block
+// on every token (ViTWorkspace::last_block_all_tokens) against class tokens only (the default), at
+// p_M = 0, scheme envit: prints t(all), t(class) and the median of t(class) / t(all).
+//
 // Usage: envit_dropout_ratio [--threads 2] [--pairs 12] [--p-max 0.3] [--batch 128]
+//                            [--compare p-max|last-block]
 // Model: VitConfig::tiny28() (28x28x1, patch 4, dim 192, depth 12, 3 heads, MLP 768, 6 exits).
 #include <algorithm>
 #include <chrono>
@@ -45,8 +50,9 @@ struct Setup {
   double exec = 0;
   std::vector<double> times;
 
-  Setup(const VitConfig& c, int b, Scheme scheme, TeacherSource teacher, double p_max)
+  Setup(const VitConfig& c, int b, Scheme scheme, TeacherSource teacher, double p_max, bool all_tokens = false)
       : cfg(c), B(b), P(c), opt(P.size()), ws(c, b), ow(c, b), masks(c.depth, b) {
+    ws.last_block_all_tokens = all_tokens;
     P.init(1);
     o.scheme = scheme;
     o.teacher = teacher;
@@ -81,6 +87,11 @@ int arg_int(int argc, char** argv, const char* name, int def) {
     if (std::strcmp(argv[i], name) == 0) return std::atoi(argv[i + 1]);
   return def;
 }
+const char* arg_str(int argc, char** argv, const char* name, const char* def) {
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::strcmp(argv[i], name) == 0) return argv[i + 1];
+  return def;
+}
 double arg_double(int argc, char** argv, const char* name, double def) {
   for (int i = 1; i + 1 < argc; ++i)
     if (std::strcmp(argv[i], name) == 0) return std::atof(argv[i + 1]);
@@ -93,8 +104,11 @@ int main(int argc, char** argv) {
   const int threads = arg_int(argc, argv, "--threads", 2), pairs = arg_int(argc, argv, "--pairs", 12);
   const int B = arg_int(argc, argv, "--batch", 128);
   const double pm = arg_double(argc, argv, "--p-max", 0.3);
-  if (threads < 1 || pairs < 1 || B < 1 || !(pm > 0 && pm < 1)) {
-    std::fprintf(stderr, "usage: envit_dropout_ratio [--threads T>=1] [--pairs N>=1] [--p-max 0<P<1] [--batch B>=1]\n");
+  const std::string compare = arg_str(argc, argv, "--compare", "p-max");
+  if (threads < 1 || pairs < 1 || B < 1 || !(pm > 0 && pm < 1) || (compare != "p-max" && compare != "last-block")) {
+    std::fprintf(stderr,
+                 "usage: envit_dropout_ratio [--threads T>=1] [--pairs N>=1] [--p-max 0<P<1] [--batch B>=1]\n"
+                 "                           [--compare p-max|last-block]\n");
     return 2;
   }
   set_num_threads(threads);
@@ -106,6 +120,25 @@ int main(int argc, char** argv) {
   }
   std::vector<std::int32_t> labels(static_cast<std::size_t>(B));
   for (int b = 0; b < B; ++b) labels[b] = b % cfg.classes;
+  if (compare == "last-block") {
+    set_num_threads(threads);
+    std::printf("tiny28, batch %d, %d threads, %d pairs, scheme envit, p_M 0: last block on all tokens vs class "
+                "tokens only (alternating steps)\n", B, threads, pairs);
+    auto a = std::make_unique<Setup>(cfg, B, Scheme::envit, TeacherSource::full, 0.0, /*all_tokens=*/true);
+    auto b = std::make_unique<Setup>(cfg, B, Scheme::envit, TeacherSource::full, 0.0, /*all_tokens=*/false);
+    a->step(images.data(), labels.data(), false);
+    b->step(images.data(), labels.data(), false);
+    std::vector<double> ratio;
+    for (int i = 0; i < pairs; ++i) {
+      const double ta = a->step(images.data(), labels.data(), true);
+      const double tb = b->step(images.data(), labels.data(), true);
+      ratio.push_back(tb / ta);
+    }
+    std::printf("t(all) %.4f s  t(class) %.4f s  median t(class)/t(all) %.3f  (pair ratios %.3f..%.3f)\n",
+                median(a->times), median(b->times), median(ratio), *std::min_element(ratio.begin(), ratio.end()),
+                *std::max_element(ratio.begin(), ratio.end()));
+    return 0;
+  }
   std::printf("tiny28, batch %d, %d threads, %d pairs per setting, p_M %.2f vs 0 (alternating steps)\n", B, threads,
               pairs, pm);
   std::printf("%-24s %10s %10s %12s %10s\n", "scheme / teacher", "t(0) s", "t(P) s", "median ratio", "executed");
