@@ -230,6 +230,46 @@ TEST_CASE(ARCH_NAME "gemm packed: a row's result does not depend on the other ro
     }
 }
 
+// A row-major A whose row stride equals the packed panel's row stride (ENVIT_GEMM_KC = 768) and whose
+// K fits one K block is read in place instead of packed (the MLP's fc2 product and fc1's input
+// gradient): bitwise the packed path's results (the same A with a wider stride is packed), plain
+// and pre-packed B, ragged row panels (packed) included, 1 and 2 threads; and right vs the reference.
+TEST_CASE(ARCH_NAME "gemm packed: A read in place gives the packed path's bits", "[gemm][determinism]") {
+  BackendGuard g;
+  envit::set_gemm_backend(GemmBackend::packed);
+  const idx AS = ENVIT_GEMM_KC;
+  for (idx K : {AS, AS - 268})
+    for (idx M : {idx(1), idx(13), idx(envit::gemm_packed_mr), idx(29), idx(112), idx(250)})
+      for (Trans tb : kTrans)
+        for (int threads : {1, 2}) {
+          envit::set_num_threads(threads);
+          const idx N = 97;
+          Problem<float> p(Trans::N, tb, M, N, K, 1.0f, 0.0f, AS - K, 17);  // lda = AS: in place
+          REQUIRE(p.lda == AS);
+          Problem<float> q(Trans::N, tb, M, N, K, 1.0f, 0.0f, AS - K + 3, 17);  // lda = AS + 3: packed
+          for (idx i = 0; i < M; ++i)
+            for (idx k = 0; k < K; ++k) q.A[i * q.lda + k] = p.A[i * p.lda + k];
+          q.B = p.B;
+          q.ldb = p.ldb;
+          INFO("K=" << K << " M=" << M << " tb=" << tname(tb) << " threads=" << threads);
+          const std::vector<float> cp = p.run(), cq = q.run();
+          for (idx i = 0; i < M; ++i)
+            REQUIRE(std::memcmp(cp.data() + i * p.ldc, cq.data() + i * q.ldc, sizeof(float) * std::size_t(N)) == 0);
+          if (threads == 1 && tb == Trans::N) p.check(cp, 1e-5);
+          if (tb == Trans::T && K == AS) {  // pre-packed weight W = B stored (N, K), ldb = K
+            envit::PackedWeight<float> w;
+            w.pack(p.B.data(), N, K);
+            std::vector<float> c1(std::size_t(M * N)), c2(std::size_t(M * N));
+            envit::gemm_weight_t<float>(M, N, K, 1.0f, p.A.data(), p.lda, p.B.data(), &w, 0.0f, c1.data(), N);
+            envit::gemm_weight_t<float>(M, N, K, 1.0f, q.A.data(), q.lda, p.B.data(), &w, 0.0f, c2.data(), N);
+            REQUIRE(c1 == c2);
+            for (idx i = 0; i < M; ++i)
+              REQUIRE(std::memcmp(c1.data() + i * N, cp.data() + i * p.ldc, sizeof(float) * std::size_t(N)) == 0);
+          }
+        }
+  envit::set_num_threads(1);
+}
+
 TEST_CASE(ARCH_NAME "gemm packed: alpha/beta variants on ragged sizes", "[gemm][ref]") {
   BackendGuard g;
   envit::set_gemm_backend(GemmBackend::packed);

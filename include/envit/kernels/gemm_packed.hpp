@@ -383,6 +383,12 @@ void gemm_packed_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std
   const std::ptrdiff_t ncb =
       balanced_block(N, std::max<std::ptrdiff_t>(NR, Bk::NB / kcb / NR * NR), NR);
   float* pa = pack_buffer<Arch, 0>().get(static_cast<std::size_t>(round_up(mcb, MR) * AS));
+  // op(A) read in place: a row-major A (Trans::N) whose row stride is the packed panel's row stride
+  // AS, in one K block, already has the packed layout (rows of MR consecutive rows, AS apart), so its
+  // full row panels are not copied (the MLP's second product and its input gradient at F = 768:
+  // M x 768 copies saved per call). Only a ragged last panel is packed (zero-padded rows). Same
+  // values in the same order: bitwise the packed path's results.
+  const bool a_in_place = ta == Trans::N && lda == AS && kcb == K;
   float* pb = bpre ? nullptr : pack_buffer<Arch, 1>().get(static_cast<std::size_t>(kcb * round_up(ncb, NR)));
   const bool a_kmajor = ta == Trans::T;
   // Where block (i0.., p0..) of op(A) / (p0.., j0..) of op(B) starts, and its source geometry.
@@ -420,7 +426,8 @@ void gemm_packed_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std
       }
       for (std::ptrdiff_t ic = 0; ic < M; ic += mcb) {
         const std::ptrdiff_t mc = std::min(mcb, M - ic);
-        pack_a<MR, AS>(ta, a_src(ic, pc), lda, mc, kc, pa);
+        const std::ptrdiff_t mc_full = a_in_place ? mc / MR * MR : 0;  // rows read in place
+        if (mc_full < mc) pack_a<MR, AS>(ta, a_src(ic + mc_full, pc), lda, mc - mc_full, kc, pa);
         {  // next A block: (ic + mcb, pc), else the first one of the next K block
           std::ptrdiff_t i2 = ic + mcb, p2 = pc;
           if (i2 >= M) i2 = 0, p2 = pc + kcb;
@@ -434,7 +441,7 @@ void gemm_packed_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std
         auto tile = [&](std::ptrdiff_t ir, std::ptrdiff_t jr, std::ptrdiff_t cn) {
           const int m = static_cast<int>(std::min<std::ptrdiff_t>(MR, mc - ir));
           const int n = static_cast<int>(std::min<std::ptrdiff_t>(NR, nc - jr));
-          const float* pai = pa + (ir / MR) * (MR * AS);
+          const float* pai = ir < mc_full ? a_src(ic + ir, pc) : pa + ((ir - mc_full) / MR) * (MR * AS);
           const float* pbj = pbk + (jr / NR) * pstride;
           float* c = C + (ic + ir) * ldc + jc + jr;
           if (a_kmajor) {
