@@ -230,15 +230,15 @@ TEST_CASE(ARCH_NAME "gemm packed: a row's result does not depend on the other ro
     }
 }
 
-// A row-major A whose row stride equals the packed panel's row stride (ENVIT_GEMM_KC = 768) and whose
-// K fits one K block is read in place instead of packed (the MLP's fc2 product and fc1's input
-// gradient): bitwise the packed path's results (the same A with a wider stride is packed), plain
+// A row-major A whose row stride is the packed panel's row stride (ENVIT_GEMM_KC = 768) or one of
+// the strides gemm_packed_run dispatches (192, 576), with K in one K block, is read in place instead
+// of packed: bitwise the packed path's results (the same A with a wider stride is packed), plain
 // and pre-packed B, ragged row panels (packed) included, 1 and 2 threads; and right vs the reference.
 TEST_CASE(ARCH_NAME "gemm packed: A read in place gives the packed path's bits", "[gemm][determinism]") {
   BackendGuard g;
   envit::set_gemm_backend(GemmBackend::packed);
-  const idx AS = ENVIT_GEMM_KC;
-  for (idx K : {AS, AS - 268})
+  for (idx AS : {idx(192), idx(576), idx(ENVIT_GEMM_KC)})
+  for (idx K : {AS, AS - 64})
     for (idx M : {idx(1), idx(13), idx(envit::gemm_packed_mr), idx(29), idx(112), idx(250)})
       for (Trans tb : kTrans)
         for (int threads : {1, 2}) {
@@ -251,7 +251,7 @@ TEST_CASE(ARCH_NAME "gemm packed: A read in place gives the packed path's bits",
             for (idx k = 0; k < K; ++k) q.A[i * q.lda + k] = p.A[i * p.lda + k];
           q.B = p.B;
           q.ldb = p.ldb;
-          INFO("K=" << K << " M=" << M << " tb=" << tname(tb) << " threads=" << threads);
+          INFO("lda=" << AS << " K=" << K << " M=" << M << " tb=" << tname(tb) << " threads=" << threads);
           const std::vector<float> cp = p.run(), cq = q.run();
           for (idx i = 0; i < M; ++i)
             REQUIRE(std::memcmp(cp.data() + i * p.ldc, cq.data() + i * q.ldc, sizeof(float) * std::size_t(N)) == 0);

@@ -361,16 +361,18 @@ inline void ragged_rows_kernel(std::ptrdiff_t kc, const float* __restrict pa, co
   }
 }
 
-template <class Arch>
-void gemm_packed_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K,
-                     float alpha, const float* A, std::ptrdiff_t lda, const float* B,
-                     std::ptrdiff_t ldb, float beta, float* C, std::ptrdiff_t ldc,
-                     const float* bpre = nullptr, const GemmEpilogue* epi = nullptr,
-                     std::ptrdiff_t row_off = 0, std::ptrdiff_t col_off = 0) {
-  // bpre: op(B) already packed as pack_weight_t lays it out (panels of NR columns over the whole
-  // K, panel i at bpre + i * K * NR, starting at this call's column 0); B is then not read.
+// The product; AS is the row stride of the row-major A panels read in place (a_in_place below):
+// Blocking::AS, or the A's own row stride when gemm_packed_run dispatches one. Packed panels always
+// have row stride Blocking::AS, so a stride adds one micro-kernel instantiation (full panels only).
+template <class Arch, int AS>
+void gemm_packed_run_as(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K,
+                        float alpha, const float* A, std::ptrdiff_t lda, const float* B,
+                        std::ptrdiff_t ldb, float beta, float* C, std::ptrdiff_t ldc,
+                        const float* bpre, const GemmEpilogue* epi,
+                        std::ptrdiff_t row_off, std::ptrdiff_t col_off) {
   using Bk = Blocking<Arch>;
-  constexpr int MR = Bk::MR, NR = Bk::NR, NV = Bk::NV, KC = Bk::KC, AS = Bk::AS;
+  constexpr int MR = Bk::MR, NR = Bk::NR, NV = Bk::NV, KC = Bk::KC;
+  static_assert(AS <= KC);
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.0f) {
     scale_c(M, N, beta, C, ldc);
@@ -382,13 +384,13 @@ void gemm_packed_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std
   const std::ptrdiff_t mcb = balanced_block(M, Bk::MC, MR);
   const std::ptrdiff_t ncb =
       balanced_block(N, std::max<std::ptrdiff_t>(NR, Bk::NB / kcb / NR * NR), NR);
-  float* pa = pack_buffer<Arch, 0>().get(static_cast<std::size_t>(round_up(mcb, MR) * AS));
-  // op(A) read in place: a row-major A (Trans::N) whose row stride is the packed panel's row stride
-  // AS, in one K block, already has the packed layout (rows of MR consecutive rows, AS apart), so its
-  // full row panels are not copied (the MLP's second product and its input gradient at F = 768:
-  // M x 768 copies saved per call). Only a ragged last panel is packed (zero-padded rows). Same
-  // values in the same order: bitwise the packed path's results.
+  float* pa = pack_buffer<Arch, 0>().get(static_cast<std::size_t>(round_up(mcb, MR) * KC));
+  // op(A) read in place: a row-major A (Trans::N) whose row stride is the panel row stride AS, in
+  // one K block, already has the packed layout (rows of MR consecutive rows, AS apart), so its full
+  // row panels are not copied. Only a ragged last panel is packed (zero-padded rows). Same values in
+  // the same order: bitwise the packed path's results.
   const bool a_in_place = ta == Trans::N && lda == AS && kcb == K;
+  // (AS != KC only comes from gemm_packed_run's dispatch, which guarantees a_in_place.)
   float* pb = bpre ? nullptr : pack_buffer<Arch, 1>().get(static_cast<std::size_t>(kcb * round_up(ncb, NR)));
   const bool a_kmajor = ta == Trans::T;
   // Where block (i0.., p0..) of op(A) / (p0.., j0..) of op(B) starts, and its source geometry.
@@ -427,7 +429,7 @@ void gemm_packed_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std
       for (std::ptrdiff_t ic = 0; ic < M; ic += mcb) {
         const std::ptrdiff_t mc = std::min(mcb, M - ic);
         const std::ptrdiff_t mc_full = a_in_place ? mc / MR * MR : 0;  // rows read in place
-        if (mc_full < mc) pack_a<MR, AS>(ta, a_src(ic + mc_full, pc), lda, mc - mc_full, kc, pa);
+        if (mc_full < mc) pack_a<MR, KC>(ta, a_src(ic + mc_full, pc), lda, mc - mc_full, kc, pa);
         {  // next A block: (ic + mcb, pc), else the first one of the next K block
           std::ptrdiff_t i2 = ic + mcb, p2 = pc;
           if (i2 >= M) i2 = 0, p2 = pc + kcb;
@@ -441,15 +443,20 @@ void gemm_packed_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std
         auto tile = [&](std::ptrdiff_t ir, std::ptrdiff_t jr, std::ptrdiff_t cn) {
           const int m = static_cast<int>(std::min<std::ptrdiff_t>(MR, mc - ir));
           const int n = static_cast<int>(std::min<std::ptrdiff_t>(NR, nc - jr));
-          const float* pai = ir < mc_full ? a_src(ic + ir, pc) : pa + ((ir - mc_full) / MR) * (MR * AS);
           const float* pbj = pbk + (jr / NR) * pstride;
           float* c = C + (ic + ir) * ldc + jc + jr;
+          if (ir < mc_full) {  // a full row panel of A, in place (row stride AS)
+            micro_kernel<Arch, MR, NV, AS, false>(kc, a_src(ic + ir, pc), pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a,
+                                                  pf_b);
+            return;
+          }
+          const float* pai = pa + ((ir - mc_full) / MR) * (MR * KC);  // packed (row stride KC)
           if (a_kmajor) {
-            if (m == MR) micro_kernel<Arch, MR, NV, AS, true>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
-            else ragged_rows_kernel<Arch, MR, NV, AS, true>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
+            if (m == MR) micro_kernel<Arch, MR, NV, KC, true>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
+            else ragged_rows_kernel<Arch, MR, NV, KC, true>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
           } else {
-            if (m == MR) micro_kernel<Arch, MR, NV, AS, false>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
-            else ragged_rows_kernel<Arch, MR, NV, AS, false>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
+            if (m == MR) micro_kernel<Arch, MR, NV, KC, false>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
+            else ragged_rows_kernel<Arch, MR, NV, KC, false>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
           }
         };
         // The next C tile to prefetch may lie past the last row or column: only prefetched, never read.
@@ -476,6 +483,30 @@ void gemm_packed_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std
       }
     }
   }
+}
+
+// A row-major A is read in place (not packed) when its row stride is Blocking::AS (= KC, 768) or
+// one of the strides dispatched below, 192 and 576: the ViT products' activations at D = 192 and
+// 3D = 576 (tiny28's qkv, projection and fc1 inputs, the attention's q/k/v views, the output
+// gradients), besides F = 768. Each stride is one more set of row-major micro-kernel instantiations.
+template <class Arch>
+void gemm_packed_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K,
+                     float alpha, const float* A, std::ptrdiff_t lda, const float* B,
+                     std::ptrdiff_t ldb, float beta, float* C, std::ptrdiff_t ldc,
+                     const float* bpre = nullptr, const GemmEpilogue* epi = nullptr,
+                     std::ptrdiff_t row_off = 0, std::ptrdiff_t col_off = 0) {
+  // bpre: op(B) already packed as pack_weight_t lays it out (panels of NR columns over the whole
+  // K, panel i at bpre + i * K * NR, starting at this call's column 0); B is then not read.
+  if (ta == Trans::N && K <= Blocking<Arch>::KC) {
+    if (lda == 192)
+      return gemm_packed_run_as<Arch, 192>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bpre, epi, row_off,
+                                           col_off);
+    if (lda == 576)
+      return gemm_packed_run_as<Arch, 576>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bpre, epi, row_off,
+                                           col_off);
+  }
+  gemm_packed_run_as<Arch, Blocking<Arch>::AS>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bpre, epi,
+                                               row_off, col_off);
 }
 
 }  // namespace detail::gemm_pk
