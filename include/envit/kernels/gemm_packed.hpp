@@ -7,6 +7,8 @@
 //     transpose: Trans::T (A stored K x M) k-major ("for each k, MR floats"); Trans::N (A stored
 //     M x K) row-major with row stride KC (plain row copies). Only Trans::T for B transposes while
 //     packing, and that cost is amortised over all M rows (Linear's forward packs its weight).
+//     A row-major A whose row stride is a panel stride (KC, 576 or 192) and whose K fits one K
+//     block is not copied at all: its full row panels are read in place (gemm_packed_run).
 //   * ir outside jr: an A micro-panel stays in L1 while B streams from L2, and C is walked along
 //     its rows. The micro-kernel broadcasts A and keeps MR x NV accumulator vectors in registers
 //     (AVX-512: 14 x 2 zmm, a 14 x 32 tile of C; SSE2/AVX2: 6 x 2).
