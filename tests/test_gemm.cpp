@@ -1,8 +1,8 @@
 // tests/test_gemm.cpp — envit::gemm against a naive double reference: the packed float backend
 // (all four Trans combinations, alpha/beta variants, sizes around the register tile, the SIMD width
 // and the cache blocks, padded leading dimensions, beta == 0 over NaN garbage, K == 0), the Eigen
-// backend for float and double, bitwise reproducibility, thread tiling and the no-allocation
-// property of the pack buffers. Compiled twice (tests/gemm.cmake): without architecture flags
+// backend for float and double, bitwise reproducibility (also of A read in place against A packed),
+// thread tiling and the no-allocation property of the pack buffers. Compiled twice (tests/gemm.cmake): without architecture flags
 // (xsimd's SSE2 batch, 6 x 8 register tile) and with envit::arch (AVX-512, 14 x 32 register tile).
 //
 // Tolerance (float vs double reference), per element of C:

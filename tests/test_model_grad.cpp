@@ -1,5 +1,6 @@
 // Whole multi-exit ViT gradient checks in double, for every scheme, with fixed masks that skip
-// some samples at some blocks; plus the objective's identities at p_M = 0.
+// some samples at some blocks; plus the objective's identities at p_M = 0, the shared-prefix
+// teacher, and the class-token-only last block against the all-token one.
 #include <catch2/catch.hpp>
 
 #include <algorithm>

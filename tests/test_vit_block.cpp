@@ -1,6 +1,7 @@
 // Tests for ops/block.hpp: gradient checks in double (input and all twelve parameters), float vs
 // the naive double reference, accumulation, determinism with two threads, a cache planned for
-// batch 4 serving batch 2, an empty batch, and argument errors.
+// batch 4 serving batch 2, an empty batch, argument errors, and the first-token (class-token)
+// forward and backward against the full block.
 #include "envit/ops/block.hpp"
 
 #include "vit_op_testing.hpp"
