@@ -76,6 +76,19 @@ struct Setup {
   }
 };
 
+// One untimed step each, then `pairs` alternating timed steps (a, b, a, b, ...): t(b) / t(a) per pair.
+std::vector<double> alternate(Setup& a, Setup& b, int pairs, const float* images, const std::int32_t* labels) {
+  a.step(images, labels, false);  // warm-up
+  b.step(images, labels, false);
+  std::vector<double> ratio;
+  for (int i = 0; i < pairs; ++i) {
+    const double ta = a.step(images, labels, true);
+    const double tb = b.step(images, labels, true);
+    ratio.push_back(tb / ta);
+  }
+  return ratio;
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const std::size_t n = v.size();
@@ -121,19 +134,11 @@ int main(int argc, char** argv) {
   std::vector<std::int32_t> labels(static_cast<std::size_t>(B));
   for (int b = 0; b < B; ++b) labels[b] = b % cfg.classes;
   if (compare == "last-block") {
-    set_num_threads(threads);
     std::printf("tiny28, batch %d, %d threads, %d pairs, scheme envit, p_M 0: last block on all tokens vs class "
                 "tokens only (alternating steps)\n", B, threads, pairs);
     auto a = std::make_unique<Setup>(cfg, B, Scheme::envit, TeacherSource::full, 0.0, /*all_tokens=*/true);
     auto b = std::make_unique<Setup>(cfg, B, Scheme::envit, TeacherSource::full, 0.0, /*all_tokens=*/false);
-    a->step(images.data(), labels.data(), false);
-    b->step(images.data(), labels.data(), false);
-    std::vector<double> ratio;
-    for (int i = 0; i < pairs; ++i) {
-      const double ta = a->step(images.data(), labels.data(), true);
-      const double tb = b->step(images.data(), labels.data(), true);
-      ratio.push_back(tb / ta);
-    }
+    const std::vector<double> ratio = alternate(*a, *b, pairs, images.data(), labels.data());
     std::printf("t(all) %.4f s  t(class) %.4f s  median t(class)/t(all) %.3f  (pair ratios %.3f..%.3f)\n",
                 median(a->times), median(b->times), median(ratio), *std::min_element(ratio.begin(), ratio.end()),
                 *std::max_element(ratio.begin(), ratio.end()));
@@ -148,14 +153,7 @@ int main(int argc, char** argv) {
                         Case{"envit-sd (no KD)", Scheme::envit_sd, TeacherSource::full}}) {
     auto a = std::make_unique<Setup>(cfg, B, c.s, c.t, 0.0);
     auto b = std::make_unique<Setup>(cfg, B, c.s, c.t, pm);
-    a->step(images.data(), labels.data(), false);  // warm-up
-    b->step(images.data(), labels.data(), false);
-    std::vector<double> ratio;
-    for (int i = 0; i < pairs; ++i) {
-      const double ta = a->step(images.data(), labels.data(), true);
-      const double tb = b->step(images.data(), labels.data(), true);
-      ratio.push_back(tb / ta);
-    }
+    const std::vector<double> ratio = alternate(*a, *b, pairs, images.data(), labels.data());
     std::printf("%-24s %10.4f %10.4f %12.3f %10.3f\n", c.name, median(a->times), median(b->times), median(ratio),
                 b->exec / pairs);
     std::fflush(stdout);
