@@ -26,6 +26,16 @@ VitConfig tiny_config() {
   return c;
 }
 
+// 17 tokens (8x8x1 images, patch 2): several GEMM row panels per sample, for the float tests.
+VitConfig tokens17_config(int depth, std::vector<int> exits) {
+  VitConfig c;
+  c.image_size = 8; c.channels = 1; c.patch = 2;
+  c.dim = 32; c.depth = depth; c.heads = 2; c.mlp_hidden = 48; c.classes = 5;
+  c.exits = std::move(exits);
+  c.validate();
+  return c;
+}
+
 // Masks for B = 4 on 3 blocks: samples 1 and 3 skip block 2; samples 2 and 3 skip block 3.
 LayerMasks fixed_masks(int B, int L) {
   LayerMasks m(L, B);
@@ -179,11 +189,7 @@ TEST_CASE("a skipped sample's features are bitwise unchanged through the block",
 // The `full` teacher shares the training pass's prefix (teacher_from_branches): only the blocks
 // after each sample's first skip are run again. It must give the complete model's values exactly.
 TEST_CASE("the shared-prefix teacher equals the complete model's own forward", "[model][teacher]") {
-  VitConfig cfg;
-  cfg.image_size = 8; cfg.channels = 1; cfg.patch = 2;  // 17 tokens: several GEMM row panels per sample
-  cfg.dim = 32; cfg.depth = 5; cfg.heads = 2; cfg.mlp_hidden = 48; cfg.classes = 5;
-  cfg.exits = {1, 3, 5};
-  cfg.validate();
+  const VitConfig cfg = tokens17_config(5, {1, 3, 5});
   const int B = 9;
   ObjectiveConfig o;
   o.scheme = Scheme::envit;
@@ -287,11 +293,7 @@ TEST_CASE("the class-token-only last block gives the all-token step's loss and g
     for (std::size_t i = 0; i < g_all.size(); ++i) REQUIRE(g_cls[i] == Approx(g_all[i]).margin(1e-13 * mx));
   }
   // float, packed GEMM, 17 tokens and two threads
-  VitConfig cfg;
-  cfg.image_size = 8; cfg.channels = 1; cfg.patch = 2;
-  cfg.dim = 32; cfg.depth = 3; cfg.heads = 2; cfg.mlp_hidden = 48; cfg.classes = 5;
-  cfg.exits = {2, 3};
-  cfg.validate();
+  const VitConfig cfg = tokens17_config(3, {2, 3});
   const int B = 6;
   const int old_threads = num_threads();
   set_num_threads(2);
