@@ -1,0 +1,21 @@
+# envit_ab: two builds of the library timed against each other in one process (bench/ab/main.cpp).
+# Here both sides are the current tree (a self-check); bench/ab_compare.sh builds it from two git
+# revisions. Each side is its own object library with the namespace renamed.
+foreach(side ab_a ab_b)
+  add_library(envit_${side} OBJECT ab/side.cpp)
+  target_compile_definitions(envit_${side} PRIVATE ENVIT_AB_SIDE=${side})
+  target_link_libraries(envit_${side} PRIVATE envit::envit envit::arch)
+endforeach()
+add_executable(envit_ab ab/main.cpp $<TARGET_OBJECTS:envit_ab_a> $<TARGET_OBJECTS:envit_ab_b>)
+target_link_libraries(envit_ab PRIVATE envit::envit envit::arch)
+if(ENVIT_BUILD_TESTS)
+  # Two separately compiled copies of the library in one process must give bitwise the same
+  # logits and trained parameters (exit status 1 otherwise); also keeps the tool building.
+  add_test(NAME "envit_ab: two copies of the library agree bitwise (latency)"
+           COMMAND envit_ab --mode latency --pairs 1 --iters 1)
+  add_test(NAME "envit_ab: two copies of the library agree bitwise (training, p_M 0.3)"
+           COMMAND envit_ab --mode train --batch 8 --p-max 0.3 --pairs 1 --iters 1)
+  add_test(NAME "envit_ab: bad flag is an error" COMMAND envit_ab --mode fast)
+  set_tests_properties("envit_ab: bad flag is an error" PROPERTIES
+                       PASS_REGULAR_EXPRESSION "--mode must be latency, infer or train, got 'fast'")
+endif()

@@ -1,0 +1,132 @@
+// bench/ab/main.cpp — envit_ab: two builds of envit (sides A and B) timed against each other
+// inside ONE process, passes alternating A, B, B, A, ... so that the machine's swings (2-thread
+// timings on a shared VM move 10-40% between processes) hit both sides alike. Prints each side's
+// median time per pass, the median over pairs of t(B) / t(A), and whether the two sides' results
+// (every exit's logits, or the parameters after the training steps) are bitwise equal.
+//
+// bench/ab_compare.sh builds it from two git revisions; the CMake target envit_ab builds both
+// sides from the current tree (a self-check: equal results, ratio about 1).
+//
+// Usage: envit_ab [--mode latency|infer|train] [--config tiny28|vitb16] [--batch B] [--threads T]
+//                 [--pairs N] [--iters I] [--p-max P] [--expect-equal 1|0]
+//   latency: inference at batch 1; infer: inference at --batch (default 128); train: training
+//   steps (scheme envit, full teacher, p_M --p-max) at --batch. Each timed half runs --iters passes
+//   (default: 20 latency, 2 infer, 1 train). --expect-equal 1 (default) exits with status 1 when
+//   the results differ, as they should not for changes that keep every float sum.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "ab_side.h"
+
+extern "C" AbSide envit_ab_side_ab_a();
+extern "C" AbSide envit_ab_side_ab_b();
+
+namespace {
+
+[[noreturn]] void usage(const std::string& why) {
+  std::fprintf(stderr,
+               "envit_ab: %s\nusage: envit_ab [--mode latency|infer|train] [--config tiny28|vitb16] [--batch B]\n"
+               "                [--threads T] [--pairs N] [--iters I] [--p-max P] [--expect-equal 1|0]\n",
+               why.c_str());
+  std::exit(2);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+long to_long(const std::string& flag, const char* v) {
+  char* end = nullptr;
+  const long x = std::strtol(v, &end, 10);
+  if (end == v || *end) usage(flag + " expects an integer, got '" + v + "'");
+  return x;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string mode = "latency", config = "tiny28";
+  long batch = -1, threads = 2, pairs = 30, iters = -1, expect_equal = 1;
+  double p_max = 0.0;
+  for (int i = 1; i < argc; ++i) {
+    const std::string f = argv[i];
+    if (f == "-h" || f == "--help") usage("help");
+    if (i + 1 >= argc) usage(f + " needs a value");
+    const char* v = argv[++i];
+    if (f == "--mode") mode = v;
+    else if (f == "--config") config = v;
+    else if (f == "--batch") batch = to_long(f, v);
+    else if (f == "--threads") threads = to_long(f, v);
+    else if (f == "--pairs") pairs = to_long(f, v);
+    else if (f == "--iters") iters = to_long(f, v);
+    else if (f == "--expect-equal") expect_equal = to_long(f, v);
+    else if (f == "--p-max") {
+      char* end = nullptr;
+      p_max = std::strtod(v, &end);
+      if (end == v || *end || !(p_max >= 0 && p_max < 1)) usage("--p-max expects a number in [0, 1), got '" + std::string(v) + "'");
+    } else usage("unknown flag " + f);
+  }
+  if (mode != "latency" && mode != "infer" && mode != "train") usage("--mode must be latency, infer or train, got '" + mode + "'");
+  if (config != "tiny28" && config != "vitb16") usage("--config must be tiny28 or vitb16, got '" + config + "'");
+  if (batch < 0) batch = mode == "latency" ? 1 : 128;
+  if (mode == "latency" && batch != 1) usage("--mode latency runs batch 1, got --batch " + std::to_string(batch));
+  if (iters < 0) iters = mode == "latency" ? 20 : mode == "infer" ? 2 : 1;
+  if (batch < 1 || threads < 1 || pairs < 1 || iters < 1) usage("--batch, --threads, --pairs and --iters must be >= 1");
+
+  AbConfig c{};
+  if (config == "tiny28") c = AbConfig{192, 12, 3, 768, 28, 1, 4, 10, 0, 0, 0.0, nullptr};
+  else c = AbConfig{768, 12, 12, 3072, 224, 3, 16, 1000, 0, 0, 0.0, nullptr};
+  c.batch = int(batch);
+  c.train = mode == "train";
+  c.p_max = p_max;
+  std::vector<float> images(std::size_t(batch) * c.channels * c.image * c.image);
+  std::uint64_t s = 0x9E3779B97F4A7C15ull;  // fixed pseudo-random images in [-1, 1)
+  for (auto& e : images) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    e = float(double(s >> 40) / double(1ull << 24) * 2.0 - 1.0);
+  }
+  c.images = images.data();
+
+  const AbSide A = envit_ab_side_ab_a(), B = envit_ab_side_ab_b();
+  A.set_threads(int(threads));
+  B.set_threads(int(threads));
+  void* a = A.create(&c);
+  void* b = B.create(&c);
+  if (!a || !b) return 1;
+
+  // One untimed pass each (warm-up, and the results compared below), then the timed pairs.
+  A.run(a, 1);
+  B.run(b, 1);
+  const float *ra = nullptr, *rb = nullptr;
+  const std::size_t na = A.result(a, &ra), nb = B.result(b, &rb);
+  double max_diff = na == nb ? 0.0 : INFINITY;
+  bool equal = na == nb && std::memcmp(ra, rb, na * sizeof(float)) == 0;
+  for (std::size_t i = 0; na == nb && i < na; ++i) max_diff = std::max(max_diff, double(std::fabs(ra[i] - rb[i])));
+
+  std::vector<double> ta, tb, ratio;
+  for (long p = 0; p < pairs; ++p) {
+    double x, y;
+    if (p % 2 == 0) x = A.run(a, int(iters)), y = B.run(b, int(iters));
+    else y = B.run(b, int(iters)), x = A.run(a, int(iters));
+    ta.push_back(x / double(iters));
+    tb.push_back(y / double(iters));
+    ratio.push_back(y / x);
+  }
+  std::printf("envit_ab: %s, %s, batch %ld, %ld threads, %ld pairs of %ld passes%s\n", config.c_str(), mode.c_str(),
+              batch, threads, pairs, iters, mode == "train" ? (", p_M " + std::to_string(p_max)).c_str() : "");
+  std::printf("A %.4f ms  B %.4f ms  median t(B)/t(A) %.3f  (pairs %.3f..%.3f)\n", median(ta) * 1e3, median(tb) * 1e3,
+              median(ratio), *std::min_element(ratio.begin(), ratio.end()), *std::max_element(ratio.begin(), ratio.end()));
+  if (equal) std::printf("results: bitwise equal (%zu floats)\n", na);
+  else std::printf("results: DIFFER (%zu vs %zu floats, max |A - B| %.3g)\n", na, nb, max_diff);
+  A.destroy(a);
+  B.destroy(b);
+  return equal || !expect_equal ? 0 : 1;
+}
