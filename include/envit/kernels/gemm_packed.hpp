@@ -243,13 +243,15 @@ ENVIT_GEMM_INLINE void prefetch_w_at(const float* base, std::ptrdiff_t off) {
 // The packs then read from L2 instead of waiting on L3/DRAM, which matters when each packed
 // element feeds few flops (M or N around 192, as in the ViT weight gradients).
 // Stops at the next start(): lines not prefetched by then are simply read on demand.
+// `fast`: two lines per prefetch slot instead of one (the next pre-packed B micro-panel, below).
 struct PrefetchStream {
   const float* base = nullptr;
   std::ptrdiff_t rows_left = 0, len = 0, stride = 0, off = 0, col = 0;
-  void start(const float* b, std::ptrdiff_t rows, std::ptrdiff_t l, std::ptrdiff_t s) {
-    base = b, rows_left = b ? rows : 0, len = l, stride = s, off = 0, col = 0;
+  bool fast = false;
+  void start(const float* b, std::ptrdiff_t rows, std::ptrdiff_t l, std::ptrdiff_t s, bool f = false) {
+    base = b, rows_left = b ? rows : 0, len = l, stride = s, off = 0, col = 0, fast = f;
   }
-  void stop() { rows_left = 0; }
+  void stop() { rows_left = 0, fast = false; }
   ENVIT_GEMM_INLINE void step() {  // one cache line (prefetcht1: into L2)
     if (rows_left <= 0) return;
     prefetch_at<2>(base, off + col);
@@ -265,7 +267,8 @@ struct PrefetchStream {
 // so the results do not depend on which kernel computed a row).
 // Scalar meaning: for k: for r: for j: acc[r][j] += a(r,k) * b(k,j)  (one FMA chain per element).
 // Every P = 3 k steps one prefetch slot (P * MR * NV FMAs hide it): first the lines of the next C
-// tile (at c_base + c_next, MR rows x NR), then pending lines of the A-source stream, then of the B source.
+// tile (at c_base + c_next, MR rows x NR), then pending lines of the A-source stream, then of the B
+// source; a `fast` B stream also takes a second line in every slot.
 template <class Arch, int MR, int NV, int AS, bool AKMajor, int AK = MR>
 __attribute__((noinline)) void micro_kernel(std::ptrdiff_t kc, const float* __restrict pa, const float* __restrict pb,
                          float* __restrict C, std::ptrdiff_t ldc, float alpha, float beta, int m,
@@ -292,6 +295,7 @@ __attribute__((noinline)) void micro_kernel(std::ptrdiff_t kc, const float* __re
     } else {
       pf1.step();
     }
+    if (pf1.fast) pf1.step();
 #pragma GCC unroll 8
     for (int kk = 0; kk < P; ++kk) {
       V b[NV];
@@ -474,11 +478,18 @@ void gemm_packed_run_as(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, 
           // First row block on a pre-packed B: B comes from L3 or DRAM (a model's weights do not
           // stay in L2), so each B micro-panel, once read, serves every row panel of the block
           // before the next one is touched (jr outside ir): B is read at 1/(mc/MR) of the rate
-          // the other order needs, which the hardware prefetcher sustains; A panels come from L2.
-          // Next C tile: below, else the top of the next column panel.
-          for (std::ptrdiff_t jr = 0; jr < nc; jr += NR)
+          // the other order needs; A panels come from L2. While a micro-panel's row panels run,
+          // the next micro-panel (contiguous, kc x NR floats) is prefetched into L2 at two lines
+          // per slot: the hardware prefetcher alone left the first tile of each micro-panel waiting
+          // on L3 (50-row products 11-16% faster, 197-row ones 5-6%; bench/bench_gemm's
+          // prepacked_cold shapes). Next C tile: below, else the top of the next column panel.
+          for (std::ptrdiff_t jr = 0; jr < nc; jr += NR) {
+            if (jr + NR < nc) pf_b.start(pbk + (jr / NR + 1) * pstride, 1, kc * NR, 0, true);
+            else pf_b.stop();
             for (std::ptrdiff_t ir = 0; ir < mc; ir += MR)
               tile(ir, jr, ir + MR < mc ? (ic + ir + MR) * ldc + jc + jr : ic * ldc + jc + jr + NR);
+          }
+          pf_b.stop();
         }
         // this block of C (mc x nc) is final after the last K block: run the fused pass while in L2
         if (epi && pc + kc >= K) (*epi)(row_off + ic, row_off + ic + mc, col_off + jc, col_off + jc + nc);
