@@ -3,7 +3,7 @@
 // and the cache blocks, padded leading dimensions, beta == 0 over NaN garbage, K == 0), the Eigen
 // backend for float and double, bitwise reproducibility (also of A read in place against A packed),
 // thread tiling and the no-allocation property of the pack buffers. Compiled twice (tests/gemm.cmake): without architecture flags
-// (xsimd's SSE2 batch, 6 x 8 register tile) and with envit::arch (AVX-512, 14 x 32 register tile).
+// (xsimd's SSE2 batch, 6 x 8 register tile) and with envit::arch (AVX-512, 8 x 48 register tile).
 //
 // Tolerance (float vs double reference), per element of C:
 //   |c - ref| <= 1e-6 + 1e-5 * sqrt(1 + K/64) * (|alpha| * sum_k |a_ik| |b_kj| + |beta| * |c0_ij|)
@@ -158,8 +158,8 @@ struct BackendGuard {  // restores backend and thread count after a test
 TEST_CASE(ARCH_NAME "gemm: packed is the default float backend", "[gemm]") {
   CHECK(envit::gemm_backend() == GemmBackend::packed);
 #if defined(__AVX512F__)
-  CHECK(envit::gemm_packed_mr == 14);
-  CHECK(envit::gemm_packed_nr == 32);
+  CHECK(envit::gemm_packed_mr == 8);
+  CHECK(envit::gemm_packed_nr == 48);
 #endif
 }
 
@@ -168,7 +168,7 @@ TEST_CASE(ARCH_NAME "gemm packed: small sizes around the register tile and SIMD 
   envit::set_gemm_backend(GemmBackend::packed);
   envit::set_num_threads(1);
   const idx Ms[] = {1, 5, 6, 7, 13, 14, 15, 16, 17, 28, 29, 33};
-  const idx Ns[] = {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 65};
+  const idx Ns[] = {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 49, 64, 65, 96, 97};
   const idx Ks[] = {0, 1, 2, 3, 7, 16, 17, 31, 64};
   std::uint64_t seed = 1;
   for (Trans ta : kTrans)
