@@ -16,6 +16,11 @@
 //     extra K block re-reads C and re-packs A; software prefetches, interleaved with the FMAs,
 //     bring the next C tile and the sources of the next A and B packs into cache (packing from
 //     L3/DRAM otherwise costs 10-20% on shapes with M or N ~ 192).
+//   * Except when op(A) is transposed (the weight gradients dW = dY^T X, K = rows of the batch):
+//     K blocks of <= KCT = 192 there. The packed B block (kc x nc <= NB) then spans up to ~1300
+//     columns, so op(A) is packed once per K block instead of once per column block (at kc = 712,
+//     N = 768 took three); measured in one process: dW fc2 192x768x6400 12-15% faster, the other
+//     tiny28 and ViT-B/16 weight-gradient shapes 1-6%.
 // Ragged edges: packed panels are zero-padded to MR / NR; partial C tiles go through a small
 // on-stack tile; a ragged last row panel runs a shorter register tile (MR' = its rows rounded up
 // to even), so it costs what its rows need, not a whole MR. Each C element is reduced in a fixed
@@ -44,10 +49,15 @@
 #include "envit/kernels/gemm.hpp"
 
 // Tuning knobs (compile-time; defaults measured on the 2-core AVX-512 machine, see
-// bench/bench_gemm.cpp). KC: max depth of a K block; MC: rows of A packed at a time; NB: floats in
-// a packed B block. ENVIT_GEMM_MR/ENVIT_GEMM_NV (both) override the register tile.
+// bench/bench_gemm.cpp). KC: max depth of a K block (KC_TA: when op(A) is transposed); MC: rows of
+// A packed at a time; NB: floats in a packed B block. ENVIT_GEMM_MR/ENVIT_GEMM_NV (both) override
+// the register tile. K blocks decide the order of the float sums: changing KC or KC_TA changes
+// results in the last bits.
 #ifndef ENVIT_GEMM_KC
 #define ENVIT_GEMM_KC 768
+#endif
+#ifndef ENVIT_GEMM_KC_TA
+#define ENVIT_GEMM_KC_TA 192
 #endif
 #ifndef ENVIT_GEMM_MC
 #define ENVIT_GEMM_MC 112
@@ -77,10 +87,11 @@ struct Blocking {
 #endif
   static constexpr int NR = NV * W;
   static constexpr int KC = ENVIT_GEMM_KC;
+  static constexpr int KCT = std::min(ENVIT_GEMM_KC_TA, ENVIT_GEMM_KC);  // K block when op(A) = A^T
   static constexpr int AS = KC;  // row stride of a row-major A micro-panel (compile-time offsets)
   static constexpr int MC = std::max(MR, ENVIT_GEMM_MC / MR * MR);
   static constexpr int NB = ENVIT_GEMM_NB;  // floats in a packed B block (KC x NC), ~half of L2
-  static_assert(KC >= 1 && MR >= 1 && NV >= 1);
+  static_assert(KC >= 1 && KCT >= 1 && MR >= 1 && NV >= 1);
 };
 
 // A grow-only, 64-byte aligned float buffer (one per thread and operand).
@@ -389,8 +400,9 @@ void gemm_packed_run_as(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, 
     if (epi) (*epi)(row_off, row_off + M, col_off, col_off + N);
     return;
   }
-  // Block sizes: K in balanced blocks of <= KC; the packed B block (kcb x ncb) within NB floats.
-  const std::ptrdiff_t kcb = balanced_block(K, KC, 1);
+  // Block sizes: K in balanced blocks of <= KC (KCT when op(A) is transposed); the packed B block
+  // (kcb x ncb) within NB floats.
+  const std::ptrdiff_t kcb = balanced_block(K, ta == Trans::T ? Bk::KCT : KC, 1);
   const std::ptrdiff_t mcb = balanced_block(M, Bk::MC, MR);
   const std::ptrdiff_t ncb =
       balanced_block(N, std::max<std::ptrdiff_t>(NR, Bk::NB / kcb / NR * NR), NR);
