@@ -294,9 +294,11 @@ TEST_CASE(ARCH_NAME "gemm packed: sizes around the cache blocks (MC, KC, NB) and
   struct S { idx M, N, K; };
   // KC = 768 (K = 769, 1537: 2 and 3 K blocks), MC = 112 (M = 113, 225), packed B block of
   // 262144 floats (N = 513 with K = 769 needs two column blocks), plus odd primes-ish sizes.
+  // With op(A) transposed K blocks are <= KC_TA = 192 (K = 200, 513, 769: 2, 3 and 5 blocks), and
+  // {40, 1500, 400} then needs two column blocks.
   const S sizes[] = {{127, 65, 200},  {200, 127, 513}, {113, 200, 769}, {225, 513, 769},
                      {65, 33, 1537},  {14, 32, 768},   {112, 352, 767}, {33, 1100, 100},
-                     {1, 1000, 800},  {1000, 1, 800},  {511, 7, 31}};
+                     {1, 1000, 800},  {1000, 1, 800},  {511, 7, 31},    {40, 1500, 400}};
   std::uint64_t seed = 200;
   for (const S& s : sizes)
     for (Trans ta : kTrans)

@@ -7,7 +7,7 @@
 // bench/ab_compare.sh builds it from two git revisions; the CMake target envit_ab builds both
 // sides from the current tree (a self-check: equal results, ratio about 1).
 //
-// Usage: envit_ab [--mode latency|infer|train] [--config tiny28|vitb16] [--batch B] [--threads T]
+// Usage: envit_ab [--mode latency|infer|train] [--config tiny28|vitb16|readme] [--batch B] [--threads T]
 //                 [--pairs N] [--iters I] [--p-max P] [--expect-equal 1|0]
 //   latency: inference at batch 1; infer: inference at --batch (default 128); train: training
 //   steps (scheme envit, full teacher, p_M --p-max) at --batch. Each timed half runs --iters passes
@@ -31,7 +31,7 @@ namespace {
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
-               "envit_ab: %s\nusage: envit_ab [--mode latency|infer|train] [--config tiny28|vitb16] [--batch B]\n"
+               "envit_ab: %s\nusage: envit_ab [--mode latency|infer|train] [--config tiny28|vitb16|readme] [--batch B]\n"
                "                [--threads T] [--pairs N] [--iters I] [--p-max P] [--expect-equal 1|0]\n",
                why.c_str());
   std::exit(2);
@@ -75,7 +75,8 @@ int main(int argc, char** argv) {
     } else usage("unknown flag " + f);
   }
   if (mode != "latency" && mode != "infer" && mode != "train") usage("--mode must be latency, infer or train, got '" + mode + "'");
-  if (config != "tiny28" && config != "vitb16") usage("--config must be tiny28 or vitb16, got '" + config + "'");
+  if (config != "tiny28" && config != "vitb16" && config != "readme")
+    usage("--config must be tiny28, vitb16 or readme, got '" + config + "'");
   if (batch < 0) batch = mode == "latency" ? 1 : 128;
   if (mode == "latency" && batch != 1) usage("--mode latency runs batch 1, got --batch " + std::to_string(batch));
   if (iters < 0) iters = mode == "latency" ? 20 : mode == "infer" ? 2 : 1;
@@ -83,6 +84,7 @@ int main(int argc, char** argv) {
 
   AbConfig c{};
   if (config == "tiny28") c = AbConfig{192, 12, 3, 768, 28, 1, 4, 10, 0, 0, 0.0, nullptr};
+  else if (config == "readme") c = AbConfig{96, 6, 3, 192, 28, 1, 7, 10, 0, 0, 0.0, nullptr};  // --preset readme
   else c = AbConfig{768, 12, 12, 3072, 224, 3, 16, 1000, 0, 0, 0.0, nullptr};
   c.batch = int(batch);
   c.train = mode == "train";

@@ -284,7 +284,7 @@ struct PrefetchStream {
 // Every P = 3 k steps one prefetch slot (P * MR * NV FMAs hide it): first the lines of the next C
 // tile (at c_base + c_next, MR rows x NR), then pending lines of the A-source stream, then of the B
 // source; a `fast` B stream also takes a second line in every slot.
-template <class Arch, int MR, int NV, int AS, bool AKMajor, int AK = MR>
+template <class Arch, int MR, int NV, int AS, bool AKMajor, int AK = MR, int BS = 0>
 __attribute__((noinline)) void micro_kernel(std::ptrdiff_t kc, const float* __restrict pa, const float* __restrict pb,
                          float* __restrict C, std::ptrdiff_t ldc, float alpha, float beta, int m,
                          int n, const float* c_base, std::ptrdiff_t c_next, PrefetchStream& pf0,
@@ -292,6 +292,7 @@ __attribute__((noinline)) void micro_kernel(std::ptrdiff_t kc, const float* __re
   using V = xsimd::batch<float, Arch>;
   constexpr int W = static_cast<int>(V::size);
   constexpr int NR = NV * W;
+  constexpr int BR = BS ? BS : NR;        // row stride of the packed B panel (> NR: a narrow tile)
   constexpr int CL = (NR + 15) / 16 + 1;  // lines per C row segment (unaligned: one more)
   V acc[MR][NV];
 #pragma GCC unroll 32
@@ -315,7 +316,7 @@ __attribute__((noinline)) void micro_kernel(std::ptrdiff_t kc, const float* __re
     for (int kk = 0; kk < P; ++kk) {
       V b[NV];
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) b[v] = V::load_aligned(pb + (k + kk) * NR + v * W);
+      for (int v = 0; v < NV; ++v) b[v] = V::load_aligned(pb + (k + kk) * BR + v * W);
 #pragma GCC unroll 32
       for (int r = 0; r < MR; ++r) {
         const V a(AKMajor ? pa[(k + kk) * AK + r] : pa[r * AS + k + kk]);
@@ -327,7 +328,7 @@ __attribute__((noinline)) void micro_kernel(std::ptrdiff_t kc, const float* __re
   for (; k < kc; ++k) {
     V b[NV];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) b[v] = V::load_aligned(pb + k * NR + v * W);
+    for (int v = 0; v < NV; ++v) b[v] = V::load_aligned(pb + k * BR + v * W);
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) {
       const V a(AKMajor ? pa[k * AK + r] : pa[r * AS + k]);
@@ -366,18 +367,18 @@ __attribute__((noinline)) void micro_kernel(std::ptrdiff_t kc, const float* __re
 // The micro-kernel for a ragged last row panel of m < MR rows: a register tile of MR' = m rounded
 // up to even rows (a 50-row product is 6 x 8 + 2 rows, not 7 x 8); the full tile for an odd m
 // above the largest even MR' below MR.
-template <class Arch, int MR, int NV, int AS, bool AKMajor, int R = 2>
+template <class Arch, int MR, int NV, int AS, bool AKMajor, int BS = 0, int R = 2>
 inline void ragged_rows_kernel(std::ptrdiff_t kc, const float* __restrict pa, const float* __restrict pb,
                                float* __restrict C, std::ptrdiff_t ldc, float alpha, float beta, int m, int n,
                                const float* c_base, std::ptrdiff_t c_next, PrefetchStream& pf0,
                                PrefetchStream& pf1) {
   if constexpr (R >= MR) {
-    micro_kernel<Arch, MR, NV, AS, AKMajor>(kc, pa, pb, C, ldc, alpha, beta, m, n, c_base, c_next, pf0, pf1);
+    micro_kernel<Arch, MR, NV, AS, AKMajor, MR, BS>(kc, pa, pb, C, ldc, alpha, beta, m, n, c_base, c_next, pf0, pf1);
   } else {
     if (m <= R)
-      micro_kernel<Arch, R, NV, AS, AKMajor, MR>(kc, pa, pb, C, ldc, alpha, beta, m, n, c_base, c_next, pf0, pf1);
+      micro_kernel<Arch, R, NV, AS, AKMajor, MR, BS>(kc, pa, pb, C, ldc, alpha, beta, m, n, c_base, c_next, pf0, pf1);
     else
-      ragged_rows_kernel<Arch, MR, NV, AS, AKMajor, R + 2>(kc, pa, pb, C, ldc, alpha, beta, m, n, c_base, c_next,
+      ragged_rows_kernel<Arch, MR, NV, AS, AKMajor, BS, R + 2>(kc, pa, pb, C, ldc, alpha, beta, m, n, c_base, c_next,
                                                            pf0, pf1);
   }
 }
@@ -462,24 +463,43 @@ void gemm_packed_run_as(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, 
             pf_a.stop();
           }
         }
+        // A last column panel of n <= W or 2W columns runs a register tile of 1 or 2 vectors (same
+        // FMA chain per element): narrow products (attention's N = tokens or head dim, e.g. 17,
+        // 32, or the 2 columns left of N = 50) do not pay for a full NR = 48.
         auto tile = [&](std::ptrdiff_t ir, std::ptrdiff_t jr, std::ptrdiff_t cn) {
           const int m = static_cast<int>(std::min<std::ptrdiff_t>(MR, mc - ir));
           const int n = static_cast<int>(std::min<std::ptrdiff_t>(NR, nc - jr));
           const float* pbj = pbk + (jr / NR) * pstride;
           float* c = C + (ic + ir) * ldc + jc + jr;
-          if (ir < mc_full) {  // a full row panel of A, in place (row stride AS)
-            micro_kernel<Arch, MR, NV, AS, false>(kc, a_src(ic + ir, pc), pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a,
-                                                  pf_b);
-            return;
+          auto run = [&]<int NVp>() {
+            constexpr int BS = NVp == NV ? 0 : NR;  // B panels keep their NR-wide rows
+            if (ir < mc_full) {  // a full row panel of A, in place (row stride AS)
+              micro_kernel<Arch, MR, NVp, AS, false, MR, BS>(kc, a_src(ic + ir, pc), pbj, c, ldc, alpha, beta_k, m,
+                                                            n, C, cn, pf_a, pf_b);
+              return;
+            }
+            const float* pai = pa + ((ir - mc_full) / MR) * (MR * KC);  // packed (row stride KC)
+            if (a_kmajor) {
+              if (m == MR)
+                micro_kernel<Arch, MR, NVp, KC, true, MR, BS>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a,
+                                                             pf_b);
+              else
+                ragged_rows_kernel<Arch, MR, NVp, KC, true, BS>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn,
+                                                                pf_a, pf_b);
+            } else {
+              if (m == MR)
+                micro_kernel<Arch, MR, NVp, KC, false, MR, BS>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a,
+                                                              pf_b);
+              else
+                ragged_rows_kernel<Arch, MR, NVp, KC, false, BS>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn,
+                                                                 pf_a, pf_b);
+            }
+          };
+          if constexpr (NV >= 3) {
+            if (n <= Bk::W) return run.template operator()<1>();
+            if (n <= 2 * Bk::W) return run.template operator()<2>();
           }
-          const float* pai = pa + ((ir - mc_full) / MR) * (MR * KC);  // packed (row stride KC)
-          if (a_kmajor) {
-            if (m == MR) micro_kernel<Arch, MR, NV, KC, true>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
-            else ragged_rows_kernel<Arch, MR, NV, KC, true>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
-          } else {
-            if (m == MR) micro_kernel<Arch, MR, NV, KC, false>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
-            else ragged_rows_kernel<Arch, MR, NV, KC, false>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a, pf_b);
-          }
+          run.template operator()<NV>();
         };
         // The next C tile to prefetch may lie past the last row or column: only prefetched, never read.
         if (!bpre || ic > 0) {
