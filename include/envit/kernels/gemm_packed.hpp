@@ -23,7 +23,8 @@
 //     tiny28 and ViT-B/16 weight-gradient shapes 1-6%.
 // Ragged edges: packed panels are zero-padded to MR / NR; partial C tiles go through a small
 // on-stack tile; a ragged last row panel runs a shorter register tile (MR' = its rows rounded up
-// to even), so it costs what its rows need, not a whole MR. Each C element is reduced in a fixed
+// to even), so it costs what its rows need, not a whole MR; likewise a last column panel of at most
+// one or two SIMD vectors runs a 1- or 2-vector tile (AVX-512). Each C element is reduced in a fixed
 // order (K blocks in order, k within a block in order, one FMA chain), so results are bitwise
 // reproducible for given (M, N, K) — independent of the leading dimensions, of where the call's C
 // tile sits (gemm.hpp's per-thread tiles) and of which register tile computed the row.
