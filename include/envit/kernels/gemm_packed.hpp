@@ -480,21 +480,16 @@ void gemm_packed_run_as(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, 
               return;
             }
             const float* pai = pa + ((ir - mc_full) / MR) * (MR * KC);  // packed (row stride KC)
-            if (a_kmajor) {
+            auto packed = [&]<bool KMajor>() {
               if (m == MR)
-                micro_kernel<Arch, MR, NVp, KC, true, MR, BS>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a,
-                                                             pf_b);
+                micro_kernel<Arch, MR, NVp, KC, KMajor, MR, BS>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn,
+                                                               pf_a, pf_b);
               else
-                ragged_rows_kernel<Arch, MR, NVp, KC, true, BS>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn,
-                                                                pf_a, pf_b);
-            } else {
-              if (m == MR)
-                micro_kernel<Arch, MR, NVp, KC, false, MR, BS>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn, pf_a,
-                                                              pf_b);
-              else
-                ragged_rows_kernel<Arch, MR, NVp, KC, false, BS>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn,
-                                                                 pf_a, pf_b);
-            }
+                ragged_rows_kernel<Arch, MR, NVp, KC, KMajor, BS>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn,
+                                                                  pf_a, pf_b);
+            };
+            if (a_kmajor) packed.template operator()<true>();
+            else packed.template operator()<false>();
           };
           if constexpr (NV >= 3) {
             if (n <= Bk::W) return run.template operator()<1>();
