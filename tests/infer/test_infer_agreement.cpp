@@ -383,6 +383,46 @@ TEST_CASE("early exit argument checks", "[infer][errors]") {
                   ValueError);
 }
 
+TEST_CASE("block scratch in sample chunks: bitwise the same logits and exits, less memory", "[infer][chunks]") {
+  BackendGuard g(GemmBackend::packed);
+  const int threads0 = envit::num_threads();
+  for (int threads : {1, 2}) {
+    envit::set_num_threads(threads);
+    Model<float> m(medium_config(), 10);
+    const std::ptrdiff_t N = m.cfg.tokens();
+    InferenceWorkspace<float> whole(m.cfg, 8, 8 * N);  // one block call per batch
+    REQUIRE(whole.block_batch == 8);
+    const std::vector<float> ref = all_exit_logits(whole, m, 8);
+    // 1 sample per call; 3 per call (batch 8: chunks 3, 3, 2); 2 token rows round up to 1 sample.
+    for (std::ptrdiff_t rows : {N, 3 * N - 1, std::ptrdiff_t(2)}) {
+      InferenceWorkspace<float> ws(m.cfg, 8, rows);
+      const int expect = int((rows + N - 1) / N);
+      CHECK(ws.block_batch == expect);
+      CHECK(ws.bytes() < whole.bytes());
+      for (int b : {1, 5, 8}) {
+        const std::vector<float> z = all_exit_logits(ws, m, b);
+        Diff d = bit_diff(z.data(), ref.data(), z.size());
+        INFO(threads << " threads, " << rows << " block rows, batch " << b << ": " << describe(d, z.size()));
+        CHECK(d.differ == 0);
+      }
+      ws.prepack(m.P);
+      for (int batch : {0, 3, 8}) {
+        Agreement a = real_vs_sim(ws, m, ref, ExitCriterion::confidence(0.6), batch);
+        INFO(rows << " block rows, early exit at batch " << batch << ": " << a.first);
+        CHECK(a.decision_mismatches == 0);
+        CHECK(a.logit_entries_differ == 0);
+      }
+    }
+  }
+  envit::set_num_threads(threads0);
+  // The default plans >= 4096 token rows, capped at the max batch.
+  Model<float> m(medium_config(), 2);
+  const std::ptrdiff_t N = m.cfg.tokens();
+  CHECK(InferenceWorkspace<float>(m.cfg, 3).block_batch == std::min<std::ptrdiff_t>(3, (4096 + N - 1) / N));
+  CHECK(InferenceWorkspace<float>(m.cfg, 100000).block_batch == (4096 + N - 1) / N);
+  CHECK_THROWS_AS(InferenceWorkspace<float>(m.cfg, 4, 0), ValueError);
+}
+
 TEST_CASE("prepacked block weights: bitwise the same logits and exits, and a snapshot of the weights",
           "[infer][prepack]") {
   BackendGuard g(GemmBackend::packed);

@@ -17,6 +17,13 @@
 // state buffers, one patch-embedding cache, one scratch block cache and one scratch exit-head cache
 // shared by all blocks/exits, the current exit's logits, the row index list and the per-row
 // patience state); the passes only view it and never allocate. No backward caches are kept.
+// The block scratch (qkv, attention probabilities, MLP hidden: ~(6D + 2F) floats per token plus
+// H*N per token) is sized for `block_batch` samples, not the whole batch: a block runs on a larger
+// batch in consecutive sample chunks of at most that many (balanced). Attention never mixes samples
+// and the packed float GEMM is row-invariant, so every row is bitwise what one call over the whole
+// batch gives (tested); with the Eigen backend rows may move in the last bits, as between batch
+// sizes anyway. Default: chunks of >= 4096 token rows (GEMMs stay long); ViT-B/16 at batch 128
+// then plans 19 samples of block scratch instead of 128 (peak RSS 2.3 GB -> see docs/performance.md).
 //
 // Agreement with the simulation: the decision for a row is exit_score + ExitCriterion::fires on
 // that row's logits (infer/criteria.hpp), exactly as exit_decide applies them to the complete
@@ -86,10 +93,22 @@ struct InferenceWorkspace {
   std::vector<PackedWeight<T>> packed;
   const ViTParams<T>* packed_from = nullptr;
 
+  int block_batch = 0;           // samples per block call: the block scratch's batch (<= max_batch)
+
+  // Default token rows per block call (see the file comment): block_batch = ceil(4096 / tokens).
+  static constexpr std::ptrdiff_t default_block_rows = 4096;
+
   InferenceWorkspace() = default;
-  InferenceWorkspace(const VitConfig& c, int max_b) : cfg(c), max_batch(max_b) {
+  // max_block_rows: token rows the block scratch is planned for (rounded up to whole samples, at
+  // least one, at most max_b): smaller saves memory, larger makes fewer, longer GEMM calls.
+  InferenceWorkspace(const VitConfig& c, int max_b, std::ptrdiff_t max_block_rows = default_block_rows)
+      : cfg(c), max_batch(max_b) {
     cfg.validate();
     ENVIT_CHECK(max_b > 0, ValueError, "InferenceWorkspace: max batch must be positive, got ", max_b);
+    ENVIT_CHECK(max_block_rows > 0, ValueError, "InferenceWorkspace: max_block_rows must be positive, got ",
+                max_block_rows);
+    const std::ptrdiff_t N = cfg.tokens();
+    block_batch = int(std::min<std::ptrdiff_t>(max_b, std::max<std::ptrdiff_t>(1, (max_block_rows + N - 1) / N)));
     ArenaPlan<T> plan;
     carve(plan);
     arena = Arena<T>(plan.total);
@@ -157,7 +176,7 @@ struct InferenceWorkspace {
     embed = patch_embed_cache_take<T>(a, embed_shape(max_batch));
     h = a.take(S);
     h2 = a.take(S);
-    block = block_cache_take<T>(a, block_shape(max_batch));
+    block = block_cache_take<T>(a, block_shape(block_batch));
     exit = exit_head_cache_take<T>(a, exit_shape(1));
     final_exit = exit_head_cache_take<T>(a, exit_shape(max_batch));
     head_out = a.take(std::size_t(cfg.classes));
@@ -179,13 +198,22 @@ void infer_check(const InferenceWorkspace<T>& ws, const ViTParams<T>& P, int B, 
               " (the workspace's max batch)");
 }
 
-// Block l of a pass that reads only the class token after the last block.
+// Block l of a pass that reads only the class token after the last block, on B samples in balanced
+// chunks of at most ws.block_batch (the block scratch's batch; see the file comment).
 template <class T>
 void infer_block(InferenceWorkspace<T>& ws, const ViTParams<T>& P, int l, T* y, const T* x, int B) {
-  if (l == ws.cfg.depth - 1)
-    block_forward_for_class_token<T>(y, ws.block, x, ws.block_params(P, l), ws.block_shape(B), T(ws.cfg.ln_eps));
-  else
-    block_forward<T>(y, ws.block, x, ws.block_params(P, l), ws.block_shape(B), T(ws.cfg.ln_eps));
+  const BlockParams<T> bp = ws.block_params(P, l);
+  const T eps = T(ws.cfg.ln_eps);
+  const std::ptrdiff_t row = std::ptrdiff_t(ws.cfg.tokens()) * ws.cfg.dim;
+  const int chunks = (B + ws.block_batch - 1) / ws.block_batch;
+  for (int i = 0; i < chunks; ++i) {
+    const auto [b0, b1] = partition(B, chunks, i);
+    const int n = int(b1 - b0);
+    T* yc = y + b0 * row;
+    const T* xc = x + b0 * row;
+    if (l == ws.cfg.depth - 1) block_forward_for_class_token<T>(yc, ws.block, xc, bp, ws.block_shape(n), eps);
+    else block_forward<T>(yc, ws.block, xc, bp, ws.block_shape(n), eps);
+  }
 }
 
 // Exit head j on n samples, one at a time (see the file comment): logits row r = head(tokens row r).
