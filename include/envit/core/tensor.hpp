@@ -2,7 +2,21 @@
 // TensorView<T>: the non-owning counterpart (whole tensor, row ranges, reshape) and Eigen::Map interop.
 // Deliberately not an expression library: ops take raw pointers or views and shapes are runtime values.
 #pragma once
+// GCC 12 reports its own AVX-512 intrinsics (avx512fintrin.h's `__m512 __Y = __Y;` in
+// _mm512_undefined_ps, GCC bug 105593, fixed in GCC 13) as "may be used uninitialized" wherever
+// Eigen's AVX-512 packet code is inlined: hundreds of false warnings per translation unit with
+// -Wall and -march=x86-64-v4. The intrinsics headers are first included here (through Eigen), so
+// silencing the two warnings for this include covers them and nothing of the user's code.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
 #include <Eigen/Core>
+#pragma GCC diagnostic pop
+#else
+#include <Eigen/Core>
+#endif
 #include <algorithm>
 #include <array>
 #include <cstddef>
