@@ -12,6 +12,9 @@
 //   gemm/prepacked/...  forward shapes with the weight packed once (envit::PackedWeight).
 //   gemm/prepacked_cold/...  batch-1 shapes cycling through copies of the weight totalling a
 //                       model's weights (24 / 344 MB), so each call reads W from L3/DRAM as in a pass.
+//   microkernel/kc:K    the full register tile (MR x NR) alone on one thread: one A micro-panel
+//                       (row-major, in L1) times B micro-panels cycling through 4 (in L2), C tile
+//                       written each call; the kernel's own ceiling, no packing or threading.
 // Compiled with envit::arch (AVX-512). Timings are wall-clock (UseRealTime) — on a shared machine
 // run each several times and keep the best (--benchmark_repetitions=5
 // --benchmark_report_aggregates_only=false, then take the max).
@@ -211,8 +214,40 @@ void BM_Gemm(benchmark::State& state, Shape s, GemmBackend backend, int threads)
   envit::set_num_threads(old_threads);
 }
 
+void BM_MicroKernel(benchmark::State& state) {
+  namespace pk = envit::detail::gemm_pk;
+  using Arch = xsimd::default_arch;
+  using Blk = pk::Blocking<Arch>;
+  constexpr int MR = Blk::MR, NR = Blk::NR;
+  const idx kc = state.range(0);
+  if (kc > Blk::AS) {
+    state.SkipWithError("kc above the A panel stride");
+    return;
+  }
+  auto A = envit::aligned_buffer<float>(std::size_t(MR) * Blk::AS);
+  auto B = envit::aligned_buffer<float>(std::size_t(4) * kc * NR);
+  auto C = envit::aligned_buffer<float>(std::size_t(MR) * NR);
+  for (idx i = 0; i < MR * Blk::AS; ++i) A[std::size_t(i)] = float((i * 7919) % 1000) * 1e-3f - 0.5f;
+  for (idx i = 0; i < 4 * kc * NR; ++i) B[std::size_t(i)] = float((i * 104729) % 1000) * 1e-3f - 0.5f;
+  pk::PrefetchStream p0, p1;
+  const double peak = peak_gflops(1);
+  std::size_t i = 0;
+  for (auto _ : state) {
+    pk::micro_kernel<Arch, MR, Blk::NV, Blk::AS, false>(kc, A.get(), B.get() + (i++ & 3) * std::size_t(kc) * NR,
+                                                        C.get(), NR, 1.0f, 0.0f, MR, NR, C.get(), 0, p0, p1);
+    benchmark::DoNotOptimize(C.get());
+    benchmark::ClobberMemory();
+  }
+  const double flops = 2.0 * MR * NR * double(kc);
+  state.counters["GFLOPs"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["pct_peak"] =
+      benchmark::Counter(peak > 0 ? flops * 1e-9 * 100.0 / peak : 0.0, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["peak_GFLOPs"] = peak;
+}
+
 const bool registered = [] {
   benchmark::RegisterBenchmark("peak", BM_Peak)->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime();
+  benchmark::RegisterBenchmark("microkernel", BM_MicroKernel)->Arg(192)->Arg(768)->ArgName("kc")->UseRealTime();
   for (int threads : {1, 2})
     for (const Shape& s : kShapes)
       for (GemmBackend b : {GemmBackend::eigen, GemmBackend::packed}) {
