@@ -355,8 +355,20 @@ TEST_CASE(ARCH_NAME "gemm_weight_t: a pre-packed weight gives bitwise the plain 
   envit::set_gemm_backend(GemmBackend::packed);
   struct S { idx M, N, K; };
   // ragged N (panels of NR), K across the SIMD width and past KC (two K blocks), batch-1 rows
+  // 200x200x2624: a weight of 2^19 floats, split by columns on 2 threads (the plain gemm splits it
+  // by rows); 640x480x96 and 520x192x96: smaller weights, split by rows.
   const S sizes[] = {{1, 10, 192}, {50, 576, 192}, {50, 192, 768}, {13, 33, 17},
-                     {97, 65, 1537}, {200, 31, 7}, {3, 1000, 800}, {64, 16, 1}, {250, 97, 40}};
+                     {97, 65, 1537}, {200, 31, 7}, {3, 1000, 800}, {64, 16, 1}, {250, 97, 40},
+                     {200, 200, 2624}, {640, 480, 96}, {520, 192, 96}};
+  const idx mr = envit::gemm_packed_mr, nr = envit::gemm_packed_nr;
+  if (nr == 48) {  // the AVX-512 tile: the split decisions the sizes above are chosen to exercise
+    CHECK(envit::detail::gemm_split_rows(200, 200, 2624, 2, mr, nr, false));
+    CHECK_FALSE(envit::detail::gemm_split_rows(200, 200, 2624, 2, mr, nr, true));
+    CHECK(envit::detail::gemm_split_rows(640, 480, 96, 2, mr, nr, true));
+    CHECK(envit::detail::gemm_split_rows(520, 192, 96, 2, mr, nr, true));
+    CHECK(envit::detail::gemm_split_rows(6400, 768, 192, 2, mr, nr, true));     // tiny28's fc1
+    CHECK_FALSE(envit::detail::gemm_split_rows(3152, 3072, 768, 2, mr, nr, true));  // ViT-B/16's fc1
+  }
   std::uint64_t seed = 700;
   for (const S& s : sizes)
     for (int threads : {1, 2})

@@ -108,8 +108,16 @@ namespace detail {
 struct GemmTile { std::ptrdiff_t m0, m1, n0, n1; };
 // b_packed: op(B) comes pre-packed (gemm_weight_t), so a row split repacks nothing; each thread
 // still streams all of op(B) from cache, weighted as ~2 multiply-adds per element.
+// Except that a pre-packed op(B) larger than a core's L2 (>= 2^19 floats, 2 MB: ViT-B/16's block
+// weights) is split by columns whenever each thread gets at least two panels: under a row split
+// both cores stream the whole weight through their L2 for every row block; by columns each streams
+// its own half. Measured (session 6, 2 threads, envit_ab --mode infer, bitwise equal results):
+// ViT-B/16 inference at batch 16 0.937x time. Smaller weights keep the row split: tiny28's (<= 590
+// KB) were 7-9% faster by columns as isolated products but the inference pass 5.7% slower (its
+// other ops are split by samples, so a row split keeps each core's activations in its own cache).
 inline bool gemm_split_rows(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, int t,
                             std::ptrdiff_t mu, std::ptrdiff_t nu, bool b_packed = false) {
+  if (b_packed && t > 1 && N >= 2 * t * nu && N * K >= (std::ptrdiff_t(1) << 19)) return false;
   auto up = [](std::ptrdiff_t a, std::ptrdiff_t b) { return (a + b - 1) / b * b; };
   auto pad_rows = [&](std::ptrdiff_t m) { return m / mu * mu + up(m % mu, 2); };
   auto cost = [&](bool rows) {
