@@ -112,9 +112,10 @@ struct GemmTile { std::ptrdiff_t m0, m1, n0, n1; };
 // weights) is split by columns whenever each thread gets at least two panels: under a row split
 // both cores stream the whole weight through their L2 for every row block; by columns each streams
 // its own half. Measured (session 6, 2 threads, envit_ab --mode infer, bitwise equal results):
-// ViT-B/16 inference at batch 16 0.937x time. Smaller weights keep the row split: tiny28's (<= 590
-// KB) were 7-9% faster by columns as isolated products but the inference pass 5.7% slower (its
-// other ops are split by samples, so a row split keeps each core's activations in its own cache).
+// ViT-B/16 inference at batch 16 0.937x and 0.944x time (two runs). Smaller weights keep the row
+// split: tiny28's (<= 590 KB) were 7-9% faster by columns as isolated products but the inference
+// pass 5.7% slower (its other ops are split by samples, so a row split keeps each core's
+// activations in its own cache).
 inline bool gemm_split_rows(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, int t,
                             std::ptrdiff_t mu, std::ptrdiff_t nu, bool b_packed = false) {
   if (b_packed && t > 1 && N >= 2 * t * nu && N * K >= (std::ptrdiff_t(1) << 19)) return false;
