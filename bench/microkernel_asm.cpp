@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "envit/kernels/gemm.hpp"
+#include "envit/kernels/gemm_packed.hpp"
 
 #if defined(__AVX512F__) && defined(__x86_64__) && defined(__GNUC__)
 namespace {
@@ -232,7 +233,7 @@ __attribute__((noinline)) void asm_tile_8x48(const AsmTileArgs& a) {
     asm volatile(EVA_BODY(EVA_KSTEP_RM, 4, 12) : : [args] "r"(&a) : EVA_CLOBBERS);
 }
 
-constexpr int MR = 8, NR = 48, AS = pk::Blocking<Arch>::AS;
+constexpr int MR = 8, NR = 48, AS = pk::Blocking<Arch>::KC;
 static_assert(pk::Blocking<Arch>::MR == MR && pk::Blocking<Arch>::NR == NR, "the 8 x 48 AVX-512 tile");
 
 float value(idx i, idx mul) { return float((i * mul) % 1000) * 1e-3f - 0.5f; }
@@ -251,10 +252,10 @@ bool check() {
         pk::PrefetchStream p0, p1, q0, q1;
         if (km)
           pk::micro_kernel<Arch, MR, 3, AS, true>(kc, A.get(), B.get(), c1.data(), ldc, 1.25f, beta, MR, NR,
-                                                  c1.data(), 0, p0, p1);
+                                                  c1.data(), 0, p0, p1, AS);
         else
           pk::micro_kernel<Arch, MR, 3, AS, false>(kc, A.get(), B.get(), c1.data(), ldc, 1.25f, beta, MR, NR,
-                                                   c1.data(), 0, p0, p1);
+                                                   c1.data(), 0, p0, p1, AS);
         const AsmTileArgs args{A.get(), B.get(), kc, AS * 4, c2.data(), ldc * 4, 1.25f, beta, c2.data(), ldc * 4,
                                &q0, &q1};
         if (km) asm_tile_8x48<true>(args);
@@ -297,7 +298,7 @@ int main(int argc, char** argv) {
     for (int r = 0; r < rounds; ++r) {
       const double tc = time_calls(calls, [&](int i) {
         pk::micro_kernel<Arch, MR, 3, AS, false>(kc, A.get(), B.get() + (i & 3) * kc * NR, C.get(), NR, 1.0f, 0.0f,
-                                                 MR, NR, C.get(), 0, p0, p1);
+                                                 MR, NR, C.get(), 0, p0, p1, AS);
         asm volatile("" ::: "memory");
       });
       const double ta = time_calls(calls, [&](int i) {
