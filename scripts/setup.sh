@@ -2,8 +2,10 @@
 # Installs envit's build and test dependencies from Debian when they are missing.
 # Usage: scripts/setup.sh [extra-package...]   (root, or sudo available)
 set -euo pipefail
+# qemu-user, g++-aarch64-linux-gnu, zlib1g-dev:arm64: the `portability` tests (emulated older x86-64
+# CPUs, the ARM64 cross build of scripts/cross_arm64.sh); arm64 packages need that architecture.
 pkgs=(build-essential cmake libeigen3-dev libxsimd-dev xtl-dev catch2 libbenchmark-dev zlib1g-dev
-      dataset-fashion-mnist "$@")
+      dataset-fashion-mnist qemu-user g++-aarch64-linux-gnu zlib1g-dev:arm64 "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -18,5 +20,8 @@ if [ "$(id -u)" -ne 0 ]; then
   SUDO=sudo
 fi
 export DEBIAN_FRONTEND=noninteractive
+if printf '%s\n' "${missing[@]}" | grep -q ':arm64$' && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  $SUDO dpkg --add-architecture arm64
+fi
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

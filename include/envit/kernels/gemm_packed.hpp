@@ -31,8 +31,8 @@
 // Pack buffers are thread_local, 64-byte aligned and grown only when a larger size is first seen
 // (at most ~1.4 MB per thread): no allocation in steady state.
 // Architecture: everything is templated on an xsimd arch (gemm_packed_kernels<Arch>() bundles one
-// kernel set). Non-template helpers live in an inline namespace named after the instruction set the
-// translation unit is compiled for (ENVIT_KERNEL_ISA_NS), so translation units compiled with
+// kernel set). The internals live in the inline namespace of kernels/isa.hpp, named after the
+// instruction set the translation unit is compiled for, so translation units compiled with
 // different flags (kernels/dispatch.hpp's kernel sets) never share a symbol: the linker cannot hand
 // an AVX-512 copy of a helper to a caller on a CPU without AVX-512.
 // Not here: threading and kernel-set choice (gemm.hpp, kernels/dispatch.hpp), double (Eigen),
@@ -51,6 +51,7 @@
 #include <new>
 
 #include "envit/kernels/gemm_types.hpp"
+#include "envit/kernels/isa.hpp"
 
 // Tuning knobs (compile-time; defaults measured on the 2-core AVX-512 machine, see
 // bench/bench_gemm.cpp). KC: max depth of a K block (KC_TA: when op(A) is transposed); MC: rows of
@@ -68,21 +69,6 @@
 #endif
 #ifndef ENVIT_GEMM_NB
 #define ENVIT_GEMM_NB 262144
-#endif
-
-// The instruction-set tag of this translation unit (see "Architecture" above).
-#if defined(__AVX512F__)
-#define ENVIT_KERNEL_ISA_NS isa_avx512
-#elif defined(__AVX2__)
-#define ENVIT_KERNEL_ISA_NS isa_avx2
-#elif defined(__AVX__)
-#define ENVIT_KERNEL_ISA_NS isa_avx
-#elif defined(__SSE4_1__)
-#define ENVIT_KERNEL_ISA_NS isa_sse4
-#elif defined(__aarch64__)
-#define ENVIT_KERNEL_ISA_NS isa_neon64
-#else
-#define ENVIT_KERNEL_ISA_NS isa_base
 #endif
 
 namespace envit {
