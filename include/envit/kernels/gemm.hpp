@@ -163,14 +163,14 @@ void gemm(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t
               " lda=", lda, " ldb=", ldb, " ldc=", ldc, ")");
   bool packed = false;  // read the backend once per call: all tiles use the same one
   if constexpr (std::is_same_v<T, float>) packed = gemm_backend() == GemmBackend::packed;
-  const GemmKernelSet& ks = gemm_kernels();
+  const GemmKernelSet* ks = packed ? &gemm_kernels() : nullptr;
   auto run = [&](std::ptrdiff_t m0, std::ptrdiff_t m1, std::ptrdiff_t n0, std::ptrdiff_t n1) {
     const T* a = ta == Trans::N ? A + m0 * lda : A + m0;
     const T* b = tb == Trans::N ? B + n0 : B + n0 * ldb;
     T* c = C + m0 * ldc + n0;
     if constexpr (std::is_same_v<T, float>) {
       if (packed) {
-        detail::gemm_packed_call(ks, ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b, ldb, beta, c, ldc, nullptr, epi,
+        detail::gemm_packed_call(*ks, ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b, ldb, beta, c, ldc, nullptr, epi,
                                  m0, n0);
         return;
       }
@@ -178,14 +178,15 @@ void gemm(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t
     gemm_eigen_serial<T>(ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b, ldb, beta, c, ldc);
     if (epi && m1 > m0 && n1 > n0) (*epi)(m0, m1, n0, n1);
   };
-  const std::ptrdiff_t mu = packed ? ks.mr : 16, nu = packed ? ks.nr : 16;
+  const std::ptrdiff_t mu = packed ? ks->mr : 16, nu = packed ? ks->nr : 16;
   detail::gemm_over_tiles(M, N, K, mu, nu, /*b_packed=*/false, run);
 }
 
 // True when a row of C = op(A) op(B) does not depend on the other rows of the call (nor on the
 // thread count): the packed float backend (by construction; tested). Code that computes some rows
 // separately and must match the full product bitwise (early-exit inference's class-token-only last
-// block) checks this. Eigen's GEMM is not row-invariant (GEMV at M = 1, tail-row kernels).
+// block) checks this. Eigen's GEMM is not row-invariant (its row blocking and tail-row kernels
+// depend on M).
 template <class T>
 bool gemm_rows_invariant() {
   return std::is_same_v<T, float> && gemm_backend() == GemmBackend::packed;
