@@ -14,7 +14,7 @@ set -euo pipefail
 disp=$1 v4=$2 rounds=${3:-3} extra=${4:-}
 variants=(v4 avx512 avx2)
 [ "$extra" = baseline ] && variants+=(baseline)
-gemm_filter='^peak/threads:2$|^gemm/packed/t2/(fwd_qkv|fwd_fc1|dx_fc1|dW_fc1|B16_fwd_fc1)_'
+gemm_filter='^peak/threads:2/|^gemm/packed/t2/(fwd_qkv|fwd_fc1|dx_fc1|dW_fc1|B16_fwd_fc1)_'
 step_filter='^BM_TrainStep/p_M_pct:0/|^BM_Inference/batch:128/'
 export OMP_NUM_THREADS=2
 out=$(mktemp -d)
