@@ -1,8 +1,9 @@
 # GEMM (kernels/gemm.hpp, gemm_packed.hpp, dispatch.hpp).
 # test_gemm: linked with envit::dispatch (when built; its discovered cases run the best set) and run
 # once more per lower kernel set the host can run (gemm_isa_<set>: the whole executable with
-# ENVIT_ISA=<set>), so every set passes every GEMM test on this machine. test_gemm_native: the header-only compile-time path with -march=x86-64-v4
-# (the AVX-512 tile without dispatch), built only when the host can run it.
+# ENVIT_ISA=<set>), so every set passes every GEMM test on this machine.
+# test_gemm_native: the header-only compile-time path with -march=x86-64-v4 (the AVX-512 tile
+# without dispatch), built only when the host can run it.
 include(CheckCXXSourceRuns)
 set(envit_host_sets)
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")

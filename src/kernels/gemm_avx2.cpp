@@ -1,7 +1,8 @@
 // The "avx2" packed GEMM kernel set of envit::dispatch (include/envit/kernels/dispatch.hpp).
-// Compiled with -march=x86-64-v3 (AVX2, FMA, BMI1/2, F16C) and nothing else in it: every symbol it defines is a
-// template on the xsimd arch or inside gemm_packed.hpp's instruction-set namespace (checked by the
-// test dispatch_symbols), so no other translation unit can end up calling this one's code.
+// Compiled with -march=x86-64-v3 (AVX2, FMA, BMI1/2, F16C) and nothing else in it: every symbol it
+// defines is a template on the xsimd arch or inside gemm_packed.hpp's instruction-set namespace
+// (checked by the test dispatch_symbols), so no other translation unit can end up calling this one's
+// code.
 #include <type_traits>
 
 #include "envit/kernels/gemm_packed.hpp"

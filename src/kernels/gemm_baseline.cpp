@@ -1,7 +1,8 @@
 // The "baseline" packed GEMM kernel set of envit::dispatch (include/envit/kernels/dispatch.hpp).
-// Compiled with no instruction-set flags (SSE2 on x86-64, NEON on AArch64) and nothing else in it: every symbol it defines is a
-// template on the xsimd arch or inside gemm_packed.hpp's instruction-set namespace (checked by the
-// test dispatch_symbols), so no other translation unit can end up calling this one's code.
+// Compiled with no instruction-set flags (SSE2 on x86-64, NEON on AArch64) and nothing else in it:
+// every symbol it defines is a template on the xsimd arch or inside gemm_packed.hpp's instruction-set
+// namespace (checked by the test dispatch_symbols), so no other translation unit can end up calling
+// this one's code.
 #include <type_traits>
 
 #include "envit/kernels/gemm_packed.hpp"
