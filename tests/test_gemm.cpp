@@ -6,7 +6,8 @@
 // (kernels/dispatch.hpp): each runnable set against the reference in one process, ENVIT_ISA's
 // choice and its errors. Built as test_gemm (linked with envit::dispatch; tests/gemm.cmake runs it
 // once per kernel set the host can run, ENVIT_ISA=avx512|avx2|baseline) and test_gemm_native (the
-// header-only compile-time path with -march=x86-64-v4, when the host runs it).
+// header-only compile-time path with -march=x86-64-v4, when the host runs it). [slow]: the three
+// cases with large double references (seconds natively, minutes under qemu-aarch64, which skips them).
 //
 // Tolerance (float vs double reference), per element of C:
 //   |c - ref| <= 1e-6 + 1e-5 * sqrt(1 + K/64) * (|alpha| * sum_k |a_ik| |b_kj| + |beta| * |c0_ij|)
@@ -244,7 +245,7 @@ TEST_CASE(ARCH_NAME "gemm packed: a row's result does not depend on the other ro
 // stride above KC is packed), plain and pre-packed B, ragged row panels (packed) included, 1 and 2
 // threads; and right vs the reference. Strides: KC (a compile-time offset in the micro-kernel) and
 // others (a run-time stride), 8-aligned or not.
-TEST_CASE(ARCH_NAME "gemm packed: A read in place gives the packed path's bits", "[gemm][determinism]") {
+TEST_CASE(ARCH_NAME "gemm packed: A read in place gives the packed path's bits", "[gemm][determinism][slow]") {
   BackendGuard g;
   envit::set_gemm_backend(GemmBackend::packed);
   const idx KC = envit::gemm_kernels().kc;
@@ -298,7 +299,7 @@ TEST_CASE(ARCH_NAME "gemm packed: alpha/beta variants on ragged sizes", "[gemm][
 }
 
 TEST_CASE(ARCH_NAME "gemm packed: sizes around the cache blocks (MC, KC, NB) and large ragged sizes",
-          "[gemm][ref]") {
+          "[gemm][ref][slow]") {
   BackendGuard g;
   envit::set_gemm_backend(GemmBackend::packed);
   envit::set_num_threads(1);
@@ -361,7 +362,8 @@ TEST_CASE(ARCH_NAME "gemm packed: bitwise reproducible across runs and across 1 
   }
 }
 
-TEST_CASE(ARCH_NAME "gemm_weight_t: a pre-packed weight gives bitwise the plain gemm's result", "[gemm][prepacked]") {
+TEST_CASE(ARCH_NAME "gemm_weight_t: a pre-packed weight gives bitwise the plain gemm's result",
+          "[gemm][prepacked][slow]") {
   BackendGuard g;
   envit::set_gemm_backend(GemmBackend::packed);
   struct S { idx M, N, K; };
