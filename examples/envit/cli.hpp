@@ -94,7 +94,13 @@ inline void setup_app(CLI::App& app, const std::string& extra_exit_codes = "") {
   app.set_version_flag(
       "--version",
       [name = std::string(app.get_name())] {
-        return name + " " + ENVIT_VERSION_STRING + "\n" + envit::kernel_set_info();  // the GEMM kernel set in use
+        std::string kernels;  // the GEMM kernel set in use; a bad ENVIT_ISA is reported, not thrown
+        try {
+          kernels = envit::kernel_set_info();
+        } catch (const std::exception& e) {
+          kernels = std::string("kernels: error: ") + e.what();
+        }
+        return name + " " + ENVIT_VERSION_STRING + "\n" + kernels;
       },
       "print the version and the kernel set in use, and exit");
   app.footer(std::string(kExitCodesHelp) + extra_exit_codes + ".\n");
