@@ -23,8 +23,8 @@
 // and the packed float GEMM is row-invariant, so every row is bitwise what one call over the whole
 // batch gives (tested); with the Eigen backend rows may move in the last bits, as between batch
 // sizes anyway. Default: chunks of >= 4096 token rows (GEMMs stay long); ViT-B/16 at batch 128
-// then plans 21 samples of block scratch instead of 128 (peak RSS of a batch-128 pass 2311 -> 1194
-// MB, and 5% faster at tiny28: docs/performance.md, session 6).
+// then plans 21 samples of block scratch instead of 128, about half the peak memory of planning
+// the whole batch (docs/performance.md).
 //
 // Agreement with the simulation: the decision for a row is exit_score + ExitCriterion::fires on
 // that row's logits (infer/criteria.hpp), exactly as exit_decide applies them to the complete
@@ -51,7 +51,7 @@
 
 #include "envit/core/arena.hpp"
 #include "envit/infer/criteria.hpp"
-#include "envit/model/exit_head.hpp"
+#include "envit/ops/exit_head.hpp"
 #include "envit/model/params.hpp"
 #include "envit/ops/block.hpp"
 #include "envit/ops/patch_embed.hpp"
