@@ -7,7 +7,7 @@ foreach(side ab_a ab_b)
   target_link_libraries(envit_${side} PRIVATE envit::envit envit::arch)
 endforeach()
 add_executable(envit_ab ab/main.cpp $<TARGET_OBJECTS:envit_ab_a> $<TARGET_OBJECTS:envit_ab_b>)
-target_link_libraries(envit_ab PRIVATE envit::envit envit::arch)
+target_link_libraries(envit_ab PRIVATE envit::envit envit::arch envit::cli)
 if(ENVIT_BUILD_TESTS)
   # Two separately compiled copies of the library in one process must give bitwise the same
   # logits and trained parameters (exit status 1 otherwise); also keeps the tool building.
