@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -251,5 +252,42 @@ inline Split split_train_val(std::int64_t n, std::int64_t n_val, std::uint64_t s
   std::sort(s.train.begin(), s.train.end());
   return s;
 }
+
+// How a training run carved its data: the first `subset` samples (0: all), of which n_val form the
+// validation split of split_train_val(.., seed). A checkpoint records it (to_map(): data.subset,
+// data.val, train.seed) so evaluation can rebuild the same validation samples (from_map + apply).
+struct SplitSpec {
+  std::int64_t subset = 0;
+  std::int64_t n_val = 0;
+  std::uint64_t seed = 0;
+
+  std::map<std::string, std::string> to_map() const {
+    return {{"data.subset", std::to_string(subset)}, {"data.val", std::to_string(n_val)},
+            {"train.seed", std::to_string(seed)}};
+  }
+  // Missing keys read as 0; `where` names the source in error messages.
+  static SplitSpec from_map(const std::map<std::string, std::string>& m, const std::string& where) {
+    auto get = [&](const char* k) -> std::int64_t {
+      auto it = m.find(k);
+      if (it == m.end()) return 0;
+      std::size_t pos = 0;
+      long long v = -1;
+      try { v = std::stoll(it->second, &pos); } catch (const std::exception&) { pos = std::string::npos; }
+      ENVIT_CHECK(pos == it->second.size() && v >= 0, ValueError, where, ": metadata ", k,
+                  " must be a non-negative integer, got '", it->second, "'");
+      return v;
+    };
+    SplitSpec s;
+    s.subset = get("data.subset");
+    s.n_val = get("data.val");
+    s.seed = std::uint64_t(get("train.seed"));
+    return s;
+  }
+  // The split over a training set of n samples (before the subset is taken).
+  Split apply(std::int64_t n) const {
+    ENVIT_CHECK(subset <= n, ValueError, "split: subset of ", subset, " samples from a set of ", n);
+    return split_train_val(subset > 0 ? subset : n, n_val, seed);
+  }
+};
 
 }  // namespace envit

@@ -20,6 +20,7 @@
 #include "envit/optim/schedule.hpp"
 #include "envit/train/checkpoint.hpp"
 #include "envit/train/objective.hpp"
+#include "envit/train/step.hpp"
 
 namespace envit {
 
@@ -50,15 +51,12 @@ struct TrainOptions {
   }
 };
 
-// Raised when the loss or the gradient norm is not finite; the caller keeps its last checkpoint.
-struct NonFiniteError : std::runtime_error { using std::runtime_error::runtime_error; };
-
 class Trainer {
  public:
   Trainer(const VitConfig& cfg, const TrainOptions& opt, const Dataset& train,
           std::vector<std::int64_t> train_idx, const ChannelStats& stats)
       : opt_(opt), data_(train), idx_(std::move(train_idx)), stats_in_(stats), norm_(stats), P_(cfg),
-        adam_(P_.size()), ws_(cfg, opt.batch), ow_(cfg, opt.batch), masks_(cfg.depth, opt.batch),
+        adam_(P_.size()), sw_(cfg, opt.batch),
         images_(std::size_t(opt.batch) * cfg.channels * cfg.image_size * cfg.image_size),
         labels_(std::size_t(opt.batch)), perm_(idx_.size()) {
     opt_.obj.validate();
@@ -88,7 +86,7 @@ class Trainer {
   std::int64_t total_steps() const { return total_steps_; }
   bool done() const { return step_ >= total_steps_; }
   double lr() const { return sched_.at(step_); }
-  const LayerMasks& masks() const { return masks_; }
+  const LayerMasks& masks() const { return sw_.masks; }
   double last_grad_norm() const { return grad_norm_; }
 
   // One optimisation step on the next batch. Throws NonFiniteError (parameters untouched) when the
@@ -103,20 +101,17 @@ class Trainer {
     const int B = opt_.batch;
     make_batch(images_.data(), labels_.data(), data_, perm_.data() + k * B, B, norm_, opt_.aug, opt_.seed,
                std::uint32_t(e));
-    masks_.draw(opt_.seed, std::uint64_t(step_), probs_, B);
-    P_.zero_grads();
-    const double progress = double(step_) / double(std::max<std::int64_t>(1, total_steps_));
-    train_step_grads<float>(stats_, ws_, ow_, P_, images_.data(), labels_.data(), masks_, opt_.obj, probs_, progress);
-    if (!std::isfinite(stats_.loss))
-      throw NonFiniteError(detail::cat("non-finite loss (", stats_.loss, ") at step ", step_, ", epoch ", e,
-                                       "; try a lower learning rate or stronger clipping"));
-    grad_norm_ = clip_grad_norm(P_, opt_.clip);
-    if (!std::isfinite(grad_norm_))
-      throw NonFiniteError(detail::cat("non-finite gradient norm at step ", step_, ", epoch ", e));
-    adamw_step(P_, adam_, opt_.adamw, sched_.at(step_));
+    StepSettings ss;
+    ss.seed = opt_.seed;
+    ss.step = std::uint64_t(step_);
+    ss.progress = double(step_) / double(std::max<std::int64_t>(1, total_steps_));
+    ss.lr = sched_.at(step_);
+    ss.clip = opt_.clip;
+    ss.adamw = opt_.adamw;
+    grad_norm_ = train_step<float>(sw_, P_, adam_, images_.data(), labels_.data(), B, opt_.obj, probs_, ss);
     ++step_;
     if (grad_norm_out) *grad_norm_out = grad_norm_;
-    return stats_;
+    return sw_.stats;
   }
 
   // Checkpoint metadata: options, progress, normalisation, plus `extra`.
@@ -164,15 +159,12 @@ class Trainer {
   Normalizer norm_;
   ViTParams<float> P_;
   AdamWState<float> adam_;
-  ViTWorkspace<float> ws_;
-  ObjectiveWorkspace<float> ow_;
-  LayerMasks masks_;
+  StepWorkspace<float> sw_;
   std::vector<float> images_;
   std::vector<std::int32_t> labels_;
   std::vector<std::int64_t> perm_;
   std::int64_t perm_epoch_ = -1;
   std::vector<double> probs_;
-  StepStats stats_;
   LrSchedule sched_;
   std::int64_t steps_per_epoch_ = 0, total_steps_ = 0, step_ = 0;
   double grad_norm_ = 0;
