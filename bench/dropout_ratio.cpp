@@ -21,8 +21,10 @@
 #include "cli.hpp"
 #include "envit/core/parallel.hpp"
 #include "envit/core/rng.hpp"
+#include "envit/core/stats.hpp"
 #include "envit/optim/adamw.hpp"
 #include "envit/train/objective.hpp"
+#include "envit/train/step.hpp"
 
 namespace {
 
@@ -34,18 +36,15 @@ struct Setup {
   int B;
   ViTParams<float> P;
   AdamWState<float> opt;
-  ViTWorkspace<float> ws;
-  ObjectiveWorkspace<float> ow;
+  StepWorkspace<float> w;
   ObjectiveConfig o;
   std::vector<double> p;
-  LayerMasks masks;
-  StepStats st;
   std::uint64_t k = 0;
   double exec = 0;
   std::vector<double> times;
 
   Setup(const VitConfig& c, int b, Scheme scheme, TeacherSource teacher, double p_max)
-      : cfg(c), B(b), P(c), opt(P.size()), ws(c, b), ow(c, b), masks(c.depth, b) {
+      : cfg(c), B(b), P(c), opt(P.size()), w(c, b) {
     P.init(1);
     o.scheme = scheme;
     o.teacher = teacher;
@@ -55,15 +54,11 @@ struct Setup {
   }
   double step(const float* images, const std::int32_t* labels, bool timed) {
     const auto t0 = Clock::now();
-    masks.draw(/*seed=*/1234, k++, p, B);
-    P.zero_grads();
-    train_step_grads<float>(st, ws, ow, P, images, labels, masks, o, p, 0.5);
-    clip_grad_norm(P, 1.0);
-    adamw_step(P, opt, AdamWConfig{}, 1e-4);
+    train_step(w, P, opt, images, labels, B, o, p, StepSettings{/*seed=*/1234, k++, 0.5, 1e-4, 1.0, AdamWConfig{}});
     const double t = std::chrono::duration<double>(Clock::now() - t0).count();
     if (timed) {
       times.push_back(t);
-      exec += masks.executed_fraction();
+      exec += w.masks.executed_fraction();
     }
     return t;
   }
@@ -80,12 +75,6 @@ std::vector<double> alternate(Setup& a, Setup& b, int pairs, const float* images
     ratio.push_back(tb / ta);
   }
   return ratio;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 int run(int threads, int pairs, int B, double pm) {

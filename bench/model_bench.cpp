@@ -38,9 +38,11 @@
 #include "cli.hpp"
 #include "envit/core/parallel.hpp"
 #include "envit/core/rng.hpp"
+#include "envit/core/stats.hpp"
 #include "envit/infer/early_exit.hpp"
 #include "envit/optim/adamw.hpp"
 #include "envit/train/objective.hpp"
+#include "envit/train/step.hpp"
 
 namespace {
 
@@ -102,12 +104,6 @@ double peak_rss_mb() {
   return double(u.ru_maxrss) / 1024.0;  // Linux: kilobytes
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 // Times `iters` calls of f after `warmup` untimed ones; returns per-iteration seconds.
 template <class F>
 std::vector<double> time_iters(int warmup, int iters, F&& f) {
@@ -140,33 +136,26 @@ int run(const Options& o) {
   if (o.mode == "train") {
     AdamWState<float> opt(P.size());
     const AdamWConfig ac;
-    ViTWorkspace<float> ws(cfg, B);
-    ObjectiveWorkspace<float> ow(cfg, B);
+    StepWorkspace<float> w(cfg, B);
     ObjectiveConfig oc;
     oc.scheme = parse_scheme(o.scheme);
     oc.p_max = o.p_max;
     oc.validate();
     const std::vector<double> p = oc.block_probs(cfg);
-    LayerMasks masks(cfg.depth, B);
-    StepStats st;
     std::vector<std::int32_t> labels(B);
     for (int b = 0; b < B; ++b) labels[b] = b % cfg.classes;
     std::uint64_t k = 0;
     double exec_sum = 0;
     bool timed = false;
     auto step = [&] {
-      masks.draw(/*seed=*/1234, k++, p, B);
-      P.zero_grads();
-      train_step_grads<float>(st, ws, ow, P, images.data(), labels.data(), masks, oc, p, 0.5);
-      clip_grad_norm(P, 1.0);
-      adamw_step(P, opt, ac, 1e-4);
-      if (timed) exec_sum += masks.executed_fraction();
+      train_step(w, P, opt, images.data(), labels.data(), B, oc, p, StepSettings{/*seed=*/1234, k++, 0.5, 1e-4, 1.0, ac});
+      if (timed) exec_sum += w.masks.executed_fraction();
     };
     for (int i = 0; i < o.warmup; ++i) step();
     timed = true;
     times = time_iters(0, o.iters, step);
     executed = exec_sum / o.iters;
-    loss = st.loss;
+    loss = w.stats.loss;
     g_sink = P.values()[0];
     forward = "train_step_grads";
   } else {

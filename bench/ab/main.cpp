@@ -23,17 +23,15 @@
 
 #include "ab_side.h"
 #include "cli.hpp"
+#include "envit/core/stats.hpp"
+#include "envit/model/config.hpp"
 
 extern "C" AbSide envit_ab_side_ab_a();
 extern "C" AbSide envit_ab_side_ab_b();
 
 namespace {
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+using envit::median;
 
 struct Args {
   std::string mode = "latency", config = "tiny28";
@@ -52,10 +50,9 @@ int run(Args o, const CLI::App& app) {
   const double p_max = o.p_max;
   const bool expect_equal = o.expect_equal != 0;
 
-  AbConfig c{};
-  if (config == "tiny28") c = AbConfig{192, 12, 3, 768, 28, 1, 4, 10, 0, 0, 0.0, nullptr};
-  else if (config == "readme") c = AbConfig{96, 6, 3, 192, 28, 1, 7, 10, 0, 0, 0.0, nullptr};  // --preset readme
-  else c = AbConfig{768, 12, 12, 3072, 224, 3, 16, 1000, 0, 0, 0.0, nullptr};
+  // The model of the library's preset (the driver's copy of the library: names and shapes only).
+  const envit::VitConfig m = envit::vit_preset(config == "vitb16" ? "vit-b16" : config).config;
+  AbConfig c{m.dim, m.depth, m.heads, m.mlp_hidden, m.image_size, m.channels, m.patch, m.classes, 0, 0, 0.0, nullptr};
   c.batch = int(batch);
   c.train = mode == "train";
   c.p_max = p_max;
@@ -111,7 +108,10 @@ int main(int argc, char** argv) {
   Args o;
   app.add_option("--mode", o.mode, "latency (batch 1), infer (--batch), train (training steps at --batch)")
       ->capture_default_str()->check(CLI::IsMember({"latency", "infer", "train"}));
-  app.add_option("--config", o.config, "model")->capture_default_str()->check(CLI::IsMember({"tiny28", "vitb16", "readme"}));
+  std::vector<std::string> configs = envit::vit_preset_names();
+  configs.push_back("vitb16");  // = vit-b16
+  app.add_option("--config", o.config, "model: a preset of envit/model/config.hpp")
+      ->capture_default_str()->check(CLI::IsMember(configs));
   app.add_option("--batch", o.batch, "batch size (default: 1 for latency, 128 otherwise)")->check(CLI::Range(1, 1 << 16));
   envit::cli::add_threads_option(app, o.threads);
   app.add_option("--pairs", o.pairs, "timed pairs of halves")->capture_default_str()->check(CLI::Range(1, 100000));

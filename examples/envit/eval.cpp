@@ -10,6 +10,7 @@
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "envit/core/stats.hpp"
 #include "envit/infer/early_exit.hpp"
 #include "envit/infer/simulate.hpp"
 #include "envit/train/checkpoint.hpp"
@@ -29,10 +30,6 @@ struct Loaded {
   VitConfig cfg;
   Normalizer norm;
 };
-
-std::int64_t meta_int_or(const StFile& f, const std::string& key, std::int64_t def) {
-  return f.metadata.count(key) ? f.meta_int(key) : def;
-}
 
 Normalizer normalizer_from(const StFile& f, int channels) {
   auto mean = parse_doubles<IoError>(f.meta_or("data.mean", ""), f.where() + " data.mean");
@@ -75,9 +72,7 @@ double paired_speedup(int repeats, F&& base, G&& fast) {
     fast();
     r.push_back(tb / since(t0));
   }
-  std::sort(r.begin(), r.end());
-  const std::size_t n = r.size();
-  return n % 2 ? r[n / 2] : 0.5 * (r[n / 2 - 1] + r[n / 2]);
+  return median(r);
 }
 
 }  // namespace
@@ -308,13 +303,11 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
 
     // 4. Calibration on the validation split carved at training time.
     if (want_speedup || want_drop) {
-      const std::int64_t n_val = meta_int_or(L.file, "data.val", 0);
-      ENVIT_CHECK(n_val > 0, UsageError, "calibration needs a validation split: train with --val N (checkpoint '",
+      const SplitSpec spec = SplitSpec::from_map(L.file.metadata, L.file.where());
+      ENVIT_CHECK(spec.n_val > 0, UsageError, "calibration needs a validation split: train with --val N (checkpoint '",
                   L.path, "' has none)");
       Dataset train = load_dataset(dataset, a.data, true);
-      const std::int64_t sub = meta_int_or(L.file, "data.subset", 0);
-      const std::int64_t n_train = sub > 0 ? sub : train.n;
-      Split sp = split_train_val(n_train, n_val, std::uint64_t(meta_int_or(L.file, "train.seed", 0)));
+      const Split sp = spec.apply(train.n);
       std::vector<float> vimg;
       std::vector<std::int32_t> vlab;
       load_images(vimg, vlab, train, sp.val, L.norm);
