@@ -3,8 +3,8 @@
 #   confidence thresholds 2,0: exit 0 never fires (confidence <= 1), exit 1 always does: every
 #   sample leaves at exit 1 and the accuracy is exit 1's; thresholds 0,2: every sample at exit 0.
 # Also: eval.json parses (string(JSON) is strict), the sweep's threshold +inf is written as null,
-# sweep.csv quotes the per-exit thresholds and the label (the run directory's name has a comma),
-# the SVG's label is XML-escaped, and no temporary file is left.
+# sweep.csv quotes the per-exit thresholds (a field with commas), the SVG's label (the run
+# directory's name "r&d <1>") is XML-escaped, and no temporary file is left.
 foreach(case "2,0;1;0|N|0" "0,2;0;N|0|0")
   list(GET case 0 thr)
   list(GET case 1 exit_j)
@@ -44,12 +44,12 @@ foreach(case "2,0;1;0|N|0" "0,2;0;N|0|0")
     endif()
   endforeach()
   file(READ ${OUT}/sweep.csv csv)
-  if(NOT csv MATCHES "\n\"envit \\(r&d,<1>\\)\",confidence,\"${thr}\",")
+  if(NOT csv MATCHES "\nenvit \\(r&d <1>\\),confidence,\"${thr}\",")
     message(FATAL_ERROR "sweep.csv: no quoted per-exit row for ${thr}:\n${csv}")
   endif()
 endforeach()
 file(READ ${OUT}/tradeoff.svg svg)
-if(NOT svg MATCHES "envit \\(r&amp;d,&lt;1&gt;\\)" OR svg MATCHES "<1>")
+if(NOT svg MATCHES "envit \\(r&amp;d &lt;1&gt;\\)" OR svg MATCHES "<1>")
   message(FATAL_ERROR "tradeoff.svg: the label is not XML-escaped")
 endif()
 file(GLOB tmp ${OUT}/*.tmp.*)
