@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "envit/data/dataset.hpp"
+#include "envit/infer/early_exit.hpp"
 #include "envit/optim/adamw.hpp"
 #include "envit/optim/schedule.hpp"
 #include "envit/train/checkpoint.hpp"
@@ -121,16 +122,9 @@ class Trainer {
     m["train.epoch"] = std::to_string(epoch());
     m["train.total_steps"] = std::to_string(total_steps_);
     m["train.n_train"] = std::to_string(idx_.size());
-    m["data.mean"] = join(stats_in_.mean);
-    m["data.std"] = join(stats_in_.std);
+    for (auto& [k, v] : stats_in_.to_map()) m[k] = v;
     for (auto& [k, v] : extra) m[k] = v;
     return m;
-  }
-  static std::string join(const std::vector<double>& v) {
-    std::ostringstream os;
-    os.precision(17);
-    for (std::size_t i = 0; i < v.size(); ++i) os << (i ? "," : "") << v[i];
-    return os.str();
   }
   void save(const std::string& path, const std::map<std::string, std::string>& extra = {}) const {
     checkpoint_save<float>(path, P_, &adam_, metadata(extra));
@@ -170,27 +164,27 @@ class Trainer {
   double grad_norm_ = 0;
 };
 
-// Per-exit top-1 accuracy of the complete model on samples idx of d (no augmentation).
-// Uses its own workspace of `batch` rows; returns correct counts per exit (size M) and n in *n.
+// Per-exit top-1 accuracy of the complete model on samples idx of d (no augmentation), through
+// the inference path (infer_all_exits: no training caches) in chunks of `batch` samples.
+// Returns correct counts per exit (size M) and n in *n_out. Prediction: the first maximal logit.
 inline std::vector<std::int64_t> evaluate_exits(const ViTParams<float>& P, const Dataset& d,
                                                 const std::vector<std::int64_t>& idx,
                                                 const Normalizer& norm, int batch, std::int64_t* n_out) {
   const VitConfig& cfg = P.config();
   const int M = cfg.num_exits(), C = cfg.classes;
-  ViTWorkspace<float> ws(cfg, batch);
-  std::vector<float> images(std::size_t(batch) * cfg.channels * cfg.image_size * cfg.image_size);
+  InferenceWorkspace<float> ws(cfg, batch);
+  std::vector<float> images(std::size_t(batch) * ws.image_size());
   std::vector<std::int32_t> labels(static_cast<std::size_t>(batch));
-  std::vector<float> logits(std::size_t(M) * batch * C);
-  std::vector<float*> ptr(static_cast<std::size_t>(M));
-  for (int j = 0; j < M; ++j) ptr[j] = logits.data() + std::size_t(j) * batch * C;
+  const std::ptrdiff_t stride = std::ptrdiff_t(batch) * C;
+  std::vector<float> logits(std::size_t(M) * std::size_t(stride));
   std::vector<std::int64_t> correct(static_cast<std::size_t>(M), 0);
   for (std::size_t s = 0; s < idx.size(); s += std::size_t(batch)) {
     const int b = int(std::min<std::size_t>(std::size_t(batch), idx.size() - s));
     make_batch(images.data(), labels.data(), d, idx.data() + s, b, norm, Augment{}, 0, 0);
-    vit_forward_full<float>(ws, P, images.data(), b, ptr.data());
+    infer_all_exits<float>(ws, P, images.data(), b, logits.data(), stride);
     for (int j = 0; j < M; ++j)
       for (int i = 0; i < b; ++i) {
-        const float* z = ptr[j] + std::size_t(i) * C;
+        const float* z = logits.data() + j * stride + std::ptrdiff_t(i) * C;
         correct[j] += int(std::max_element(z, z + C) - z) == labels[i];
       }
   }
