@@ -13,7 +13,7 @@
 #include "envit/core/stats.hpp"
 #include "envit/infer/early_exit.hpp"
 #include "envit/infer/simulate.hpp"
-#include "envit/train/checkpoint.hpp"
+#include "envit/model/checkpoint.hpp"
 #include "plot.hpp"
 #include "report.hpp"
 
@@ -30,14 +30,6 @@ struct Loaded {
   VitConfig cfg;
   Normalizer norm;
 };
-
-Normalizer normalizer_from(const StFile& f, int channels) {
-  auto mean = parse_doubles<IoError>(f.meta_or("data.mean", ""), f.where() + " data.mean");
-  auto sd = parse_doubles<IoError>(f.meta_or("data.std", ""), f.where() + " data.std");
-  ENVIT_CHECK(int(mean.size()) == channels && int(sd.size()) == channels, IoError, f.where(),
-              ": metadata data.mean/data.std must hold ", channels, " values each");
-  return Normalizer(mean, sd);
-}
 
 // All images of `idx` normalised into one (n, C, H, W) buffer, labels alongside.
 void load_images(std::vector<float>& images, std::vector<std::int32_t>& labels, const Dataset& d,
@@ -121,9 +113,9 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
   }
   const bool want_speedup = cmd.count("--target-speedup") > 0, want_drop = cmd.count("--max-drop") > 0;
   std::vector<double> exit_thr;
-  if (!a.exit_thresholds.empty()) exit_thr = parse_doubles<UsageError>(a.exit_thresholds, "--exit-thresholds");
+  if (!a.exit_thresholds.empty()) exit_thr = parse_doubles(a.exit_thresholds, "--exit-thresholds");
   std::vector<double> sweep_thr;
-  if (a.thresholds != "auto") sweep_thr = parse_doubles<UsageError>(a.thresholds, "--thresholds");
+  if (a.thresholds != "auto") sweep_thr = parse_doubles(a.thresholds, "--thresholds");
   make_dirs(out);
   const int batch = a.batch, repeats = a.repeats;
   const std::string& rule_name = a.rule;
@@ -143,7 +135,7 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
     L.cfg = checkpoint_config(L.file);
     ViTParams<float> P(L.cfg, /*with_grads=*/false);
     load_weights(L.file, P, false);
-    L.norm = normalizer_from(L.file, L.cfg.channels);
+    L.norm = Normalizer(ChannelStats::from_map(L.file.metadata, L.cfg.channels, L.file.where()));
     std::string stem = L.path.substr(L.path.find_last_of('/') + 1);
     std::string dir = L.path.substr(0, L.path.find_last_of('/') == std::string::npos ? 0 : L.path.find_last_of('/'));
     std::string run = dir.substr(dir.find_last_of('/') + 1);
