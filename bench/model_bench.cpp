@@ -157,7 +157,7 @@ int run(const Options& o) {
     executed = exec_sum / o.iters;
     loss = w.stats.loss;
     g_sink = P.values()[0];
-    forward = "train_step_grads";
+    forward = "train_step";
   } else {
     const int M = cfg.num_exits();
     std::vector<float> logits(std::size_t(M) * B * cfg.classes);
