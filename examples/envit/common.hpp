@@ -49,10 +49,9 @@ inline void make_dirs(const std::string& path) {
   }
 }
 
-// Comma-separated numbers (strtod, so the same doubles as C++ literals of the same text); a
-// malformed item throws Error naming `what`.
-template <class Error>
-std::vector<double> parse_doubles(const std::string& s, const std::string& what) {
+// Comma-separated numbers from a flag (strtod, so the same doubles as C++ literals of the same
+// text); a malformed item is a UsageError naming `what`.
+inline std::vector<double> parse_doubles(const std::string& s, const std::string& what) {
   std::vector<double> v;
   std::stringstream ss(s);
   std::string item;
@@ -60,7 +59,7 @@ std::vector<double> parse_doubles(const std::string& s, const std::string& what)
     char* end = nullptr;
     const double x = std::strtod(item.c_str(), &end);
     if (item.empty() || end != item.c_str() + item.size() || std::isnan(x))
-      throw Error(what + ": '" + item + "' is not a number");
+      throw UsageError(what + ": '" + item + "' is not a number");
     v.push_back(x);
   }
   return v;

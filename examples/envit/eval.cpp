@@ -10,9 +10,10 @@
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "envit/core/stats.hpp"
 #include "envit/infer/early_exit.hpp"
 #include "envit/infer/simulate.hpp"
-#include "envit/train/checkpoint.hpp"
+#include "envit/model/checkpoint.hpp"
 #include "plot.hpp"
 #include "report.hpp"
 
@@ -29,18 +30,6 @@ struct Loaded {
   VitConfig cfg;
   Normalizer norm;
 };
-
-std::int64_t meta_int_or(const StFile& f, const std::string& key, std::int64_t def) {
-  return f.metadata.count(key) ? f.meta_int(key) : def;
-}
-
-Normalizer normalizer_from(const StFile& f, int channels) {
-  auto mean = parse_doubles<IoError>(f.meta_or("data.mean", ""), f.where() + " data.mean");
-  auto sd = parse_doubles<IoError>(f.meta_or("data.std", ""), f.where() + " data.std");
-  ENVIT_CHECK(int(mean.size()) == channels && int(sd.size()) == channels, IoError, f.where(),
-              ": metadata data.mean/data.std must hold ", channels, " values each");
-  return Normalizer(mean, sd);
-}
 
 // All images of `idx` normalised into one (n, C, H, W) buffer, labels alongside.
 void load_images(std::vector<float>& images, std::vector<std::int32_t>& labels, const Dataset& d,
@@ -75,9 +64,7 @@ double paired_speedup(int repeats, F&& base, G&& fast) {
     fast();
     r.push_back(tb / since(t0));
   }
-  std::sort(r.begin(), r.end());
-  const std::size_t n = r.size();
-  return n % 2 ? r[n / 2] : 0.5 * (r[n / 2 - 1] + r[n / 2]);
+  return median(r);
 }
 
 }  // namespace
@@ -126,9 +113,9 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
   }
   const bool want_speedup = cmd.count("--target-speedup") > 0, want_drop = cmd.count("--max-drop") > 0;
   std::vector<double> exit_thr;
-  if (!a.exit_thresholds.empty()) exit_thr = parse_doubles<UsageError>(a.exit_thresholds, "--exit-thresholds");
+  if (!a.exit_thresholds.empty()) exit_thr = parse_doubles(a.exit_thresholds, "--exit-thresholds");
   std::vector<double> sweep_thr;
-  if (a.thresholds != "auto") sweep_thr = parse_doubles<UsageError>(a.thresholds, "--thresholds");
+  if (a.thresholds != "auto") sweep_thr = parse_doubles(a.thresholds, "--thresholds");
   make_dirs(out);
   const int batch = a.batch, repeats = a.repeats;
   const std::string& rule_name = a.rule;
@@ -148,7 +135,7 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
     L.cfg = checkpoint_config(L.file);
     ViTParams<float> P(L.cfg, /*with_grads=*/false);
     load_weights(L.file, P, false);
-    L.norm = normalizer_from(L.file, L.cfg.channels);
+    L.norm = Normalizer(ChannelStats::from_map(L.file.metadata, L.cfg.channels, L.file.where()));
     std::string stem = L.path.substr(L.path.find_last_of('/') + 1);
     std::string dir = L.path.substr(0, L.path.find_last_of('/') == std::string::npos ? 0 : L.path.find_last_of('/'));
     std::string run = dir.substr(dir.find_last_of('/') + 1);
@@ -308,13 +295,11 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
 
     // 4. Calibration on the validation split carved at training time.
     if (want_speedup || want_drop) {
-      const std::int64_t n_val = meta_int_or(L.file, "data.val", 0);
-      ENVIT_CHECK(n_val > 0, UsageError, "calibration needs a validation split: train with --val N (checkpoint '",
+      const SplitSpec spec = SplitSpec::from_map(L.file.metadata, L.file.where());
+      ENVIT_CHECK(spec.n_val > 0, UsageError, "calibration needs a validation split: train with --val N (checkpoint '",
                   L.path, "' has none)");
       Dataset train = load_dataset(dataset, a.data, true);
-      const std::int64_t sub = meta_int_or(L.file, "data.subset", 0);
-      const std::int64_t n_train = sub > 0 ? sub : train.n;
-      Split sp = split_train_val(n_train, n_val, std::uint64_t(meta_int_or(L.file, "train.seed", 0)));
+      const Split sp = spec.apply(train.n);
       std::vector<float> vimg;
       std::vector<std::int32_t> vlab;
       load_images(vimg, vlab, train, sp.val, L.norm);

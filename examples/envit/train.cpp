@@ -18,28 +18,6 @@ namespace envit::cli {
 
 namespace {
 
-// Starting points for the model and schedule flags; an explicit flag overrides its preset value.
-struct TrainPreset {
-  const char* name;
-  int image_size;  // 0: the dataset's
-  int patch, dim, depth, heads, mlp;
-  int epochs;
-  double lr;
-  std::int64_t warmup_steps;
-  int crop_pad;
-};
-constexpr TrainPreset kPresets[] = {
-    {"readme", 0, 7, 96, 6, 3, 192, 18, 2e-3, 400, 0},        // the README job: 6-12 minutes on 2 cores
-    {"tiny28", 0, 4, 192, 12, 3, 768, 30, 1e-3, 1000, 2},     // the paper's small configuration
-    {"vit-b16", 224, 16, 768, 12, 12, 3072, 10, 5e-5, 500, 0},
-};
-
-const TrainPreset& find_preset(const std::string& name) {
-  for (const TrainPreset& p : kPresets)
-    if (name == p.name) return p;
-  throw UsageError("unknown --preset '" + name + "'");
-}
-
 // Keeps only the lines of an existing log.jsonl up to epoch `last_epoch` (a resumed run rewrites
 // what follows).
 std::string read_log(const std::string& path, std::int64_t last_epoch) {
@@ -58,12 +36,10 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
   CLI::App* c = app.add_subcommand("train", "train an early-exit ViT (EnViT or a baseline) and write checkpoints");
   c->footer(std::string(kExitCodesHelp) + "; 3 a non-finite loss or gradient stopped training (the last "
                                           "checkpoint is kept).\n");
-  std::vector<std::string> names;
-  for (const TrainPreset& p : kPresets) names.push_back(p.name);
   c->add_option("--preset", a.preset,
-                "starting point for the model and schedule flags: readme (the README job, 6-12 minutes on 2 cores), "
-                "tiny28 (dim 192, depth 12, 3 heads), vit-b16")
-      ->capture_default_str()->check(CLI::IsMember(names))->group("Presets");
+                "starting point for the model and schedule flags (envit/model/config.hpp): readme (the README job, "
+                "6-12 minutes on 2 cores), tiny28 (dim 192, depth 12, 3 heads), vit-b16")
+      ->capture_default_str()->check(CLI::IsMember(vit_preset_names()))->group("Presets");
   const std::string g_method = "Method";
   c->add_option("--scheme", a.scheme, "training scheme")
       ->capture_default_str()
@@ -137,7 +113,7 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
 }
 
 int run_train(const TrainArgs& a, const CLI::App& c) {
-  const TrainPreset& preset = find_preset(a.preset);
+  const VitPreset& preset = vit_preset(a.preset);
   auto given = [&](const char* flag) { return c.count(flag) > 0; };
   set_num_threads(a.threads);
 
@@ -151,18 +127,19 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
     train = dataset_subset(train, first.data(), a.subset);
   }
 
-  VitConfig cfg;
-  cfg.image_size = given("--image-size") ? a.image_size : preset.image_size > 0 ? preset.image_size : train.h;
+  // The preset's model with the dataset's image size, channels and classes, and the flags given.
+  VitConfig cfg = preset.config;
+  cfg.image_size = given("--image-size") ? a.image_size : train.h;
   ENVIT_CHECK(cfg.image_size == train.h && train.h == train.w, UsageError, "--image-size ", cfg.image_size,
               " does not match the dataset's ", train.h, "x", train.w, " images (resizing is not supported)");
   cfg.channels = train.c;
-  cfg.patch = given("--patch") ? a.patch : preset.patch;
-  cfg.dim = given("--dim") ? a.dim : preset.dim;
-  cfg.depth = given("--depth") ? a.depth : preset.depth;
-  cfg.heads = given("--heads") ? a.heads : preset.heads;
-  cfg.mlp_hidden = given("--mlp") ? a.mlp : preset.mlp;
+  if (given("--patch")) cfg.patch = a.patch;
+  if (given("--dim")) cfg.dim = a.dim;
+  if (given("--depth")) cfg.depth = a.depth;
+  if (given("--heads")) cfg.heads = a.heads;
+  if (given("--mlp")) cfg.mlp_hidden = a.mlp;
   cfg.classes = train.classes;
-  cfg.exits = a.exits.empty() ? VitConfig::every_other(cfg.depth) : a.exits;
+  cfg.exits = !a.exits.empty() ? a.exits : given("--depth") ? VitConfig::every_other(cfg.depth) : preset.config.exits;
   cfg.ln_eps = a.ln_eps;
   as_usage_error([&] { cfg.validate(); });
 
@@ -185,7 +162,7 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
 
   ENVIT_CHECK(a.val < train.n, UsageError, "--val ", a.val, " leaves no training samples (the set has ", train.n, ")");
   const std::int64_t n_val = a.val;
-  Split split = split_train_val(train.n, n_val, o.seed);
+  Split split = split_train_val(train.n, n_val, o.seed);  // of the subset: SplitSpec{subset, n_val, seed}
   ChannelStats stats = channel_stats(train, split.train.data(), std::int64_t(split.train.size()));
   Normalizer norm(stats);
   const Dataset& eval_set = n_val > 0 ? train : test;
@@ -207,16 +184,16 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   const Warmup warm = resolve_warmup(
       total_steps, given("--warmup-steps") ? std::optional<std::int64_t>(a.warmup_steps) : std::nullopt,
       given("--warmup-frac") ? std::optional<double>(a.warmup_frac) : std::nullopt, resumed_warmup,
-      preset.warmup_steps, preset.name);
+      std::int64_t(preset.warmup_steps), preset.name);
   o.warmup_steps = warm.steps;
   if (!warm.note.empty()) std::fprintf(stderr, "note: %s\n", warm.note.c_str());
 
   Trainer tr(cfg, o, train, split.train, stats);
   ENVIT_CHECK(tr.total_steps() == total_steps, std::logic_error, "envit train: the run has ", tr.total_steps(),
               " steps, the warm-up was sized for ", total_steps);
-  const std::map<std::string, std::string> extra{{"data.dataset", a.dataset},
-                                                 {"data.val", std::to_string(n_val)},
-                                                 {"data.subset", std::to_string(a.subset)}};
+  std::map<std::string, std::string> extra{{"data.dataset", a.dataset},
+                                           {"data.val", std::to_string(n_val)},
+                                           {"data.subset", std::to_string(a.subset)}};
   if (a.print_config) {
     for (auto& [k, v] : cfg.to_map()) std::printf("config.%s=%s\n", k.c_str(), v.c_str());
     for (auto& [k, v] : tr.metadata(extra)) std::printf("%s=%s\n", k.c_str(), v.c_str());
