@@ -228,5 +228,17 @@ TEST_CASE("lgvit: stage 2 loss gradients in double, backbone untouched", "[lgvit
     }
     CHECK(st.feat[0] > 0);
     CHECK(st.feat[2] > 0);
+    // a small SGD step on the heads lowers the loss on the same batch; the backbone does not move
+    const double before = st.loss;
+    const std::vector<double> vals(P.values(), P.values() + P.size());
+    const std::vector<char> tr = lgvit_stage2_trainable(P);
+    sgd_step(P, 1e-3, &tr);
+    P.zero_grads();
+    lgvit_distill_step_grads<double>(st, ws, lw, P, images.data(), labels.data(), m, o);
+    CHECK(st.loss < before);
+    for (const ParamEntry& e : P.table())
+      if (e.name.rfind("exits.", 0) != 0)
+        for (std::size_t i = 0; i < e.numel; ++i) REQUIRE(P.values()[e.offset + i] == vals[e.offset + i]);
+    std::copy(vals.begin(), vals.end(), P.values());
   }
 }

@@ -16,11 +16,16 @@ namespace {
 void declare(Args& a) {
   a.flag("preset", "readme", "starting point for every flag below: readme (the ~15 min Fashion-MNIST run), "
                              "tiny28 (dim 192, depth 12, 3 heads), vit-b16", "Presets");
-  a.flag("scheme", "envit", "training scheme: envit, envit-sd, envit-kd, vit-ee, sdn, byot", "Method");
+  a.flag("scheme", "envit", "training scheme: envit, envit-sd, envit-kd, vit-ee, sdn, byot, lgvit", "Method");
   a.flag("p-max", "0.3", "p_M: structured-dropout probability at the last block (eq. 10)", "Method");
   a.flag("alpha", "0.5", "distillation weight alpha (eq. 16)", "Method");
   a.flag("tau", "4", "distillation temperature tau", "Method");
   a.flag("teacher", "full", "soft-label source: full (complete model, no skipped block) or self", "Method");
+  a.flag("lgvit-stage1-frac", "0.5", "lgvit: fraction of the steps in stage 1 (backbone + heads)", "Method");
+  a.toggle("lgvit-kd-per-batch", "lgvit: divide the KD term by B (default: by B*K as the authors' code)", "Method");
+  a.toggle("lgvit-teacher-ln", "lgvit: teacher logits through the final LayerNorm (default: without, as the code)",
+           "Method");
+  a.toggle("lgvit-detach-hom", "lgvit: detach the homogeneous-loss targets (default: not, as the code)", "Method");
   a.flag("exits", "", "blocks after which exits sit, e.g. 2,4,6 (default: every other block)", "Model");
   a.flag("image-size", "", "input image size (default: the dataset's)", "Model");
   a.flag("patch", "", "patch size", "Model");
@@ -105,10 +110,15 @@ int cmd_train(int argc, char** argv) {
   cfg.classes = train.classes;
   cfg.exits = a.str("exits").empty() ? VitConfig::every_other(cfg.depth) : VitConfig::parse_exits(a.str("exits"));
   cfg.ln_eps = a.real("ln-eps", 0, 1);
-  cfg.validate();
 
   TrainOptions o;
   o.obj.scheme = parse_scheme(a.str("scheme"));
+  if (o.obj.scheme == Scheme::lgvit) cfg.exit_head = "lgvit";
+  cfg.validate();
+  o.obj.lgvit_stage1_frac = a.real("lgvit-stage1-frac", 0, 1);
+  o.obj.lgvit_kd_per_class = !a.on("lgvit-kd-per-batch");
+  o.obj.lgvit_teacher_ln = a.on("lgvit-teacher-ln");
+  o.obj.lgvit_detach_hom = a.on("lgvit-detach-hom");
   o.obj.p_max = a.real("p-max", 0, 0.999);
   o.obj.alpha = a.real("alpha", 0, 1);
   o.obj.tau = a.real("tau", 1e-3, 1e3);

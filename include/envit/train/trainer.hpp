@@ -19,6 +19,7 @@
 #include "envit/optim/adamw.hpp"
 #include "envit/optim/schedule.hpp"
 #include "envit/train/checkpoint.hpp"
+#include "envit/train/lgvit.hpp"
 #include "envit/train/objective.hpp"
 
 namespace envit {
@@ -48,6 +49,22 @@ struct TrainOptions {
             {"train.beta2", d(adamw.beta2)}, {"train.crop_pad", std::to_string(aug.crop_pad)},
             {"train.hflip", aug.hflip ? "1" : "0"}};
   }
+  // The options as stored, with the LGViT settings for the lgvit scheme only (other schemes'
+  // checkpoints keep their keys).
+  std::map<std::string, std::string> to_map_all() const {
+    auto m = to_map();
+    if (obj.scheme != Scheme::lgvit) return m;
+    auto d = [](double v) { std::ostringstream os; os.precision(17); os << v; return os.str(); };
+    m["train.lgvit_stage1_frac"] = d(obj.lgvit_stage1_frac);
+    m["train.lgvit_alpha"] = d(obj.lgvit_alpha);
+    m["train.lgvit_tau"] = d(obj.lgvit_tau);
+    m["train.lgvit_het"] = d(obj.lgvit_het);
+    m["train.lgvit_hom"] = d(obj.lgvit_hom);
+    m["train.lgvit_kd_per_class"] = obj.lgvit_kd_per_class ? "1" : "0";
+    m["train.lgvit_teacher_ln"] = obj.lgvit_teacher_ln ? "1" : "0";
+    m["train.lgvit_detach_hom"] = obj.lgvit_detach_hom ? "1" : "0";
+    return m;
+  }
 };
 
 // Raised when the loss or the gradient norm is not finite; the caller keeps its last checkpoint.
@@ -76,7 +93,21 @@ class Trainer {
     sched_ = {opt.lr, opt.min_lr, opt.warmup_steps, std::max<std::int64_t>(1, total_steps_)};
     probs_ = opt_.obj.block_probs(cfg);
     P_.init(opt.seed);
+    if (opt_.obj.scheme == Scheme::lgvit) {
+      ENVIT_CHECK(cfg.lgvit(), ValueError, "trainer: scheme lgvit needs a model with LGViT exit heads (",
+                  cfg.str(), ")");
+      // Stage 1 for the first round(frac * total) steps, stage 2 for the rest, each with its own
+      // learning-rate schedule (the authors run the stages as two trainings) and, at the switch,
+      // fresh AdamW moments for the heads that stage 2 trains.
+      stage1_steps_ = std::int64_t(std::llround(opt_.obj.lgvit_stage1_frac * double(total_steps_)));
+      sched_.total = std::max<std::int64_t>(1, stage1_steps_);
+      sched2_ = {opt.lr, opt.min_lr, opt.warmup_steps, std::max<std::int64_t>(1, total_steps_ - stage1_steps_)};
+      trainable2_ = lgvit_stage2_trainable(P_);
+      lw_ = LgvitDistillWorkspace<float>(cfg, opt.batch);
+    }
   }
+  bool lgvit_stage2() const { return opt_.obj.scheme == Scheme::lgvit && step_ >= stage1_steps_; }
+  std::int64_t lgvit_stage1_steps() const { return stage1_steps_; }
 
   ViTParams<float>& params() { return P_; }
   const ViTParams<float>& params() const { return P_; }
@@ -87,7 +118,7 @@ class Trainer {
   std::int64_t steps_per_epoch() const { return steps_per_epoch_; }
   std::int64_t total_steps() const { return total_steps_; }
   bool done() const { return step_ >= total_steps_; }
-  double lr() const { return sched_.at(step_); }
+  double lr() const { return lgvit_stage2() ? sched2_.at(step_ - stage1_steps_) : sched_.at(step_); }
   const LayerMasks& masks() const { return masks_; }
   double last_grad_norm() const { return grad_norm_; }
 
@@ -106,14 +137,27 @@ class Trainer {
     masks_.draw(opt_.seed, std::uint64_t(step_), probs_, B);
     P_.zero_grads();
     const double progress = double(step_) / double(std::max<std::int64_t>(1, total_steps_));
-    train_step_grads<float>(stats_, ws_, ow_, P_, images_.data(), labels_.data(), masks_, opt_.obj, probs_, progress);
+    const bool stage2 = lgvit_stage2();
+    if (stage2) {
+      if (step_ == stage1_steps_) {  // the switch: fresh moments (a resumed stage-2 run has its own)
+        adam_.m.zero();
+        adam_.v.zero();
+        adam_.step = 0;
+      }
+      ws_.last_block_all_tokens = true;
+      lgvit_distill_step_grads<float>(stats_, ws_, lw_, P_, images_.data(), labels_.data(), masks_, opt_.obj);
+    } else {
+      ObjectiveConfig o = opt_.obj;
+      o.lgvit_odd_step = step_ % 2 == 1;
+      train_step_grads<float>(stats_, ws_, ow_, P_, images_.data(), labels_.data(), masks_, o, probs_, progress);
+    }
     if (!std::isfinite(stats_.loss))
       throw NonFiniteError(detail::cat("non-finite loss (", stats_.loss, ") at step ", step_, ", epoch ", e,
                                        "; try a lower learning rate or stronger clipping"));
     grad_norm_ = clip_grad_norm(P_, opt_.clip);
     if (!std::isfinite(grad_norm_))
       throw NonFiniteError(detail::cat("non-finite gradient norm at step ", step_, ", epoch ", e));
-    adamw_step(P_, adam_, opt_.adamw, sched_.at(step_));
+    adamw_step(P_, adam_, opt_.adamw, lr(), stage2 ? &trainable2_ : nullptr);
     ++step_;
     if (grad_norm_out) *grad_norm_out = grad_norm_;
     return stats_;
@@ -121,7 +165,7 @@ class Trainer {
 
   // Checkpoint metadata: options, progress, normalisation, plus `extra`.
   std::map<std::string, std::string> metadata(const std::map<std::string, std::string>& extra = {}) const {
-    auto m = opt_.to_map();
+    auto m = opt_.to_map_all();
     m["train.step"] = std::to_string(step_);
     m["train.epoch"] = std::to_string(epoch());
     m["train.total_steps"] = std::to_string(total_steps_);
@@ -143,7 +187,7 @@ class Trainer {
   // Restores parameters, optimiser and step from a checkpoint written by save() with the same
   // options (anything else is refused with the differing keys named).
   void restore(const StFile& f) {
-    for (auto& [k, v] : opt_.to_map()) {
+    for (auto& [k, v] : opt_.to_map_all()) {
       if (k == "train.epochs" || k == "train.max_steps") continue;  // may be extended on resume
       ENVIT_CHECK(f.meta_or(k, "(missing)") == v, IoError, f.where(), ": cannot resume: ", k, " is '",
                   f.meta_or(k, "(missing)"), "' in the checkpoint but '", v, "' in this run");
@@ -173,8 +217,11 @@ class Trainer {
   std::int64_t perm_epoch_ = -1;
   std::vector<double> probs_;
   StepStats stats_;
-  LrSchedule sched_;
+  LrSchedule sched_, sched2_;
   std::int64_t steps_per_epoch_ = 0, total_steps_ = 0, step_ = 0;
+  std::int64_t stage1_steps_ = 0;     // lgvit: steps of stage 1
+  std::vector<char> trainable2_;      // lgvit: entries stage 2 trains
+  LgvitDistillWorkspace<float> lw_;
   double grad_norm_ = 0;
 };
 
