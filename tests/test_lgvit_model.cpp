@@ -3,7 +3,9 @@
 // loss gradient with the backbone frozen, parameter names and buffers, eval-mode heads.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstring>
+#include <set>
 #include <vector>
 
 #include "envit/infer/early_exit.hpp"
@@ -241,4 +243,75 @@ TEST_CASE("lgvit: stage 2 loss gradients in double, backbone untouched", "[lgvit
         for (std::size_t i = 0; i < e.numel; ++i) REQUIRE(P.values()[e.offset + i] == vals[e.offset + i]);
     std::copy(vals.begin(), vals.end(), P.values());
   }
+}
+
+TEST_CASE("lgvit: MACs count the heads exactly (eq. 19)", "[lgvit][macs]") {
+  const VitConfig cfg = lg_config();  // P = 25, D = 16, C = 4, grid 5 -> 3x3 (s 2), 2x2 (s 3)
+  const VitMacs m = vit_macs(cfg);
+  const std::int64_t D = 16, C = 4, P = 25;
+  CHECK(m.exit_head[0] == 2 * P * D * D + 9 * P * D + D * C);
+  CHECK(m.exit_head[1] == 2 * P * D * D + D * C);
+  CHECK(m.exit_head[2] == 9 * D * 3 * D + 2 * 81 * D + 9 * D * D + D * C);
+  CHECK(m.exit_head[3] == 4 * D * 3 * D + 2 * 16 * D + 4 * D * D + D * C);
+  CHECK(m.exit_head[4] == m.head);
+  CHECK(m.to_exit(1) == m.embed + 2 * m.block + m.exit_head[0] + m.exit_head[1]);
+  CHECK(m.full() == m.embed + 5 * m.block + m.head);
+  // ViT-B/16 with LGViT heads after blocks 4..11: a conv1_1 head is about 16% of a block
+  VitConfig b = VitConfig::vit_b16(1000);
+  b.exits = {4, 5, 6, 7, 8, 9, 10, 11, 12};
+  b.exit_head = "lgvit";
+  const VitMacs mb = vit_macs(b);
+  const double r = double(mb.exit_head[0] - mb.head) / double(mb.block);
+  CHECK(r > 0.155);
+  CHECK(r < 0.165);
+  CHECK(mb.exit_head[4] < mb.exit_head[2]);  // attn_r2 on 7x7 tokens is cheaper than conv2_1 on 14x14
+}
+
+TEST_CASE("lgvit: early exit with eval-mode heads agrees with the complete model", "[lgvit][infer]") {
+  ThreadGuard guard;
+  omp_set_num_threads(1);
+  const VitConfig cfg = lg_config();
+  ViTParams<double> P(cfg, false);
+  randomise(P, 33);
+  const int B = 5, M = cfg.num_exits(), C = cfg.classes;
+  auto images = random_vec<double>(std::size_t(B * cfg.image_size * cfg.image_size), 8);
+  InferenceWorkspace<double> iw(cfg, B);
+  std::vector<double> all(std::size_t(M) * B * C);
+  infer_all_exits<double>(iw, P, images.data(), B, all.data(), std::ptrdiff_t(B) * C);
+  ViTWorkspace<double> ws(cfg, B);
+  std::vector<double> full(all.size());
+  std::vector<double*> ptr;
+  for (int j = 0; j < M; ++j) ptr.push_back(full.data() + std::size_t(j) * B * C);
+  vit_forward_full<double>(ws, P, images.data(), B, ptr.data());
+  require_close("per-sample heads vs batched eval heads", all.data(), full.data(), all.size(), 1e-12, 1e-12);
+  // a sample's logits do not depend on its batch (eval-mode BatchNorm)
+  std::vector<double> one(std::size_t(M) * C);
+  infer_all_exits<double>(iw, P, images.data() + 2 * cfg.image_size * cfg.image_size, 1, one.data(), C);
+  for (int j = 0; j < M; ++j)
+    for (int c = 0; c < C; ++c) CHECK(one[std::size_t(j) * C + c] == all[(std::size_t(j) * B + 2) * C + c]);
+  // early exit at a confidence threshold that splits the batch: each sample's exit and prediction
+  // are those of the first exit whose confidence passes
+  std::vector<double> conf0;  // exit 0's confidences; their median splits the batch
+  for (int b = 0; b < B; ++b) {
+    ExitTrack t;
+    conf0.push_back(exit_score(ExitCriterion::confidence(0.5), all.data() + std::size_t(b) * C, C, t).score);
+  }
+  std::sort(conf0.begin(), conf0.end());
+  const ExitCriterion crit = ExitCriterion::confidence(conf0[B / 2]);
+  std::vector<int> ex(B), pred(B);
+  std::set<int> exits_seen;
+  early_exit_batch<double>(iw, P, images.data(), B, crit, ExitOutput<double>{ex.data(), pred.data(), nullptr});
+  for (int b = 0; b < B; ++b) {
+    int want = M - 1;
+    ExitTrack track;
+    for (int j = 0; j + 1 < M; ++j)
+      if (crit.fires(j, M, exit_score(crit, all.data() + (std::size_t(j) * B + b) * C, C, track).score)) {
+        want = j;
+        break;
+      }
+    CHECK(ex[std::size_t(b)] == want);
+    exits_seen.insert(ex[std::size_t(b)]);
+  }
+  INFO("exits taken: " << exits_seen.size());
+  CHECK(exits_seen.size() >= 2);  // the threshold splits the batch
 }
