@@ -16,6 +16,7 @@
 #include "envit/model/config.hpp"
 #include "envit/model/lgvit_head.hpp"
 #include "envit/ops/block.hpp"
+#include "envit/ops/exit_head.hpp"
 #include "envit/ops/patch_embed.hpp"
 
 namespace envit {
@@ -29,11 +30,6 @@ struct ParamEntry {
   bool buffer = false;     // a statistic updated by the forward (BatchNorm running mean/var), not trained
   enum class Init { trunc_normal, zeros, ones } init = Init::zeros;
 };
-
-template <class T>
-struct ExitHeadParams { const T *norm_w, *norm_b, *head_w, *head_b; };  // (D),(D),(C,D),(C)
-template <class T>
-struct ExitHeadGrads { T *dnorm_w, *dnorm_b, *dhead_w, *dhead_b; };
 
 template <class T>
 class ViTParams {
