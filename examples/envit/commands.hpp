@@ -15,6 +15,8 @@ struct TrainArgs {
   std::string preset = "readme";
   std::string scheme = "envit", teacher = "full";
   double p_max = 0.3, alpha = 0.5, tau = 4;
+  double lgvit_stage1_frac = 0.5;
+  bool lgvit_kd_per_batch = false, lgvit_teacher_ln = false, lgvit_detach_hom = false;
   std::vector<int> exits;
   int image_size = 0, patch = 0, dim = 0, depth = 0, heads = 0, mlp = 0;
   double ln_eps = 1e-6;

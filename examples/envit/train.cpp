@@ -43,13 +43,21 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
   const std::string g_method = "Method";
   c->add_option("--scheme", a.scheme, "training scheme")
       ->capture_default_str()
-      ->check(CLI::IsMember({"envit", "envit-sd", "envit-kd", "vit-ee", "sdn", "byot"}))->group(g_method);
+      ->check(CLI::IsMember({"envit", "envit-sd", "envit-kd", "vit-ee", "sdn", "byot", "lgvit"}))->group(g_method);
   add_real(*c, "--p-max", a.p_max, "p_M: structured-dropout probability at the last block (eq. 10)", 0, 0.999)
       ->group(g_method);
   add_real(*c, "--alpha", a.alpha, "distillation weight alpha (eq. 16)", 0, 1)->group(g_method);
   add_real(*c, "--tau", a.tau, "distillation temperature tau", 1e-3, 1e3)->group(g_method);
   c->add_option("--teacher", a.teacher, "soft-label source: full (complete model, no skipped block) or self")
       ->capture_default_str()->check(CLI::IsMember({"full", "self"}))->group(g_method);
+  add_real(*c, "--lgvit-stage1-frac", a.lgvit_stage1_frac, "lgvit: fraction of the steps in stage 1 (backbone + heads)",
+           0, 1)->group(g_method);
+  c->add_flag("--lgvit-kd-per-batch", a.lgvit_kd_per_batch,
+              "lgvit: divide the KD term by B (default: by B*K as the authors' code)")->group(g_method);
+  c->add_flag("--lgvit-teacher-ln", a.lgvit_teacher_ln,
+              "lgvit: teacher logits through the final LayerNorm (default: without, as the code)")->group(g_method);
+  c->add_flag("--lgvit-detach-hom", a.lgvit_detach_hom,
+              "lgvit: detach the homogeneous-loss targets (default: not, as the code)")->group(g_method);
 
   const std::string g_model = "Model (defaults from --preset)";
   c->add_option("--exits", a.exits, "blocks after which exits sit, e.g. 2,4,6 (default: every other block)")
@@ -141,10 +149,15 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   cfg.classes = train.classes;
   cfg.exits = !a.exits.empty() ? a.exits : given("--depth") ? VitConfig::every_other(cfg.depth) : preset.config.exits;
   cfg.ln_eps = a.ln_eps;
+  if (a.scheme == "lgvit") cfg.exit_head = "lgvit";
   as_usage_error([&] { cfg.validate(); });
 
   TrainOptions o;
   o.obj.scheme = parse_scheme(a.scheme);
+  o.obj.lgvit_stage1_frac = a.lgvit_stage1_frac;
+  o.obj.lgvit_kd_per_class = !a.lgvit_kd_per_batch;
+  o.obj.lgvit_teacher_ln = a.lgvit_teacher_ln;
+  o.obj.lgvit_detach_hom = a.lgvit_detach_hom;
   o.obj.p_max = a.p_max;
   o.obj.alpha = a.alpha;
   o.obj.tau = a.tau;

@@ -8,6 +8,8 @@
 //   envit-sd   yes      CE_j                                                  (1/M) sum_j L_j/(1-p_sj)
 //   envit-kd   no       (1-a) CE_j + a tau^2 KL_j (final: CE)                 (1/M) sum_j L_j
 //   envit      yes      (1-a) CE_j + a tau^2 KL_j (final: CE)                 (1/M) sum_j L_j/(1-p_sj)
+//   lgvit      no       stage 1: even steps CE_L only; odd steps              sum_j s_j CE_j / sum_j s_j
+//                       (s_M = L for the final exit); stage 2: train/lgvit.hpp (heads only, distilled)
 //
 // CE_j and KL_j sum over the samples that executed block s_j and divide by the full batch B.
 // KL_j = KL(teacher || student) at temperature tau, teacher = softmax(z_L / tau) without gradient.
@@ -30,7 +32,7 @@
 
 namespace envit {
 
-enum class Scheme { vit_ee, sdn, byot, envit_sd, envit_kd, envit };
+enum class Scheme { vit_ee, sdn, byot, envit_sd, envit_kd, envit, lgvit };
 enum class TeacherSource { full, self };
 
 inline const char* scheme_name(Scheme s) {
@@ -41,13 +43,15 @@ inline const char* scheme_name(Scheme s) {
     case Scheme::envit_sd: return "envit-sd";
     case Scheme::envit_kd: return "envit-kd";
     case Scheme::envit: return "envit";
+    case Scheme::lgvit: return "lgvit";
   }
   return "?";
 }
 inline Scheme parse_scheme(const std::string& s) {
-  for (Scheme k : {Scheme::vit_ee, Scheme::sdn, Scheme::byot, Scheme::envit_sd, Scheme::envit_kd, Scheme::envit})
+  for (Scheme k : {Scheme::vit_ee, Scheme::sdn, Scheme::byot, Scheme::envit_sd, Scheme::envit_kd, Scheme::envit,
+                   Scheme::lgvit})
     if (s == scheme_name(k)) return k;
-  throw ValueError("unknown scheme '" + s + "' (expected one of vit-ee, sdn, byot, envit-sd, envit-kd, envit)");
+  throw ValueError("unknown scheme '" + s + "' (expected one of vit-ee, sdn, byot, envit-sd, envit-kd, envit, lgvit)");
 }
 inline TeacherSource parse_teacher(const std::string& s) {
   if (s == "full") return TeacherSource::full;
@@ -63,6 +67,14 @@ struct ObjectiveConfig {
   double tau = 4.0;     // eq. 11/13
   TeacherSource teacher = TeacherSource::full;
   double byot_alpha = 0.1, byot_tau = 3.0, byot_feat = 1e-6;  // Zhang et al.'s defaults
+  // LGViT (docs/method.md): stage 1 for the first lgvit_stage1_frac of the steps, then stage 2
+  // (train/lgvit.hpp). Defaults and quirks as the authors' code (falcon-xu/LGViT).
+  double lgvit_stage1_frac = 0.5;
+  double lgvit_alpha = 0.3, lgvit_tau = 2.0, lgvit_het = 0.01, lgvit_hom = 0.01;
+  bool lgvit_kd_per_class = true;   // KD divided by B*K (the code's / numel); false: by B
+  bool lgvit_teacher_ln = false;    // teacher = final head on LayerNorm(h_L); the code omits the LN
+  bool lgvit_detach_hom = false;    // the code's homogeneous targets carry gradient
+  bool lgvit_odd_step = false;      // stage 1's alternation, set per step by the trainer
 
   bool uses_dropout() const { return scheme == Scheme::envit || scheme == Scheme::envit_sd; }
   bool uses_kd() const {
@@ -75,6 +87,10 @@ struct ObjectiveConfig {
     ENVIT_CHECK(tau > 0, ValueError, "objective: tau must be > 0, got ", tau);
     ENVIT_CHECK(byot_alpha >= 0 && byot_alpha <= 1 && byot_tau > 0 && byot_feat >= 0, ValueError,
                 "objective: invalid BYOT settings");
+    ENVIT_CHECK(lgvit_stage1_frac >= 0 && lgvit_stage1_frac <= 1, ValueError,
+                "objective: lgvit stage-1 fraction must be in [0, 1], got ", lgvit_stage1_frac);
+    ENVIT_CHECK(lgvit_alpha >= 0 && lgvit_alpha <= 1 && lgvit_tau > 0 && lgvit_het >= 0 && lgvit_hom >= 0,
+                ValueError, "objective: invalid LGViT settings (alpha in [0, 1], tau > 0, weights >= 0)");
   }
   // Per-block skip probabilities for this scheme (all zero without dropout).
   std::vector<double> block_probs(const VitConfig& cfg) const {
@@ -106,6 +122,13 @@ inline ExitWeights exit_weights(const ObjectiveConfig& o, const VitConfig& cfg, 
     case Scheme::byot:
       if (!last) { e.ce = 1 - o.byot_alpha; e.kd = o.byot_alpha; e.feat = o.byot_feat; }
       break;
+    case Scheme::lgvit: {  // stage 1 (stage 2 does not use exit_weights)
+      if (!o.lgvit_odd_step) { e.w = last ? 1.0 : 0.0; break; }
+      double S = double(cfg.depth);
+      for (int k = 0; k + 1 < M; ++k) S += double(cfg.exits[k]);
+      e.w = (last ? double(cfg.depth) : double(cfg.exits[j])) / S;
+      break;
+    }
     case Scheme::envit_sd:
     case Scheme::envit_kd:
     case Scheme::envit:
@@ -219,6 +242,7 @@ void objective_forward(StepStats& st, ViTWorkspace<T>& ws, ObjectiveWorkspace<T>
     T* z = ws.logits[j];
     T* dz = ws.dlogits[j];
     std::memset(dz, 0, sizeof(T) * std::size_t(n) * C);
+    if (j < M - 1 && !ws.dlgfeat_used.empty()) ws.dlgfeat_used[j] = false;
     double ce = cross_entropy_forward<T>(ow.probs[j], z, lab.data(), n, C, invB);
     cross_entropy_backward<T>(dz, ow.probs[j], lab.data(), n, C, T(e.w * e.ce) * invB);
     st.ce[j] = ce;
@@ -261,6 +285,7 @@ void train_step_grads(StepStats& st, ViTWorkspace<T>& ws, ObjectiveWorkspace<T>&
                       const std::vector<double>& p, double progress) {
   const bool full_teacher = teacher_needs_full_pass(o, masks);
   vit_forward_train<T>(ws, P, images, masks, full_teacher ? ws.h2 : nullptr);
+  vit_update_running_stats<T>(ws, P, masks);
   if (full_teacher) teacher_from_branches<T>(ws, P, masks);
   objective_forward<T>(st, ws, ow, P, labels, masks, o, p, progress, full_teacher);
   vit_backward_train<T>(ws, P, masks);

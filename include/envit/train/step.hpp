@@ -1,6 +1,9 @@
 // envit/train/step.hpp — one optimisation step, the sequence every training loop runs:
 //   draw the layer masks for (seed, step), zero the gradients, forward + objective + backward
 //   (train_step_grads), clip the global gradient norm, AdamW at the given learning rate.
+//   LGViT (scheme lgvit): stage 1 alternates by step parity (ObjectiveConfig::lgvit_odd_step);
+//   stage 2 (StepSettings::lgvit_stage2) runs lgvit_distill_step_grads and updates only the
+//   entries flagged in StepSettings::trainable.
 // The Trainer, the no-allocation test and the benchmarks all call train_step, so they time and
 // check the same arithmetic. Allocates nothing once the workspaces are warmed up.
 #pragma once
@@ -11,6 +14,7 @@
 #include "envit/core/error.hpp"
 #include "envit/model/dropout.hpp"
 #include "envit/optim/adamw.hpp"
+#include "envit/train/lgvit.hpp"
 #include "envit/train/objective.hpp"
 
 namespace envit {
@@ -26,6 +30,8 @@ struct StepSettings {
   double lr = 1e-3;         // learning rate of this step
   double clip = 1.0;        // global gradient-norm clip (<= 0: off)
   AdamWConfig adamw;
+  bool lgvit_stage2 = false;                    // LGViT's second stage (heads only, distilled)
+  const std::vector<char>* trainable = nullptr; // per table entry, or nullptr: every entry trains
 };
 
 // The buffers a step writes: model and objective workspaces, masks and the step's statistics.
@@ -36,7 +42,11 @@ struct StepWorkspace {
   ObjectiveWorkspace<T> ow;
   LayerMasks masks;
   StepStats stats;
-  StepWorkspace(const VitConfig& cfg, int max_batch) : ws(cfg, max_batch), ow(cfg, max_batch), masks(cfg.depth, max_batch) {}
+  LgvitDistillWorkspace<T> lw;  // planned only for models with LGViT heads
+  StepWorkspace(const VitConfig& cfg, int max_batch)
+      : ws(cfg, max_batch), ow(cfg, max_batch), masks(cfg.depth, max_batch) {
+    if (cfg.lgvit()) lw = LgvitDistillWorkspace<T>(cfg, max_batch);
+  }
 };
 
 // One step on `batch` samples. p = o.block_probs(config). Returns the gradient norm before
@@ -48,13 +58,22 @@ double train_step(StepWorkspace<T>& w, ViTParams<T>& P, AdamWState<T>& opt,
                   int batch, const ObjectiveConfig& o, const std::vector<double>& p, const StepSettings& s) {
   w.masks.draw(s.seed, s.step, p, batch);
   P.zero_grads();
-  train_step_grads<T>(w.stats, w.ws, w.ow, P, images, labels, w.masks, o, p, s.progress);
+  if (s.lgvit_stage2) {
+    w.ws.last_block_all_tokens = true;  // H reads every token of h_L
+    lgvit_distill_step_grads<T>(w.stats, w.ws, w.lw, P, images, labels, w.masks, o);
+  } else if (o.scheme == Scheme::lgvit) {
+    ObjectiveConfig oo = o;  // no heap members: a copy allocates nothing
+    oo.lgvit_odd_step = s.step % 2 == 1;
+    train_step_grads<T>(w.stats, w.ws, w.ow, P, images, labels, w.masks, oo, p, s.progress);
+  } else {
+    train_step_grads<T>(w.stats, w.ws, w.ow, P, images, labels, w.masks, o, p, s.progress);
+  }
   if (!std::isfinite(w.stats.loss))
     throw NonFiniteError(detail::cat("non-finite loss (", w.stats.loss, ") at step ", s.step,
                                      "; try a lower learning rate or stronger clipping"));
   const double norm = clip_grad_norm(P, s.clip);
   if (!std::isfinite(norm)) throw NonFiniteError(detail::cat("non-finite gradient norm at step ", s.step));
-  adamw_step(P, opt, s.adamw, s.lr);
+  adamw_step(P, opt, s.adamw, s.lr, s.trainable);
   return norm;
 }
 

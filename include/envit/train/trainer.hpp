@@ -50,6 +50,22 @@ struct TrainOptions {
             {"train.beta2", d(adamw.beta2)}, {"train.crop_pad", std::to_string(aug.crop_pad)},
             {"train.hflip", aug.hflip ? "1" : "0"}};
   }
+  // The options as stored, with the LGViT settings for the lgvit scheme only (other schemes'
+  // checkpoints keep their keys).
+  std::map<std::string, std::string> to_map_all() const {
+    auto m = to_map();
+    if (obj.scheme != Scheme::lgvit) return m;
+    auto d = [](double v) { std::ostringstream os; os.precision(17); os << v; return os.str(); };
+    m["train.lgvit_stage1_frac"] = d(obj.lgvit_stage1_frac);
+    m["train.lgvit_alpha"] = d(obj.lgvit_alpha);
+    m["train.lgvit_tau"] = d(obj.lgvit_tau);
+    m["train.lgvit_het"] = d(obj.lgvit_het);
+    m["train.lgvit_hom"] = d(obj.lgvit_hom);
+    m["train.lgvit_kd_per_class"] = obj.lgvit_kd_per_class ? "1" : "0";
+    m["train.lgvit_teacher_ln"] = obj.lgvit_teacher_ln ? "1" : "0";
+    m["train.lgvit_detach_hom"] = obj.lgvit_detach_hom ? "1" : "0";
+    return m;
+  }
 };
 
 class Trainer {
@@ -75,7 +91,20 @@ class Trainer {
     sched_ = {opt.lr, opt.min_lr, opt.warmup_steps, std::max<std::int64_t>(1, total_steps_)};
     probs_ = opt_.obj.block_probs(cfg);
     P_.init(opt.seed);
+    if (opt_.obj.scheme == Scheme::lgvit) {
+      ENVIT_CHECK(cfg.lgvit(), ValueError, "trainer: scheme lgvit needs a model with LGViT exit heads (",
+                  cfg.str(), ")");
+      // Stage 1 for the first round(frac * total) steps, stage 2 for the rest, each with its own
+      // learning-rate schedule (the authors run the stages as two trainings) and, at the switch,
+      // fresh AdamW moments for the heads that stage 2 trains.
+      stage1_steps_ = std::int64_t(std::llround(opt_.obj.lgvit_stage1_frac * double(total_steps_)));
+      sched_.total = std::max<std::int64_t>(1, stage1_steps_);
+      sched2_ = {opt.lr, opt.min_lr, opt.warmup_steps, std::max<std::int64_t>(1, total_steps_ - stage1_steps_)};
+      trainable2_ = lgvit_stage2_trainable(P_);
+    }
   }
+  bool lgvit_stage2() const { return opt_.obj.scheme == Scheme::lgvit && step_ >= stage1_steps_; }
+  std::int64_t lgvit_stage1_steps() const { return stage1_steps_; }
 
   ViTParams<float>& params() { return P_; }
   const ViTParams<float>& params() const { return P_; }
@@ -86,7 +115,7 @@ class Trainer {
   std::int64_t steps_per_epoch() const { return steps_per_epoch_; }
   std::int64_t total_steps() const { return total_steps_; }
   bool done() const { return step_ >= total_steps_; }
-  double lr() const { return sched_.at(step_); }
+  double lr() const { return lgvit_stage2() ? sched2_.at(step_ - stage1_steps_) : sched_.at(step_); }
   const LayerMasks& masks() const { return sw_.masks; }
   double last_grad_norm() const { return grad_norm_; }
 
@@ -106,7 +135,16 @@ class Trainer {
     ss.seed = opt_.seed;
     ss.step = std::uint64_t(step_);
     ss.progress = double(step_) / double(std::max<std::int64_t>(1, total_steps_));
-    ss.lr = sched_.at(step_);
+    ss.lr = lr();
+    if (lgvit_stage2()) {
+      if (step_ == stage1_steps_) {  // the switch: fresh moments (a resumed stage-2 run has its own)
+        adam_.m.zero();
+        adam_.v.zero();
+        adam_.step = 0;
+      }
+      ss.lgvit_stage2 = true;
+      ss.trainable = &trainable2_;
+    }
     ss.clip = opt_.clip;
     ss.adamw = opt_.adamw;
     grad_norm_ = train_step<float>(sw_, P_, adam_, images_.data(), labels_.data(), B, opt_.obj, probs_, ss);
@@ -117,7 +155,7 @@ class Trainer {
 
   // Checkpoint metadata: options, progress, normalisation, plus `extra`.
   std::map<std::string, std::string> metadata(const std::map<std::string, std::string>& extra = {}) const {
-    auto m = opt_.to_map();
+    auto m = opt_.to_map_all();
     m["train.step"] = std::to_string(step_);
     m["train.epoch"] = std::to_string(epoch());
     m["train.total_steps"] = std::to_string(total_steps_);
@@ -132,7 +170,7 @@ class Trainer {
   // Restores parameters, optimiser and step from a checkpoint written by save() with the same
   // options (anything else is refused with the differing keys named).
   void restore(const StFile& f) {
-    for (auto& [k, v] : opt_.to_map()) {
+    for (auto& [k, v] : opt_.to_map_all()) {
       if (k == "train.epochs" || k == "train.max_steps") continue;  // may be extended on resume
       ENVIT_CHECK(f.meta_or(k, "(missing)") == v, IoError, f.where(), ": cannot resume: ", k, " is '",
                   f.meta_or(k, "(missing)"), "' in the checkpoint but '", v, "' in this run");
@@ -161,6 +199,9 @@ class Trainer {
   std::vector<double> probs_;
   LrSchedule sched_;
   std::int64_t steps_per_epoch_ = 0, total_steps_ = 0, step_ = 0;
+  LrSchedule sched2_;                 // lgvit: stage 2's schedule
+  std::int64_t stage1_steps_ = 0;     // lgvit: steps of stage 1
+  std::vector<char> trainable2_;      // lgvit: entries stage 2 trains
   double grad_norm_ = 0;
 };
 
