@@ -87,7 +87,7 @@ TEST_CASE("uint8 resize, identity and grayscale to RGB", "[images]") {
   CHECK(message_of<ValueError>([&] { dataset_resize(r, 8, 1); }).find("only 1 -> 3") != std::string::npos);
 }
 
-TEST_CASE("--norm specs", "[images]") {
+TEST_CASE("norm_stats parses the --norm specs", "[images]") {
   auto never = []() -> ChannelStats { FAIL("dataset statistics not wanted"); return {}; };
   ChannelStats s = norm_stats("imagenet", 3, never);
   CHECK(s.mean == std::vector<double>{0.485, 0.456, 0.406});
