@@ -10,6 +10,7 @@
 
 #include "envit/io/half.hpp"
 #include "envit/io/pretrained.hpp"
+#include "envit/io/pretrained_export.hpp"
 #include "envit/model/pretrained_load.hpp"
 #include "envit/model/vit.hpp"
 #include "io/io_util.hpp"
@@ -225,4 +226,32 @@ TEST_CASE("half-precision conversions are exact", "[pretrained]") {
   CHECK(float_to_bf16(std::bit_cast<float>(0x3f808000u)) == 0x3f80);  // tie -> even
   CHECK(float_to_bf16(std::bit_cast<float>(0x3f818000u)) == 0x3f82);  // tie -> even (up)
   CHECK(float_to_bf16(std::bit_cast<float>(0x3f808001u)) == 0x3f81);
+}
+
+TEST_CASE("pretrained: Hugging Face export round-trips, exit heads included", "[pretrained]") {
+  TempDir t;
+  Imported m = import(fixture("timm_f32.safetensors"), tiny_flags(), 0, {1, 2});
+  float* e = m.P->value("exits.0.head.weight");
+  for (int i = 0; i < 4 * 12; ++i) e[i] = 0.01f * float(i);
+  pretrained_save_hf(t.file("hf"), *m.P, {0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}, {"a", "b", "c", "d"});
+  StFile f = safetensors_read(t.file("hf/model.safetensors"));
+  CHECK(f.meta("format") == "pt");
+  CHECK(f.at("vit.encoder.layer.1.attention.attention.value.weight").shape == std::vector<std::int64_t>{12, 12});
+  CHECK(f.at("classifier.weight").shape == std::vector<std::int64_t>{4, 12});
+  CHECK(f.at("exits.0.head.weight").shape == std::vector<std::int64_t>{4, 12});
+  CHECK(testing::read_bytes(t.file("hf/config.json")).find("\"id2label\": {\n    \"0\": \"a\"") != std::string::npos);
+  Pretrained back = pretrained_read(t.file("hf"));
+  CHECK(back.format == WeightFormat::hf);
+  CHECK(back.cfg.str() == m.P->config().str());
+  CHECK(back.mean == std::vector<double>{0.5, 0.5, 0.5});
+  CHECK(back.std == std::vector<double>{0.25, 0.25, 0.25});
+  ViTParams<float> Q(m.P->config(), false);
+  PretrainedReport r = pretrained_load(back, Q);
+  CHECK(r.fresh.empty());
+  CHECK(r.matched.size() == Q.table().size());
+  for (const ParamEntry& pe : Q.table())
+    for (std::size_t i = 0; i < pe.numel; ++i)
+      REQUIRE(Q.values()[pe.offset + i] == m.P->values()[pe.offset + i]);
+  require_close(final_logits(Q, reference().get<float>("images"), 2), reference().get<float>("timm_f32.logits"), 1e-4,
+                "timm -> envit -> hf -> envit");
 }

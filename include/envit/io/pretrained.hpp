@@ -323,6 +323,8 @@ inline Pretrained pretrained_read(const std::string& path, WeightFormat fmt = We
     ENVIT_CHECK(hfc.contains("layer_norm_eps") && hfc["layer_norm_eps"].is_number(), IoError, cfg_where,
                 ": no number 'layer_norm_eps'");
     c.ln_eps = hfc["layer_norm_eps"].get<double>();
+    if (hfc.contains("envit_exits") && hfc["envit_exits"].is_array())  // written by pretrained_save_hf
+      c.exits = hfc["envit_exits"].get<std::vector<int>>();
     if (io::file_exists(path + "/preprocessor_config.json")) {
       nlohmann::json pc = detail::read_json_file(path + "/preprocessor_config.json");
       if (pc.contains("image_mean") && pc.contains("image_std") && pc.value("do_normalize", true)) {
