@@ -136,10 +136,7 @@ int cmd_eval(int argc, char** argv) {
     std::string run = dir.substr(dir.find_last_of('/') + 1);
     L.label = L.file.meta_or("train.scheme", "?") + " (" + (run.empty() ? stem : run) + ")";
     const std::string dataset = a.str("dataset").empty() ? L.file.meta_or("data.dataset", "fashion-mnist") : a.str("dataset");
-    Dataset test = load_dataset(dataset, a.str("data"), false);
-    ENVIT_CHECK(test.c == L.cfg.channels && test.h == L.cfg.image_size && test.w == L.cfg.image_size, ShapeError,
-                "dataset '", test.name, "' has ", test.c, "x", test.h, "x", test.w, " images, checkpoint '", L.path,
-                "' expects ", L.cfg.channels, "x", L.cfg.image_size, "x", L.cfg.image_size);
+    Dataset test = load_checkpoint_dataset(dataset, a.str("data"), false, L.file, L.cfg);
     const int M = L.cfg.num_exits(), C = L.cfg.classes;
     std::vector<std::int64_t> all(std::size_t(test.n));
     std::iota(all.begin(), all.end(), 0);
@@ -261,7 +258,7 @@ int cmd_eval(int argc, char** argv) {
       const std::int64_t n_val = std::stoll(L.file.meta_or("data.val", "0"));
       ENVIT_CHECK(n_val > 0, UsageError, "calibration needs a validation split: train with --val N (checkpoint '",
                   L.path, "' has none)");
-      Dataset train = load_dataset(dataset, a.str("data"), true);
+      Dataset train = load_checkpoint_dataset(dataset, a.str("data"), true, L.file, L.cfg);
       const std::int64_t sub = std::stoll(L.file.meta_or("data.subset", "0"));
       const std::int64_t n_train = sub > 0 ? sub : train.n;
       Split sp = split_train_val(n_train, n_val, std::uint64_t(std::stoull(L.file.meta_or("train.seed", "0"))));

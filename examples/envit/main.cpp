@@ -1,4 +1,4 @@
-// examples/envit/main.cpp — the `envit` program: `envit train ...`, `envit eval ...`.
+// examples/envit/main.cpp — the `envit` program: `envit train ...`, `envit eval ...`, `envit convert ...`.
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -8,6 +8,7 @@
 namespace envit::cli {
 int cmd_train(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
+int cmd_convert(int argc, char** argv);
 }  // namespace envit::cli
 
 static void usage() {
@@ -15,7 +16,8 @@ static void usage() {
       "usage: envit <command> [flags]\n\n"
       "commands:\n"
       "  train   train an early-exit ViT (EnViT or a baseline scheme) and write checkpoints\n"
-      "  eval    per-exit accuracy, early-exit threshold sweep, speed-ups, plots\n\n"
+      "  eval    per-exit accuracy, early-exit threshold sweep, speed-ups, plots\n"
+      "  convert pretrained ViTs in (timm, Hugging Face, torchvision) and out (hf, timm)\n\n"
       "`envit <command> --help` lists the command's flags.\n");
 }
 
@@ -27,6 +29,7 @@ int main(int argc, char** argv) {
   try {
     if (!std::strcmp(argv[1], "train")) return envit::cli::cmd_train(argc, argv);
     if (!std::strcmp(argv[1], "eval")) return envit::cli::cmd_eval(argc, argv);
+    if (!std::strcmp(argv[1], "convert")) return envit::cli::cmd_convert(argc, argv);
     std::fprintf(stderr, "envit: unknown command '%s'\n", argv[1]);
     usage();
     return 2;

@@ -5,7 +5,11 @@
 #include <fstream>
 #include <iostream>
 
+#include <optional>
+
 #include "common.hpp"
+#include "envit/data/normalize.hpp"
+#include "envit/model/pretrained_load.hpp"
 #include "envit/train/trainer.hpp"
 #include "progress.hpp"
 
@@ -29,6 +33,10 @@ void declare(Args& a) {
   a.flag("heads", "", "attention heads", "Model");
   a.flag("mlp", "", "MLP hidden size", "Model");
   a.flag("ln-eps", "1e-6", "LayerNorm epsilon", "Model");
+  a.flag("norm", "dataset", "input normalisation: dataset, imagenet, inception, MEAN,STD or C means then C stds", "Data");
+  a.flag("rrc-scale", "", "random resized crop: smallest area share (0: off; default 0.08 for --dataset folder)", "Data");
+  a.flag("folder-val", "0.1", "--dataset folder without val/ or test/: share held out for evaluation (seeded)", "Data");
+  a.flag("crop-fraction", "0.875", "--dataset folder evaluation: centre crop of this share of the resized image", "Data");
   a.flag("epochs", "", "epochs", "Optimisation");
   a.flag("steps", "-1", "stop after this many steps in total (-1: all epochs)", "Optimisation");
   a.flag("batch", "128", "batch size", "Optimisation");
@@ -39,7 +47,7 @@ void declare(Args& a) {
   a.flag("clip", "1.0", "global gradient-norm clipping (0: off)", "Optimisation");
   a.flag("crop-pad", "", "random-crop padding in pixels (0: off)", "Data");
   a.toggle("hflip", "random horizontal flips (off for Fashion-MNIST by default)", "Data");
-  a.flag("dataset", "fashion-mnist", "fashion-mnist, mnist, cifar10, cifar100", "Data");
+  a.flag("dataset", "fashion-mnist", "fashion-mnist, mnist, cifar10, cifar100, folder (--data DIR of class folders)", "Data");
   a.flag("data", "", "dataset directory (default for fashion-mnist: /usr/share/datasets/fashion-mnist)", "Data");
   a.flag("val", "0", "validation samples carved from the training set (seeded)", "Data");
   a.flag("subset", "0", "use only the first N training samples (0: all; for quick checks)", "Data");
@@ -47,8 +55,10 @@ void declare(Args& a) {
   a.flag("threads", "2", "OpenMP threads", "Run");
   a.flag("out", "out/run", "output directory (checkpoints, log.jsonl)", "Run");
   a.flag("resume", "", "resume from a checkpoint written by envit train (exact continuation)", "Run");
-  a.flag("init", "", "initialise weights from a safetensors file (timm names)", "Run");
-  a.toggle("allow-new-heads", "with --init: keep fresh exit heads when the file's are missing or mis-shaped", "Run");
+  a.flag("init", "", "initialise from pretrained weights: an envit checkpoint, a timm or torchvision safetensors "
+                     "file, or a Hugging Face directory; the architecture comes from the source", "Run");
+  a.flag("init-format", "detect", "format of --init: detect, envit, timm, hf, torchvision", "Run");
+  a.toggle("allow-new-heads", "with --init: replace a classifier whose class count differs with a fresh one", "Run");
   a.flag("save-every", "0", "also checkpoint every N steps (0: only at epoch ends)", "Run");
   a.flag("eval-batch", "256", "batch size for the per-epoch evaluation", "Run");
 }
@@ -84,28 +94,53 @@ int cmd_train(int argc, char** argv) {
 
   const std::string out = a.str("out");
   make_dirs(out);
-  Dataset train = load_dataset(a.str("dataset"), a.str("data"), true);
-  Dataset test = load_dataset(a.str("dataset"), a.str("data"), false);
+  const std::uint64_t seed = std::uint64_t(a.integer("seed", 0, INT64_MAX));
+  std::optional<Pretrained> src;
+  if (!a.str("init").empty())
+    src = pretrained_read(a.str("init"), parse_weight_format(a.str("init-format")),
+                          {a.given("heads") ? int(a.integer("heads", 1, 4096)) : 0,
+                           a.given("ln-eps") ? a.real("ln-eps", 0, 1) : -1.0});
+  const bool folder = a.str("dataset") == "folder";
+  int image_size = a.given("image-size") || !a.str("image-size").empty() ? int(a.integer("image-size", 1, 4096))
+                   : src ? src->cfg.image_size : folder ? 224 : 0;
+  const int channels = src ? src->cfg.channels : 0;
+  Dataset train, test;
+  std::string test_name = "test";
+  if (folder) {
+    ImageFolderData fd = image_folder_load(a.str("data"), folder_options(a, image_size, channels ? channels : 3, seed));
+    train = std::move(fd.train);
+    test = std::move(fd.eval);
+    test_name = fd.eval_name;
+  } else {
+    train = load_dataset(a.str("dataset"), a.str("data"), true);
+    test = load_dataset(a.str("dataset"), a.str("data"), false);
+  }
   if (std::int64_t sub = a.integer("subset", 0, train.n); sub > 0) {
     std::vector<std::int64_t> first(static_cast<std::size_t>(sub));
     std::iota(first.begin(), first.end(), 0);
     train = dataset_subset(train, first.data(), sub);
   }
+  if (image_size == 0) image_size = train.h;
+  fit_dataset(train, image_size, channels ? channels : train.c);
+  fit_dataset(test, image_size, channels ? channels : train.c);
 
   VitConfig cfg;
-  cfg.image_size = a.given("image-size") || !a.str("image-size").empty() ? int(a.integer("image-size", 1, 4096)) : train.h;
-  ENVIT_CHECK(cfg.image_size == train.h && train.h == train.w, UsageError, "--image-size ", cfg.image_size,
-              " does not match the dataset's ", train.h, "x", train.w, " images (resizing is not supported)");
-  cfg.channels = train.c;
-  cfg.patch = int(a.integer("patch", 1, 4096));
-  cfg.dim = int(a.integer("dim", 1, 65536));
-  cfg.depth = int(a.integer("depth", 1, 1024));
-  cfg.heads = int(a.integer("heads", 1, 4096));
-  cfg.mlp_hidden = int(a.integer("mlp", 1, 1 << 20));
-  cfg.classes = train.classes;
-  cfg.exits = a.str("exits").empty() ? VitConfig::every_other(cfg.depth) : VitConfig::parse_exits(a.str("exits"));
-  cfg.ln_eps = a.real("ln-eps", 0, 1);
-  cfg.validate();
+  if (src) {
+    cfg = pretrained_run_config(*src, image_size, train.classes,
+                                a.str("exits").empty() ? std::vector<int>{} : VitConfig::parse_exits(a.str("exits")));
+  } else {
+    cfg.image_size = image_size;
+    cfg.channels = train.c;
+    cfg.patch = int(a.integer("patch", 1, 4096));
+    cfg.dim = int(a.integer("dim", 1, 65536));
+    cfg.depth = int(a.integer("depth", 1, 1024));
+    cfg.heads = int(a.integer("heads", 1, 4096));
+    cfg.mlp_hidden = int(a.integer("mlp", 1, 1 << 20));
+    cfg.classes = train.classes;
+    cfg.exits = a.str("exits").empty() ? VitConfig::every_other(cfg.depth) : VitConfig::parse_exits(a.str("exits"));
+    cfg.ln_eps = a.real("ln-eps", 0, 1);
+    cfg.validate();
+  }
 
   TrainOptions o;
   o.obj.scheme = parse_scheme(a.str("scheme"));
@@ -121,25 +156,28 @@ int cmd_train(int argc, char** argv) {
   o.adamw.weight_decay = a.real("weight-decay", 0, 10);
   o.warmup_steps = a.integer("warmup", 0, INT64_MAX);
   o.clip = a.real("clip", 0, 1e9);
-  o.seed = std::uint64_t(a.integer("seed", 0, INT64_MAX));
+  o.seed = seed;
   o.aug.crop_pad = int(a.integer("crop-pad", 0, 64));
   o.aug.hflip = a.on("hflip");
+  o.aug.rrc_min_scale = a.str("rrc-scale").empty() ? (folder ? 0.08 : 0.0) : a.real("rrc-scale", 0, 1);
 
   const std::int64_t n_val = a.integer("val", 0, train.n - 1);
   Split split = split_train_val(train.n, n_val, o.seed);
-  ChannelStats stats = channel_stats(train, split.train.data(), std::int64_t(split.train.size()));
+  ChannelStats stats = norm_stats(a.str("norm"), train.c, [&] {
+    return channel_stats(train, split.train.data(), std::int64_t(split.train.size()));
+  });
   Normalizer norm(stats);
   const Dataset& eval_set = n_val > 0 ? train : test;
   std::vector<std::int64_t> eval_idx = n_val > 0 ? split.val : std::vector<std::int64_t>(std::size_t(test.n));
   if (n_val == 0) std::iota(eval_idx.begin(), eval_idx.end(), 0);
-  const char* eval_name = n_val > 0 ? "val" : "test";
+  const char* eval_name = n_val > 0 ? "val" : test_name.c_str();
 
   Trainer tr(cfg, o, train, split.train, stats);
-  if (!a.str("init").empty()) {
-    StFile f = safetensors_read(a.str("init"));
-    WeightMatch w = load_weights(f, tr.params(), a.on("allow-new-heads"));
-    std::fprintf(stderr, "initialised from %s%s\n", a.str("init").c_str(),
-                 w.clean() ? "" : (" (kept fresh exit heads:" + w.report() + ")").c_str());
+  if (src) {
+    if (!src->mean.empty() && a.str("norm") == "dataset")
+      std::fprintf(stderr, "note: %s records its normalisation (%s); pass --norm to use it\n", src->source.c_str(),
+                   src->norm_origin.c_str());
+    std::fprintf(stderr, "%s\n", pretrained_load(*src, tr.params(), {a.on("allow-new-heads")}).str().c_str());
   }
   std::ofstream log;
   if (!a.str("resume").empty()) {
@@ -160,9 +198,14 @@ int cmd_train(int argc, char** argv) {
                (long long)tr.total_steps(), o.batch, num_threads(), out.c_str());
 
   const std::int64_t save_every = a.integer("save-every", 0, INT64_MAX);
-  const std::map<std::string, std::string> extra{{"data.dataset", a.str("dataset")},
-                                                 {"data.val", std::to_string(n_val)},
-                                                 {"data.subset", a.str("subset")}};
+  std::map<std::string, std::string> extra{{"data.dataset", a.str("dataset")},
+                                           {"data.val", std::to_string(n_val)},
+                                           {"data.subset", a.str("subset")},
+                                           {"data.norm", a.str("norm")}};
+  if (folder) {
+    extra["data.folder_val"] = a.str("folder-val");
+    extra["data.crop_fraction"] = a.str("crop-fraction");
+  }
   const int M = cfg.num_exits();
   const std::string last = out + "/last.safetensors";
   while (!tr.done()) {
