@@ -36,37 +36,12 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+from st_writer import StWriter  # noqa: E402  tests/data/st_writer.py
 import torch_vit  # noqa: E402
 
 nn, F = torch.nn, torch.nn.functional
 IMG, P, C_IN, D, L, H, FF, K, B = 8, 4, 3, 12, 2, 2, 24, 4, 2
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
-
-
-class StWriter:
-    """Minimal safetensors writer (tensors in insertion order, header padded to 8 bytes)."""
-    DT = {torch.float32: "F32", torch.float64: "F64", torch.bfloat16: "BF16", torch.float16: "F16"}
-
-    def __init__(self):
-        self.meta, self.items = {}, []
-
-    def add(self, name, t):
-        t = t.detach().contiguous().cpu()
-        raw = t.view(torch.int16).numpy().tobytes() if t.dtype == torch.bfloat16 else t.numpy().tobytes()
-        self.items.append((name, self.DT[t.dtype], list(t.shape), raw))
-
-    def write(self, path):
-        header, off = ({"__metadata__": self.meta} if self.meta else {}), 0
-        for name, dt, shape, data in self.items:
-            header[name] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + len(data)]}
-            off += len(data)
-        h = json.dumps(header, separators=(",", ":")).encode()
-        h += b" " * (-len(h) % 8)
-        with open(path, "wb") as f:
-            f.write(struct.pack("<Q", len(h)))
-            f.write(h)
-            for *_, data in self.items:
-                f.write(data)
 
 
 # ---- Hugging Face ViT (transformers.models.vit.modeling_vit, eval mode) -------------------------
