@@ -3,7 +3,7 @@
 #   1. pretrain a backbone without intermediate exits on Fashion-MNIST (28x28, a few steps),
 #   2. convert it to a Hugging Face directory,
 #   3. fine-tune it with exits through --init from that directory at 42x42 (position embedding
-#      resampled, new exit heads reported),
+#      resampled, new exit heads reported, the source's normalisation used),
 #   4. fine-tune it on an image folder (PNG/BMP/JPEG, 3 classes: --allow-new-heads required) and
 #      evaluate the result on the folder's val/ split.
 # Usage: finetune_e2e.sh ENVIT_BINARY MAKE_IMAGE_FOLDER_BINARY WORK_DIR
@@ -19,12 +19,13 @@ common=(--steps 3 --batch 16 --epochs 1 --subset 96 --val 16 --threads 2)
 for f in config.json model.safetensors preprocessor_config.json; do [ -s "hf/$f" ] || fail "hf/$f not written"; done
 grep -q '"envit_exits": \[' hf/config.json || fail "config.json lacks envit_exits"
 
-"$envit" train --init hf --image-size 42 --exits 2,4,6 --norm inception "${common[@]}" --out ft > ft.log 2>&1 ||
+"$envit" train --init hf --image-size 42 --exits 2,4,6 "${common[@]}" --out ft > ft.log 2>&1 ||
   { cat ft.log; fail "fine-tuning from the hf directory"; }
 grep -q 'loaded hf (hf): 79 tensors, 80 renamed or fused from hf names' ft.log || { cat ft.log; fail "load report"; }
 grep -q 'pos_embed \[1, 17, 96\] -> \[1, 37, 96\] (bicubic, grid 4x4 -> 6x6)' ft.log || fail "no resampling reported"
 [ "$(grep -c '(new exit head)' ft.log)" = 8 ] || fail "expected 8 new exit-head tensors (2 exits x 4)"
 grep -q 'resized to 1x42x42' ft.log || fail "no resize reported"
+grep -q 'normalisation: recorded in hf/preprocessor_config.json' ft.log || fail "the source's normalisation not used"
 
 "$make_folder" "$fm" photos 3 12 4
 if "$envit" train --init hf --dataset folder --data photos --image-size 42 --exits 3,6 "${common[@]}" --subset 0 \

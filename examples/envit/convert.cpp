@@ -16,22 +16,9 @@
 #include "envit/io/pretrained_export.hpp"
 #include "envit/model/pretrained_load.hpp"
 #include "envit/train/checkpoint.hpp"
+#include "envit/train/trainer.hpp"
 
 namespace envit::cli {
-
-namespace {
-
-std::string join_doubles(const std::vector<double>& v) {
-  std::string s;
-  char b[64];
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    std::snprintf(b, sizeof b, "%.17g", v[i]);
-    s += (i ? "," : "") + std::string(b);
-  }
-  return s;
-}
-
-}  // namespace
 
 int cmd_convert(int argc, char** argv) {
   Args a("envit convert", "Convert a pretrained ViT: `--from FORMAT SRC` into an envit checkpoint, or "
@@ -92,8 +79,8 @@ int cmd_convert(int argc, char** argv) {
     std::map<std::string, std::string> meta{{"convert.source", src_path},
                                             {"convert.source_format", weight_format_name(src.format)}};
     if (!norm.mean.empty()) {
-      meta["data.mean"] = join_doubles(norm.mean);
-      meta["data.std"] = join_doubles(norm.std);
+      meta["data.mean"] = Trainer::join(norm.mean);
+      meta["data.std"] = Trainer::join(norm.std);
       meta["data.norm"] = norm_name;
     }
     checkpoint_save(out, P, static_cast<const AdamWState<float>*>(nullptr), meta);

@@ -33,7 +33,8 @@ void declare(Args& a) {
   a.flag("heads", "", "attention heads", "Model");
   a.flag("mlp", "", "MLP hidden size", "Model");
   a.flag("ln-eps", "1e-6", "LayerNorm epsilon", "Model");
-  a.flag("norm", "dataset", "input normalisation: dataset, imagenet, inception, MEAN,STD or C means then C stds", "Data");
+  a.flag("norm", "auto", "input normalisation: auto (--init's recorded one, else dataset), dataset, imagenet, "
+                         "inception, MEAN,STD or C means then C stds", "Data");
   a.flag("rrc-scale", "", "random resized crop: smallest area share (0: off; default 0.08 for --dataset folder)", "Data");
   a.flag("folder-val", "0.1", "--dataset folder without val/ or test/: share held out for evaluation (seeded)", "Data");
   a.flag("crop-fraction", "0.875", "--dataset folder evaluation: centre crop of this share of the resized image", "Data");
@@ -163,9 +164,17 @@ int cmd_train(int argc, char** argv) {
 
   const std::int64_t n_val = a.integer("val", 0, train.n - 1);
   Split split = split_train_val(train.n, n_val, o.seed);
-  ChannelStats stats = norm_stats(a.str("norm"), train.c, [&] {
-    return channel_stats(train, split.train.data(), std::int64_t(split.train.size()));
-  });
+  std::string norm_spec = a.str("norm");
+  ChannelStats stats;
+  if (norm_spec == "auto" && src && int(src->mean.size()) == train.c) {
+    stats = {src->mean, src->std};
+    norm_spec = "recorded in " + src->norm_origin;
+  } else {
+    if (norm_spec == "auto") norm_spec = "dataset";
+    stats = norm_stats(norm_spec, train.c, [&] {
+      return channel_stats(train, split.train.data(), std::int64_t(split.train.size()));
+    });
+  }
   Normalizer norm(stats);
   const Dataset& eval_set = n_val > 0 ? train : test;
   std::vector<std::int64_t> eval_idx = n_val > 0 ? split.val : std::vector<std::int64_t>(std::size_t(test.n));
@@ -174,9 +183,6 @@ int cmd_train(int argc, char** argv) {
 
   Trainer tr(cfg, o, train, split.train, stats);
   if (src) {
-    if (!src->mean.empty() && a.str("norm") == "dataset")
-      std::fprintf(stderr, "note: %s records its normalisation (%s); pass --norm to use it\n", src->source.c_str(),
-                   src->norm_origin.c_str());
     std::fprintf(stderr, "%s\n", pretrained_load(*src, tr.params(), {a.on("allow-new-heads")}).str().c_str());
   }
   std::ofstream log;
@@ -193,6 +199,8 @@ int cmd_train(int argc, char** argv) {
   std::fprintf(stderr, "model: %s\n  %zu parameters; scheme %s, p_M %.3g, alpha %.3g, tau %.3g, teacher %s\n",
                cfg.str().c_str(), tr.params().count(), scheme_name(o.obj.scheme), o.obj.p_max, o.obj.alpha,
                o.obj.tau, teacher_name(o.obj.teacher));
+  std::fprintf(stderr, "normalisation: %s (mean %s, std %s)\n", norm_spec.c_str(), Trainer::join(stats.mean).c_str(),
+               Trainer::join(stats.std).c_str());
   std::fprintf(stderr, "data: %s, %zu train / %zu %s samples; %lld steps of batch %d; %d threads; out %s\n",
                a.str("dataset").c_str(), split.train.size(), eval_idx.size(), eval_name,
                (long long)tr.total_steps(), o.batch, num_threads(), out.c_str());
@@ -201,7 +209,7 @@ int cmd_train(int argc, char** argv) {
   std::map<std::string, std::string> extra{{"data.dataset", a.str("dataset")},
                                            {"data.val", std::to_string(n_val)},
                                            {"data.subset", a.str("subset")},
-                                           {"data.norm", a.str("norm")}};
+                                           {"data.norm", norm_spec}};
   if (folder) {
     extra["data.folder_val"] = a.str("folder-val");
     extra["data.crop_fraction"] = a.str("crop-fraction");
