@@ -1,11 +1,14 @@
 // examples/envit/common.hpp — what `envit train` and `envit eval` share: dataset selection by name,
-// JSON string escaping for the logs, and parsing of comma lists.
+// output directories, and parsing of comma lists of numbers.
 #pragma once
 #include <sys/stat.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -40,15 +43,15 @@ inline Dataset load_dataset(const std::string& name, const std::string& dir_flag
   throw UsageError("unknown --dataset '" + name + "' (fashion-mnist, mnist, cifar10, cifar100)");
 }
 
-// The image-folder options from --folder-val, --crop-fraction (same flags in train and eval).
-inline ImageFolderOptions folder_options(const Args& a, int size, int channels, std::uint64_t seed) {
+inline ImageFolderOptions folder_options(const std::string& dir, int size, int channels, std::uint64_t seed,
+                                         double val_fraction, double crop_fraction) {
+  ENVIT_CHECK(!dir.empty(), UsageError, "--dataset folder needs --data DIR");
   ImageFolderOptions o;
   o.size = size;
   o.channels = channels;
   o.seed = seed;
-  o.val_fraction = a.real("folder-val", 1e-6, 1 - 1e-6);
-  o.crop_fraction = a.real("crop-fraction", 1e-3, 1);
-  ENVIT_CHECK(!a.str("data").empty(), UsageError, "--dataset folder needs --data DIR");
+  o.val_fraction = val_fraction;
+  o.crop_fraction = crop_fraction;
   return o;
 }
 
@@ -64,14 +67,10 @@ inline void fit_dataset(Dataset& d, int size, int channels) {
 inline Dataset load_checkpoint_dataset(const std::string& name, const std::string& dir, bool train, const StFile& ckpt,
                                        const VitConfig& cfg) {
   if (name == "folder") {
-    ENVIT_CHECK(!dir.empty(), UsageError, "--dataset folder needs --data DIR");
-    ImageFolderOptions o;
-    o.size = cfg.image_size;
-    o.channels = cfg.channels;
-    o.seed = std::stoull(ckpt.meta_or("train.seed", "0"));
-    o.val_fraction = std::stod(ckpt.meta_or("data.folder_val", "0.1"));
-    o.crop_fraction = std::stod(ckpt.meta_or("data.crop_fraction", "0.875"));
-    ImageFolderData fd = image_folder_load(dir, o);
+    ImageFolderData fd = image_folder_load(
+        dir, folder_options(dir, cfg.image_size, cfg.channels, std::stoull(ckpt.meta_or("train.seed", "0")),
+                            std::stod(ckpt.meta_or("data.folder_val", "0.1")),
+                            std::stod(ckpt.meta_or("data.crop_fraction", "0.875"))));
     return train ? std::move(fd.train) : std::move(fd.eval);
   }
   Dataset d = load_dataset(name, dir, train);
@@ -90,28 +89,17 @@ inline void make_dirs(const std::string& path) {
   }
 }
 
-inline std::string json_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '"' || c == '\\') { o += '\\'; o += c; }
-    else if (static_cast<unsigned char>(c) < 0x20) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\u%04x", c);
-      o += b;
-    } else o += c;
-  }
-  return o;
-}
-
+// Comma-separated numbers from a flag (strtod, so the same doubles as C++ literals of the same
+// text); a malformed item is a UsageError naming `what`.
 inline std::vector<double> parse_doubles(const std::string& s, const std::string& what) {
   std::vector<double> v;
   std::stringstream ss(s);
   std::string item;
   while (std::getline(ss, item, ',')) {
-    std::size_t pos = 0;
-    double x = 0;
-    try { x = std::stod(item, &pos); } catch (const std::exception&) { pos = std::string::npos; }
-    if (pos != item.size() || item.empty()) throw UsageError(what + ": '" + item + "' is not a number");
+    char* end = nullptr;
+    const double x = std::strtod(item.c_str(), &end);
+    if (item.empty() || end != item.c_str() + item.size() || std::isnan(x))
+      throw UsageError(what + ": '" + item + "' is not a number");
     v.push_back(x);
   }
   return v;

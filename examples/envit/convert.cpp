@@ -7,10 +7,11 @@
 //   envit convert --from hf DIR --out vit.safetensors [--image-size S] [--exits 4,8,12]
 //   envit convert --to hf run/last.safetensors --out hf_dir
 #include <cstdio>
-#include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "commands.hpp"
 #include "common.hpp"
 #include "envit/data/normalize.hpp"
 #include "envit/io/pretrained_export.hpp"
@@ -20,73 +21,73 @@
 
 namespace envit::cli {
 
-int cmd_convert(int argc, char** argv) {
-  Args a("envit convert", "Convert a pretrained ViT: `--from FORMAT SRC` into an envit checkpoint, or "
-                          "`--to hf|timm SRC` out of one (SRC may follow --from/--to or be given as --src).");
-  a.flag("src", "", "the source: a safetensors file or a Hugging Face directory");
-  a.flag("from", "detect", "source format: detect, envit, timm, hf, torchvision");
-  a.flag("to", "envit", "output format: envit (= timm names + envit metadata), timm, hf (a directory)");
-  a.flag("out", "", "output file (envit, timm) or directory (hf)");
-  a.flag("image-size", "", "resample the position embedding for this image size (default: the source's)");
-  a.flag("exits", "", "blocks after which exits sit, e.g. 4,8,12; new exit heads are initialised fresh "
-                      "(default: the source's exits)");
-  a.flag("classes", "", "classifier size (default: the source's; needed when the source has none)");
-  a.toggle("allow-new-heads", "replace a classifier whose class count differs from --classes with a fresh one");
-  a.flag("heads", "", "attention heads (sources without a config: timm, torchvision)");
-  a.flag("ln-eps", "", "LayerNorm epsilon (sources without a config: timm and torchvision ViTs use 1e-6)");
-  a.flag("norm", "", "record this normalisation (imagenet, inception, MEAN,STD, ...; default: the source's, if any)");
-  a.flag("seed", "0", "seed for freshly initialised heads");
-  // `--from FORMAT SRC` / `--to FORMAT SRC`: the word after the format is the source.
-  std::vector<char*> args(argv, argv + argc);
-  std::string positional;
-  for (std::size_t i = 2; i + 2 < args.size() + 0; ++i)
-    if ((!std::strcmp(args[i], "--from") || !std::strcmp(args[i], "--to")) && std::strncmp(args[i + 2], "--", 2) != 0) {
-      positional = args[i + 2];
-      args.erase(args.begin() + std::ptrdiff_t(i) + 2);
-      break;
-    }
-  if (!a.parse(int(args.size()), args.data(), 2)) return 0;
-  const std::string src_path = !positional.empty() ? positional : a.str("src");
-  if (src_path.empty()) throw UsageError("no source: `envit convert --from FORMAT SRC --out F` (see --help)");
-  const std::string out = a.str("out"), to = a.str("to");
-  if (out.empty()) throw UsageError("--out is required");
-  if (to != "envit" && to != "timm" && to != "hf") throw UsageError("--to must be envit, timm or hf, got '" + to + "'");
+CLI::App* add_convert_command(CLI::App& app, ConvertArgs& a) {
+  CLI::App* c = app.add_subcommand("convert", "pretrained ViTs in (timm, Hugging Face, torchvision) and out (hf, timm)");
+  c->footer(std::string(kExitCodesHelp) + ".\n");
+  c->add_option("src", a.src, "the source: a safetensors file or a Hugging Face directory")->required();
+  c->add_option("--from", a.from, "source format")
+      ->capture_default_str()->check(CLI::IsMember({"detect", "envit", "timm", "hf", "torchvision"}));
+  c->add_option("--to", a.to, "output: envit (timm names + envit metadata), timm (the same file), hf (a directory)")
+      ->capture_default_str()->check(CLI::IsMember({"envit", "timm", "hf"}));
+  c->add_option("--out", a.out, "output file (envit, timm) or directory (hf)")->required();
+  c->add_option("--image-size", a.image_size, "resample the position embedding for this image size (default: the "
+                                              "source's)")->check(CLI::Range(1, 4096));
+  c->add_option("--exits", a.exits, "blocks after which exits sit, e.g. 4,8,12; new exit heads are initialised fresh "
+                                    "(default: the source's exits)")->delimiter(',')->check(CLI::Range(1, 1024));
+  c->add_option("--classes", a.classes, "classifier size (default: the source's; needed when it has none)")
+      ->check(CLI::Range(2, 1 << 24));
+  c->add_flag("--allow-new-heads", a.allow_new_heads,
+              "replace a classifier whose class count differs from --classes with a fresh one");
+  c->add_option("--heads", a.heads, "attention heads (sources without a config: timm, torchvision)")
+      ->check(CLI::Range(1, 4096));
+  add_real(*c, "--ln-eps", a.ln_eps, "LayerNorm epsilon (sources without a config; timm and torchvision ViTs: 1e-6)",
+           0, 1, false);
+  c->add_option("--norm", a.norm, "record this normalisation: imagenet, inception, MEAN,STD, C means then C stds "
+                                  "(default: the source's, if it records one)");
+  c->add_option("--seed", a.seed, "seed for freshly initialised heads")->capture_default_str()->check(at_least(0));
+  return c;
+}
 
-  Pretrained src = pretrained_read(src_path, parse_weight_format(a.str("from")),
-                                   {a.str("heads").empty() ? 0 : int(a.integer("heads", 1, 4096)),
-                                    a.str("ln-eps").empty() ? -1.0 : a.real("ln-eps", 0, 1)});
-  const int classes = a.str("classes").empty() ? src.cfg.classes : int(a.integer("classes", 2, 1 << 24));
-  ENVIT_CHECK(classes > 1, UsageError, "'", src_path, "' has no classifier: pass --classes N (a fresh one is made)");
-  const int image_size = a.str("image-size").empty() ? 0 : int(a.integer("image-size", 1, 4096));
-  std::vector<int> exits = a.str("exits").empty() ? src.cfg.exits : VitConfig::parse_exits(a.str("exits"));
-  const VitConfig cfg = pretrained_run_config(src, image_size, classes, exits);
+int run_convert(const ConvertArgs& a, const CLI::App& c) {
+  auto given = [&](const char* flag) { return c.count(flag) > 0; };
+  Pretrained src = pretrained_read(a.src, parse_weight_format(a.from),
+                                   {given("--heads") ? a.heads : 0, given("--ln-eps") ? a.ln_eps : -1.0});
+  const int classes = given("--classes") ? a.classes : src.cfg.classes;
+  ENVIT_CHECK(classes > 1, UsageError, "'", a.src, "' has no classifier: pass --classes N (a fresh one is made)");
+  VitConfig cfg;
+  as_usage_error([&] {
+    cfg = pretrained_run_config(src, a.image_size, classes, a.exits.empty() ? src.cfg.exits : a.exits);
+  });
   ViTParams<float> P(cfg, /*with_grads=*/false);
-  P.init(std::uint64_t(a.integer("seed", 0, INT64_MAX)));
-  PretrainedReport r = pretrained_load(src, P, {a.on("allow-new-heads") || (src.cfg.classes == 0)});
+  P.init(std::uint64_t(a.seed));
+  PretrainedReport r;
+  as_usage_error([&] { r = pretrained_load(src, P, {a.allow_new_heads || src.cfg.classes == 0}); });
   std::fprintf(stderr, "%s\n", r.str().c_str());
 
   ChannelStats norm{src.mean, src.std};
-  std::string norm_name = src.mean.empty() ? "" : src.norm_origin;
-  if (!a.str("norm").empty()) {
-    norm = norm_stats(a.str("norm"), cfg.channels, []() -> ChannelStats {
-      throw UsageError("--norm dataset has no meaning for convert (no dataset): use imagenet, inception or MEAN,STD");
+  std::string norm_name = src.mean.empty() ? "" : "recorded in " + src.norm_origin;
+  if (!a.norm.empty()) {
+    as_usage_error([&] {
+      norm = norm_stats(a.norm, cfg.channels, []() -> ChannelStats {
+        throw UsageError("--norm dataset has no meaning for convert (no dataset): use imagenet, inception or MEAN,STD");
+      });
     });
-    norm_name = a.str("norm");
+    norm_name = a.norm;
   }
-  if (to == "hf") {
-    pretrained_save_hf(out, P, norm.mean, norm.std);
+  if (a.to == "hf") {
+    pretrained_save_hf(a.out, P, norm.mean, norm.std);
   } else {
-    std::map<std::string, std::string> meta{{"convert.source", src_path},
+    std::map<std::string, std::string> meta{{"convert.source", a.src},
                                             {"convert.source_format", weight_format_name(src.format)}};
     if (!norm.mean.empty()) {
       meta["data.mean"] = Trainer::join(norm.mean);
       meta["data.std"] = Trainer::join(norm.std);
       meta["data.norm"] = norm_name;
     }
-    checkpoint_save(out, P, static_cast<const AdamWState<float>*>(nullptr), meta);
+    checkpoint_save(a.out, P, static_cast<const AdamWState<float>*>(nullptr), meta);
   }
-  std::fprintf(stderr, "wrote %s (%s): %s\n", out.c_str(), to.c_str(), cfg.str().c_str());
-  return 0;
+  std::fprintf(stderr, "wrote %s (%s): %s\n", a.out.c_str(), a.to.c_str(), cfg.str().c_str());
+  return kExitOk;
 }
 
 }  // namespace envit::cli

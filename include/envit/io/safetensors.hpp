@@ -230,9 +230,9 @@ inline std::string st_header_json(const StFile& f) {
 struct StEntry { std::string name, dtype; std::vector<std::int64_t> shape; std::uint64_t begin, end; };
 
 // A header that is valid JSON but not a valid safetensors header; pos = header byte offset or npos.
-struct StHeaderError : std::runtime_error {
+struct StHeaderError : Error {
   std::size_t pos;
-  StHeaderError(std::size_t p, const std::string& m) : std::runtime_error(m), pos(p) {}
+  StHeaderError(std::size_t p, const std::string& m) : Error(m), pos(p) {}
 };
 [[noreturn]] inline void st_fail(std::size_t pos, const std::string& msg) { throw StHeaderError(pos, msg); }
 
