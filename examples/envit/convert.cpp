@@ -17,7 +17,6 @@
 #include "envit/io/pretrained_export.hpp"
 #include "envit/model/pretrained_load.hpp"
 #include "envit/train/checkpoint.hpp"
-#include "envit/train/trainer.hpp"
 
 namespace envit::cli {
 
@@ -80,8 +79,7 @@ int run_convert(const ConvertArgs& a, const CLI::App& c) {
     std::map<std::string, std::string> meta{{"convert.source", a.src},
                                             {"convert.source_format", weight_format_name(src.format)}};
     if (!norm.mean.empty()) {
-      meta["data.mean"] = Trainer::join(norm.mean);
-      meta["data.std"] = Trainer::join(norm.std);
+      for (auto& [k, v] : norm.to_map()) meta[k] = v;
       meta["data.norm"] = norm_name;
     }
     checkpoint_save(a.out, P, static_cast<const AdamWState<float>*>(nullptr), meta);

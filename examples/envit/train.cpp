@@ -272,8 +272,8 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   std::fprintf(stderr, "model: %s\n  %zu parameters; scheme %s, p_M %.3g, alpha %.3g, tau %.3g, teacher %s\n",
                cfg.str().c_str(), tr.params().count(), scheme_name(o.obj.scheme), o.obj.p_max, o.obj.alpha,
                o.obj.tau, teacher_name(o.obj.teacher));
-  std::fprintf(stderr, "normalisation: %s (mean %s, std %s)\n", norm_spec.c_str(), Trainer::join(stats.mean).c_str(),
-               Trainer::join(stats.std).c_str());
+  std::fprintf(stderr, "normalisation: %s (mean %s, std %s)\n", norm_spec.c_str(), ChannelStats::join(stats.mean).c_str(),
+               ChannelStats::join(stats.std).c_str());
   std::fprintf(stderr,
                "data: %s, %zu train / %zu %s samples; %lld steps of batch %d, %lld warm-up; %d threads; out %s\n",
                a.dataset.c_str(), split.train.size(), eval_idx.size(), eval_name, (long long)tr.total_steps(),

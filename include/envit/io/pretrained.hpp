@@ -30,6 +30,7 @@
 #include <nlohmann/json.hpp>
 
 #include "envit/core/error.hpp"
+#include "envit/data/dataset.hpp"
 #include "envit/io/half.hpp"
 #include "envit/io/safetensors.hpp"
 #include "envit/model/config.hpp"
@@ -347,14 +348,14 @@ inline Pretrained pretrained_read(const std::string& path, WeightFormat fmt = We
     c.ln_eps = e.ln_eps;
     c.exits = e.exits;
     if (src.has_meta("data.mean") && src.has_meta("data.std")) {
-      auto parse = [&](const std::string& s) {
-        std::vector<double> v;
-        std::stringstream ss(s);
-        for (std::string item; std::getline(ss, item, ',');) v.push_back(std::stod(item));
-        return v;
-      };
-      out.mean = parse(src.meta("data.mean"));
-      out.std = parse(src.meta("data.std"));
+      ChannelStats st;
+      try {
+        st = ChannelStats::from_map(src.metadata, c.channels, where);
+      } catch (const ValueError& err) {
+        throw IoError(err.what());
+      }
+      out.mean = st.mean;
+      out.std = st.std;
       out.norm_origin = where + " metadata";
     }
   } else {
