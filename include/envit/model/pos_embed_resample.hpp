@@ -6,6 +6,7 @@
 // border). Computed in double, rounded once. Square grids only; not a general image resizer
 // (data/resize.hpp is the input pipeline's bilinear one).
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
