@@ -12,14 +12,15 @@ envit=$1 make_folder=$2 work=$3
 fm=/usr/share/datasets/fashion-mnist
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
 fail() { echo "FAIL: $*" >&2; exit 1; }
-common=(--steps 3 --batch 16 --epochs 1 --subset 96 --val 16 --threads 2)
+common=(--steps 3 --batch 16 --epochs 1 --threads 2)
+small=(--subset 96 --val 16)
 
-"$envit" train --preset readme --exits 6 "${common[@]}" --out pre > pre.log 2>&1 || { cat pre.log; fail "pretraining"; }
+"$envit" train --preset readme --exits 6 "${common[@]}" "${small[@]}" --out pre > pre.log 2>&1 || { cat pre.log; fail "pretraining"; }
 "$envit" convert --to hf pre/last.safetensors --out hf > convert.log 2>&1 || { cat convert.log; fail "convert --to hf"; }
 for f in config.json model.safetensors preprocessor_config.json; do [ -s "hf/$f" ] || fail "hf/$f not written"; done
 grep -q '"envit_exits": \[' hf/config.json || fail "config.json lacks envit_exits"
 
-"$envit" train --init hf --image-size 42 --exits 2,4,6 "${common[@]}" --out ft > ft.log 2>&1 ||
+"$envit" train --init hf --image-size 42 --exits 2,4,6 "${common[@]}" "${small[@]}" --out ft > ft.log 2>&1 ||
   { cat ft.log; fail "fine-tuning from the hf directory"; }
 grep -q 'loaded hf (hf): 79 tensors, 80 renamed or fused from hf names' ft.log || { cat ft.log; fail "load report"; }
 grep -q 'pos_embed \[1, 17, 96\] -> \[1, 37, 96\] (bicubic, grid 4x4 -> 6x6)' ft.log || fail "no resampling reported"
@@ -28,7 +29,7 @@ grep -q 'resized to 1x42x42' ft.log || fail "no resize reported"
 grep -q 'normalisation: recorded in hf/preprocessor_config.json' ft.log || fail "the source's normalisation not used"
 
 "$make_folder" "$fm" photos 3 12 4
-if "$envit" train --init hf --dataset folder --data photos --image-size 42 --exits 3,6 "${common[@]}" --subset 0 \
+if "$envit" train --init hf --dataset folder --data photos --image-size 42 --exits 3,6 "${common[@]}" \
      --out folder > refused.log 2>&1; then fail "a 10-class head was replaced without --allow-new-heads"; fi
 grep -q 'pass --allow-new-heads' refused.log || { cat refused.log; fail "no --allow-new-heads hint"; }
 "$envit" train --init hf --allow-new-heads --dataset folder --data photos --image-size 42 --exits 3,6 \
