@@ -28,7 +28,8 @@ struct TrainArgs {
   std::string dataset = "fashion-mnist", data;
   std::int64_t val = 0, subset = 0, seed = 0, save_every = 0;
   int threads = 1, eval_batch = 256;
-  std::string out = "out/run", resume, init;
+  std::string out = "out/run", resume, init, init_format = "detect", norm = "auto";
+  double rrc_scale = 0, folder_val = 0.1, crop_fraction = 0.875;
   bool allow_new_heads = false, print_config = false;
 };
 CLI::App* add_train_command(CLI::App& app, TrainArgs& a);
@@ -44,5 +45,17 @@ struct EvalArgs {
 };
 CLI::App* add_eval_command(CLI::App& app, EvalArgs& a);
 int run_eval(const EvalArgs& a, const CLI::App& cmd);
+
+// `envit convert`.
+struct ConvertArgs {
+  std::string from = "detect", to = "envit", src, out, norm;
+  int image_size = 0, classes = 0, heads = 0;
+  std::vector<int> exits;
+  double ln_eps = -1;
+  bool allow_new_heads = false;
+  std::int64_t seed = 0;
+};
+CLI::App* add_convert_command(CLI::App& app, ConvertArgs& a);
+int run_convert(const ConvertArgs& a, const CLI::App& cmd);
 
 }  // namespace envit::cli

@@ -75,7 +75,7 @@ CLI::App* add_eval_command(CLI::App& app, EvalArgs& a) {
   c->add_option("--checkpoint", a.checkpoints, "checkpoint(s) written by envit train, comma-separated (one curve each)")
       ->required()->delimiter(',');
   c->add_option("--dataset", a.dataset, "dataset (default: the one the checkpoint was trained on)")
-      ->check(CLI::IsMember({"fashion-mnist", "mnist", "cifar10", "cifar100"}));
+      ->check(CLI::IsMember({"fashion-mnist", "mnist", "cifar10", "cifar100", "folder"}));
   c->add_option("--data", a.data, "dataset directory");
   c->add_option("--rule", a.rule, "exit criterion: confidence (eq. 18), entropy (normalised by log C), patience")
       ->capture_default_str()->check(CLI::IsMember({"confidence", "entropy", "patience"}));
@@ -141,10 +141,7 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
     std::string run = dir.substr(dir.find_last_of('/') + 1);
     L.label = L.file.meta_or("train.scheme", "?") + " (" + (run.empty() ? stem : run) + ")";
     const std::string dataset = a.dataset.empty() ? L.file.meta_or("data.dataset", "fashion-mnist") : a.dataset;
-    Dataset test = load_dataset(dataset, a.data, false);
-    ENVIT_CHECK(test.c == L.cfg.channels && test.h == L.cfg.image_size && test.w == L.cfg.image_size, ShapeError,
-                "dataset '", test.name, "' has ", test.c, "x", test.h, "x", test.w, " images, checkpoint '", L.path,
-                "' expects ", L.cfg.channels, "x", L.cfg.image_size, "x", L.cfg.image_size);
+    Dataset test = load_checkpoint_dataset(dataset, a.data, false, L.file, L.cfg);
     const int M = L.cfg.num_exits(), C = L.cfg.classes;
     ExitCriterion per_exit{rule, exit_thr, true};
     if (!exit_thr.empty()) {
@@ -298,7 +295,7 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
       const SplitSpec spec = SplitSpec::from_map(L.file.metadata, L.file.where());
       ENVIT_CHECK(spec.n_val > 0, UsageError, "calibration needs a validation split: train with --val N (checkpoint '",
                   L.path, "' has none)");
-      Dataset train = load_dataset(dataset, a.data, true);
+      Dataset train = load_checkpoint_dataset(dataset, a.data, true, L.file, L.cfg);
       const Split sp = spec.apply(train.n);
       std::vector<float> vimg;
       std::vector<std::int32_t> vlab;

@@ -1,4 +1,4 @@
-// examples/envit/main.cpp — the `envit` program: `envit train ...`, `envit eval ...`.
+// examples/envit/main.cpp — the `envit` program: `envit train ...`, `envit eval ...`, `envit convert ...`.
 // Exit codes: 0 success, 1 runtime error, 2 usage error, 3 non-finite training (cli.hpp).
 #include "commands.hpp"
 
@@ -9,9 +9,13 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   TrainArgs train_args;
   EvalArgs eval_args;
+  ConvertArgs convert_args;
   CLI::App* train = add_train_command(app, train_args);
   CLI::App* eval = add_eval_command(app, eval_args);
+  CLI::App* convert = add_convert_command(app, convert_args);
   return run(app, argc, argv, [&] {
-    return train->parsed() ? run_train(train_args, *train) : run_eval(eval_args, *eval);
+    return train->parsed()     ? run_train(train_args, *train)
+           : convert->parsed() ? run_convert(convert_args, *convert)
+                               : run_eval(eval_args, *eval);
   });
 }

@@ -9,6 +9,8 @@
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "envit/data/normalize.hpp"
+#include "envit/model/pretrained_load.hpp"
 #include "envit/train/trainer.hpp"
 #include "progress.hpp"
 #include "report.hpp"
@@ -91,8 +93,18 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
   c->add_option("--crop-pad", a.crop_pad, "random-crop padding in pixels (0: off; default from --preset)")
       ->check(CLI::Range(0, 64))->group(g_data);
   c->add_flag("--hflip", a.hflip, "random horizontal flips (off for Fashion-MNIST by default)")->group(g_data);
-  c->add_option("--dataset", a.dataset, "dataset")
-      ->capture_default_str()->check(CLI::IsMember({"fashion-mnist", "mnist", "cifar10", "cifar100"}))->group(g_data);
+  c->add_option("--dataset", a.dataset, "dataset (folder: --data DIR of class folders)")
+      ->capture_default_str()->check(CLI::IsMember({"fashion-mnist", "mnist", "cifar10", "cifar100", "folder"}))
+      ->group(g_data);
+  c->add_option("--norm", a.norm, "input normalisation: auto (--init's recorded one, else dataset), dataset, imagenet, "
+                                  "inception, MEAN,STD or C means then C stds")
+      ->capture_default_str()->group(g_data);
+  add_real(*c, "--rrc-scale", a.rrc_scale, "random resized crop: smallest area share (0: off; default 0.08 for "
+                                           "--dataset folder, else 0)", 0, 1, false)->group(g_data);
+  add_real(*c, "--folder-val", a.folder_val, "--dataset folder without val/ or test/: share held out for evaluation "
+                                             "(seeded)", 1e-6, 1 - 1e-6)->group(g_data);
+  add_real(*c, "--crop-fraction", a.crop_fraction, "--dataset folder evaluation: centre crop of this share of the "
+                                                   "resized image", 1e-3, 1)->group(g_data);
   c->add_option("--data", a.data, "dataset directory (default for fashion-mnist: /usr/share/datasets/fashion-mnist)")
       ->group(g_data);
   c->add_option("--val", a.val, "validation samples carved from the training set (seeded)")
@@ -107,9 +119,13 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
   c->add_option("--out", a.out, "output directory (checkpoints, log.jsonl)")->capture_default_str()->group(g_run);
   c->add_option("--resume", a.resume, "resume from a checkpoint written by envit train (exact continuation)")
       ->group(g_run);
-  c->add_option("--init", a.init, "initialise weights from a safetensors file (timm names)")->group(g_run);
+  c->add_option("--init", a.init, "initialise from pretrained weights: an envit checkpoint, a timm or torchvision "
+                                  "safetensors file, or a Hugging Face directory; the architecture comes from it")
+      ->group(g_run);
+  c->add_option("--init-format", a.init_format, "format of --init")
+      ->capture_default_str()->check(CLI::IsMember({"detect", "envit", "timm", "hf", "torchvision"}))->group(g_run);
   c->add_flag("--allow-new-heads", a.allow_new_heads,
-              "with --init: keep fresh exit heads when the file's are missing or mis-shaped")->group(g_run);
+              "with --init: replace a classifier whose class count differs with a fresh one")->group(g_run);
   c->add_option("--save-every", a.save_every, "also checkpoint every N steps (0: only at epoch ends)")
       ->capture_default_str()->check(at_least(0))->group(g_run);
   c->add_option("--eval-batch", a.eval_batch, "batch size for the per-epoch evaluation")
@@ -125,8 +141,26 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   auto given = [&](const char* flag) { return c.count(flag) > 0; };
   set_num_threads(a.threads);
 
-  Dataset train = load_dataset(a.dataset, a.data, true);
-  Dataset test = load_dataset(a.dataset, a.data, false);
+  std::optional<Pretrained> src;
+  if (!a.init.empty())
+    src = pretrained_read(a.init, parse_weight_format(a.init_format),
+                          {given("--heads") ? a.heads : 0, given("--ln-eps") ? a.ln_eps : -1.0});
+  const bool folder = a.dataset == "folder";
+  int image_size = given("--image-size") ? a.image_size : src ? src->cfg.image_size : folder ? 224 : 0;
+  const int channels = src ? src->cfg.channels : 0;
+  Dataset train, test;
+  std::string test_name = "test";
+  if (folder) {
+    ImageFolderData fd = image_folder_load(
+        a.data, folder_options(a.data, image_size, channels ? channels : 3, std::uint64_t(a.seed), a.folder_val,
+                               a.crop_fraction));
+    train = std::move(fd.train);
+    test = std::move(fd.eval);
+    test_name = fd.eval_name;
+  } else {
+    train = load_dataset(a.dataset, a.data, true);
+    test = load_dataset(a.dataset, a.data, false);
+  }
   ENVIT_CHECK(a.subset <= train.n, UsageError, "--subset ", a.subset, " is larger than the training set (",
               train.n, " samples)");
   if (a.subset > 0) {
@@ -135,11 +169,14 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
     train = dataset_subset(train, first.data(), a.subset);
   }
 
-  // The preset's model with the dataset's image size, channels and classes, and the flags given.
+  if (image_size == 0) image_size = train.h;
+  fit_dataset(train, image_size, channels ? channels : train.c);
+  fit_dataset(test, image_size, channels ? channels : train.c);
+
+  // The preset's model with the dataset's image size, channels and classes, and the flags given;
+  // with --init, the source's architecture.
   VitConfig cfg = preset.config;
-  cfg.image_size = given("--image-size") ? a.image_size : train.h;
-  ENVIT_CHECK(cfg.image_size == train.h && train.h == train.w, UsageError, "--image-size ", cfg.image_size,
-              " does not match the dataset's ", train.h, "x", train.w, " images (resizing is not supported)");
+  cfg.image_size = image_size;
   cfg.channels = train.c;
   if (given("--patch")) cfg.patch = a.patch;
   if (given("--dim")) cfg.dim = a.dim;
@@ -149,6 +186,7 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   cfg.classes = train.classes;
   cfg.exits = !a.exits.empty() ? a.exits : given("--depth") ? VitConfig::every_other(cfg.depth) : preset.config.exits;
   cfg.ln_eps = a.ln_eps;
+  if (src) cfg = pretrained_run_config(*src, image_size, train.classes, a.exits);
   if (a.scheme == "lgvit") cfg.exit_head = "lgvit";
   as_usage_error([&] { cfg.validate(); });
 
@@ -172,16 +210,29 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   o.seed = std::uint64_t(a.seed);
   o.aug.crop_pad = given("--crop-pad") ? a.crop_pad : preset.crop_pad;
   o.aug.hflip = a.hflip;
+  o.aug.rrc_min_scale = given("--rrc-scale") ? a.rrc_scale : folder ? 0.08 : 0.0;
 
   ENVIT_CHECK(a.val < train.n, UsageError, "--val ", a.val, " leaves no training samples (the set has ", train.n, ")");
   const std::int64_t n_val = a.val;
   Split split = split_train_val(train.n, n_val, o.seed);  // of the subset: SplitSpec{subset, n_val, seed}
-  ChannelStats stats = channel_stats(train, split.train.data(), std::int64_t(split.train.size()));
+  std::string norm_spec = a.norm;
+  ChannelStats stats;
+  if (norm_spec == "auto" && src && int(src->mean.size()) == train.c) {
+    stats = {src->mean, src->std};
+    norm_spec = "recorded in " + src->norm_origin;
+  } else {
+    if (norm_spec == "auto") norm_spec = "dataset";
+    as_usage_error([&] {
+      stats = norm_stats(norm_spec, train.c, [&] {
+        return channel_stats(train, split.train.data(), std::int64_t(split.train.size()));
+      });
+    });
+  }
   Normalizer norm(stats);
   const Dataset& eval_set = n_val > 0 ? train : test;
   std::vector<std::int64_t> eval_idx = n_val > 0 ? split.val : std::vector<std::int64_t>(std::size_t(test.n));
   if (n_val == 0) std::iota(eval_idx.begin(), eval_idx.end(), 0);
-  const char* eval_name = n_val > 0 ? "val" : "test";
+  const char* eval_name = n_val > 0 ? "val" : test_name.c_str();
 
   StFile resume_file;
   std::optional<std::int64_t> resumed_warmup;
@@ -206,7 +257,12 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
               " steps, the warm-up was sized for ", total_steps);
   std::map<std::string, std::string> extra{{"data.dataset", a.dataset},
                                            {"data.val", std::to_string(n_val)},
-                                           {"data.subset", std::to_string(a.subset)}};
+                                           {"data.subset", std::to_string(a.subset)},
+                                           {"data.norm", norm_spec}};
+  if (folder) {
+    extra["data.folder_val"] = std::to_string(a.folder_val);
+    extra["data.crop_fraction"] = std::to_string(a.crop_fraction);
+  }
   if (a.print_config) {
     for (auto& [k, v] : cfg.to_map()) std::printf("config.%s=%s\n", k.c_str(), v.c_str());
     for (auto& [k, v] : tr.metadata(extra)) std::printf("%s=%s\n", k.c_str(), v.c_str());
@@ -216,12 +272,7 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
 
   const std::string out = a.out;
   make_dirs(out);
-  if (!a.init.empty()) {
-    StFile f = safetensors_read(a.init);
-    WeightMatch w = load_weights(f, tr.params(), a.allow_new_heads);
-    std::fprintf(stderr, "initialised from %s%s\n", a.init.c_str(),
-                 w.clean() ? "" : (" (kept fresh exit heads:" + w.report() + ")").c_str());
-  }
+  if (src) std::fprintf(stderr, "%s\n", pretrained_load(*src, tr.params(), {a.allow_new_heads}).str().c_str());
   const std::string log_path = out + "/log.jsonl";
   std::string log;
   if (!a.resume.empty()) {
@@ -234,6 +285,8 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   std::fprintf(stderr, "model: %s\n  %zu parameters; scheme %s, p_M %.3g, alpha %.3g, tau %.3g, teacher %s\n",
                cfg.str().c_str(), tr.params().count(), scheme_name(o.obj.scheme), o.obj.p_max, o.obj.alpha,
                o.obj.tau, teacher_name(o.obj.teacher));
+  std::fprintf(stderr, "normalisation: %s (mean %s, std %s)\n", norm_spec.c_str(), ChannelStats::join(stats.mean).c_str(),
+               ChannelStats::join(stats.std).c_str());
   std::fprintf(stderr,
                "data: %s, %zu train / %zu %s samples; %lld steps of batch %d, %lld warm-up; %d threads; out %s\n",
                a.dataset.c_str(), split.train.size(), eval_idx.size(), eval_name, (long long)tr.total_steps(),

@@ -19,6 +19,7 @@
 #include "envit/core/error.hpp"
 #include "envit/core/parallel.hpp"
 #include "envit/core/rng.hpp"
+#include "envit/data/interp.hpp"
 
 namespace envit {
 
@@ -171,9 +172,13 @@ struct Normalizer {
 // Random crop: pad the image with `crop_pad` black pixels (value 0, before normalisation, as
 // torchvision's RandomCrop(padding=P) ahead of Normalize) on every side and take an H x W window at a
 // uniform offset in [0, 2P]^2. Then, if hflip, mirror left-right with probability 1/2.
+// With rrc_min_scale > 0 the padded crop is replaced by torchvision's RandomResizedCrop(scale =
+// (rrc_min_scale, 1), ratio = (3/4, 4/3)): a window of that area share and aspect, resized back to
+// H x W bilinearly (data/resize.hpp's arithmetic) before normalisation.
 struct Augment {
   int crop_pad = 0;
   bool hflip = false;
+  double rrc_min_scale = 0;
 };
 
 struct AugmentDraw {
@@ -219,6 +224,54 @@ inline void transform_image(float* out,               // (C, H, W)  overwritten
   }
 }
 
+// The RandomResizedCrop window (top, left, height, width) of sample `index` at `epoch`, as
+// torchvision's get_params draws it: up to 10 tries of area share U(min_scale, 1) and log-uniform
+// aspect in [3/4, 4/3]; otherwise the whole image clamped to that aspect range, centred.
+struct CropBox { int top, left, h, w; };
+inline CropBox rrc_draw(double min_scale, int H, int W, std::uint64_t seed, std::uint32_t epoch, std::int64_t index) {
+  const auto u = static_cast<std::uint64_t>(index);
+  const double area = double(H) * W, lr0 = std::log(3.0 / 4.0), lr1 = std::log(4.0 / 3.0);
+  for (std::uint32_t k = 0; k < 10; ++k) {
+    Philox4 r = philox4x32({epoch, static_cast<std::uint32_t>(u), static_cast<std::uint32_t>(u >> 32),
+                            (static_cast<std::uint32_t>(RngStream::augment) << 8) | (k + 1)}, seed);
+    const double target = area * (min_scale + (1.0 - min_scale) * uniform01(r[0]));
+    const double ratio = std::exp(lr0 + (lr1 - lr0) * uniform01(r[1]));
+    const int w = static_cast<int>(std::lround(std::sqrt(target * ratio)));
+    const int h = static_cast<int>(std::lround(std::sqrt(target / ratio)));
+    if (w > 0 && w <= W && h > 0 && h <= H)
+      return {static_cast<int>((std::uint64_t{r[2]} * std::uint64_t(H - h + 1)) >> 32),
+              static_cast<int>((std::uint64_t{r[3]} * std::uint64_t(W - w + 1)) >> 32), h, w};
+  }
+  const double in_ratio = double(W) / H;
+  int w = W, h = H;
+  if (in_ratio < 3.0 / 4.0) h = static_cast<int>(std::lround(w / (3.0 / 4.0)));
+  else if (in_ratio > 4.0 / 3.0) w = static_cast<int>(std::lround(h * (4.0 / 3.0)));
+  return {(H - h) / 2, (W - w) / 2, h, w};
+}
+
+// One image through RandomResizedCrop + flip: the box of img resized to (H, W) bilinearly
+// (F.interpolate(align_corners=False) on the crop), mirrored if d.flip, then normalised.
+inline void transform_image_rrc(float* out,               // (C, H, W)  overwritten
+                                const std::uint8_t* img,  // (C, H, W)
+                                int C, int H, int W, CropBox box, bool flip, const Normalizer& norm) {
+  for (int c = 0; c < C; ++c) {
+    const float* lut = norm.lut.data() + c * 256;
+    const float a = (lut[255] - lut[0]) / 255.0f, b = lut[0];  // norm(v) = a * v + b: affine in the pixel value
+    const std::uint8_t* src = img + static_cast<std::ptrdiff_t>(c) * H * W;
+    for (int y = 0; y < H; ++y) {
+      const LinearTap ty = linear_tap(y, box.h, H);
+      const std::uint8_t* r0 = src + static_cast<std::ptrdiff_t>(box.top + ty.i0) * W + box.left;
+      const std::uint8_t* r1 = src + static_cast<std::ptrdiff_t>(box.top + ty.i1) * W + box.left;
+      float* row = out + (static_cast<std::ptrdiff_t>(c) * H + y) * W;
+      for (int x = 0; x < W; ++x) {
+        const LinearTap tx = linear_tap(x, box.w, W);
+        const float v = (r0[tx.i0] * tx.w0 + r0[tx.i1] * tx.w1) * ty.w0 + (r1[tx.i0] * tx.w0 + r1[tx.i1] * tx.w1) * ty.w1;
+        row[flip ? W - 1 - x : x] = a * v + b;
+      }
+    }
+  }
+}
+
 // ---- batches -----------------------------------------------------------------------------------
 
 // Fills out with the normalised, augmented images of dataset samples indices[0..B) and labels with
@@ -242,7 +295,12 @@ inline void make_batch(float* out,                   // (B, C, H, W)  overwritte
   parallel_for(B, 4.0 * static_cast<double>(sz), [&](std::ptrdiff_t b0, std::ptrdiff_t b1) {
     for (std::ptrdiff_t b = b0; b < b1; ++b) {
       const std::int64_t i = indices[b];
-      transform_image(out + b * sz, d.image(i), d.c, d.h, d.w, aug.crop_pad, augment_draw(aug, seed, epoch, i), norm);
+      const AugmentDraw draw = augment_draw(aug, seed, epoch, i);
+      if (aug.rrc_min_scale > 0)
+        transform_image_rrc(out + b * sz, d.image(i), d.c, d.h, d.w, rrc_draw(aug.rrc_min_scale, d.h, d.w, seed, epoch, i),
+                            draw.flip, norm);
+      else
+        transform_image(out + b * sz, d.image(i), d.c, d.h, d.w, aug.crop_pad, draw, norm);
       if (labels) labels[b] = d.labels[i];
     }
   });
