@@ -18,9 +18,9 @@
 // pytorch-self-distillation-final train.py: a = 0.3, T = 3, soft cross-entropy
 // -sum softmax(z_L/T) log_softmax(z_j/T) without T^2, no hint); `envit-legacy` (a = 0.1, T = 3,
 // T^2 KL, hint 1e-6 |f_j - f_L|^2 / B on every non-final exit); `mmrazor` (open-mmlab/mmrazor
-// configs/distill/mmcls/byot: CE 0.7, KDSoftCELoss tau 3 with T^2 on a detached student — its
-// value counts, it has no gradient — and L2Loss(dist=True) 0.03 * sqrt(sum_b |f_j,b - f_L,b|^2)
-// on the non-final exits but the last, with the identity in place of mmrazor's BYOTConnector).
+// configs/distill/mmcls/byot: CE 0.7, KDSoftCELoss tau 3 with T^2, and L2Loss(dist=True)
+// 0.03 * sqrt(sum_b |f_j,b - f_L,b|^2) on the non-final exits but the last, with the identity in
+// place of mmrazor's BYOTConnector; the KD gradient reaches the student, see docs/method.md).
 // softCE = KL + H(teacher): the same gradient as KL, the value torch reports.
 // KL_j = KL(teacher || student) at temperature tau, teacher = softmax(z_L / tau) without gradient.
 // Teacher source: `full` = the complete model (no skipped block) run without gradient — the
@@ -111,9 +111,8 @@ struct ObjectiveConfig {
     byot_alpha = v == ByotVariant::envit_legacy ? 0.1 : 0.3;
     byot_feat = v == ByotVariant::released ? 0.0 : v == ByotVariant::envit_legacy ? 1e-6 : 0.03;
   }
-  // Whether the KD term carries the T^2 factor, and whether it has a gradient.
+  // Whether the KD term carries the T^2 factor.
   bool kd_tau2() const { return scheme != Scheme::byot || byot != ByotVariant::released; }
-  bool kd_grad() const { return scheme != Scheme::byot || byot != ByotVariant::mmrazor; }
   // The KD term's reported value is the soft cross-entropy (KL + teacher entropy).
   bool kd_soft_ce() const { return scheme == Scheme::byot && byot != ByotVariant::envit_legacy; }
 
@@ -325,9 +324,8 @@ void objective_forward(StepStats& st, ViTWorkspace<T>& ws, ObjectiveWorkspace<T>
     if (e.kd > 0) {
       gather_rows<T>(ow.tlogp[j], ow.teacher_logp, idx.data(), n, C);
       double kl = kl_div_forward<T>(ow.q[j], z, ow.tlogp[j], n, C, tau, inv);
-      if (o.kd_grad())
-        kl_div_backward<T>(dz, ow.q[j], ow.tlogp[j], n, C, tau,
-                           o.kd_tau2() ? T(e.w * e.kd) * tau * tau * inv : T(e.w * e.kd) * inv);
+      kl_div_backward<T>(dz, ow.q[j], ow.tlogp[j], n, C, tau,
+                         o.kd_tau2() ? T(e.w * e.kd) * tau * tau * inv : T(e.w * e.kd) * inv);
       if (o.kd_soft_ce()) {  // + H(teacher): soft cross-entropy's value
         double h = 0;
         for (std::size_t k = 0; k < std::size_t(n) * C; ++k) {
