@@ -25,7 +25,10 @@ void declare(Args& a) {
   a.flag("checkpoint", "", "checkpoint(s) written by envit train, comma-separated (one curve each)");
   a.flag("dataset", "", "dataset (default: the one the checkpoint was trained on)");
   a.flag("data", "", "dataset directory");
-  a.flag("rule", "confidence", "exit criterion: confidence (eq. 18), entropy (normalised by log C), patience");
+  a.flag("rule", "confidence", "exit criterion: confidence (eq. 18), entropy (normalised by log C), patience, "
+                                "beem (BEEM's running score), energy (COSEE's signal)");
+  a.flag("beem-weights", "cost", "beem exit weights: cost (BEEM-C), accuracy (BEEM-A, on the validation split), "
+                                 "or M comma-separated values");
   a.flag("thresholds", "auto", "comma-separated thresholds to sweep, or auto");
   a.flag("points", "12", "number of thresholds for --thresholds auto");
   a.flag("exit-thresholds", "", "per-exit thresholds (M-1 values) for one extra operating point");
@@ -61,6 +64,42 @@ void load_images(std::vector<float>& images, std::vector<std::int32_t>& labels, 
   images.resize(idx.size() * std::size_t(d.image_size()));
   labels.resize(idx.size());
   make_batch(images.data(), labels.data(), d, idx.data(), int(idx.size()), norm, Augment{}, 0, 0);
+}
+
+// Every exit's logits (M, n_val, C) on the validation split carved at training time, and its labels.
+void validation_logits(std::vector<float>& vlog, std::vector<std::int32_t>& vlab, const Loaded& L,
+                       const std::string& dataset, const std::string& data_dir, int batch,
+                       InferenceWorkspace<float>& ws, const ViTParams<float>& P, const char* why) {
+  const std::int64_t n_val = std::stoll(L.file.meta_or("data.val", "0"));
+  ENVIT_CHECK(n_val > 0, UsageError, why, " needs a validation split: train with --val N (checkpoint '", L.path,
+              "' has none)");
+  Dataset train = load_dataset(dataset, data_dir, true);
+  const std::int64_t sub = std::stoll(L.file.meta_or("data.subset", "0"));
+  const std::int64_t n_train = sub > 0 ? sub : train.n;
+  Split sp = split_train_val(n_train, n_val, std::uint64_t(std::stoull(L.file.meta_or("train.seed", "0"))));
+  std::vector<float> vimg;
+  load_images(vimg, vlab, train, sp.val, L.norm);
+  vlog.resize(std::size_t(L.cfg.num_exits()) * sp.val.size() * L.cfg.classes);
+  infer_all_exits_dataset<float>(ws, P, vimg.data(), int(sp.val.size()), vlog.data(), batch);
+}
+
+// --beem-weights: cost (BEEM-C), accuracy (BEEM-A, each exit's validation accuracy) or M values.
+std::vector<double> beem_weights(const std::string& spec, const Loaded& L, const VitMacs& macs,
+                                 const std::string& dataset, const std::string& data_dir, int batch,
+                                 InferenceWorkspace<float>& ws, const ViTParams<float>& P) {
+  const int M = L.cfg.num_exits();
+  if (spec == "cost") return beem_weights_cost(macs);
+  if (spec == "accuracy") {
+    std::vector<float> vlog;
+    std::vector<std::int32_t> vlab;
+    validation_logits(vlog, vlab, L, dataset, data_dir, batch, ws, P, "--beem-weights accuracy");
+    return beem_weights_accuracy(exit_scores(vlog.data(), M, int(vlab.size()), L.cfg.classes, ExitRule::confidence),
+                                 vlab.data());
+  }
+  std::vector<double> w = parse_doubles(spec, "--beem-weights");
+  ENVIT_CHECK(int(w.size()) == M, UsageError, "--beem-weights: ", w.size(), " values for ", M,
+              " exits (or use cost / accuracy)");
+  return w;
 }
 
 template <class F>
@@ -111,10 +150,12 @@ int cmd_eval(int argc, char** argv) {
   const int batch = int(a.integer("batch", 1, 1 << 16));
   const int repeats = int(a.integer("repeats", 1, 100));
   const std::string rule_name = a.str("rule");
-  ExitRule rule = rule_name == "confidence" ? ExitRule::confidence
-                  : rule_name == "entropy"  ? ExitRule::entropy
-                  : rule_name == "patience" ? ExitRule::patience
-                                            : throw UsageError("--rule must be confidence, entropy or patience");
+  ExitRule rule;
+  try {
+    rule = parse_exit_rule(rule_name);
+  } catch (const ValueError& e) {
+    throw UsageError(std::string("--rule: ") + e.what());
+  }
 
   std::ofstream csv(out + "/sweep.csv");
   std::ofstream js(out + "/eval.json");
@@ -154,7 +195,14 @@ int cmd_eval(int argc, char** argv) {
     std::vector<float> logits(std::size_t(M) * N * C);
     infer_all_exits_dataset<float>(ws, P, images.data(), N, logits.data(), batch);
     const VitMacs macs = vit_macs(L.cfg);
-    ExitScores scores = exit_scores(logits.data(), M, N, C, rule);
+    ExitCriterion crit{rule, {0.0}, true, {}};
+    if (rule == ExitRule::beem) {
+      crit.weights = beem_weights(a.str("beem-weights"), L, macs, dataset, a.str("data"), batch, ws, P);
+      std::printf("  beem exit weights (%s):", a.str("beem-weights").c_str());
+      for (double w : crit.weights) std::printf(" %.4g", w);
+      std::printf("\n");
+    }
+    ExitScores scores = exit_scores(logits.data(), M, N, C, crit);
     std::printf("\n%s  [%s]\n  %s\n  per-exit test accuracy (complete model):", L.path.c_str(), L.label.c_str(),
                 L.cfg.str().c_str());
     std::vector<double> exit_acc(static_cast<std::size_t>(M));
@@ -207,7 +255,6 @@ int cmd_eval(int argc, char** argv) {
     std::printf("  %-10s %8s %9s %9s %9s  %s\n", "threshold", "acc%", "MACs x", "wall x", "stream x", "exit histogram");
     std::vector<int> ex(static_cast<std::size_t>(K)), pr(static_cast<std::size_t>(K));
     ExitDecisions sim;
-    ExitCriterion crit{rule, {0.0}, true};
     Curve cmac{L.label, {}, {}}, cwall{L.label + " wall-clock", {}, {}};
     js << (ci ? "," : "") << "{\"checkpoint\":\"" << json_escape(L.path) << "\",\"label\":\"" << json_escape(L.label)
        << "\",\"exits\":[";
@@ -258,19 +305,10 @@ int cmd_eval(int argc, char** argv) {
 
     // 4. Calibration on the validation split carved at training time.
     if (!a.str("target-speedup").empty() || !a.str("max-drop").empty()) {
-      const std::int64_t n_val = std::stoll(L.file.meta_or("data.val", "0"));
-      ENVIT_CHECK(n_val > 0, UsageError, "calibration needs a validation split: train with --val N (checkpoint '",
-                  L.path, "' has none)");
-      Dataset train = load_dataset(dataset, a.str("data"), true);
-      const std::int64_t sub = std::stoll(L.file.meta_or("data.subset", "0"));
-      const std::int64_t n_train = sub > 0 ? sub : train.n;
-      Split sp = split_train_val(n_train, n_val, std::uint64_t(std::stoull(L.file.meta_or("train.seed", "0"))));
-      std::vector<float> vimg;
+      std::vector<float> vlog;
       std::vector<std::int32_t> vlab;
-      load_images(vimg, vlab, train, sp.val, L.norm);
-      std::vector<float> vlog(std::size_t(M) * sp.val.size() * C);
-      infer_all_exits_dataset<float>(ws, P, vimg.data(), int(sp.val.size()), vlog.data(), batch);
-      ExitScores vs = exit_scores(vlog.data(), M, int(sp.val.size()), C, rule);
+      validation_logits(vlog, vlab, L, dataset, a.str("data"), batch, ws, P, "calibration");
+      ExitScores vs = exit_scores(vlog.data(), M, int(vlab.size()), C, crit);
       std::vector<Calibration> cals;
       if (!a.str("target-speedup").empty())
         cals.push_back(calibrate_for_speedup(vs, vlab.data(), macs, a.real("target-speedup", 1e-3, 1e3)));
@@ -284,7 +322,7 @@ int cmd_eval(int argc, char** argv) {
         const char* what = (c == 0 && !a.str("target-speedup").empty()) ? "target speed-up" : "max accuracy drop";
         std::printf("  calibrated on %zu validation samples (%s%s): threshold %.6g -> val %.2f%% at %.3fx; "
                     "test %.2f%% at %.3fx MACs\n",
-                    sp.val.size(), what, cal.met ? "" : ", target NOT reachable", cal.criterion.thresholds[0],
+                    vlab.size(), what, cal.met ? "" : ", target NOT reachable", cal.criterion.thresholds[0],
                     100 * cal.val.accuracy, cal.val.speedup, 100 * ts.accuracy, ts.speedup);
         js << (c ? "," : "") << "{\"goal\":\"" << what << "\",\"met\":" << (cal.met ? "true" : "false")
            << ",\"threshold\":" << cal.criterion.thresholds[0] << ",\"val_accuracy\":" << cal.val.accuracy

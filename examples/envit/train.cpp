@@ -16,7 +16,10 @@ namespace {
 void declare(Args& a) {
   a.flag("preset", "readme", "starting point for every flag below: readme (the ~15 min Fashion-MNIST run), "
                              "tiny28 (dim 192, depth 12, 3 heads), vit-b16", "Presets");
-  a.flag("scheme", "envit", "training scheme: envit, envit-sd, envit-kd, vit-ee, sdn, byot", "Method");
+  a.flag("scheme", "envit", "training scheme: envit, envit-sd, envit-kd, vit-ee, sdn, byot, beem, cosee", "Method");
+  a.flag("byot-variant", "released", "BYOT settings: released (Zhang et al.'s code), envit-legacy, mmrazor", "Method");
+  a.flag("reduction", "batch", "per-exit loss reduction: batch (sum / B) or remaining (mean over the exit's samples)",
+         "Method");
   a.flag("p-max", "0.3", "p_M: structured-dropout probability at the last block (eq. 10)", "Method");
   a.flag("alpha", "0.5", "distillation weight alpha (eq. 16)", "Method");
   a.flag("tau", "4", "distillation temperature tau", "Method");
@@ -37,6 +40,8 @@ void declare(Args& a) {
   a.flag("weight-decay", "0.05", "AdamW decoupled weight decay (weights only)", "Optimisation");
   a.flag("warmup", "", "warm-up steps (linear)", "Optimisation");
   a.flag("clip", "1.0", "global gradient-norm clipping (0: off)", "Optimisation");
+  a.flag("clip-mode", "absolute", "absolute, or weight-sum (threshold clip * sum of the exits' loss weights)",
+         "Optimisation");
   a.flag("crop-pad", "", "random-crop padding in pixels (0: off)", "Data");
   a.toggle("hflip", "random horizontal flips (off for Fashion-MNIST by default)", "Data");
   a.flag("dataset", "fashion-mnist", "fashion-mnist, mnist, cifar10, cifar100", "Data");
@@ -113,6 +118,9 @@ int cmd_train(int argc, char** argv) {
   o.obj.alpha = a.real("alpha", 0, 1);
   o.obj.tau = a.real("tau", 1e-3, 1e3);
   o.obj.teacher = parse_teacher(a.str("teacher"));
+  o.obj.set_byot(parse_byot_variant(a.str("byot-variant")));
+  o.obj.reduction = parse_reduction(a.str("reduction"));
+  o.clip_mode = parse_clip_mode(a.str("clip-mode"));
   o.epochs = int(a.integer("epochs", 1, 1 << 20));
   o.max_steps = a.integer("steps", -1, INT64_MAX);
   o.batch = int(a.integer("batch", 1, 1 << 16));
