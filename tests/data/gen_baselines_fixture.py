@@ -16,7 +16,7 @@ block's. CE is averaged over the batch. Objectives (M exits, z_j logits, teacher
                 that samples leave at different exits) and progress PROGRESS (beta = 10 PROGRESS):
                 s = sigmoid(-logsumexp(z)); k_b^r = first non-final exit with s < t_r, else M;
                 W = softmax_j(-beta |k - j|); L_cls = mean_r mean_b sum_j W[k_b^r, j] CE_jb;
-                L_R = mean over exits with correct and wrong samples of
+                L_R = mean over non-final exits with correct and wrong samples of
                       relu(mean s_correct - mean s_wrong + 0.3)
 One step: loss.backward(), then w -= LR * grad (plain SGD, no clipping, no weight decay).
 Each is computed in float32 and float64 from the same float32-representable inputs.
@@ -99,7 +99,7 @@ def objective(scheme, logits, feats, labels, thresholds):
         cls = cls + (W[k].T * ce).sum() / B                                           # W[k_b, j]
     cls = cls / len(thresholds)
     terms = []
-    for j, z in enumerate(logits):
+    for j, z in enumerate(logits[:-1]):  # the non-final exits
         ok = z.argmax(-1) == labels
         if ok.any() and (~ok).any():
             terms.append(F.relu(s[j][ok].mean() - s[j][~ok].mean() + 0.3))
@@ -136,6 +136,9 @@ def main():
         m64 = base.MultiExitViT(CFG).double()
         m64.load_state_dict({k: v.double() for k, v in state.items()})
         logits, _ = forward(m64, images.double())
+        # Sample 5's label = the final exit's prediction, so the final exit has correct and wrong
+        # samples and COSEE's calibration must leave it out to match (it covers non-final exits).
+        labels[5] = int(logits[-1][5].argmax())
         s = torch.stack([signals(z) for z in logits[:-1]]).flatten().sort().values
         picks = [0.15, 0.35, 0.5, 0.65, 0.85]
         thresholds = [float((s[int(q * (len(s) - 1))] + s[int(q * (len(s) - 1)) + 1]) / 2) for q in picks]

@@ -9,7 +9,7 @@
 //   k_b^r = the first non-final exit with s_jb < t_r, else the final exit     (no gradient)
 //   W[k, j] = softmax_j(-beta |k - j|),  beta = 10 * step / total_steps
 //   L_cls = (1/R) sum_r (1/B) sum_b sum_j W[k_b^r, j] ce_jb
-//   per exit j with both correct (argmax == y) and wrong samples in the batch:
+//   per non-final exit j with both correct (argmax == y) and wrong samples in the batch:
 //     r_j = max(0, mean_{b correct} s_jb - mean_{b wrong} s_jb + margin)
 //   L_R = (1/Q) sum_j r_j over those Q exits (0 when Q = 0)
 //   L = L_cls + lambda L_R                       (margin 0.3, lambda 0.1)
@@ -37,7 +37,7 @@ struct CoseeConfig {
 // What the COSEE loss reports besides the total.
 struct CoseeStats {
   double cls = 0, calib = 0;     // L_cls, L_R
-  double signal_min = 0, signal_max = 0;  // over every exit and sample of the step
+  double signal_min = 0, signal_max = 0;  // over the non-final exits' signals of the step
 };
 
 // Per-step buffers, sized once for (M exits, max batch).
@@ -84,6 +84,7 @@ double cosee_loss(CoseeStats& st, CoseeWorkspace& cw, T* const* dz, T* const* pr
       cw.ce[k] = lse - double(zr[labels[b]]);
       cw.correct[k] = am == labels[b];
       cw.coef[k] = 0;
+      if (j == M - 1) continue;  // the range and the calibration cover the non-final exits (as the source)
       st.signal_min = std::min(st.signal_min, cw.sig[k]);
       st.signal_max = std::max(st.signal_max, cw.sig[k]);
     }
@@ -104,10 +105,10 @@ double cosee_loss(CoseeStats& st, CoseeWorkspace& cw, T* const* dz, T* const* pr
   double cls = 0;
   for (std::size_t k = 0; k < std::size_t(M) * B; ++k) cls += cw.coef[k] * cw.ce[k];
   st.cls = cls / B;
-  // Calibration: per exit, the margin between correct and wrong samples' mean signals.
+  // Calibration: per non-final exit, the margin between correct and wrong samples' mean signals.
   int Q = 0;
   double calib = 0;
-  for (int j = 0; j < M; ++j) {
+  for (int j = 0; j + 1 < M; ++j) {
     int nc = 0;
     double sc = 0, sw = 0;
     for (int b = 0; b < B; ++b) {
@@ -130,7 +131,7 @@ double cosee_loss(CoseeStats& st, CoseeWorkspace& cw, T* const* dz, T* const* pr
       nc += cw.correct[k];
       (cw.correct[k] ? sc : sw) += cw.sig[k];
     }
-    const bool active = nc > 0 && nc < B && sc / nc - sw / (B - nc) + cc.margin > 0;
+    const bool active = j + 1 < M && nc > 0 && nc < B && sc / nc - sw / (B - nc) + cc.margin > 0;
     for (int b = 0; b < B; ++b) {
       const std::size_t k = std::size_t(j) * B + b;
       const double g = active ? cc.lambda / Q * (cw.correct[k] ? 1.0 / nc : -1.0 / (B - nc)) : 0.0;
