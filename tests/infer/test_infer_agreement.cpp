@@ -163,21 +163,16 @@ std::vector<ExitCriterion> criteria_for(const Model<T>& m, const std::vector<T>&
     v.push_back(ExitCriterion::entropy(e.score_at(1, 3)));
     v.push_back(ExitCriterion::entropy(1.0, false));
     for (int p : {1, 2, 3}) v.push_back(ExitCriterion::patience(p));
-    // beem: cost and uneven weights; thresholds 0 (leaves at exit 0), observed running scores
-    // (ties), and between.
-    const std::vector<double> w_cost = beem_weights_cost(vit_macs(m.cfg));
-    std::vector<double> w_odd(static_cast<std::size_t>(M));
-    for (int j = 0; j < M; ++j) w_odd[j] = 0.3 + 0.25 * j;
-    for (const std::vector<double>& w : {w_cost, w_odd}) {
-      ExitScores b = exit_scores(ref.data(), M, N, C, ExitCriterion::beem(0.0, w));
-      for (double t : {0.0, 0.4, 0.9}) v.push_back(ExitCriterion::beem(t, w));
-      v.push_back(ExitCriterion::beem(b.score_at(1, N / 2), w));
-      v.push_back(ExitCriterion::beem(b.score_at(2, 1), w));
-    }
+    // beem (weights rising with the exit): thresholds 0 (everyone leaves at exit 0), between, and
+    // an observed running score (a tie).
+    std::vector<double> w(static_cast<std::size_t>(M));
+    for (int j = 0; j < M; ++j) w[j] = 0.3 + 0.25 * j;
+    ExitScores b = exit_scores(ref.data(), M, N, C, ExitCriterion::beem(0.0, w));
+    for (double t : {0.0, 0.6}) v.push_back(ExitCriterion::beem(t, w));
+    v.push_back(ExitCriterion::beem(b.score_at(1, N / 2), w));
     // energy: strict `<`; thresholds at observed signals (that sample must not leave there).
     ExitScores en = exit_scores(ref.data(), M, N, C, ExitRule::energy);
-    for (double t : {0.01, 0.1, 0.5}) v.push_back(ExitCriterion::energy(t));
-    v.push_back(ExitCriterion::energy(en.score_at(0, 2)));
+    v.push_back(ExitCriterion::energy(0.1));
     v.push_back(ExitCriterion::energy(en.score_at(1, N / 2)));
   }
   return v;
