@@ -13,7 +13,8 @@ namespace envit::cli {
 // (CLI::App::count tells); run_train fills the rest from the preset.
 struct TrainArgs {
   std::string preset = "readme";
-  std::string scheme = "envit", teacher = "full";
+  std::string scheme = "envit", teacher = "full", byot_variant = "released", reduction = "batch",
+              clip_mode = "absolute";
   double p_max = 0.3, alpha = 0.5, tau = 4;
   double lgvit_stage1_frac = 0.5;
   bool lgvit_kd_per_batch = false, lgvit_teacher_ln = false, lgvit_detach_hom = false;
@@ -38,7 +39,8 @@ int run_train(const TrainArgs& a, const CLI::App& cmd);
 // `envit eval`.
 struct EvalArgs {
   std::vector<std::string> checkpoints;
-  std::string dataset, data, rule = "confidence", thresholds = "auto", exit_thresholds, out;
+  std::string dataset, data, rule = "confidence", thresholds = "auto", exit_thresholds, out,
+      beem_weights = "cost";
   int points = 12, batch = 128, threads = 1, repeats = 3;
   std::int64_t time_samples = 0, stream_samples = 200;
   double target_speedup = 0, max_drop = 0;

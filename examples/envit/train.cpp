@@ -45,7 +45,13 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
   const std::string g_method = "Method";
   c->add_option("--scheme", a.scheme, "training scheme")
       ->capture_default_str()
-      ->check(CLI::IsMember({"envit", "envit-sd", "envit-kd", "vit-ee", "sdn", "byot", "lgvit"}))->group(g_method);
+      ->check(CLI::IsMember({"envit", "envit-sd", "envit-kd", "vit-ee", "sdn", "byot", "lgvit", "beem", "cosee"}))
+      ->group(g_method);
+  c->add_option("--byot-variant", a.byot_variant, "BYOT settings: released (Zhang et al.'s code), envit-legacy, mmrazor")
+      ->capture_default_str()->check(CLI::IsMember({"released", "envit-legacy", "mmrazor"}))->group(g_method);
+  c->add_option("--reduction", a.reduction,
+                "per-exit loss reduction: batch (sum / B) or remaining (mean over the exit's samples)")
+      ->capture_default_str()->check(CLI::IsMember({"batch", "remaining"}))->group(g_method);
   add_real(*c, "--p-max", a.p_max, "p_M: structured-dropout probability at the last block (eq. 10)", 0, 0.999)
       ->group(g_method);
   add_real(*c, "--alpha", a.alpha, "distillation weight alpha (eq. 16)", 0, 1)->group(g_method);
@@ -88,6 +94,9 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
            "warm-up as a fraction of the run's steps, used when the preset's warm-up is longer than 20% of the "
            "run or when given (the preset's own warm-up otherwise)", 0, 1)->group(g_opt);
   add_real(*c, "--clip", a.clip, "global gradient-norm clipping (0: off)", 0, 1e9)->group(g_opt);
+  c->add_option("--clip-mode", a.clip_mode,
+                "absolute, or weight-sum (threshold clip x the sum of the exits' loss weights; docs/method.md)")
+      ->capture_default_str()->check(CLI::IsMember({"absolute", "weight-sum"}))->group(g_opt);
 
   const std::string g_data = "Data";
   c->add_option("--crop-pad", a.crop_pad, "random-crop padding in pixels (0: off; default from --preset)")
@@ -200,6 +209,9 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   o.obj.alpha = a.alpha;
   o.obj.tau = a.tau;
   o.obj.teacher = parse_teacher(a.teacher);
+  o.obj.set_byot(parse_byot_variant(a.byot_variant));
+  o.obj.reduction = parse_reduction(a.reduction);
+  o.clip_mode = parse_clip_mode(a.clip_mode);
   o.epochs = given("--epochs") ? a.epochs : preset.epochs;
   o.max_steps = a.steps;
   o.batch = a.batch;

@@ -9,6 +9,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "envit/core/error.hpp"
@@ -23,12 +24,26 @@ namespace envit {
 struct NonFiniteError : Error { using Error::Error; };
 
 // What varies from step to step besides the batch.
+// How the global clipping threshold `clip` applies: `absolute` clips the objective's gradient at
+// `clip`; `weight-sum` at clip * sum_j w_j (the sum of the exits' combination weights that step),
+// i.e. it clips the gradient of the weight-normalised objective L / sum_j w_j at `clip`, so schemes
+// that sum their exit losses (vit-ee, sdn, byot: sum_j w_j = M) and those that average them
+// (envit*, beem: ~1) meet the same threshold per unit of exit weight (docs/method.md).
+enum class ClipMode { absolute, weight_sum };
+inline const char* clip_mode_name(ClipMode m) { return m == ClipMode::absolute ? "absolute" : "weight-sum"; }
+inline ClipMode parse_clip_mode(const std::string& s) {
+  if (s == "absolute") return ClipMode::absolute;
+  if (s == "weight-sum") return ClipMode::weight_sum;
+  throw ValueError("unknown clip mode '" + s + "' (expected absolute or weight-sum)");
+}
+
 struct StepSettings {
   std::uint64_t seed = 0;   // mask generator key (with `step`)
   std::uint64_t step = 0;   // step index: masks are a function of (seed, step)
   double progress = 0;      // step / total steps in [0, 1] (SDN's weight ramp)
   double lr = 1e-3;         // learning rate of this step
   double clip = 1.0;        // global gradient-norm clip (<= 0: off)
+  ClipMode clip_mode = ClipMode::absolute;
   AdamWConfig adamw;
   bool lgvit_stage2 = false;                    // LGViT's second stage (heads only, distilled)
   const std::vector<char>* trainable = nullptr; // per table entry, or nullptr: every entry trains
@@ -71,7 +86,7 @@ double train_step(StepWorkspace<T>& w, ViTParams<T>& P, AdamWState<T>& opt,
   if (!std::isfinite(w.stats.loss))
     throw NonFiniteError(detail::cat("non-finite loss (", w.stats.loss, ") at step ", s.step,
                                      "; try a lower learning rate or stronger clipping"));
-  const double norm = clip_grad_norm(P, s.clip);
+  const double norm = clip_grad_norm(P, s.clip_mode == ClipMode::weight_sum ? s.clip * w.stats.weight_sum : s.clip);
   if (!std::isfinite(norm)) throw NonFiniteError(detail::cat("non-finite gradient norm at step ", s.step));
   adamw_step(P, opt, s.adamw, s.lr, s.trainable);
   return norm;

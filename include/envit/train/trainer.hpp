@@ -25,6 +25,14 @@
 
 namespace envit {
 
+// COSEE's threshold range: [lo, hi] is used this epoch, [acc_lo, acc_hi] collects this epoch's
+// signals for the next one. Saved in checkpoints (metadata cosee.*) so a resume is exact.
+struct CoseeRange {
+  double lo = 0, hi = 1;
+  double acc_lo = 1, acc_hi = 0;  // empty while acc_lo > acc_hi
+  std::int64_t epoch = -1;        // the epoch acc_* belongs to
+};
+
 struct TrainOptions {
   ObjectiveConfig obj;
   AdamWConfig adamw;
@@ -34,12 +42,25 @@ struct TrainOptions {
   std::int64_t max_steps = -1;  // stop after this many steps in total (-1: epochs * steps/epoch)
   int batch = 128;
   double clip = 1.0;            // global gradient-norm clip (<= 0: off)
+  ClipMode clip_mode = ClipMode::absolute;
   std::uint64_t seed = 0;
   Augment aug;
 
   // Everything that must match for a resume to reproduce the run, as strings.
+  // Keys of non-default method options appear only when set, so checkpoints written without them
+  // still resume.
   std::map<std::string, std::string> to_map() const {
     auto d = [](double v) { std::ostringstream os; os.precision(17); os << v; return os.str(); };
+    auto m = base_map(d);
+    if (obj.scheme == Scheme::byot) m["train.byot_variant"] = byot_variant_name(obj.byot);
+    if (obj.reduction != LossReduction::batch) m["train.reduction"] = reduction_name(obj.reduction);
+    if (clip_mode != ClipMode::absolute) m["train.clip_mode"] = clip_mode_name(clip_mode);
+    return m;
+  }
+
+ private:
+  template <class F>
+  std::map<std::string, std::string> base_map(F d) const {
     return {{"train.scheme", scheme_name(obj.scheme)}, {"train.p_max", d(obj.p_max)},
             {"train.alpha", d(obj.alpha)}, {"train.tau", d(obj.tau)},
             {"train.teacher", teacher_name(obj.teacher)}, {"train.lr", d(lr)}, {"train.min_lr", d(min_lr)},
@@ -118,6 +139,9 @@ class Trainer {
   double lr() const { return lgvit_stage2() ? sched2_.at(step_ - stage1_steps_) : sched_.at(step_); }
   const LayerMasks& masks() const { return sw_.masks; }
   double last_grad_norm() const { return grad_norm_; }
+  const CoseeRange& cosee_range() const { return cosee_; }
+  // The thresholds the last cosee step used.
+  const std::vector<double>& cosee_thresholds() const { return sw_.ow.cosee.thresholds; }
 
   // One optimisation step on the next batch. Throws NonFiniteError (parameters untouched) when the
   // loss or gradient norm is not finite.
@@ -131,6 +155,7 @@ class Trainer {
     const int B = opt_.batch;
     make_batch(images_.data(), labels_.data(), data_, perm_.data() + k * B, B, norm_, opt_.aug, opt_.seed,
                std::uint32_t(e));
+    if (opt_.obj.scheme == Scheme::cosee) cosee_draw(e);
     StepSettings ss;
     ss.seed = opt_.seed;
     ss.step = std::uint64_t(step_);
@@ -146,8 +171,13 @@ class Trainer {
       ss.trainable = &trainable2_;
     }
     ss.clip = opt_.clip;
+    ss.clip_mode = opt_.clip_mode;
     ss.adamw = opt_.adamw;
     grad_norm_ = train_step<float>(sw_, P_, adam_, images_.data(), labels_.data(), B, opt_.obj, probs_, ss);
+    if (opt_.obj.scheme == Scheme::cosee) {  // this step's signals join the epoch's range
+      cosee_.acc_lo = std::min(cosee_.acc_lo, sw_.stats.cosee.signal_min);
+      cosee_.acc_hi = std::max(cosee_.acc_hi, sw_.stats.cosee.signal_max);
+    }
     ++step_;
     if (grad_norm_out) *grad_norm_out = grad_norm_;
     return sw_.stats;
@@ -161,6 +191,8 @@ class Trainer {
     m["train.total_steps"] = std::to_string(total_steps_);
     m["train.n_train"] = std::to_string(idx_.size());
     for (auto& [k, v] : stats_in_.to_map()) m[k] = v;
+    if (opt_.obj.scheme == Scheme::cosee)
+      m["cosee.range"] = ChannelStats::join({cosee_.lo, cosee_.hi, cosee_.acc_lo, cosee_.acc_hi, double(cosee_.epoch)});
     for (auto& [k, v] : extra) m[k] = v;
     return m;
   }
@@ -178,12 +210,48 @@ class Trainer {
     ENVIT_CHECK(f.meta_or("train.n_train", "") == std::to_string(idx_.size()), IoError, f.where(),
                 ": cannot resume: the checkpoint was trained on ", f.meta_or("train.n_train", "?"),
                 " samples, this run has ", idx_.size());
+    // Options present only when not at their defaults (TrainOptions::to_map).
+    for (auto [k, def] : {std::pair<const char*, const char*>{"train.reduction", "batch"}, {"train.clip_mode", "absolute"}}) {
+      const auto m = opt_.to_map();
+      const std::string want = m.count(k) ? m.at(k) : def;
+      ENVIT_CHECK(f.meta_or(k, def) == want, IoError, f.where(), ": cannot resume: ", k, " is '", f.meta_or(k, def),
+                  "' in the checkpoint but '", want, "' in this run");
+    }
     checkpoint_restore<float>(f, P_, adam_);
     step_ = f.meta_int("train.step");
+    if (opt_.obj.scheme == Scheme::cosee) {
+      const std::string r = f.meta_or("cosee.range", "");
+      std::vector<double> v;
+      std::istringstream is(r);
+      for (std::string t; std::getline(is, t, ',');) v.push_back(std::stod(t));
+      ENVIT_CHECK(v.size() == 5, IoError, f.where(), ": cannot resume a cosee run: metadata cosee.range must hold 5 "
+                  "values (lo, hi, acc_lo, acc_hi, epoch), got '", r, "'");
+      cosee_ = {v[0], v[1], v[2], v[3], std::int64_t(v[4])};
+    }
     ENVIT_CHECK(step_ >= 0, IoError, f.where(), ": negative train.step");
   }
 
  private:
+  // COSEE: at an epoch's first step the previous epoch's signal range becomes the threshold range
+  // ([0, 1] in the first epoch); then R thresholds uniform in it, keyed by (seed, step).
+  void cosee_draw(std::int64_t e) {
+    if (cosee_.epoch != e) {
+      if (cosee_.epoch >= 0 && cosee_.acc_lo <= cosee_.acc_hi) {
+        cosee_.lo = cosee_.acc_lo;
+        cosee_.hi = cosee_.acc_hi;
+      }
+      cosee_.acc_lo = 1;
+      cosee_.acc_hi = 0;
+      cosee_.epoch = e;
+    }
+    auto& t = sw_.ow.cosee.thresholds;
+    t.resize(std::size_t(opt_.obj.cosee.thresholds));
+    const auto s = std::uint64_t(step_);
+    for (std::size_t r = 0; r < t.size(); ++r)
+      t[r] = cosee_.lo + (cosee_.hi - cosee_.lo) * uniform_at(opt_.seed, RngStream::thresholds, std::uint32_t(s),
+                                                                std::uint32_t(s >> 32), std::uint32_t(r));
+  }
+
   TrainOptions opt_;
   const Dataset& data_;
   std::vector<std::int64_t> idx_;
@@ -197,6 +265,7 @@ class Trainer {
   std::vector<std::int64_t> perm_;
   std::int64_t perm_epoch_ = -1;
   std::vector<double> probs_;
+  CoseeRange cosee_;
   LrSchedule sched_;
   std::int64_t steps_per_epoch_ = 0, total_steps_ = 0, step_ = 0;
   LrSchedule sched2_;                 // lgvit: stage 2's schedule
