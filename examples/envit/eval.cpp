@@ -137,9 +137,7 @@ int cmd_eval(int argc, char** argv) {
     L.label = L.file.meta_or("train.scheme", "?") + " (" + (run.empty() ? stem : run) + ")";
     const std::string dataset = a.str("dataset").empty() ? L.file.meta_or("data.dataset", "fashion-mnist") : a.str("dataset");
     Dataset test = load_dataset(dataset, a.str("data"), false);
-    ENVIT_CHECK(test.c == L.cfg.channels && test.h == L.cfg.image_size && test.w == L.cfg.image_size, ShapeError,
-                "dataset '", test.name, "' has ", test.c, "x", test.h, "x", test.w, " images, checkpoint '", L.path,
-                "' expects ", L.cfg.channels, "x", L.cfg.image_size, "x", L.cfg.image_size);
+    test.check_fits(L.cfg.channels, L.cfg.image_size, L.cfg.image_size, L.cfg.classes, "checkpoint '" + L.path + "'");
     const int M = L.cfg.num_exits(), C = L.cfg.classes;
     std::vector<std::int64_t> all(std::size_t(test.n));
     std::iota(all.begin(), all.end(), 0);
@@ -262,6 +260,7 @@ int cmd_eval(int argc, char** argv) {
       ENVIT_CHECK(n_val > 0, UsageError, "calibration needs a validation split: train with --val N (checkpoint '",
                   L.path, "' has none)");
       Dataset train = load_dataset(dataset, a.str("data"), true);
+      train.check_fits(L.cfg.channels, L.cfg.image_size, L.cfg.image_size, L.cfg.classes, "checkpoint '" + L.path + "'");
       const std::int64_t sub = std::stoll(L.file.meta_or("data.subset", "0"));
       const std::int64_t n_train = sub > 0 ? sub : train.n;
       Split sp = split_train_val(n_train, n_val, std::uint64_t(std::stoull(L.file.meta_or("train.seed", "0"))));

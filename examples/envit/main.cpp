@@ -1,4 +1,5 @@
 // examples/envit/main.cpp — the `envit` program: `envit train ...`, `envit eval ...`.
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -24,6 +25,9 @@ int main(int argc, char** argv) {
     usage();
     return argc < 2 ? 2 : 0;
   }
+  // Past a file-size limit, write() then fails with EFBIG and the writer reports it and removes its
+  // temporary file, instead of the process dying of SIGXFSZ.
+  std::signal(SIGXFSZ, SIG_IGN);
   try {
     if (!std::strcmp(argv[1], "train")) return envit::cli::cmd_train(argc, argv);
     if (!std::strcmp(argv[1], "eval")) return envit::cli::cmd_eval(argc, argv);

@@ -6,6 +6,8 @@
 #include <iostream>
 
 #include "common.hpp"
+#include "envit/io/dir_lock.hpp"
+#include "envit/train/interrupt.hpp"
 #include "envit/train/trainer.hpp"
 #include "progress.hpp"
 
@@ -84,6 +86,9 @@ int cmd_train(int argc, char** argv) {
 
   const std::string out = a.str("out");
   make_dirs(out);
+  io::DirLock lock(out);  // a second trainer on this directory refuses here
+  for (const std::string& n : lock.remove_stale_temporaries())
+    std::fprintf(stderr, "removed '%s/%s' (left by an interrupted write)\n", out.c_str(), n.c_str());
   Dataset train = load_dataset(a.str("dataset"), a.str("data"), true);
   Dataset test = load_dataset(a.str("dataset"), a.str("data"), false);
   if (std::int64_t sub = a.integer("subset", 0, train.n); sub > 0) {
@@ -106,6 +111,7 @@ int cmd_train(int argc, char** argv) {
   cfg.exits = a.str("exits").empty() ? VitConfig::every_other(cfg.depth) : VitConfig::parse_exits(a.str("exits"));
   cfg.ln_eps = a.real("ln-eps", 0, 1);
   cfg.validate();
+  for (const Dataset* d : {&train, &test}) d->check_fits(cfg.channels, cfg.image_size, cfg.image_size, cfg.classes, "the model");
 
   TrainOptions o;
   o.obj.scheme = parse_scheme(a.str("scheme"));
@@ -165,6 +171,15 @@ int cmd_train(int argc, char** argv) {
                                                  {"data.subset", a.str("subset")}};
   const int M = cfg.num_exits();
   const std::string last = out + "/last.safetensors";
+  // A failed write (disk full, file-size limit) throws IoError; the previous checkpoint stays intact.
+  auto save = [&] {
+    try {
+      tr.save(last, extra);
+    } catch (const IoError& err) {
+      throw IoError(std::string(err.what()) + "\nthe previous checkpoint '" + last + "' (if any) is intact");
+    }
+  };
+  StopSignals stop;  // first SIGINT/SIGTERM: finish the step, checkpoint, exit; second: exit at once
   while (!tr.done()) {
     const std::int64_t e = tr.epoch();
     const std::int64_t end = std::min(tr.total_steps(), (e + 1) * tr.steps_per_epoch());
@@ -192,7 +207,14 @@ int cmd_train(int argc, char** argv) {
       }
       ++steps;
       bar.update(tr.step() - e * tr.steps_per_epoch(), loss_sum / double(steps));
-      if (save_every > 0 && tr.step() % save_every == 0 && tr.step() < end) tr.save(last, extra);
+      if (stop.requested()) {
+        save();
+        bar.finish();
+        std::fprintf(stderr, "\nstopped by %s after step %lld: checkpoint '%s' written; continue with --resume %s\n",
+                     stop.received() == SIGINT ? "SIGINT" : "SIGTERM", (long long)tr.step(), last.c_str(), last.c_str());
+        return 128 + stop.received();
+      }
+      if (save_every > 0 && tr.step() % save_every == 0 && tr.step() < end) save();
     }
     bar.finish();
     const double secs = bar.seconds();
@@ -213,7 +235,8 @@ int cmd_train(int argc, char** argv) {
     for (int j = 0; j < M; ++j) log << (j ? "," : "") << cfg.exits[j];
     log << "]}\n";
     log.flush();
-    tr.save(last, extra);
+    ENVIT_CHECK(log.good(), IoError, "cannot write '", out, "/log.jsonl' (disk full or file-size limit?)");
+    save();
   }
   std::fprintf(stderr, "done: %s\n", last.c_str());
   return 0;

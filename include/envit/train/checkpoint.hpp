@@ -15,6 +15,7 @@
 #include "envit/io/safetensors.hpp"
 #include "envit/model/params.hpp"
 #include "envit/optim/adamw.hpp"
+#include "envit/train/finite.hpp"
 
 namespace envit {
 
@@ -73,6 +74,11 @@ void checkpoint_restore(const StFile& f, ViTParams<T>& P, AdamWState<T>& opt) {
     f.copy_to<T>(e.name, P.values() + e.offset, e.shape);
     f.copy_to<T>("optimizer.exp_avg." + e.name, opt.m.data() + e.offset, e.shape);
     f.copy_to<T>("optimizer.exp_avg_sq." + e.name, opt.v.data() + e.offset, e.shape);
+  }
+  for (auto [arena, what] : {std::pair{static_cast<const T*>(P.values()), "parameter"},
+                             {opt.m.data(), "optimizer.exp_avg of"}, {opt.v.data(), "optimizer.exp_avg_sq of"}}) {
+    const std::string bad = non_finite_in(P, arena, what);
+    ENVIT_CHECK(bad.empty(), IoError, f.where(), ": non-finite value in ", bad);
   }
   opt.step = f.meta_int("optimizer.step");
 }
@@ -138,6 +144,9 @@ WeightMatch load_weights(const StFile& f, ViTParams<T>& P, bool allow_new_heads)
       auto v = f.get<double>(e->name);
       for (std::size_t i = 0; i < e->numel; ++i) dst[i] = T(v[i]);
     }
+    const std::ptrdiff_t k = first_non_finite(dst, e->numel);
+    ENVIT_CHECK(k < 0, IoError, f.where(), ": tensor '", e->name, "' ", st_shape_str(e->shape), " element ", k,
+                " is ", k < 0 ? T(0) : dst[k], " (", t.dtype, " in the file", t.dtype == "F64" && std::is_same_v<T, float> ? ", as float" : "", ")");
   }
   return w;
 }

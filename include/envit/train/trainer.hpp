@@ -19,6 +19,7 @@
 #include "envit/optim/adamw.hpp"
 #include "envit/optim/schedule.hpp"
 #include "envit/train/checkpoint.hpp"
+#include "envit/train/finite.hpp"
 #include "envit/train/objective.hpp"
 
 namespace envit {
@@ -63,11 +64,7 @@ class Trainer {
         labels_(std::size_t(opt.batch)), perm_(idx_.size()) {
     opt_.obj.validate();
     ENVIT_CHECK(opt.batch >= 1, ValueError, "trainer: batch size must be >= 1, got ", opt.batch);
-    ENVIT_CHECK(train.c == cfg.channels && train.h == cfg.image_size && train.w == cfg.image_size,
-                ShapeError, "trainer: dataset '", train.name, "' has images ", train.c, "x", train.h, "x",
-                train.w, ", the model expects ", cfg.channels, "x", cfg.image_size, "x", cfg.image_size);
-    ENVIT_CHECK(train.classes <= cfg.classes, ValueError, "trainer: dataset has ", train.classes,
-                " classes, the model only ", cfg.classes);
+    train.check_fits(cfg.channels, cfg.image_size, cfg.image_size, cfg.classes, "the model");
     steps_per_epoch_ = std::int64_t(idx_.size()) / opt.batch;
     ENVIT_CHECK(steps_per_epoch_ >= 1, ValueError, "trainer: ", idx_.size(),
                 " training samples are fewer than one batch of ", opt.batch);
@@ -108,11 +105,13 @@ class Trainer {
     const double progress = double(step_) / double(std::max<std::int64_t>(1, total_steps_));
     train_step_grads<float>(stats_, ws_, ow_, P_, images_.data(), labels_.data(), masks_, opt_.obj, probs_, progress);
     if (!std::isfinite(stats_.loss))
-      throw NonFiniteError(detail::cat("non-finite loss (", stats_.loss, ") at step ", step_, ", epoch ", e,
+      throw NonFiniteError(detail::cat("non-finite loss (", stats_.loss, ") at step ", step_, ", epoch ", e, ": ",
+                                       non_finite_terms(stats_, P_.config()),
                                        "; try a lower learning rate or stronger clipping"));
     grad_norm_ = clip_grad_norm(P_, opt_.clip);
     if (!std::isfinite(grad_norm_))
-      throw NonFiniteError(detail::cat("non-finite gradient norm at step ", step_, ", epoch ", e));
+      throw NonFiniteError(detail::cat("non-finite gradient norm (", grad_norm_, ") at step ", step_, ", epoch ", e,
+                                       ": ", non_finite_in(P_, static_cast<const float*>(P_.grads()), "gradient of")));
     adamw_step(P_, adam_, opt_.adamw, sched_.at(step_));
     ++step_;
     if (grad_norm_out) *grad_norm_out = grad_norm_;
@@ -185,6 +184,7 @@ inline std::vector<std::int64_t> evaluate_exits(const ViTParams<float>& P, const
                                                 const Normalizer& norm, int batch, std::int64_t* n_out) {
   const VitConfig& cfg = P.config();
   const int M = cfg.num_exits(), C = cfg.classes;
+  d.check_fits(cfg.channels, cfg.image_size, cfg.image_size, C, "the model");
   ViTWorkspace<float> ws(cfg, batch);
   std::vector<float> images(std::size_t(batch) * cfg.channels * cfg.image_size * cfg.image_size);
   std::vector<std::int32_t> labels(static_cast<std::size_t>(batch));
