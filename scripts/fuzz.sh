@@ -3,7 +3,7 @@
 # SECONDS seconds on a copy of its seed corpus (tests/fuzz/corpus/<harness>), one process per
 # harness, PARALLEL harnesses at a time. Fails if any harness finds a crash, leak or timeout;
 # the reproducer is kept in build-fuzz/findings/<harness>/. Each harness's last libFuzzer line
-# (executions, cov, ft) goes to build-fuzz/findings/summary.txt.
+# (executions, cov, ft) goes to build-fuzz/findings/summary.txt (FUZZ_OUT sets that directory).
 #   bash scripts/fuzz.sh [SECONDS=30] [harness ...]      PARALLEL=2 by default
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,13 +16,13 @@ JOBS=${JOBS:-$(nproc)}
 cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DENVIT_FUZZ=ON \
       -DENVIT_BUILD_TESTS=OFF -DENVIT_BUILD_EXAMPLES=OFF -DENVIT_BUILD_BENCH=OFF >/dev/null
 cmake --build build-fuzz -j "$JOBS" --target $(printf 'fuzz_%s ' "${HARNESSES[@]}")
-OUT=build-fuzz/findings
+OUT=${FUZZ_OUT:-build-fuzz/findings}
 mkdir -p "$OUT"
 : > "$OUT/summary.txt"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 run_one() {
-  local h=$1 work=build-fuzz/corpus/$1
+  local h=$1 work=$OUT/corpus/$1
   mkdir -p "$work" "$OUT/$h"
   cp -n tests/fuzz/corpus/"$h"/* "$work"/ 2>/dev/null || true
   local t0=$SECONDS rc=0
