@@ -4,6 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake libeigen3-dev libxsimd-dev xtl-dev catch2 libbenchmark-dev zlib1g-dev
       dataset-fashion-mnist "$@")
+pkgs+=(clang libfuzzer-14-dev libclang-rt-14-dev libomp-dev)  # scripts/fuzz.sh: libFuzzer harnesses
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
