@@ -1,6 +1,8 @@
 // tests/fuzz/make_corpus.cpp — writes the seed corpora of the fuzz harnesses into
 // tests/fuzz/corpus/<harness>/ from valid small files: a checkpoint of a tiny model (safetensors,
-// checkpoint, json), IDX images and labels plain and gzip (idx, idx_gz), CIFAR-10/100 records.
+// checkpoint, json), IDX images and labels plain and gzip (idx, idx_gz), CIFAR-10/100 records,
+// small PNG/JPEG/BMP images (image; stb_image_write) and Hugging Face config.json files (hf_config;
+// from the checked-in fixtures in tests/data/pretrained).
 // Usage: envit_fuzz_make_corpus <corpus dir>. Deterministic: the same files every time.
 #include <zlib.h>
 
@@ -14,6 +16,13 @@
 #include "envit/data/idx.hpp"
 #include "envit/io/file.hpp"
 #include "envit/train/checkpoint.hpp"
+
+#if __has_include(<stb/stb_image_write.h>)
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STB_IMAGE_WRITE_STATIC
+#include <stb/stb_image_write.h>
+#define ENVIT_CORPUS_IMAGES 1
+#endif
 
 namespace fs = std::filesystem;
 
@@ -96,6 +105,26 @@ int main(int argc, char** argv) {
   put(root / "cifar" / "cifar10", std::string(1, '\0') + c10);
   put(root / "cifar" / "cifar100_fine", std::string(1, '\1') + c100);
   put(root / "cifar" / "cifar100_coarse", std::string(1, '\2') + c100);
+#ifdef ENVIT_CORPUS_IMAGES
+  // Images: first byte 0 = decode as 1 channel, 1 = as 3 channels; 5x4 gray, RGB and RGBA.
+  for (int comp : {1, 3, 4}) {
+    std::vector<unsigned char> px(5 * 4 * std::size_t(comp));
+    for (std::size_t i = 0; i < px.size(); ++i) px[i] = static_cast<unsigned char>(i * 29);
+    const std::string base = (tmp / ("im" + std::to_string(comp))).string();
+    stbi_write_png((base + ".png").c_str(), 5, 4, comp, px.data(), 5 * comp);
+    stbi_write_bmp((base + ".bmp").c_str(), 5, 4, comp, px.data());
+    stbi_write_jpg((base + ".jpg").c_str(), 5, 4, comp, px.data(), 90);
+    for (const char* ext : {".png", ".bmp", ".jpg"})
+      put(root / "image" / ("c" + std::to_string(comp) + ext), std::string(1, char(comp > 1)) + slurp(base + ext));
+  }
+#endif
+  // Hugging Face config.json (+ NUL + preprocessor_config.json) from the fixtures, when present.
+  const fs::path pre = fs::path(ENVIT_FUZZ_DATA) / "pretrained";
+  if (fs::exists(pre / "hf_cls_f32" / "config.json")) {
+    put(root / "hf_config" / "cls_f32", slurp((pre / "hf_cls_f32" / "config.json").string()) + std::string(1, '\0') +
+                                            slurp((pre / "hf_cls_f32" / "preprocessor_config.json").string()));
+    put(root / "hf_config" / "base_bf16", slurp((pre / "hf_base_bf16" / "config.json").string()));
+  }
   fs::remove_all(tmp);
   std::printf("corpus written to %s\n", root.c_str());
   return 0;
