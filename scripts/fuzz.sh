@@ -5,11 +5,15 @@
 # the reproducer is kept in build-fuzz/findings/<harness>/. Each harness's last libFuzzer line
 # (executions, cov, ft) goes to build-fuzz/findings/summary.txt (FUZZ_OUT sets that directory).
 #   bash scripts/fuzz.sh [SECONDS=30] [harness ...]      PARALLEL=2 by default
+#   bash scripts/fuzz.sh --list                           the harnesses this tree has
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ALL=(json safetensors checkpoint idx idx_gz cifar)
+[ -f include/envit/data/image_folder.hpp ] && ALL+=(image)      # readers that exist in this tree
+[ -f include/envit/io/pretrained.hpp ] && ALL+=(hf_config)
+if [ "${1:-}" = --list ]; then echo "${ALL[@]}"; exit 0; fi
 SECS=${1:-30}
 shift || true
-ALL=(json safetensors checkpoint idx idx_gz cifar)
 [ $# -gt 0 ] && HARNESSES=("$@") || HARNESSES=("${ALL[@]}")
 PARALLEL=${PARALLEL:-2}
 JOBS=${JOBS:-$(nproc)}

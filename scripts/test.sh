@@ -27,7 +27,7 @@ ctest --test-dir build-asan --output-on-failure -j "$JOBS" -LE packaging \
 # link libFuzzer (20 s for more than 6 harnesses, else 30 s: about 3 minutes in all).
 if echo 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }' |
      clang++ -fsanitize=fuzzer -x c++ - -o build-asan/fuzz-probe >/dev/null 2>&1; then
-  n=$(grep -o 'ALL=([^)]*)' scripts/fuzz.sh | wc -w)
+  n=$(bash scripts/fuzz.sh --list | wc -w)
   PARALLEL=2 bash scripts/fuzz.sh "${FUZZ_SECONDS:-$([ "$n" -gt 6 ] && echo 20 || echo 30)}"
 else
   echo "envit: clang with libFuzzer not found: fuzzing skipped"

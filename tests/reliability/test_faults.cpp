@@ -157,7 +157,8 @@ int in_child(F&& f) {
     int rc = 99;
     try {
       rc = f();
-    } catch (...) {
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "child: %s\n", e.what());
       rc = 98;
     }
     ::_exit(rc);
@@ -208,7 +209,18 @@ TEST_CASE("a write onto a full file system fails with ENOSPC and keeps the old f
   const std::string mnt = t.file("small"), path = mnt + "/last.safetensors";
   std::filesystem::create_directory(mnt);
   int status = in_child([&] {
-    if (::unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0 && ::unshare(CLONE_NEWNS) != 0) return 77;
+    if (::unshare(CLONE_NEWNS) != 0) {  // not root: a user namespace mapping our ids to root
+      const std::string uid = "0 " + std::to_string(::getuid()) + " 1", gid = "0 " + std::to_string(::getgid()) + " 1";
+      if (::unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) return 77;
+      auto put = [](const char* f, const std::string& v) {
+        FILE* o = std::fopen(f, "w");
+        bool ok = o && std::fputs(v.c_str(), o) >= 0;
+        if (o) ok = std::fclose(o) == 0 && ok;
+        return ok;
+      };
+      if (!put("/proc/self/setgroups", "deny") || !put("/proc/self/uid_map", uid) || !put("/proc/self/gid_map", gid))
+        return 77;
+    }
     if (::mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return 77;
     if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=64k") != 0) return 77;
     safetensors_write(path, big_file(1000, 1.f));

@@ -3,11 +3,19 @@
 // `g_track` is set (the other replaceable forms route here, so allocation and release pair up).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <new>
 
 #include "envit/data/idx.hpp"
+#include "envit/data/image_guard.hpp"
+#if __has_include("envit/data/image_folder.hpp")
+#include "envit/data/image_folder.hpp"
+#endif
+#if __has_include("envit/io/pretrained.hpp")
+#include "envit/io/pretrained.hpp"
+#endif
 #include "io/io_util.hpp"
 
 namespace {
@@ -59,3 +67,86 @@ TEST_CASE("fuzz regression: a 20-byte IDX file announcing 2^36 bytes allocates a
   CHECK_THAT(m, Catch::Contains("announce 68719476736 data bytes") && Catch::Contains("got 4"));
   CHECK(g_largest.load() <= (std::size_t{1} << 16));
 }
+
+// fuzz_image, first seconds: a JPEG whose Huffman table announces 274 codes made stb_image v2.27
+// write past its size table (stbi__build_huffman, UBSan index 257 out of bounds for [257]). The
+// input (byte 0 = channel choice of the harness, then the file) is tests/data/fuzz/image_jpeg_dht_257.bin.
+TEST_CASE("fuzz regression: a JPEG Huffman table of more than 256 codes is refused before stb_image", "[fault][fuzz]") {
+  const std::string in = envit::testing::read_bytes(std::string(std::getenv("ENVIT_TEST_DATA")) + "/fuzz/image_jpeg_dht_257.bin");
+  REQUIRE(in.size() > 1);
+  const auto* jpeg = reinterpret_cast<const unsigned char*>(in.data()) + 1;
+  std::string m;
+  try {
+    image_bytes_check(jpeg, in.size() - 1, "crash.jpg");
+  } catch (const IoError& e) {
+    m = e.what();
+  }
+  CHECK_THAT(m, Catch::Contains("image 'crash.jpg': JPEG Huffman table at byte offset") && Catch::Contains("announces 274 codes"));
+  // Valid tables pass: a baseline JPEG header with the standard luminance DC table (12 codes).
+  const unsigned char ok[] = {0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x1F, 0x00, 0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0,
+                              0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0xFF, 0xD9};
+  CHECK_NOTHROW(image_bytes_check(ok, sizeof ok, "ok.jpg"));
+#if __has_include("envit/data/image_folder.hpp")
+  // The decoder applies the check.
+  envit::testing::TempDir t;
+  envit::testing::write_bytes(t.file("crash.jpg"), in.substr(1));
+  std::string dm;
+  try {
+    image_decode(t.file("crash.jpg"), 3);
+  } catch (const IoError& e) {
+    dm = e.what();
+  }
+  CHECK_THAT(dm, Catch::Contains("announces 274 codes"));
+#endif
+}
+
+// fuzz_image: a 120-byte BMP announcing 4 x 327672 pixels timed out (10 s) in stbi__bmp_load, which
+// reads zeros past the end of the data. Input: tests/data/fuzz/image_bmp_rows.bin (byte 0 = channels).
+TEST_CASE("fuzz regression: a BMP announcing more rows than it holds is refused before stb_image", "[fault][fuzz]") {
+  const std::string data = std::getenv("ENVIT_TEST_DATA");
+  const std::string in = envit::testing::read_bytes(data + "/fuzz/image_bmp_rows.bin");
+  std::string m;
+  try {
+    image_bytes_check(reinterpret_cast<const unsigned char*>(in.data()) + 1, in.size() - 1, "rows.bmp");
+  } catch (const IoError& e) {
+    m = e.what();
+  }
+  CHECK_THAT(m, Catch::Contains("image 'rows.bmp': BMP header announces") && Catch::Contains("truncated or corrupt"));
+  // The valid seed images (stb_image_write output: BMP, PNG, JPEG in 1, 3 and 4 channels) pass.
+  for (const char* f : {"c1.bmp", "c3.bmp", "c4.bmp", "c1.png", "c3.jpg", "c4.png"}) {
+    const std::string seed = envit::testing::read_bytes(data + "/../fuzz/corpus/image/" + f);
+    INFO(f);
+    CHECK_NOTHROW(image_bytes_check(reinterpret_cast<const unsigned char*>(seed.data()) + 1, seed.size() - 1, f));
+  }
+}
+
+#if __has_include("envit/io/pretrained.hpp")
+// fuzz_hf_config: a config.json holding a number (not an object) escaped pretrained_read as
+// nlohmann::json::type_error ("cannot use value() with number"), naming no file. Input:
+// tests/data/fuzz/hf_config_type_error.bin (config.json, NUL, preprocessor_config.json).
+TEST_CASE("fuzz regression: a Hugging Face config.json of the wrong JSON type is an IoError naming it", "[fault][fuzz]") {
+  const std::string data = std::getenv("ENVIT_TEST_DATA");
+  envit::testing::TempDir t;
+  const std::string in = envit::testing::read_bytes(data + "/fuzz/hf_config_type_error.bin");
+  const std::size_t cut = std::min(in.find('\0'), in.size());
+  envit::testing::write_bytes(t.file("config.json"), in.substr(0, cut));
+  envit::testing::write_bytes(t.file("model.safetensors"),
+                              envit::testing::read_bytes(data + "/pretrained/hf_cls_f32/model.safetensors"));
+  std::string m;
+  try {
+    pretrained_read(t.path, WeightFormat::hf);
+  } catch (const IoError& e) {
+    m = e.what();
+  }
+  CHECK_THAT(m, Catch::Contains(t.path + "/config.json") && Catch::Contains("not a JSON object"));
+  // A field of the wrong type inside an object.
+  envit::testing::write_bytes(t.file("config.json"), R"({"hidden_act": 5})");
+  m.clear();
+  try {
+    pretrained_read(t.path, WeightFormat::hf);
+  } catch (const IoError& e) {
+    m = e.what();
+  }
+  CHECK_THAT(m, Catch::Contains(t.path + "/config.json") && Catch::Contains("type_error"));
+}
+#endif
