@@ -82,6 +82,16 @@ TEST_CASE("fuzz regression: a JPEG Huffman table of more than 256 codes is refus
     m = e.what();
   }
   CHECK_THAT(m, Catch::Contains("image 'crash.jpg': JPEG Huffman table at byte offset") && Catch::Contains("announces 274 codes"));
+  // A table of too many codes after a run of 0xFF fill bytes, which stb skips before the start-of-image
+  // marker (a second fuzz_image crash: tests/data/fuzz/image_jpeg_dht_fill.bin).
+  const std::string fill = envit::testing::read_bytes(std::string(std::getenv("ENVIT_TEST_DATA")) + "/fuzz/image_jpeg_dht_fill.bin");
+  m.clear();
+  try {
+    image_bytes_check(reinterpret_cast<const unsigned char*>(fill.data()) + 1, fill.size() - 1, "fill.jpg");
+  } catch (const IoError& e) {
+    m = e.what();
+  }
+  CHECK_THAT(m, Catch::Contains("image 'fill.jpg': JPEG Huffman table at byte offset"));
   // Valid tables pass: a baseline JPEG header with the standard luminance DC table (12 codes).
   const unsigned char ok[] = {0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x1F, 0x00, 0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0,
                               0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0xFF, 0xD9};

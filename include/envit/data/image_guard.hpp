@@ -3,8 +3,8 @@
 // fuzzing (tests/fuzz/fuzz_image.cpp) and is a test in tests/reliability/test_fuzz_regressions.cpp.
 //   - A JPEG Huffman table (DHT segment) announcing more than 256 codes: v2.27's
 //     stbi__build_huffman writes past its 257-entry size table (fixed upstream in v2.28 with the
-//     same check). Every FF C4 in the stream is checked, as stb finds markers by that byte pair
-//     anywhere (after fill bytes, and after entropy-coded data).
+//     same check). Every FF C4 in a non-PNG, non-BMP input is checked, as stb finds markers by that
+//     byte pair anywhere (after fill bytes, after entropy-coded data), and skips leading fill bytes.
 //   - A BMP whose header announces more rows than the file holds: stb reads zeros past the end, so
 //     a 100-byte file can ask for a 4 x 300000-pixel decode (seconds of work, megabytes of memory).
 //     Uncompressed BMP (the only kind stb reads) must hold offset + row bytes x rows.
@@ -38,8 +38,10 @@ inline void image_bytes_check(const unsigned char* bytes, std::size_t n, const s
                 bpp, " bits (", need, " bytes) but the file has ", n, " bytes: truncated or corrupt");
     return;
   }
-  const bool jpeg = n >= 2 && bytes[0] == 0xFF && bytes[1] == 0xD8;
-  if (!jpeg) return;
+  // Every input that is not a PNG or BMP may reach stb's JPEG reader, which skips any number of
+  // leading 0xFF fill bytes before the start-of-image marker.
+  const bool png = n >= 4 && bytes[0] == 0x89 && bytes[1] == 'P' && bytes[2] == 'N' && bytes[3] == 'G';
+  if (png) return;
   for (std::size_t i = 0; i + 1 < n; ++i) {
     if (bytes[i] != 0xFF || bytes[i + 1] != 0xC4) continue;
     long len = static_cast<long>((at(i + 2) << 8) | at(i + 3)) - 2;  // as stbi__process_marker
