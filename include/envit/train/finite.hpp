@@ -1,25 +1,17 @@
 // envit/train/finite.hpp — locating non-finite values (NaN, +-Inf) so an error can say where one came
 // from: which tensor and element of a parameter/gradient/moment arena, which exit's loss term.
-// Used by the trainer (losses, gradients), checkpoint loading (every stored tensor) and the
-// normaliser (every input value a pixel can map to).
+// Used by the training step (losses, gradients) and checkpoint restoring (parameters, moments).
 #pragma once
 #include <cmath>
 #include <cstddef>
 #include <sstream>
 #include <string>
 
+#include "envit/core/finite.hpp"
 #include "envit/model/params.hpp"
 #include "envit/train/objective.hpp"
 
 namespace envit {
-
-// Index of the first non-finite element of p[0..n), or -1 when all are finite.
-template <class T>
-std::ptrdiff_t first_non_finite(const T* p, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i)
-    if (!std::isfinite(p[i])) return static_cast<std::ptrdiff_t>(i);
-  return -1;
-}
 
 // For an arena laid out like P's parameters (values, gradients or an optimiser moment): "" when every
 // element is finite, else "<what> 'name' [shape] element k = nan" for the first tensor holding one,
