@@ -24,7 +24,7 @@ OUT=${FUZZ_OUT:-build-fuzz/findings}
 mkdir -p "$OUT"
 : > "$OUT/summary.txt"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
-export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:suppressions=$PWD/tests/fuzz/ubsan.supp
 run_one() {
   local h=$1 work=$OUT/corpus/$1
   mkdir -p "$work" "$OUT/$h"
