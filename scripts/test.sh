@@ -21,7 +21,7 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_REL
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:alloc_dealloc_mismatch=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 cmake --build build-asan -j "$JOBS"
-ctest --test-dir build-asan --output-on-failure -j "$JOBS" -LE packaging \
+ctest --test-dir build-asan --output-on-failure -j "$JOBS" -LE "packaging|headers" \
         -E "short EnViT training on real Fashion-MNIST"   # minutes under ASan; same paths as the resume test
 # Fuzzing: every libFuzzer harness (tests/fuzz) for FUZZ_SECONDS each, two at a time, when clang can
 # link libFuzzer (20 s for more than 6 harnesses, else 30 s: about 3 minutes in all).

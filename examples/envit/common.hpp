@@ -1,10 +1,13 @@
 // examples/envit/common.hpp — what `envit train` and `envit eval` share: dataset selection by name,
-// JSON string escaping for the logs, and parsing of comma lists.
+// output directories, and parsing of comma lists of numbers.
 #pragma once
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -46,28 +49,17 @@ inline void make_dirs(const std::string& path) {
   }
 }
 
-inline std::string json_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '"' || c == '\\') { o += '\\'; o += c; }
-    else if (static_cast<unsigned char>(c) < 0x20) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\u%04x", c);
-      o += b;
-    } else o += c;
-  }
-  return o;
-}
-
+// Comma-separated numbers from a flag (strtod, so the same doubles as C++ literals of the same
+// text); a malformed item is a UsageError naming `what`.
 inline std::vector<double> parse_doubles(const std::string& s, const std::string& what) {
   std::vector<double> v;
   std::stringstream ss(s);
   std::string item;
   while (std::getline(ss, item, ',')) {
-    std::size_t pos = 0;
-    double x = 0;
-    try { x = std::stod(item, &pos); } catch (const std::exception&) { pos = std::string::npos; }
-    if (pos != item.size() || item.empty()) throw UsageError(what + ": '" + item + "' is not a number");
+    char* end = nullptr;
+    const double x = std::strtod(item.c_str(), &end);
+    if (item.empty() || end != item.c_str() + item.size() || std::isnan(x))
+      throw UsageError(what + ": '" + item + "' is not a number");
     v.push_back(x);
   }
   return v;

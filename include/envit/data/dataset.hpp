@@ -10,7 +10,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <numeric>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -84,8 +86,39 @@ inline Dataset dataset_subset(const Dataset& d, const std::int64_t* idx, std::in
 // ---- normalisation ---------------------------------------------------------------------------
 
 // Per-channel mean and standard deviation of pixel/255 (population std, as torchvision recipes).
+// Recorded in checkpoints as comma-separated decimals (metadata keys data.mean, data.std).
 struct ChannelStats {
   std::vector<double> mean, std;  // (C) each
+
+  static std::string join(const std::vector<double>& v) {
+    std::ostringstream os;
+    os.precision(17);
+    for (std::size_t i = 0; i < v.size(); ++i) os << (i ? "," : "") << v[i];
+    return os.str();
+  }
+  std::map<std::string, std::string> to_map() const { return {{"data.mean", join(mean)}, {"data.std", join(std)}}; }
+  // Reads data.mean / data.std, which must hold `channels` numbers each; `where` names the source.
+  static ChannelStats from_map(const std::map<std::string, std::string>& m, int channels, const std::string& where) {
+    auto get = [&](const char* k) {
+      auto it = m.find(k);
+      ENVIT_CHECK(it != m.end(), ValueError, where, ": no metadata ", k, " (the normalisation statistics)");
+      std::vector<double> v;
+      std::stringstream ss(it->second);
+      std::string item;
+      while (std::getline(ss, item, ',')) {
+        std::size_t pos = 0;
+        double x = 0;
+        try { x = std::stod(item, &pos); } catch (const std::exception&) { pos = std::string::npos; }
+        ENVIT_CHECK(pos == item.size() && !item.empty(), ValueError, where, ": metadata ", k, ": '", item,
+                    "' is not a number");
+        v.push_back(x);
+      }
+      ENVIT_CHECK(int(v.size()) == channels, ValueError, where, ": metadata ", k, " holds ", v.size(),
+                  " values, expected ", channels, " (one per channel)");
+      return v;
+    };
+    return {get("data.mean"), get("data.std")};
+  }
 };
 
 // Statistics over the samples idx[0..n_idx), or over all samples when idx is null. Sums are exact
@@ -269,5 +302,42 @@ inline Split split_train_val(std::int64_t n, std::int64_t n_val, std::uint64_t s
   std::sort(s.train.begin(), s.train.end());
   return s;
 }
+
+// How a training run carved its data: the first `subset` samples (0: all), of which n_val form the
+// validation split of split_train_val(.., seed). A checkpoint records it (to_map(): data.subset,
+// data.val, train.seed) so evaluation can rebuild the same validation samples (from_map + apply).
+struct SplitSpec {
+  std::int64_t subset = 0;
+  std::int64_t n_val = 0;
+  std::uint64_t seed = 0;
+
+  std::map<std::string, std::string> to_map() const {
+    return {{"data.subset", std::to_string(subset)}, {"data.val", std::to_string(n_val)},
+            {"train.seed", std::to_string(seed)}};
+  }
+  // Missing keys read as 0; `where` names the source in error messages.
+  static SplitSpec from_map(const std::map<std::string, std::string>& m, const std::string& where) {
+    auto get = [&](const char* k) -> std::int64_t {
+      auto it = m.find(k);
+      if (it == m.end()) return 0;
+      std::size_t pos = 0;
+      long long v = -1;
+      try { v = std::stoll(it->second, &pos); } catch (const std::exception&) { pos = std::string::npos; }
+      ENVIT_CHECK(pos == it->second.size() && v >= 0, ValueError, where, ": metadata ", k,
+                  " must be a non-negative integer, got '", it->second, "'");
+      return v;
+    };
+    SplitSpec s;
+    s.subset = get("data.subset");
+    s.n_val = get("data.val");
+    s.seed = std::uint64_t(get("train.seed"));
+    return s;
+  }
+  // The split over a training set of n samples (before the subset is taken).
+  Split apply(std::int64_t n) const {
+    ENVIT_CHECK(subset <= n, ValueError, "split: subset of ", subset, " samples from a set of ", n);
+    return split_train_val(subset > 0 ? subset : n, n_val, seed);
+  }
+};
 
 }  // namespace envit
