@@ -47,6 +47,15 @@ void operator delete[](void* p, const std::nothrow_t&) noexcept { ::operator del
 
 using namespace envit;
 
+namespace {
+// tests/data (ctest sets ENVIT_TEST_DATA).
+std::string test_data() {
+  const char* d = std::getenv("ENVIT_TEST_DATA");
+  REQUIRE(d != nullptr);
+  return d;
+}
+}  // namespace
+
 // fuzz_idx_gz ran at 17 executions/s: every short input whose header announced a large array made
 // idx_read allocate a 16 MiB first chunk. The buffer now grows from 64 KiB.
 TEST_CASE("fuzz regression: a 20-byte IDX file announcing 2^36 bytes allocates at most 64 KiB", "[fault][fuzz]") {
@@ -72,7 +81,7 @@ TEST_CASE("fuzz regression: a 20-byte IDX file announcing 2^36 bytes allocates a
 // write past its size table (stbi__build_huffman, UBSan index 257 out of bounds for [257]). The
 // input (byte 0 = channel choice of the harness, then the file) is tests/data/fuzz/image_jpeg_dht_257.bin.
 TEST_CASE("fuzz regression: a JPEG Huffman table of more than 256 codes is refused before stb_image", "[fault][fuzz]") {
-  const std::string in = envit::testing::read_bytes(std::string(std::getenv("ENVIT_TEST_DATA")) + "/fuzz/image_jpeg_dht_257.bin");
+  const std::string in = envit::testing::read_bytes(test_data() + "/fuzz/image_jpeg_dht_257.bin");
   REQUIRE(in.size() > 1);
   const auto* jpeg = reinterpret_cast<const unsigned char*>(in.data()) + 1;
   std::string m;
@@ -84,7 +93,7 @@ TEST_CASE("fuzz regression: a JPEG Huffman table of more than 256 codes is refus
   CHECK_THAT(m, Catch::Contains("image 'crash.jpg': JPEG Huffman table at byte offset") && Catch::Contains("announces 274 codes"));
   // A table of too many codes after a run of 0xFF fill bytes, which stb skips before the start-of-image
   // marker (a second fuzz_image crash: tests/data/fuzz/image_jpeg_dht_fill.bin).
-  const std::string fill = envit::testing::read_bytes(std::string(std::getenv("ENVIT_TEST_DATA")) + "/fuzz/image_jpeg_dht_fill.bin");
+  const std::string fill = envit::testing::read_bytes(test_data() + "/fuzz/image_jpeg_dht_fill.bin");
   m.clear();
   try {
     image_bytes_check(reinterpret_cast<const unsigned char*>(fill.data()) + 1, fill.size() - 1, "fill.jpg");
@@ -113,7 +122,7 @@ TEST_CASE("fuzz regression: a JPEG Huffman table of more than 256 codes is refus
 // fuzz_image: a 120-byte BMP announcing 4 x 327672 pixels timed out (10 s) in stbi__bmp_load, which
 // reads zeros past the end of the data. Input: tests/data/fuzz/image_bmp_rows.bin (byte 0 = channels).
 TEST_CASE("fuzz regression: a BMP announcing more rows than it holds is refused before stb_image", "[fault][fuzz]") {
-  const std::string data = std::getenv("ENVIT_TEST_DATA");
+  const std::string data = test_data();
   const std::string in = envit::testing::read_bytes(data + "/fuzz/image_bmp_rows.bin");
   std::string m;
   try {
@@ -122,6 +131,16 @@ TEST_CASE("fuzz regression: a BMP announcing more rows than it holds is refused 
     m = e.what();
   }
   CHECK_THAT(m, Catch::Contains("image 'rows.bmp': BMP header announces") && Catch::Contains("truncated or corrupt"));
+  // fuzz_image: a BMP of height 0 decoded "successfully" to an image of no pixels
+  // (tests/data/fuzz/image_bmp_empty.bin).
+  const std::string empty = envit::testing::read_bytes(data + "/fuzz/image_bmp_empty.bin");
+  m.clear();
+  try {
+    image_bytes_check(reinterpret_cast<const unsigned char*>(empty.data()) + 1, empty.size() - 1, "empty.bmp");
+  } catch (const IoError& e) {
+    m = e.what();
+  }
+  CHECK_THAT(m, Catch::Contains("image 'empty.bmp': BMP header announces 5x0 pixels: an empty image"));
   // The valid seed images (stb_image_write output: BMP, PNG, JPEG in 1, 3 and 4 channels) pass.
   for (const char* f : {"c1.bmp", "c3.bmp", "c4.bmp", "c1.png", "c3.jpg", "c4.png"}) {
     const std::string seed = envit::testing::read_bytes(data + "/../fuzz/corpus/image/" + f);
@@ -135,7 +154,7 @@ TEST_CASE("fuzz regression: a BMP announcing more rows than it holds is refused 
 // nlohmann::json::type_error ("cannot use value() with number"), naming no file. Input:
 // tests/data/fuzz/hf_config_type_error.bin (config.json, NUL, preprocessor_config.json).
 TEST_CASE("fuzz regression: a Hugging Face config.json of the wrong JSON type is an IoError naming it", "[fault][fuzz]") {
-  const std::string data = std::getenv("ENVIT_TEST_DATA");
+  const std::string data = test_data();
   envit::testing::TempDir t;
   const std::string in = envit::testing::read_bytes(data + "/fuzz/hf_config_type_error.bin");
   const std::size_t cut = std::min(in.find('\0'), in.size());

@@ -7,7 +7,8 @@
 //     byte pair anywhere (after fill bytes, after entropy-coded data), and skips leading fill bytes.
 //   - A BMP whose header announces more rows than the file holds: stb reads zeros past the end, so
 //     a 100-byte file can ask for a 4 x 300000-pixel decode (seconds of work, megabytes of memory).
-//     Uncompressed BMP (the only kind stb reads) must hold offset + row bytes x rows.
+//     Uncompressed BMP (the only kind stb reads) must hold offset + row bytes x rows. A BMP of
+//     height 0 is refused too: stb returns it as a decoded image of no pixels.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -31,7 +32,9 @@ inline void image_bytes_check(const unsigned char* bytes, std::size_t n, const s
     const std::int64_t w = os2 ? std::int16_t(le(18, 2)) : std::int32_t(le(18, 4));
     const std::int64_t h = os2 ? std::int16_t(le(20, 2)) : std::int32_t(le(22, 4));
     const std::int64_t bpp = le(os2 ? 24 : 28, 2);
-    if (w <= 0 || h == 0 || bpp <= 0) return;  // stb refuses these itself
+    ENVIT_CHECK(w > 0 && h != 0, IoError, "image '", path, "': BMP header announces ", w, "x", h,
+                " pixels: an empty image");  // stb 2.27 decodes a height of 0 to an image of no pixels
+    if (bpp <= 0) return;                     // stb refuses this itself
     const std::uint64_t row = (std::uint64_t(w) * std::uint64_t(bpp) + 31) / 32 * 4;
     const std::uint64_t need = std::uint64_t(offset) + row * std::uint64_t(h < 0 ? -h : h);
     ENVIT_CHECK(need <= n, IoError, "image '", path, "': BMP header announces ", w, "x", (h < 0 ? -h : h), " pixels at ",
