@@ -47,6 +47,7 @@ void validation_logits(std::vector<float>& vlog, std::vector<std::int32_t>& vlab
   ENVIT_CHECK(spec.n_val > 0, UsageError, why, " needs a validation split: train with --val N (checkpoint '", L.path,
               "' has none)");
   Dataset train = load_checkpoint_dataset(dataset, data_dir, true, L.file, L.cfg);
+  train.check_fits(L.cfg.channels, L.cfg.image_size, L.cfg.image_size, L.cfg.classes, "checkpoint '" + L.path + "'");
   const Split sp = spec.apply(train.n);
   std::vector<float> vimg;
   load_images(vimg, vlab, train, sp.val, L.norm);
@@ -180,6 +181,7 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
     L.label = L.file.meta_or("train.scheme", "?") + " (" + (run.empty() ? stem : run) + ")";
     const std::string dataset = a.dataset.empty() ? L.file.meta_or("data.dataset", "fashion-mnist") : a.dataset;
     Dataset test = load_checkpoint_dataset(dataset, a.data, false, L.file, L.cfg);
+    test.check_fits(L.cfg.channels, L.cfg.image_size, L.cfg.image_size, L.cfg.classes, "checkpoint '" + L.path + "'");
     const int M = L.cfg.num_exits(), C = L.cfg.classes;
     // The rule with its beem weights; thresholds are set per operating point.
     ExitCriterion base{rule, {0.0}, true, {}};

@@ -1,9 +1,15 @@
 // examples/envit/main.cpp — the `envit` program: `envit train ...`, `envit eval ...`, `envit convert ...`.
-// Exit codes: 0 success, 1 runtime error, 2 usage error, 3 non-finite training (cli.hpp).
+// Exit codes: 0 success, 1 runtime error, 2 usage error, 3 non-finite training (cli.hpp),
+// 130 / 143 `envit train` stopped by SIGINT / SIGTERM after writing a checkpoint.
+#include <csignal>
+
 #include "commands.hpp"
 
 int main(int argc, char** argv) {
   using namespace envit::cli;
+  // Past a file-size limit, write() then fails with EFBIG and the writer reports it and removes its
+  // temporary file, instead of the process dying of SIGXFSZ.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app("envit: train and evaluate early-exit Vision Transformers (EnViT).", "envit");
   setup_app(app, "; 3 `envit train` stopped on a non-finite loss or gradient (the last checkpoint is kept)");
   app.require_subcommand(1);

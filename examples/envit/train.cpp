@@ -11,6 +11,8 @@
 #include "common.hpp"
 #include "envit/data/normalize.hpp"
 #include "envit/model/pretrained_load.hpp"
+#include "envit/io/dir_lock.hpp"
+#include "envit/train/interrupt.hpp"
 #include "envit/train/trainer.hpp"
 #include "progress.hpp"
 #include "report.hpp"
@@ -178,6 +180,10 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
     train = dataset_subset(train, first.data(), a.subset);
   }
 
+  // The splits of one dataset share a geometry; a mismatch is a broken dataset, not something to resize away.
+  ENVIT_CHECK(test.c == train.c && test.h == train.h && test.w == train.w, ValueError, "dataset '", test.name,
+              "' has ", test.c, "x", test.h, "x", test.w, " images (C x H x W), its training split '", train.name,
+              "' has ", train.c, "x", train.h, "x", train.w);
   if (image_size == 0) image_size = train.h;
   fit_dataset(train, image_size, channels ? channels : train.c);
   fit_dataset(test, image_size, channels ? channels : train.c);
@@ -198,6 +204,7 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   if (src) cfg = pretrained_run_config(*src, image_size, train.classes, a.exits);
   if (a.scheme == "lgvit") cfg.exit_head = "lgvit";
   as_usage_error([&] { cfg.validate(); });
+  for (const Dataset* d : {&train, &test}) d->check_fits(cfg.channels, cfg.image_size, cfg.image_size, cfg.classes, "the model");
 
   TrainOptions o;
   o.obj.scheme = parse_scheme(a.scheme);
@@ -284,6 +291,9 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
 
   const std::string out = a.out;
   make_dirs(out);
+  io::DirLock lock(out);  // a second trainer on this directory refuses here
+  for (const std::string& n : lock.remove_stale_temporaries())
+    std::fprintf(stderr, "removed '%s/%s' (left by an interrupted write)\n", out.c_str(), n.c_str());
   if (src) std::fprintf(stderr, "%s\n", pretrained_load(*src, tr.params(), {a.allow_new_heads}).str().c_str());
   const std::string log_path = out + "/log.jsonl";
   std::string log;
@@ -306,6 +316,15 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
 
   const int M = cfg.num_exits();
   const std::string last = out + "/last.safetensors";
+  // A failed write (disk full, file-size limit) throws IoError; the previous checkpoint stays intact.
+  auto save = [&] {
+    try {
+      tr.save(last, extra);
+    } catch (const IoError& err) {
+      throw IoError(std::string(err.what()) + "\nthe previous checkpoint '" + last + "' (if any) is intact");
+    }
+  };
+  StopSignals stop;  // first SIGINT/SIGTERM: finish the step, checkpoint, exit; second: exit at once
   while (!tr.done()) {
     const std::int64_t e = tr.epoch();
     const std::int64_t end = std::min(tr.total_steps(), (e + 1) * tr.steps_per_epoch());
@@ -331,7 +350,14 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
       }
       ++steps;
       bar.update(tr.step() - e * tr.steps_per_epoch(), loss_sum / double(steps));
-      if (a.save_every > 0 && tr.step() % a.save_every == 0 && tr.step() < end) tr.save(last, extra);
+      if (stop.requested()) {
+        save();
+        bar.finish();
+        std::fprintf(stderr, "\nstopped by %s after step %lld: checkpoint '%s' written; continue with --resume %s\n",
+                     stop.received() == SIGINT ? "SIGINT" : "SIGTERM", (long long)tr.step(), last.c_str(), last.c_str());
+        return 128 + stop.received();
+      }
+      if (a.save_every > 0 && tr.step() % a.save_every == 0 && tr.step() < end) save();
     }
     bar.finish();
     const double secs = bar.seconds();
@@ -355,7 +381,7 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
     line << "]}\n";
     log += line.str();
     write_text_atomic(log_path, log);
-    tr.save(last, extra);
+    save();
   }
   std::fprintf(stderr, "done: %s\n", last.c_str());
   return kExitOk;

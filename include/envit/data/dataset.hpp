@@ -36,6 +36,20 @@ struct Dataset {
   std::int64_t image_size() const { return std::int64_t{c} * h * w; }
   const std::uint8_t* image(std::int64_t i) const { return images.data() + i * image_size(); }
 
+  // Throws ShapeError unless the images are c_ x h_ x w_, and ValueError unless every label lies in
+  // [0, classes_): what a model of that geometry (`model` names it in messages) can consume. Checked
+  // for every split when it is loaded, so a mis-sized split fails before training, not in evaluation.
+  void check_fits(int c_, int h_, int w_, int classes_, const std::string& model) const {
+    ENVIT_CHECK(c == c_ && h == h_ && w == w_, ShapeError, "dataset '", name, "' has ", c, "x", h, "x", w,
+                " images (C x H x W), ", model, " expects ", c_, "x", h_, "x", w_);
+    ENVIT_CHECK(images.size() == static_cast<std::size_t>(n * image_size()) && labels.size() == static_cast<std::size_t>(n),
+                ShapeError, "dataset '", name, "': ", images.size(), " image bytes and ", labels.size(),
+                " labels for ", n, " images of ", image_size(), " bytes");
+    for (std::int64_t i = 0; i < n; ++i)
+      ENVIT_CHECK(labels[i] >= 0 && labels[i] < classes_, ValueError, "dataset '", name, "': label ", labels[i],
+                  " of sample ", i, " is outside [0, ", classes_, "), the classes of ", model);
+  }
+
   // Throws ValueError if sizes are inconsistent or a label is out of range.
   void check() const {
     ENVIT_CHECK(n >= 0 && c > 0 && h > 0 && w > 0 && classes > 0, ValueError, "dataset '", name,
@@ -156,7 +170,11 @@ struct Normalizer {
     for (int c = 0; c < channels; ++c) {
       ENVIT_CHECK(std[c] > 0 && std::isfinite(std[c]) && std::isfinite(mean[c]), ValueError,
                   "Normalizer: channel ", c, " has mean ", mean[c], " and std ", std[c], " (std must be > 0)");
-      for (int v = 0; v < 256; ++v) lut[c * 256 + v] = static_cast<float>((v / 255.0 - mean[c]) / std[c]);
+      for (int v = 0; v < 256; ++v) {
+        lut[c * 256 + v] = static_cast<float>((v / 255.0 - mean[c]) / std[c]);
+        ENVIT_CHECK(std::isfinite(lut[c * 256 + v]), ValueError, "Normalizer: channel ", c, " maps pixel ", v, " to ",
+                    lut[c * 256 + v], " (mean ", mean[c], ", std ", std[c], "): not finite in float");
+      }
     }
   }
   explicit Normalizer(const ChannelStats& s) : Normalizer(s.mean, s.std) {}

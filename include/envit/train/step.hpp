@@ -16,6 +16,7 @@
 #include "envit/model/dropout.hpp"
 #include "envit/optim/adamw.hpp"
 #include "envit/train/lgvit.hpp"
+#include "envit/train/finite.hpp"
 #include "envit/train/objective.hpp"
 
 namespace envit {
@@ -84,10 +85,13 @@ double train_step(StepWorkspace<T>& w, ViTParams<T>& P, AdamWState<T>& opt,
     train_step_grads<T>(w.stats, w.ws, w.ow, P, images, labels, w.masks, o, p, s.progress);
   }
   if (!std::isfinite(w.stats.loss))
-    throw NonFiniteError(detail::cat("non-finite loss (", w.stats.loss, ") at step ", s.step,
+    throw NonFiniteError(detail::cat("non-finite loss (", w.stats.loss, ") at step ", s.step, ": ",
+                                     non_finite_terms(w.stats, P.config()),
                                      "; try a lower learning rate or stronger clipping"));
   const double norm = clip_grad_norm(P, s.clip_mode == ClipMode::weight_sum ? s.clip * w.stats.weight_sum : s.clip);
-  if (!std::isfinite(norm)) throw NonFiniteError(detail::cat("non-finite gradient norm at step ", s.step));
+  if (!std::isfinite(norm))
+    throw NonFiniteError(detail::cat("non-finite gradient norm (", norm, ") at step ", s.step, ": ",
+                                     non_finite_in(P, static_cast<const T*>(P.grads()), "gradient of")));
   adamw_step(P, opt, s.adamw, s.lr, s.trainable);
   return norm;
 }

@@ -99,11 +99,7 @@ class Trainer {
         labels_(std::size_t(opt.batch)), perm_(idx_.size()) {
     opt_.obj.validate();
     ENVIT_CHECK(opt.batch >= 1, ValueError, "trainer: batch size must be >= 1, got ", opt.batch);
-    ENVIT_CHECK(train.c == cfg.channels && train.h == cfg.image_size && train.w == cfg.image_size,
-                ShapeError, "trainer: dataset '", train.name, "' has images ", train.c, "x", train.h, "x",
-                train.w, ", the model expects ", cfg.channels, "x", cfg.image_size, "x", cfg.image_size);
-    ENVIT_CHECK(train.classes <= cfg.classes, ValueError, "trainer: dataset has ", train.classes,
-                " classes, the model only ", cfg.classes);
+    train.check_fits(cfg.channels, cfg.image_size, cfg.image_size, cfg.classes, "the model");
     steps_per_epoch_ = std::int64_t(idx_.size()) / opt.batch;
     ENVIT_CHECK(steps_per_epoch_ >= 1, ValueError, "trainer: ", idx_.size(),
                 " training samples are fewer than one batch of ", opt.batch);
@@ -282,6 +278,7 @@ inline std::vector<std::int64_t> evaluate_exits(const ViTParams<float>& P, const
                                                 const Normalizer& norm, int batch, std::int64_t* n_out) {
   const VitConfig& cfg = P.config();
   const int M = cfg.num_exits(), C = cfg.classes;
+  d.check_fits(cfg.channels, cfg.image_size, cfg.image_size, C, "the model");
   InferenceWorkspace<float> ws(cfg, batch);
   std::vector<float> images(std::size_t(batch) * ws.image_size());
   std::vector<std::int32_t> labels(static_cast<std::size_t>(batch));
