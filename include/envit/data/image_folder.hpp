@@ -41,6 +41,7 @@
 #pragma GCC diagnostic pop
 #endif
 
+#include "envit/data/image_guard.hpp"
 #include "envit/core/error.hpp"
 #include "envit/core/rng.hpp"
 #include "envit/data/dataset.hpp"
@@ -70,6 +71,7 @@ inline DecodedImage image_decode(const std::string& path, int channels) {
   ENVIT_CHECK(f.size() < (std::uint64_t{1} << 31), IoError, "image '", path, "': ", f.size(), " bytes is too large");
   std::vector<unsigned char> bytes(static_cast<std::size_t>(f.size()));
   f.read_exact(bytes.data(), bytes.size(), 0, "the image");
+  image_bytes_check(bytes.data(), bytes.size(), path);  // inputs stb_image would mishandle
   int w = 0, h = 0, n = 0;
   unsigned char* p = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &n, channels);
   ENVIT_CHECK(p != nullptr, IoError, "image '", path, "': cannot decode (", stbi_failure_reason(),

@@ -309,7 +309,8 @@ inline Pretrained pretrained_read(const std::string& path, WeightFormat fmt = We
     ENVIT_CHECK(hfc.contains(k) && hfc[k].is_number_integer(), IoError, cfg_where, ": no integer '", k, "'");
     return hfc[k].get<int>();
   };
-  if (!hfc.is_null()) {
+  if (!hfc.is_null()) try {
+    ENVIT_CHECK(hfc.is_object(), IoError, cfg_where, ": not a JSON object");
     const std::string act = hfc.value("hidden_act", std::string("gelu"));
     ENVIT_CHECK(act == "gelu", IoError, cfg_where, ": hidden_act '", act, "' (envit's MLP uses the exact gelu)");
     const int hs = get_int("hidden_size"), nl = get_int("num_hidden_layers"), im = get_int("intermediate_size"),
@@ -334,6 +335,8 @@ inline Pretrained pretrained_read(const std::string& path, WeightFormat fmt = We
         out.norm_origin = path + "/preprocessor_config.json";
       }
     }
+  } catch (const nlohmann::json::exception& e) {
+    throw IoError(detail::cat(cfg_where, " or its preprocessor_config.json: ", e.what()));
   } else if (fmt == WeightFormat::envit) {
     std::map<std::string, std::string> m;
     for (auto& [k, v] : src.metadata)

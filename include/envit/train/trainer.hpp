@@ -55,6 +55,16 @@ struct TrainOptions {
     if (obj.scheme == Scheme::byot) m["train.byot_variant"] = byot_variant_name(obj.byot);
     if (obj.reduction != LossReduction::batch) m["train.reduction"] = reduction_name(obj.reduction);
     if (clip_mode != ClipMode::absolute) m["train.clip_mode"] = clip_mode_name(clip_mode);
+    if (obj.scheme == Scheme::lgvit) {  // LGViT's settings, for the lgvit scheme only
+      m["train.lgvit_stage1_frac"] = d(obj.lgvit_stage1_frac);
+      m["train.lgvit_alpha"] = d(obj.lgvit_alpha);
+      m["train.lgvit_tau"] = d(obj.lgvit_tau);
+      m["train.lgvit_het"] = d(obj.lgvit_het);
+      m["train.lgvit_hom"] = d(obj.lgvit_hom);
+      m["train.lgvit_kd_per_class"] = obj.lgvit_kd_per_class ? "1" : "0";
+      m["train.lgvit_teacher_ln"] = obj.lgvit_teacher_ln ? "1" : "0";
+      m["train.lgvit_detach_hom"] = obj.lgvit_detach_hom ? "1" : "0";
+    }
     return m;
   }
 
@@ -70,22 +80,6 @@ struct TrainOptions {
             {"train.weight_decay", d(adamw.weight_decay)}, {"train.beta1", d(adamw.beta1)},
             {"train.beta2", d(adamw.beta2)}, {"train.crop_pad", std::to_string(aug.crop_pad)},
             {"train.hflip", aug.hflip ? "1" : "0"}};
-  }
-  // The options as stored, with the LGViT settings for the lgvit scheme only (other schemes'
-  // checkpoints keep their keys).
-  std::map<std::string, std::string> to_map_all() const {
-    auto m = to_map();
-    if (obj.scheme != Scheme::lgvit) return m;
-    auto d = [](double v) { std::ostringstream os; os.precision(17); os << v; return os.str(); };
-    m["train.lgvit_stage1_frac"] = d(obj.lgvit_stage1_frac);
-    m["train.lgvit_alpha"] = d(obj.lgvit_alpha);
-    m["train.lgvit_tau"] = d(obj.lgvit_tau);
-    m["train.lgvit_het"] = d(obj.lgvit_het);
-    m["train.lgvit_hom"] = d(obj.lgvit_hom);
-    m["train.lgvit_kd_per_class"] = obj.lgvit_kd_per_class ? "1" : "0";
-    m["train.lgvit_teacher_ln"] = obj.lgvit_teacher_ln ? "1" : "0";
-    m["train.lgvit_detach_hom"] = obj.lgvit_detach_hom ? "1" : "0";
-    return m;
   }
 };
 
@@ -181,7 +175,7 @@ class Trainer {
 
   // Checkpoint metadata: options, progress, normalisation, plus `extra`.
   std::map<std::string, std::string> metadata(const std::map<std::string, std::string>& extra = {}) const {
-    auto m = opt_.to_map_all();
+    auto m = opt_.to_map();
     m["train.step"] = std::to_string(step_);
     m["train.epoch"] = std::to_string(epoch());
     m["train.total_steps"] = std::to_string(total_steps_);
@@ -198,7 +192,7 @@ class Trainer {
   // Restores parameters, optimiser and step from a checkpoint written by save() with the same
   // options (anything else is refused with the differing keys named).
   void restore(const StFile& f) {
-    for (auto& [k, v] : opt_.to_map_all()) {
+    for (auto& [k, v] : opt_.to_map()) {
       if (k == "train.epochs" || k == "train.max_steps") continue;  // may be extended on resume
       ENVIT_CHECK(f.meta_or(k, "(missing)") == v, IoError, f.where(), ": cannot resume: ", k, " is '",
                   f.meta_or(k, "(missing)"), "' in the checkpoint but '", v, "' in this run");
