@@ -3,6 +3,7 @@
 #pragma once
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -69,6 +70,36 @@ inline std::vector<double> parse_doubles(const std::string& s, const std::string
     try { x = std::stod(item, &pos); } catch (const std::exception&) { pos = std::string::npos; }
     if (pos != item.size() || item.empty()) throw UsageError(what + ": '" + item + "' is not a number");
     v.push_back(x);
+  }
+  return v;
+}
+
+// The training samples a run uses, as indices into the full training set: the first `skip` are
+// dropped, the next `subset` kept (0: all that remain), and of those only the labels listed in
+// `classes` (empty: every label). `envit train` trains on them and `envit eval` rebuilds the same
+// validation split from them, both from the flags recorded in the checkpoint.
+inline std::vector<std::int64_t> training_indices(const Dataset& d, std::int64_t skip, std::int64_t subset,
+                                                  const std::vector<int>& classes) {
+  ENVIT_CHECK(skip >= 0 && skip < d.n, UsageError, "--skip ", skip, " leaves no sample of the ", d.n,
+              " in '", d.name, "'");
+  ENVIT_CHECK(subset >= 0, UsageError, "--subset must be >= 0, got ", subset);
+  const std::int64_t end = subset > 0 ? std::min(d.n, skip + subset) : d.n;
+  for (int c : classes)
+    ENVIT_CHECK(c >= 0 && c < d.classes, UsageError, "--classes: label ", c, " is outside [0, ", d.classes,
+                ") of '", d.name, "'");
+  std::vector<std::int64_t> idx;
+  for (std::int64_t i = skip; i < end; ++i)
+    if (classes.empty() || std::find(classes.begin(), classes.end(), d.labels[std::size_t(i)]) != classes.end())
+      idx.push_back(i);
+  ENVIT_CHECK(!idx.empty(), UsageError, "--skip/--subset/--classes select no sample of '", d.name, "'");
+  return idx;
+}
+
+inline std::vector<int> parse_ints(const std::string& s, const std::string& what) {
+  std::vector<int> v;
+  for (double x : parse_doubles(s, what)) {
+    ENVIT_CHECK(x == double(int(x)), UsageError, what, ": '", x, "' is not an integer");
+    v.push_back(int(x));
   }
   return v;
 }

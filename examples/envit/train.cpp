@@ -42,7 +42,9 @@ void declare(Args& a) {
   a.flag("dataset", "fashion-mnist", "fashion-mnist, mnist, cifar10, cifar100", "Data");
   a.flag("data", "", "dataset directory (default for fashion-mnist: /usr/share/datasets/fashion-mnist)", "Data");
   a.flag("val", "0", "validation samples carved from the training set (seeded)", "Data");
-  a.flag("subset", "0", "use only the first N training samples (0: all; for quick checks)", "Data");
+  a.flag("skip", "0", "drop the first N training samples (before --subset)", "Data");
+  a.flag("subset", "0", "use only the first N training samples after --skip (0: all)", "Data");
+  a.flag("classes", "", "train only on samples with these labels, e.g. 0,1,2,3,4 (default: all)", "Data");
   a.flag("seed", "0", "random seed (initialisation, data order, augmentation, masks)", "Run");
   a.flag("threads", "2", "OpenMP threads", "Run");
   a.flag("out", "out/run", "output directory (checkpoints, log.jsonl)", "Run");
@@ -86,10 +88,11 @@ int cmd_train(int argc, char** argv) {
   make_dirs(out);
   Dataset train = load_dataset(a.str("dataset"), a.str("data"), true);
   Dataset test = load_dataset(a.str("dataset"), a.str("data"), false);
-  if (std::int64_t sub = a.integer("subset", 0, train.n); sub > 0) {
-    std::vector<std::int64_t> first(static_cast<std::size_t>(sub));
-    std::iota(first.begin(), first.end(), 0);
-    train = dataset_subset(train, first.data(), sub);
+  const std::string classes = a.str("classes");
+  if (a.integer("skip", 0, train.n) > 0 || a.integer("subset", 0, train.n) > 0 || !classes.empty()) {
+    const std::vector<std::int64_t> idx = training_indices(train, a.integer("skip", 0, train.n), a.integer("subset", 0, train.n),
+                                                           parse_ints(classes, "--classes"));
+    train = dataset_subset(train, idx.data(), std::int64_t(idx.size()));
   }
 
   VitConfig cfg;
@@ -162,7 +165,9 @@ int cmd_train(int argc, char** argv) {
   const std::int64_t save_every = a.integer("save-every", 0, INT64_MAX);
   const std::map<std::string, std::string> extra{{"data.dataset", a.str("dataset")},
                                                  {"data.val", std::to_string(n_val)},
-                                                 {"data.subset", a.str("subset")}};
+                                                 {"data.subset", a.str("subset")},
+                                                 {"data.skip", a.str("skip")},
+                                                 {"data.classes", classes}};
   const int M = cfg.num_exits();
   const std::string last = out + "/last.safetensors";
   while (!tr.done()) {
