@@ -65,7 +65,7 @@ FINETUNE="--epochs 3 --lr 1e-3 --warmup 50"
 # The backbone of the fine-tuning setting: one final exit only, trained on the disjoint images
 # 12,000..59,999 restricted to classes 0-4, so the target task has unseen images and unseen classes.
 BACKBONE="--scheme vit-ee --exits 12 --skip 12000 --classes 0,1,2,3,4 --val 1000 --epochs 6 --lr 2e-3 --warmup 100 --seed 0"
-EVAL="--time-samples 1000 --stream-samples 0 --repeats 1 --points 16 --target-speedup 1.5,2 --max-drop 0.01"
+EVAL="--time-samples 300 --stream-samples 0 --repeats 1 --points 12 --target-speedup 1.5,2 --max-drop 0.01"
 if [[ $QUICK == 1 ]]; then
   MODEL="--depth 12 --patch 7 --dim 32 --heads 2 --mlp 64 --p-max 0.3 --alpha 0.5 --tau 4 --weight-decay 0.05 --batch 64"
   TARGET="--subset 2000 --val 400"

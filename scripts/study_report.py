@@ -307,8 +307,8 @@ def svg_hist(path, setting, runs, schemes):
     W, H = L + cols * cw, T + nrow * ch + 10
     o = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">' % (W, H),
          '<rect width="100%" height="100%" fill="white"/>',
-         '<text x="%d" y="22" font-size="14">Exit taken at the 2x operating point (calibrated on validation), %s: '
-         'fraction of test samples per exit, mean over seeds</text>' % (10, setting)]
+         '<text x="10" y="20" font-size="14">Exits taken at the 2x operating point, %s</text>' % setting,
+         '<text x="10" y="36">threshold calibrated on validation; fraction of test samples per exit, mean over seeds</text>']
     for i, (s, c, fr, n) in enumerate(rows):
         x0, y0 = L + (i % cols) * cw, T + (i // cols) * ch
         bw = (cw - 40) / M
@@ -316,7 +316,7 @@ def svg_hist(path, setting, runs, schemes):
         base = y0 + ch - 30
         o.append('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#999"/>' % (x0, x0 + cw - 40, base, base))
         for j, f in enumerate(fr):
-            h = f * (ch - 55)
+            h = f * (ch - 68)
             o.append('<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>' % (x0 + j * bw + 2, base - h, bw - 4, h, c))
             o.append('<text x="%.1f" y="%.1f" text-anchor="middle">%.0f%%</text>' % (x0 + (j + 0.5) * bw, base - h - 3, 100 * f))
             o.append('<text x="%.1f" y="%d" text-anchor="middle">%d</text>' % (x0 + (j + 0.5) * bw, base + 13, j + 1))
