@@ -178,7 +178,8 @@ def tables(runs, schemes, settings, missing):
                 out.append("| %s | 0 | %s |" % (s, " | ".join(["missing" if s in missing else "not run"] * M)))
         out.append("")
         if BASE in by:
-            out.append("Difference from %s (points, mean over paired seeds; two-sided paired t-test p in brackets):\n" % BASE)
+            out.append("Difference from %s (points): mean ± std of the per-seed differences (same seed, same data "
+                       "order), two-sided paired t-test p in brackets:\n" % BASE)
             out.append("| scheme | pairs | " + " | ".join("exit %d" % (j + 1) for j in range(M)) + " |")
             out.append("|---|---|" + "---|" * M)
             for s in present:
@@ -193,8 +194,43 @@ def tables(runs, schemes, settings, missing):
                         cells.append("—")
                         continue
                     d, _, p = paired_t(a, b)
-                    cells.append("%+.2f (%s)" % (d, fmt_p(p)))
+                    sd = std([x - y for x, y in zip(a, b)])
+                    cells.append("%+.2f ± %.2f (%s)" % (d, sd, fmt_p(p)))
                 out.append("| %s | %d | %s |" % (s, len(common), " | ".join(cells)))
+            out.append("")
+        out.append("### Fig. 3 read-out, %s: test accuracy (%%) at fixed MAC speed-ups\n" % setting)
+        out.append("Each seed's test sweep interpolated linearly at the speed-up, mean ± std over seeds; "
+                   "below, envit minus each scheme with paired t-test p (— where a sweep does not reach "
+                   "the speed-up).\n")
+        xs = [1.5, 2.0, 2.5, 3.0]
+        out.append("| scheme | " + " | ".join("%.1fx" % x for x in xs) + " |")
+        out.append("|---|" + "---|" * len(xs))
+        at = {}
+        for s in present:
+            for x in xs:
+                at[(s, x)] = {k: curve_at(by[s][k]["ev"]["sweep"], x) for k in seeds_of[s]}
+            cells = []
+            for x in xs:
+                v = [y for y in at[(s, x)].values() if y is not None]
+                cells.append(pm(v) if len(v) == len(seeds_of[s]) else "—")
+            out.append("| %s | %s |" % (s, " | ".join(cells)))
+        out.append("")
+        if "envit" in by:
+            out.append("| envit minus | " + " | ".join("%.1fx" % x for x in xs) + " |")
+            out.append("|---|" + "---|" * len(xs))
+            for s in present:
+                if s == "envit":
+                    continue
+                cells = []
+                for x in xs:
+                    common = [k for k in seeds_of[s] if k in by["envit"] and at[(s, x)][k] is not None
+                              and at[("envit", x)][k] is not None]
+                    if not common:
+                        cells.append("—")
+                        continue
+                    d, _, p = paired_t([at[("envit", x)][k] for k in common], [at[(s, x)][k] for k in common])
+                    cells.append("%+.2f (%s)" % (d, fmt_p(p)))
+                out.append("| %s | %s |" % (s, " | ".join(cells)))
             out.append("")
         out.append("### Table 2 analogue, %s: test accuracy (%%) at operating points calibrated on the validation split\n" % setting)
         out.append("Each cell: test accuracy mean ± std over seeds, then the test MAC speed-up and the measured "
