@@ -22,9 +22,9 @@
 // batch in consecutive sample chunks of at most that many (balanced). Attention never mixes samples
 // and the packed float GEMM is row-invariant, so every row is bitwise what one call over the whole
 // batch gives (tested); with the Eigen backend rows may move in the last bits, as between batch
-// sizes anyway. Default: chunks of >= 4096 token rows (GEMMs stay long); ViT-B/16 at batch 128
-// then plans 21 samples of block scratch instead of 128 (peak RSS of a batch-128 pass 2311 -> 1194
-// MB, and 5% faster at tiny28: docs/performance.md, session 6).
+// sizes anyway. Default: chunks of >= 4096 token rows, so the GEMMs stay long while the scratch
+// stays small (ViT-B/16 at batch 128 plans block scratch for 21 samples; the pass then peaks at
+// about 1.2 GB, against 2.3 GB with scratch for the whole batch; docs/performance.md).
 //
 // Agreement with the simulation: the decision for a row is exit_score + ExitCriterion::fires on
 // that row's logits (infer/criteria.hpp), exactly as exit_decide applies them to the complete

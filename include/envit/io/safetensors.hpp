@@ -3,9 +3,9 @@
 //   [8 bytes: N, little-endian u64][N bytes: JSON header, space-padded to a multiple of 8][data]
 //   header = {"__metadata__": {str: str}, "<name>": {"dtype": "F32", "shape": [..],
 //             "data_offsets": [begin, end]}, ...}, offsets relative to the start of the data.
-// A checkpoint stores model parameters under their timm names, optimiser state under prefixed names
-// ("optim.m.<param>", ...), RNG state as U64/U32 tensors or integers in __metadata__, and the
-// configuration as strings in __metadata__ (see docs/formats.md).
+// This header knows nothing of checkpoints: what envit writes into the container (parameters under
+// timm names, `optimizer.exp_avg.*` / `optimizer.exp_avg_sq.*`, string metadata) is
+// train/checkpoint.hpp's, described in docs/formats.md.
 // Reading validates like the reference implementation (contiguous, in-bounds, size-consistent
 // ranges covering the whole data buffer) and throws IoError naming the file, the tensor and the
 // byte offset. Whole tensors are loaded into memory: no mmap, no lazy slices, no big-endian hosts.

@@ -242,11 +242,13 @@ void vit_backward_train(ViTWorkspace<T>& ws, ViTParams<T>& P, const LayerMasks& 
   patch_embed_backward<T>(P.embed_grads(), ws.dh, ws.embed, P.embed(), ws.embed_shape(B), ws.embed_ws);
 }
 
-// The complete model (no block skipped) without caches kept for backward.
-// exit_logits: M pointers, each (B, C) or nullptr for exits not wanted; the final state is left in
-// the returned pointer (one of ws.h / ws.h2). Does not touch the training caches except ws.h/ws.h2,
-// ws.sub_out and the scratch caches, so it can run before vit_forward_train (teacher) but not
-// between vit_forward_train and vit_backward_train.
+// The complete model (no block skipped, every block on every token), keeping no caches for backward.
+// exit_logits: M pointers, each (B, C) or nullptr for exits not wanted. Returns the final state h_L
+// (B,N,D), which is ws.h2 or ws.sub_out (the two alternate block by block). Writes ws.h2,
+// ws.sub_out, the patch-embedding cache ws.embed and the scratch caches; ws.h, ws.xin and the
+// per-block and per-exit caches are left alone. So it can run before vit_forward_train (teacher_forward
+// does) but not between vit_forward_train and vit_backward_train, whose patch-embedding backward
+// reads ws.embed.
 template <class T>
 const T* vit_forward_full(ViTWorkspace<T>& ws, const ViTParams<T>& P,
                           const T* images,  // (B, C, H, W)

@@ -7,7 +7,9 @@
 // inside each (timm: qkv.reshape(B, N, 3, H, E)). Per (b, h) the head's q, k, v are strided views
 // (row stride 3D) into qkv, and the head's context is written at columns h*E of ctx (row stride D):
 // no transposes or per-head copies are materialised. The row softmax and its backward are
-// softmax.hpp's row kernels (xsimd for float); bias adds are one vectorised pass after each GEMM.
+// softmax.hpp's row kernels (xsimd for float). The qkv bias and the output projection's bias (plus
+// the block's residual, when block.hpp passes one) are added as GEMM epilogues (GemmEpilogue: on
+// each block of the output as soon as it is final, while it is in cache).
 #pragma once
 #include <algorithm>
 #include <cmath>

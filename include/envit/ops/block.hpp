@@ -104,7 +104,7 @@ void block_forward(T* y,               // (B, N, D)  overwritten; must not alias
   block_check(s);
   const std::ptrdiff_t R = s.batch * s.tokens, D = s.dim;
   ENVIT_CHECK(y != x || R == 0, ValueError, "block_forward: y must not alias x");
-  // The residual adds ride on the bias pass after each output projection: x1 = (attn + b) + x.
+  // The residual adds ride on the bias epilogue of each output projection: x1 = (attn + b) + x.
   layernorm_forward<T>(c.ln1, c.norm1, x, {p.norm1_w, p.norm1_b}, {R, D}, eps);
   detail::attention_forward_impl<T>(c.x1, c.attn, c.ln1, {p.qkv_w, p.qkv_b, p.proj_w, p.proj_b, p.qkv_wp, p.proj_wp},
                                     block_attention_shape(s), /*residual=*/x);

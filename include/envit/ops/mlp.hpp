@@ -1,7 +1,9 @@
 // envit/ops/mlp.hpp — the transformer MLP: fc1 (F, D) -> exact GELU -> fc2 (D, F), as timm's Mlp
-// with nn.GELU() and no dropout. fc1's bias add and the GELU are one pass after the fc1 GEMM
-// (h = acc + b1 stored, a = GELU(h) stored); the GELU backward is one in-place pass. Neither is
-// fused into the GEMM itself. Letters: R = rows (B*N or a sub-batch), D = dim, F = hidden.
+// with nn.GELU() and no dropout. fc1's bias add and the GELU run as the fc1 GEMM's epilogue
+// (GemmEpilogue: on each block of rows as soon as it is final, while it is in cache; h = acc + b1
+// and a = GELU(h) are both stored for backward); fc2's bias (plus the block's residual, when
+// block.hpp passes one) is fc2's epilogue. The GELU backward is one in-place pass over dL/da.
+// Letters: R = rows (B*N or a sub-batch), D = dim, F = hidden.
 #pragma once
 #include <cmath>
 #include <cstddef>
