@@ -212,8 +212,11 @@ if [[ $REPORT_ONLY == 0 ]]; then
   [[ $fail == 0 ]] || echo "study.sh: some runs failed (see above); the report covers those that finished" >&2
 fi
 
+# The full study's report also refreshes the tables in docs/results.md.
+RESULTS=""
+[[ $QUICK == 0 && "$DOCS" == "$ROOT/docs/study" ]] && RESULTS="$ROOT/docs/results.md"
 python3 "$ROOT/scripts/study_report.py" --out "$OUT" --docs "$DOCS" --schemes "$SCHEMES" --seeds "$SEEDS" \
-  --settings "$SETTINGS"
+  --settings "$SETTINGS" --results "$RESULTS"
 }
 main "$@"
 exit

@@ -368,6 +368,8 @@ def main():
     ap.add_argument("--schemes", required=True)
     ap.add_argument("--seeds", required=True)
     ap.add_argument("--settings", required=True)
+    ap.add_argument("--results", default="", help="a Markdown file whose block between the markers "
+                    "<!-- study tables begin --> and <!-- study tables end --> is replaced by tables.md")
     a = ap.parse_args()
     schemes, settings = a.schemes.split(), a.settings.split()
     runs = [r for r in load(a.out) if r["scheme"] in schemes and r["setting"] in settings]
@@ -392,8 +394,19 @@ def main():
              for st in settings for s in schemes if (st, s) in expect and got.get((st, s), 0) < nseeds]
     if short:
         head.append("Incomplete: " + ", ".join(short) + ".")
+    body = tables(runs, schemes, settings, missing)
     with open(os.path.join(a.docs, "tables.md"), "w") as f:
-        f.write("\n".join(head) + "\n\n" + tables(runs, schemes, settings, missing) + "\n")
+        f.write("\n".join(head) + "\n\n" + body + "\n")
+    if a.results:
+        begin, end = "<!-- study tables begin -->", "<!-- study tables end -->"
+        with open(a.results) as f:
+            text = f.read()
+        i, j = text.find(begin), text.find(end)
+        if i < 0 or j < i:
+            sys.exit("study_report: %s has no '%s' ... '%s' block" % (a.results, begin, end))
+        text = text[:i + len(begin)] + "\n" + "\n".join(head[2:]) + "\n\n" + body.replace("### ", "#### ") + "\n" + text[j:]
+        with open(a.results, "w") as f:
+            f.write(text)
     for st in settings:
         svg_fig3(os.path.join(a.docs, "fig3_%s.svg" % st), st, runs, schemes)
         svg_hist(os.path.join(a.docs, "hist2x_%s.svg" % st), st, runs, schemes)
