@@ -7,7 +7,7 @@ foreach(side ab_a ab_b)
   target_link_libraries(envit_${side} PRIVATE envit::envit envit::arch)
 endforeach()
 add_executable(envit_ab ab/main.cpp $<TARGET_OBJECTS:envit_ab_a> $<TARGET_OBJECTS:envit_ab_b>)
-target_link_libraries(envit_ab PRIVATE envit::envit envit::arch)
+target_link_libraries(envit_ab PRIVATE envit::envit envit::arch envit::cli)
 if(ENVIT_BUILD_TESTS)
   # Two separately compiled copies of the library in one process must give bitwise the same
   # logits and trained parameters (exit status 1 otherwise); also keeps the tool building.
@@ -15,7 +15,8 @@ if(ENVIT_BUILD_TESTS)
            COMMAND envit_ab --mode latency --pairs 1 --iters 1)
   add_test(NAME "envit_ab: two copies of the library agree bitwise (training, p_M 0.3)"
            COMMAND envit_ab --mode train --batch 8 --p-max 0.3 --pairs 1 --iters 1)
-  add_test(NAME "envit_ab: bad flag is an error" COMMAND envit_ab --mode fast)
-  set_tests_properties("envit_ab: bad flag is an error" PROPERTIES
-                       PASS_REGULAR_EXPRESSION "--mode must be latency, infer or train, got 'fast'")
+  add_test(NAME "envit_ab: bad flag value is a usage error (exit 2)"
+           COMMAND ${CMAKE_COMMAND} -DCMD=$<TARGET_FILE:envit_ab> "-DARGS=--mode|fast" -DRC=2
+                   "-DERR=envit_ab: error: --mode: fast not in .*\nUsage: envit_ab \\[OPTIONS\\]"
+                   -P ${PROJECT_SOURCE_DIR}/tests/cli/run_check.cmake)
 endif()

@@ -45,7 +45,8 @@ echo "ab_compare: A = $rev_a ($(describe "$rev_a")), B = $rev_b ($(describe "$re
 pa=$!
 "$cxx" "${flags[@]}" -I"$inc_b" -DENVIT_AB_SIDE=ab_b -c "$here/ab/side.cpp" -o "$work/b.o" &
 pb=$!
-"$cxx" "${flags[@]}" -c "$here/ab/main.cpp" -o "$work/main.o"
+# The driver: the working tree's command-line conventions (examples/envit/cli.hpp, CLI11).
+"$cxx" "${flags[@]}" -I"$repo/examples/envit" -I"$repo/include" -c "$here/ab/main.cpp" -o "$work/main.o"
 wait "$pa" && wait "$pb"
 "$cxx" -fopenmp "$work/main.o" "$work/a.o" "$work/b.o" -lz -o "$work/envit_ab"
 "$work/envit_ab" "$@"

@@ -23,6 +23,7 @@
 #include "envit/core/rng.hpp"
 #include "envit/optim/adamw.hpp"
 #include "envit/train/objective.hpp"
+#include "envit/train/step.hpp"
 
 namespace {
 
@@ -43,32 +44,25 @@ void BM_TrainStep(benchmark::State& state) {
   P.init(1);
   AdamWState<float> opt(P.size());
   const AdamWConfig ac;
-  ViTWorkspace<float> ws(cfg, B);
-  ObjectiveWorkspace<float> ow(cfg, B);
+  StepWorkspace<float> w(cfg, B);
   ObjectiveConfig o;
   o.scheme = Scheme::envit;
   o.p_max = p_max;
   o.validate();
   const std::vector<double> p = o.block_probs(cfg);
-  LayerMasks masks(cfg.depth, B);
-  StepStats st;
   const std::vector<float> images = random_images(cfg, B, 7);
   std::vector<std::int32_t> labels(B);
   for (int b = 0; b < B; ++b) labels[b] = b % cfg.classes;
 
   std::uint64_t k = 0;
   auto step = [&] {
-    masks.draw(/*seed=*/1234, k++, p, B);
-    P.zero_grads();
-    train_step_grads<float>(st, ws, ow, P, images.data(), labels.data(), masks, o, p, 0.5);
-    clip_grad_norm(P, 1.0);
-    adamw_step(P, opt, ac, 1e-4);
+    train_step(w, P, opt, images.data(), labels.data(), B, o, p, StepSettings{/*seed=*/1234, k++, 0.5, 1e-4, 1.0, ac});
   };
   step();  // warm-up (thread pool, pack buffers); not timed, not counted
   double executed = 0;
   for (auto _ : state) {
     step();
-    executed += masks.executed_fraction();
+    executed += w.masks.executed_fraction();
     // Pointers only: benchmark 1.7.1's DoNotOptimize ("+m,r") on a double lvalue miscompiles with
     // GCC 12 (the variable reads back as garbage afterwards).
     float* w = P.values();
@@ -77,8 +71,8 @@ void BM_TrainStep(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * B);
   state.counters["exec_frac"] = benchmark::Counter(executed, benchmark::Counter::kAvgIterations);
-  state.counters["loss"] = st.loss;
-  state.SetLabel("envit B=" + std::to_string(B) + ", workspace " + std::to_string(ws.bytes() >> 20) + " MiB");
+  state.counters["loss"] = w.stats.loss;
+  state.SetLabel("envit B=" + std::to_string(B) + ", workspace " + std::to_string(w.ws.bytes() >> 20) + " MiB");
 }
 BENCHMARK(BM_TrainStep)->ArgName("p_M_pct")->Arg(0)->Arg(30)->Unit(benchmark::kMillisecond)->UseRealTime();
 

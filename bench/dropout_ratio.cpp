@@ -9,26 +9,22 @@
 // teacher and some sample skips a block (only the blocks after each sample's first skip: it shares
 // the training pass's prefix), objective, backward, clip_grad_norm (1.0), AdamW.
 //
-// --compare last-block: the same pairing for another choice, the training step with its last block
-// on every token (ViTWorkspace::last_block_all_tokens) against class tokens only (the default), at
-// p_M = 0, scheme envit: prints t(all), t(class) and the median of t(class) / t(all).
-//
-// Usage: envit_dropout_ratio [--threads 2] [--pairs 12] [--p-max 0.3] [--batch 128]
-//                            [--compare p-max|last-block]
+// Usage: envit_dropout_ratio [--threads N] [--pairs 12] [--p-max 0.3] [--batch 128]
 // Model: VitConfig::tiny28() (28x28x1, patch 4, dim 192, depth 12, 3 heads, MLP 768, 6 exits).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "cli.hpp"
 #include "envit/core/parallel.hpp"
 #include "envit/core/rng.hpp"
+#include "envit/core/stats.hpp"
 #include "envit/optim/adamw.hpp"
 #include "envit/train/objective.hpp"
+#include "envit/train/step.hpp"
 
 namespace {
 
@@ -40,19 +36,15 @@ struct Setup {
   int B;
   ViTParams<float> P;
   AdamWState<float> opt;
-  ViTWorkspace<float> ws;
-  ObjectiveWorkspace<float> ow;
+  StepWorkspace<float> w;
   ObjectiveConfig o;
   std::vector<double> p;
-  LayerMasks masks;
-  StepStats st;
   std::uint64_t k = 0;
   double exec = 0;
   std::vector<double> times;
 
-  Setup(const VitConfig& c, int b, Scheme scheme, TeacherSource teacher, double p_max, bool all_tokens = false)
-      : cfg(c), B(b), P(c), opt(P.size()), ws(c, b), ow(c, b), masks(c.depth, b) {
-    ws.last_block_all_tokens = all_tokens;
+  Setup(const VitConfig& c, int b, Scheme scheme, TeacherSource teacher, double p_max)
+      : cfg(c), B(b), P(c), opt(P.size()), w(c, b) {
     P.init(1);
     o.scheme = scheme;
     o.teacher = teacher;
@@ -62,15 +54,11 @@ struct Setup {
   }
   double step(const float* images, const std::int32_t* labels, bool timed) {
     const auto t0 = Clock::now();
-    masks.draw(/*seed=*/1234, k++, p, B);
-    P.zero_grads();
-    train_step_grads<float>(st, ws, ow, P, images, labels, masks, o, p, 0.5);
-    clip_grad_norm(P, 1.0);
-    adamw_step(P, opt, AdamWConfig{}, 1e-4);
+    train_step(w, P, opt, images, labels, B, o, p, StepSettings{/*seed=*/1234, k++, 0.5, 1e-4, 1.0, AdamWConfig{}});
     const double t = std::chrono::duration<double>(Clock::now() - t0).count();
     if (timed) {
       times.push_back(t);
-      exec += masks.executed_fraction();
+      exec += w.masks.executed_fraction();
     }
     return t;
   }
@@ -89,41 +77,7 @@ std::vector<double> alternate(Setup& a, Setup& b, int pairs, const float* images
   return ratio;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-int arg_int(int argc, char** argv, const char* name, int def) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], name) == 0) return std::atoi(argv[i + 1]);
-  return def;
-}
-const char* arg_str(int argc, char** argv, const char* name, const char* def) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], name) == 0) return argv[i + 1];
-  return def;
-}
-double arg_double(int argc, char** argv, const char* name, double def) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], name) == 0) return std::atof(argv[i + 1]);
-  return def;
-}
-
-}  // namespace
-
-int main(int argc, char** argv) {
-  const int threads = arg_int(argc, argv, "--threads", 2), pairs = arg_int(argc, argv, "--pairs", 12);
-  const int B = arg_int(argc, argv, "--batch", 128);
-  const double pm = arg_double(argc, argv, "--p-max", 0.3);
-  const std::string compare = arg_str(argc, argv, "--compare", "p-max");
-  if (threads < 1 || pairs < 1 || B < 1 || !(pm > 0 && pm < 1) || (compare != "p-max" && compare != "last-block")) {
-    std::fprintf(stderr,
-                 "usage: envit_dropout_ratio [--threads T>=1] [--pairs N>=1] [--p-max 0<P<1] [--batch B>=1]\n"
-                 "                           [--compare p-max|last-block]\n");
-    return 2;
-  }
+int run(int threads, int pairs, int B, double pm) {
   set_num_threads(threads);
   const VitConfig cfg = VitConfig::tiny28();
   std::vector<float> images(std::size_t(B) * cfg.channels * cfg.image_size * cfg.image_size);
@@ -133,17 +87,6 @@ int main(int argc, char** argv) {
   }
   std::vector<std::int32_t> labels(static_cast<std::size_t>(B));
   for (int b = 0; b < B; ++b) labels[b] = b % cfg.classes;
-  if (compare == "last-block") {
-    std::printf("tiny28, batch %d, %d threads, %d pairs, scheme envit, p_M 0: last block on all tokens vs class "
-                "tokens only (alternating steps)\n", B, threads, pairs);
-    auto a = std::make_unique<Setup>(cfg, B, Scheme::envit, TeacherSource::full, 0.0, /*all_tokens=*/true);
-    auto b = std::make_unique<Setup>(cfg, B, Scheme::envit, TeacherSource::full, 0.0, /*all_tokens=*/false);
-    const std::vector<double> ratio = alternate(*a, *b, pairs, images.data(), labels.data());
-    std::printf("t(all) %.4f s  t(class) %.4f s  median t(class)/t(all) %.3f  (pair ratios %.3f..%.3f)\n",
-                median(a->times), median(b->times), median(ratio), *std::min_element(ratio.begin(), ratio.end()),
-                *std::max_element(ratio.begin(), ratio.end()));
-    return 0;
-  }
   std::printf("tiny28, batch %d, %d threads, %d pairs per setting, p_M %.2f vs 0 (alternating steps)\n", B, threads,
               pairs, pm);
   std::printf("%-24s %10s %10s %12s %10s\n", "scheme / teacher", "t(0) s", "t(P) s", "median ratio", "executed");
@@ -159,4 +102,19 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app("envit_dropout_ratio: training-step time with structured dropout (p_M) against without, "
+               "alternating steps in one process.", "envit_dropout_ratio");
+  envit::cli::setup_app(app);
+  int threads = 1, pairs = 12, batch = 128;
+  double p_max = 0.3;
+  envit::cli::add_threads_option(app, threads);
+  app.add_option("--pairs", pairs, "timed step pairs per setting")->capture_default_str()->check(CLI::Range(1, 100000));
+  envit::cli::add_real(app, "--p-max", p_max, "p_M of the dropout setting (0 < P < 1)", 1e-6, 0.999);
+  app.add_option("--batch", batch, "batch size")->capture_default_str()->check(CLI::Range(1, 1 << 16));
+  return envit::cli::run(app, argc, argv, [&] { return run(threads, pairs, batch, p_max); });
 }

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "cli.hpp"
+
 #if __has_include(<valgrind/callgrind.h>)
 #include <valgrind/callgrind.h>
 #else
@@ -55,13 +57,7 @@ struct Bump {  // arena stand-in for the *_take helpers
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: vec_ops_count OP [iters]\n");
-    return 2;
-  }
-  const std::string op = argv[1];
-  const int iters = argc > 2 ? std::atoi(argv[2]) : 5;
+int run(const std::string& op, int iters) {
   envit::set_num_threads(1);
 
   const envit::BlockShape bs{B, N, D, H, F};
@@ -123,8 +119,9 @@ int main(int argc, char** argv) {
   };
   auto it = ops.find(op);
   if (it == ops.end()) {
-    std::fprintf(stderr, "unknown op '%s'\n", op.c_str());
-    return 2;
+    std::string names;
+    for (const auto& [name, f] : ops) names += (names.empty() ? "" : ", ") + name;
+    throw envit::cli::UsageError("unknown op '" + op + "' (one of " + names + ")");
   }
   // Caches the backward ops read: one forward of everything first.
   envit::layernorm_forward(y.data(), {mean.data(), rstd.data()}, x.data(), lp, {R, D}, 1e-6f);
@@ -143,4 +140,16 @@ int main(int argc, char** argv) {
   for (float v : dx) chk += v;
   std::printf("%s: %d iters, %.3f ms/iter (indicative), checksum %.6g\n", op.c_str(), iters, 1e3 * s / iters, chk);
   return 0;
+}
+
+int main(int argc, char** argv) {
+  CLI::App app("vec_ops_count: one float op at the small ViT's shapes, for instruction counts under callgrind.",
+               "vec_ops_count");
+  envit::cli::setup_app(app);
+  std::string op;
+  int iters = 5;
+  app.add_option("OP", op, "the op (gelu_fwd, gelu_bwd, layernorm_fwd, ..., block_bwd; see the file's header)")
+      ->required();
+  app.add_option("ITERS", iters, "iterations of the collected loop")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  return envit::cli::run(app, argc, argv, [&] { return run(op, iters); });
 }

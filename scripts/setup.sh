@@ -2,7 +2,7 @@
 # Installs envit's build and test dependencies from Debian when they are missing.
 # Usage: scripts/setup.sh [extra-package...]   (root, or sudo available)
 set -euo pipefail
-pkgs=(build-essential cmake libeigen3-dev libxsimd-dev xtl-dev catch2 libbenchmark-dev zlib1g-dev
+pkgs=(build-essential cmake libeigen3-dev libxsimd-dev xtl-dev catch2 libbenchmark-dev libcli11-dev zlib1g-dev
       dataset-fashion-mnist python3 "$@")
 missing=()
 for p in "${pkgs[@]}"; do

@@ -139,7 +139,7 @@ def write_csv(path, runs):
                 if c is None:
                     continue
                 w.writerow([r["setting"], r["scheme"], r["seed"], r["threads"], r["rule"], "at " + name, "", "",
-                            "%.4f" % (100 * c["test_accuracy"]), "%.6g" % c["threshold"],
+                            "%.4f" % (100 * c["test_accuracy"]), ("%.6g" % c["threshold"]) if c["threshold"] is not None else "inf",
                             "%.4f" % (100 * c["val_accuracy"]), "%.4f" % c["val_speedup"],
                             "%.4f" % c["test_speedup"], "%.4f" % c["test_speedup_wall"],
                             "/".join(str(h) for h in c["histogram"])])

@@ -1,4 +1,4 @@
-// Proves that a whole training step allocates nothing once warmed up: mask draw, zero_grads,
+// Proves that a whole training step (train_step: mask draw, zero_grads,
 // teacher forward (complete model), training forward with skipped samples, objective, backward,
 // gradient clipping and AdamW, for scheme envit with p_M = 0.3 on VitConfig::tiny28().
 //
@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "envit/optim/adamw.hpp"
+#include "envit/train/step.hpp"
 #include "envit/train/objective.hpp"
 
 namespace {
@@ -164,27 +165,27 @@ TEST_CASE("a warmed-up envit training step (p_M = 0.3) performs no heap allocati
   ViTParams<float> P(cfg);
   P.init(1);
   AdamWState<float> opt(P.size());
-  const AdamWConfig ac;
-  ViTWorkspace<float> ws(cfg, B);
-  ObjectiveWorkspace<float> ow(cfg, B);
+  StepWorkspace<float> w(cfg, B);
   ObjectiveConfig o;
   o.scheme = Scheme::envit;
   o.p_max = 0.3;
   o.validate();
   const std::vector<double> p = o.block_probs(cfg);
-  LayerMasks masks(cfg.depth, B);
-  StepStats st;
+  const LayerMasks& masks = w.masks;
+  const StepStats& st = w.stats;
   std::vector<float> images(std::size_t(B) * cfg.channels * cfg.image_size * cfg.image_size);
   for (std::size_t i = 0; i < images.size(); ++i) images[i] = float((i * 37) % 101) / 50.0f - 1.0f;
   std::vector<std::int32_t> labels(B);
   for (int b = 0; b < B; ++b) labels[b] = (b * 3) % cfg.classes;
 
+  StepSettings ss;
+  ss.seed = 42;
+  ss.progress = 0.5;
+  ss.lr = 1e-4;
+  ss.clip = 1.0;
   auto step = [&](std::uint64_t k) {
-    masks.draw(42, k, p, B);
-    P.zero_grads();
-    train_step_grads<float>(st, ws, ow, P, images.data(), labels.data(), masks, o, p, 0.5);
-    clip_grad_norm(P, 1.0);
-    adamw_step(P, opt, ac, 1e-4);
+    ss.step = k;
+    train_step<float>(w, P, opt, images.data(), labels.data(), B, o, p, ss);
   };
   step(0);  // warm-up: OpenMP thread pool, thread-local GEMM pack buffers, vector capacities
   for (std::uint64_t k = 1; k <= 4; ++k) {

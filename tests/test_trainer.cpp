@@ -137,7 +137,7 @@ TEST_CASE("load_weights (for --init) lists missing, unexpected and mis-shaped te
     FAIL("mis-shaped heads were accepted");
   } catch (const IoError& e) {
     CHECK_THAT(e.what(), Catch::Contains("head.weight: file F32 [9, 16], model [5, 16]"));
-    CHECK_THAT(e.what(), Catch::Contains("--allow-new-heads"));
+    CHECK_THAT(e.what(), Catch::Contains("allow_new_heads"));
   }
   more_classes.init(1);
   std::vector<float> fresh_head(more_classes.value("head.weight"), more_classes.value("head.weight") + 5 * 16);
@@ -195,4 +195,42 @@ TEST_CASE("short EnViT training on real Fashion-MNIST beats chance by a wide mar
   INFO("exit accuracies " << ok[0] / 20.0 << "% " << ok[1] / 20.0 << "%");
   CHECK(ok[1] > 900);  // > 45% after 150 steps of 64 (chance: 10%; this run: ~54%)
   CHECK(ok[0] > 800);  // > 40% at the first exit
+}
+
+TEST_CASE("evaluate_exits (inference path) matches the training forward's logits and counts", "[trainer]") {
+  Dataset d = synthetic(70, 9, 11);
+  ChannelStats st = channel_stats(d);
+  TrainOptions o = small_opts();
+  o.epochs = 1;
+  Trainer t(small_cfg(9), o, d, iota_n(d.n), st);
+  while (!t.done()) t.step_once();
+  const ViTParams<float>& P = t.params();
+  const VitConfig& cfg = P.config();
+  const int M = cfg.num_exits(), C = cfg.classes, batch = 16;
+  const Normalizer norm(st);
+  const std::vector<std::int64_t> idx = iota_n(d.n);
+  // Reference: the complete model through the training forward, chunk by chunk.
+  ViTWorkspace<float> ws(cfg, batch);
+  InferenceWorkspace<float> iws(cfg, batch);
+  std::vector<float> images(std::size_t(batch) * 64), a(std::size_t(M) * batch * C), b(a.size());
+  std::vector<std::int32_t> labels(static_cast<std::size_t>(batch));
+  std::vector<float*> ptr(static_cast<std::size_t>(M));
+  for (int j = 0; j < M; ++j) ptr[j] = a.data() + std::size_t(j) * batch * C;
+  std::vector<std::int64_t> ref(static_cast<std::size_t>(M), 0);
+  for (std::size_t s = 0; s < idx.size(); s += batch) {
+    const int n = int(std::min<std::size_t>(batch, idx.size() - s));
+    make_batch(images.data(), labels.data(), d, idx.data() + s, n, norm, Augment{}, 0, 0);
+    vit_forward_full<float>(ws, P, images.data(), n, ptr.data());
+    infer_all_exits<float>(iws, P, images.data(), n, b.data(), std::ptrdiff_t(batch) * C);
+    for (int j = 0; j < M; ++j)
+      for (int i = 0; i < n; ++i) {
+        const float* z = ptr[j] + std::size_t(i) * C;
+        const float* y = b.data() + (std::size_t(j) * batch + i) * C;
+        for (int c = 0; c < C; ++c) REQUIRE(z[c] == y[c]);
+        ref[j] += int(std::max_element(z, z + C) - z) == labels[i];
+      }
+  }
+  std::int64_t n = 0;
+  CHECK(evaluate_exits(P, d, idx, norm, batch, &n) == ref);
+  CHECK(n == d.n);
 }

@@ -8,7 +8,7 @@
 // sides from the current tree (a self-check: equal results, ratio about 1).
 //
 // Usage: envit_ab [--mode latency|infer|train] [--config tiny28|vitb16|readme] [--batch B] [--threads T]
-//                 [--pairs N] [--iters I] [--p-max P] [--expect-equal 1|0]
+//                 [--pairs N] [--iters I] [--p-max P] [--expect-equal 1|0]     (--help lists them)
 //   latency: inference at batch 1; infer: inference at --batch (default 128); train: training
 //   steps (scheme envit, full teacher, p_M --p-max) at --batch. Each timed half runs --iters passes
 //   (default: 20 latency, 2 infer, 1 train). --expect-equal 1 (default) exits with status 1 when
@@ -17,75 +17,42 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "ab_side.h"
+#include "cli.hpp"
+#include "envit/core/stats.hpp"
+#include "envit/model/config.hpp"
 
 extern "C" AbSide envit_ab_side_ab_a();
 extern "C" AbSide envit_ab_side_ab_b();
 
 namespace {
 
-[[noreturn]] void usage(const std::string& why) {
-  std::fprintf(stderr,
-               "envit_ab: %s\nusage: envit_ab [--mode latency|infer|train] [--config tiny28|vitb16|readme] [--batch B]\n"
-               "                [--threads T] [--pairs N] [--iters I] [--p-max P] [--expect-equal 1|0]\n",
-               why.c_str());
-  std::exit(2);
-}
+using envit::median;
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-long to_long(const std::string& flag, const char* v) {
-  char* end = nullptr;
-  const long x = std::strtol(v, &end, 10);
-  if (end == v || *end) usage(flag + " expects an integer, got '" + v + "'");
-  return x;
-}
-
-}  // namespace
-
-int main(int argc, char** argv) {
+struct Args {
   std::string mode = "latency", config = "tiny28";
-  long batch = -1, threads = 2, pairs = 30, iters = -1, expect_equal = 1;
+  int batch = 128, threads = 1, pairs = 30, iters = 1, expect_equal = 1;
   double p_max = 0.0;
-  for (int i = 1; i < argc; ++i) {
-    const std::string f = argv[i];
-    if (f == "-h" || f == "--help") usage("help");
-    if (i + 1 >= argc) usage(f + " needs a value");
-    const char* v = argv[++i];
-    if (f == "--mode") mode = v;
-    else if (f == "--config") config = v;
-    else if (f == "--batch") batch = to_long(f, v);
-    else if (f == "--threads") threads = to_long(f, v);
-    else if (f == "--pairs") pairs = to_long(f, v);
-    else if (f == "--iters") iters = to_long(f, v);
-    else if (f == "--expect-equal") expect_equal = to_long(f, v);
-    else if (f == "--p-max") {
-      char* end = nullptr;
-      p_max = std::strtod(v, &end);
-      if (end == v || *end || !(p_max >= 0 && p_max < 1)) usage("--p-max expects a number in [0, 1), got '" + std::string(v) + "'");
-    } else usage("unknown flag " + f);
-  }
-  if (mode != "latency" && mode != "infer" && mode != "train") usage("--mode must be latency, infer or train, got '" + mode + "'");
-  if (config != "tiny28" && config != "vitb16" && config != "readme")
-    usage("--config must be tiny28, vitb16 or readme, got '" + config + "'");
-  if (batch < 0) batch = mode == "latency" ? 1 : 128;
-  if (mode == "latency" && batch != 1) usage("--mode latency runs batch 1, got --batch " + std::to_string(batch));
-  if (iters < 0) iters = mode == "latency" ? 20 : mode == "infer" ? 2 : 1;
-  if (batch < 1 || threads < 1 || pairs < 1 || iters < 1) usage("--batch, --threads, --pairs and --iters must be >= 1");
+};
 
-  AbConfig c{};
-  if (config == "tiny28") c = AbConfig{192, 12, 3, 768, 28, 1, 4, 10, 0, 0, 0.0, nullptr};
-  else if (config == "readme") c = AbConfig{96, 6, 3, 192, 28, 1, 7, 10, 0, 0, 0.0, nullptr};  // --preset readme
-  else c = AbConfig{768, 12, 12, 3072, 224, 3, 16, 1000, 0, 0, 0.0, nullptr};
+int run(Args o, const CLI::App& app) {
+  const std::string& mode = o.mode;
+  const std::string& config = o.config;
+  if (app.count("--batch") == 0) o.batch = mode == "latency" ? 1 : 128;
+  if (mode == "latency" && o.batch != 1)
+    throw envit::cli::UsageError("--mode latency runs batch 1, got --batch " + std::to_string(o.batch));
+  if (app.count("--iters") == 0) o.iters = mode == "latency" ? 20 : mode == "infer" ? 2 : 1;
+  const long batch = o.batch, threads = o.threads, pairs = o.pairs, iters = o.iters;
+  const double p_max = o.p_max;
+  const bool expect_equal = o.expect_equal != 0;
+
+  // The model of the library's preset (the driver's copy of the library: names and shapes only).
+  const envit::VitConfig m = envit::vit_preset(config == "vitb16" ? "vit-b16" : config).config;
+  AbConfig c{m.dim, m.depth, m.heads, m.mlp_hidden, m.image_size, m.channels, m.patch, m.classes, 0, 0, 0.0, nullptr};
   c.batch = int(batch);
   c.train = mode == "train";
   c.p_max = p_max;
@@ -131,4 +98,27 @@ int main(int argc, char** argv) {
   A.destroy(a);
   B.destroy(b);
   return equal || !expect_equal ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app("envit_ab: two builds of envit timed against each other in one process.", "envit_ab");
+  envit::cli::setup_app(app);
+  Args o;
+  app.add_option("--mode", o.mode, "latency (batch 1), infer (--batch), train (training steps at --batch)")
+      ->capture_default_str()->check(CLI::IsMember({"latency", "infer", "train"}));
+  std::vector<std::string> configs = envit::vit_preset_names();
+  configs.push_back("vitb16");  // = vit-b16
+  app.add_option("--config", o.config, "model: a preset of envit/model/config.hpp")
+      ->capture_default_str()->check(CLI::IsMember(configs));
+  app.add_option("--batch", o.batch, "batch size (default: 1 for latency, 128 otherwise)")->check(CLI::Range(1, 1 << 16));
+  envit::cli::add_threads_option(app, o.threads);
+  app.add_option("--pairs", o.pairs, "timed pairs of halves")->capture_default_str()->check(CLI::Range(1, 100000));
+  app.add_option("--iters", o.iters, "passes per timed half (default: 20 latency, 2 infer, 1 train)")
+      ->check(CLI::Range(1, 100000));
+  envit::cli::add_real(app, "--p-max", o.p_max, "train: EnViT's p_M", 0, 0.999);
+  app.add_option("--expect-equal", o.expect_equal, "1: exit with status 1 when the two sides' results differ")
+      ->capture_default_str()->check(CLI::Range(0, 1));
+  return envit::cli::run(app, argc, argv, [&] { return run(o, app); });
 }

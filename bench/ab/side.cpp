@@ -1,7 +1,7 @@
 // bench/ab/side.cpp — one side of envit_ab: a model set up from AbConfig, run for N passes.
 // Compiled once per side with -DENVIT_AB_SIDE=<name> and that side's include directory; the
-// library's namespace is renamed to <name> below so both sides link into one program. Uses only
-// APIs present since session 4 (2026-11): comparing against older revisions may not compile.
+// library's namespace is renamed to <name> below so both sides link into one program. Uses
+// train_step (envit/train/step.hpp) and InferenceWorkspace: revisions without them do not compile.
 #ifndef ENVIT_AB_SIDE
 #error "compile with -DENVIT_AB_SIDE=<name> (bench/ab_compare.sh does)"
 #endif
@@ -19,6 +19,7 @@
 #include "envit/infer/early_exit.hpp"
 #include "envit/optim/adamw.hpp"
 #include "envit/train/objective.hpp"
+#include "envit/train/step.hpp"
 
 namespace {
 
@@ -35,13 +36,10 @@ struct Side {
   std::vector<float> logits;
   // training (scheme envit, full teacher)
   std::unique_ptr<AdamWState<float>> opt;
-  std::unique_ptr<ViTWorkspace<float>> ws;
-  std::unique_ptr<ObjectiveWorkspace<float>> ow;
+  std::unique_ptr<StepWorkspace<float>> w;
   ObjectiveConfig oc;
   std::vector<double> p;
-  std::unique_ptr<LayerMasks> masks;
   std::vector<std::int32_t> labels;
-  StepStats st;
   std::uint64_t k = 0;
 
   Side(const VitConfig& c, const AbConfig& a) : cfg(c), B(a.batch), train(a.train != 0), images(a.images),
@@ -54,13 +52,11 @@ struct Side {
       return;
     }
     opt = std::make_unique<AdamWState<float>>(P.size());
-    ws = std::make_unique<ViTWorkspace<float>>(cfg, B);
-    ow = std::make_unique<ObjectiveWorkspace<float>>(cfg, B);
+    w = std::make_unique<StepWorkspace<float>>(cfg, B);
     oc.scheme = Scheme::envit;
     oc.p_max = a.p_max;
     oc.validate();
     p = oc.block_probs(cfg);
-    masks = std::make_unique<LayerMasks>(cfg.depth, B);
     labels.resize(std::size_t(B));
     for (int b = 0; b < B; ++b) labels[std::size_t(b)] = b % cfg.classes;
   }
@@ -69,11 +65,7 @@ struct Side {
       infer_all_exits<float>(*iws, P, images, B, logits.data(), std::ptrdiff_t(B) * cfg.classes);
       return;
     }
-    masks->draw(/*seed=*/1234, k++, p, B);
-    P.zero_grads();
-    train_step_grads<float>(st, *ws, *ow, P, images, labels.data(), *masks, oc, p, 0.5);
-    clip_grad_norm(P, 1.0);
-    adamw_step(P, *opt, AdamWConfig{}, 1e-4);
+    train_step(*w, P, *opt, images, labels.data(), B, oc, p, StepSettings{/*seed=*/1234, k++, 0.5, 1e-4, 1.0, AdamWConfig{}});
   }
 };
 

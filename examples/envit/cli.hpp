@@ -1,140 +1,149 @@
-// examples/envit/cli.hpp — a small command-line parser for the envit program: `--name value` or
-// `--name=value` flags declared with help text and defaults, typed getters whose errors name the
-// flag and the offending value, `--help` generated from the declarations. Unknown flags are errors.
+// examples/envit/cli.hpp — the command-line conventions shared by `envit` and the bench programs,
+// on top of CLI11: exit codes, errors and usage on stderr, `--version`, the default thread count.
+//
+// Exit codes (listed by every program's --help):
+//   0  success (also --help and --version)
+//   1  runtime error: unreadable or malformed file, dataset or checkpoint, failed write
+//   2  usage error: unknown flag, missing or malformed value, value out of range
+//   3  `envit train` only: a non-finite loss or gradient stopped training (last checkpoint kept)
 #pragma once
+#include <CLI/CLI.hpp>
+
+#include <cmath>
+#include <cstdio>
 #include <cstdint>
-#include <iomanip>
-#include <iostream>
-#include <map>
-#include <sstream>
+#include <cstdlib>
+#include <exception>
+#include <stdexcept>
 #include <string>
-#include <vector>
 
 #include "envit/core/error.hpp"
+#include "envit/core/parallel.hpp"
+#include "envit/version.hpp"
 
 namespace envit::cli {
 
+enum ExitCode : int { kExitOk = 0, kExitRuntime = 1, kExitUsage = 2, kExitNonFinite = 3 };
+
+inline constexpr const char* kExitCodesHelp =
+    "Exit codes: 0 success; 1 runtime error (file, dataset or checkpoint unreadable or malformed, "
+    "write failed); 2 usage error (unknown flag, bad or out-of-range value; usage on stderr)";
+
+// A usage error found after parsing (a bad combination of values, a malformed list): exit code 2.
 struct UsageError : std::runtime_error { using std::runtime_error::runtime_error; };
 
-class Args {
- public:
-  Args(std::string program, std::string summary) : program_(std::move(program)), summary_(std::move(summary)) {}
+// The thread count OpenMP would use: OMP_NUM_THREADS when set, else the cores available.
+// Read before anything calls set_num_threads.
+inline int default_threads() { return num_threads(); }
 
-  // Declares a flag taking a value. An empty default means "not set" unless given.
-  void flag(const std::string& name, const std::string& def, const std::string& help,
-            const std::string& group = "") {
-    order_.push_back(name);
-    specs_[name] = {def, help, group, false};
-  }
-  // Declares a switch (no value); present means true.
-  void toggle(const std::string& name, const std::string& help, const std::string& group = "") {
-    order_.push_back(name);
-    specs_[name] = {"", help, group, true};
-  }
+// `--threads N` with the OpenMP default, range-checked.
+inline CLI::Option* add_threads_option(CLI::App& app, int& threads) {
+  threads = default_threads();
+  return app.add_option("--threads", threads, "OpenMP threads (default: OMP_NUM_THREADS, else the cores)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+}
 
-  // Parses argv[first..]; returns false when --help was requested (help already printed).
-  bool parse(int argc, char** argv, int first) {
-    for (int i = first; i < argc; ++i) {
-      std::string a = argv[i];
-      if (a == "--help" || a == "-h") {
-        print_help(std::cout);
-        return false;
-      }
-      if (a.rfind("--", 0) != 0) throw UsageError("unexpected argument '" + a + "' (flags start with --)");
-      std::string name = a.substr(2), value;
-      bool has_value = false;
-      if (auto eq = name.find('='); eq != std::string::npos) {
-        value = name.substr(eq + 1);
-        name = name.substr(0, eq);
-        has_value = true;
-      }
-      auto it = specs_.find(name);
-      if (it == specs_.end()) throw UsageError("unknown flag --" + name + " (see --help)");
-      if (it->second.toggle) {
-        if (has_value) throw UsageError("--" + name + " takes no value");
-        values_[name] = "1";
-        continue;
-      }
-      if (!has_value) {
-        if (i + 1 >= argc) throw UsageError("--" + name + " needs a value");
-        value = argv[++i];
-      }
-      values_[name] = value;
-    }
-    return true;
-  }
+// A floating-point option parsed with strtod (correctly rounded, as the C++ literal of the same
+// text), finite and within [lo, hi]; CLI11's own conversion goes through long double.
+inline CLI::Option* add_real(CLI::App& app, const std::string& name, double& v, const std::string& help, double lo,
+                             double hi, bool show_default = true) {
+  CLI::Option* o = app.add_option(
+      name,
+      [&v, name, lo, hi](const CLI::results_t& r) {
+        const std::string& s = r.back();
+        char* end = nullptr;
+        const double x = std::strtod(s.c_str(), &end);
+        if (s.empty() || end != s.c_str() + s.size() || !std::isfinite(x))
+          throw CLI::ConversionError(name + ": '" + s + "' is not a finite number");
+        if (x < lo || x > hi)
+          throw CLI::ValidationError(name, "value " + s + " not in range [" + CLI::detail::to_string(lo) + " - " +
+                                               CLI::detail::to_string(hi) + "]");
+        v = x;
+        return true;
+      },
+      help);
+  o->type_name("FLOAT")->expected(1);
+  if (show_default) o->default_str(CLI::detail::to_string(v));
+  return o;
+}
 
-  bool given(const std::string& name) const { return values_.count(name) != 0; }
-  // Sets a value unless the user gave one (presets).
-  void preset(const std::string& name, const std::string& v) {
-    check_known(name);
-    if (!given(name)) specs_[name].def = v;
+// Runs f, reporting the library's ValueError/ShapeError (a model or option that does not
+// validate) as a usage error: the values came from flags.
+template <class F>
+void as_usage_error(F&& f) {
+  try {
+    f();
+  } catch (const ValueError& e) {
+    throw UsageError(e.what());
+  } catch (const ShapeError& e) {
+    throw UsageError(e.what());
   }
-  std::string str(const std::string& name) const {
-    check_known(name);
-    auto it = values_.find(name);
-    return it != values_.end() ? it->second : specs_.at(name).def;
-  }
-  bool on(const std::string& name) const { return given(name); }
-  std::int64_t integer(const std::string& name, std::int64_t lo, std::int64_t hi) const {
-    std::string s = str(name);
-    std::int64_t v = 0;
-    std::size_t pos = 0;
-    try { v = std::stoll(s, &pos); } catch (const std::exception&) { pos = std::string::npos; }
-    if (pos != s.size() || s.empty())
-      throw UsageError("--" + name + " expects an integer, got '" + s + "'");
-    if (v < lo || v > hi)
-      throw UsageError("--" + name + " = " + s + " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
-    return v;
-  }
-  double real(const std::string& name, double lo, double hi) const {
-    std::string s = str(name);
-    double v = 0;
-    std::size_t pos = 0;
-    try { v = std::stod(s, &pos); } catch (const std::exception&) { pos = std::string::npos; }
-    if (pos != s.size() || s.empty()) throw UsageError("--" + name + " expects a number, got '" + s + "'");
-    if (!(v >= lo && v <= hi)) {
-      std::ostringstream os;
-      os << "--" << name << " = " << s << " is outside [" << lo << ", " << hi << "]";
-      throw UsageError(os.str());
-    }
-    return v;
-  }
-  std::vector<std::string> list(const std::string& name) const {
-    std::vector<std::string> out;
-    std::stringstream ss(str(name));
-    std::string item;
-    while (std::getline(ss, item, ','))
-      if (!item.empty()) out.push_back(item);
-    return out;
-  }
+}
 
-  void print_help(std::ostream& os) const {
-    os << "usage: " << program_ << " [flags]\n\n" << summary_ << "\n";
-    std::string group = "\x01";
-    for (const std::string& n : order_) {
-      const Spec& s = specs_.at(n);
-      if (s.group != group) {
-        group = s.group;
-        if (!group.empty()) os << "\n" << group << ":\n";
-        else os << "\n";
-      }
-      std::string left = "  --" + n + (s.toggle ? "" : " V");
-      os << std::left << std::setw(26) << left << " " << s.help;
-      if (!s.toggle && !s.def.empty()) os << " [" << s.def << "]";
-      os << "\n";
-    }
-  }
+// An integer at least `lo` (help shows ">= lo" rather than the full range of the type).
+inline CLI::Validator at_least(std::int64_t lo) {
+  CLI::Range r(lo, INT64_MAX);
+  r.description(">= " + std::to_string(lo));
+  return r;
+}
 
- private:
-  struct Spec { std::string def, help, group; bool toggle = false; };
-  void check_known(const std::string& name) const {
-    if (!specs_.count(name)) throw std::logic_error("envit cli: undeclared flag --" + name);
+// --version, the footer with the exit codes, and errors printed as "<name>: error: ...".
+inline void setup_app(CLI::App& app, const std::string& extra_exit_codes = "") {
+  app.set_version_flag("--version", std::string(app.get_name()) + " " + ENVIT_VERSION_STRING,
+                       "print the version and exit");
+  app.footer(std::string(kExitCodesHelp) + extra_exit_codes + ".\n");
+}
+
+namespace detail {
+
+inline const CLI::App* deepest_parsed(const CLI::App& app) {
+  for (const CLI::App* sub : app.get_subcommands())
+    if (sub->parsed()) return deepest_parsed(*sub);
+  return &app;
+}
+
+inline std::string full_name(const CLI::App& app) {
+  const CLI::App* parent = app.get_parent();
+  return parent ? full_name(*parent) + " " + app.get_name() : app.get_name();
+}
+
+inline int usage_error(const CLI::App& app, const std::string& what) {
+  const CLI::App* at = deepest_parsed(app);
+  const std::string name = full_name(*at);
+  std::string usage = "Usage: " + name;
+  if (!at->get_options([](const CLI::Option* o) { return o->nonpositional(); }).empty()) usage += " [OPTIONS]";
+  for (const CLI::Option* o : at->get_options([](const CLI::Option* o) { return o->get_positional(); }))
+    usage += " " + o->get_name();
+  if (!at->get_subcommands({}).empty()) usage += " SUBCOMMAND";
+  std::fprintf(stderr, "%s: error: %s\n%s\nRun '%s --help' for the options.\n", name.c_str(), what.c_str(),
+               usage.c_str(), name.c_str());
+  return kExitUsage;
+}
+
+}  // namespace detail
+
+// Parses argv into `app`, then runs body() (which returns the exit code). --help and --version
+// print to stdout and give 0; parse errors and UsageError print the error and usage to stderr and
+// give 2; any other exception prints "<name>: error: ..." and gives 1.
+template <class Body>
+int run(CLI::App& app, int argc, char** argv, Body&& body) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    return detail::usage_error(app, e.what());
   }
-  std::string program_, summary_;
-  std::vector<std::string> order_;
-  std::map<std::string, Spec> specs_;
-  std::map<std::string, std::string> values_;
-};
+  try {
+    return body();
+  } catch (const UsageError& e) {
+    return detail::usage_error(app, e.what());
+  } catch (const CLI::ParseError& e) {
+    return detail::usage_error(app, e.what());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: error: %s\n", detail::full_name(*detail::deepest_parsed(app)).c_str(), e.what());
+    return kExitRuntime;
+  }
+}
 
 }  // namespace envit::cli

@@ -1,11 +1,14 @@
 // examples/envit/common.hpp — what `envit train` and `envit eval` share: dataset selection by name,
-// JSON string escaping for the logs, and parsing of comma lists.
+// output directories, and parsing of comma lists of numbers.
 #pragma once
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -47,59 +50,18 @@ inline void make_dirs(const std::string& path) {
   }
 }
 
-inline std::string json_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '"' || c == '\\') { o += '\\'; o += c; }
-    else if (static_cast<unsigned char>(c) < 0x20) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\u%04x", c);
-      o += b;
-    } else o += c;
-  }
-  return o;
-}
-
+// Comma-separated numbers from a flag (strtod, so the same doubles as C++ literals of the same
+// text); a malformed item is a UsageError naming `what`.
 inline std::vector<double> parse_doubles(const std::string& s, const std::string& what) {
   std::vector<double> v;
   std::stringstream ss(s);
   std::string item;
   while (std::getline(ss, item, ',')) {
-    std::size_t pos = 0;
-    double x = 0;
-    try { x = std::stod(item, &pos); } catch (const std::exception&) { pos = std::string::npos; }
-    if (pos != item.size() || item.empty()) throw UsageError(what + ": '" + item + "' is not a number");
+    char* end = nullptr;
+    const double x = std::strtod(item.c_str(), &end);
+    if (item.empty() || end != item.c_str() + item.size() || std::isnan(x))
+      throw UsageError(what + ": '" + item + "' is not a number");
     v.push_back(x);
-  }
-  return v;
-}
-
-// The training samples a run uses, as indices into the full training set: the first `skip` are
-// dropped, the next `subset` kept (0: all that remain), and of those only the labels listed in
-// `classes` (empty: every label). `envit train` trains on them and `envit eval` rebuilds the same
-// validation split from them, both from the flags recorded in the checkpoint.
-inline std::vector<std::int64_t> training_indices(const Dataset& d, std::int64_t skip, std::int64_t subset,
-                                                  const std::vector<int>& classes) {
-  ENVIT_CHECK(skip >= 0 && skip < d.n, UsageError, "--skip ", skip, " leaves no sample of the ", d.n,
-              " in '", d.name, "'");
-  ENVIT_CHECK(subset >= 0, UsageError, "--subset must be >= 0, got ", subset);
-  const std::int64_t end = subset > 0 ? std::min(d.n, skip + subset) : d.n;
-  for (int c : classes)
-    ENVIT_CHECK(c >= 0 && c < d.classes, UsageError, "--classes: label ", c, " is outside [0, ", d.classes,
-                ") of '", d.name, "'");
-  std::vector<std::int64_t> idx;
-  for (std::int64_t i = skip; i < end; ++i)
-    if (classes.empty() || std::find(classes.begin(), classes.end(), d.labels[std::size_t(i)]) != classes.end())
-      idx.push_back(i);
-  ENVIT_CHECK(!idx.empty(), UsageError, "--skip/--subset/--classes select no sample of '", d.name, "'");
-  return idx;
-}
-
-inline std::vector<int> parse_ints(const std::string& s, const std::string& what) {
-  std::vector<int> v;
-  for (double x : parse_doubles(s, what)) {
-    ENVIT_CHECK(x == double(int(x)), UsageError, what, ": '", x, "' is not an integer");
-    v.push_back(int(x));
   }
   return v;
 }

@@ -5,14 +5,17 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <numeric>
+#include <sstream>
 
+#include "commands.hpp"
 #include "common.hpp"
+#include "envit/core/stats.hpp"
 #include "envit/infer/early_exit.hpp"
 #include "envit/infer/simulate.hpp"
-#include "envit/train/checkpoint.hpp"
+#include "envit/model/checkpoint.hpp"
 #include "plot.hpp"
+#include "report.hpp"
 
 namespace envit::cli {
 
@@ -21,40 +24,12 @@ namespace {
 using clk = std::chrono::steady_clock;
 double since(clk::time_point t0) { return std::chrono::duration<double>(clk::now() - t0).count(); }
 
-void declare(Args& a) {
-  a.flag("checkpoint", "", "checkpoint(s) written by envit train, comma-separated (one curve each)");
-  a.flag("dataset", "", "dataset (default: the one the checkpoint was trained on)");
-  a.flag("data", "", "dataset directory");
-  a.flag("rule", "confidence", "exit criterion: confidence (eq. 18), entropy (normalised by log C), patience");
-  a.flag("thresholds", "auto", "comma-separated thresholds to sweep, or auto");
-  a.flag("points", "12", "number of thresholds for --thresholds auto");
-  a.flag("exit-thresholds", "", "per-exit thresholds (M-1 values) for one extra operating point");
-  a.flag("batch", "128", "batch size for batched inference");
-  a.flag("threads", "2", "OpenMP threads");
-  a.flag("time-samples", "0", "test samples used for the real early-exit runs and timings (0: all)");
-  a.flag("stream-samples", "200", "samples for one-at-a-time streaming timings (0: skip streaming)");
-  a.flag("repeats", "3", "timing repetitions: full-model rates report the minimum time; speed-ups the median of "
-                         "paired ratios (full model and early exit timed alternately)");
-  a.flag("target-speedup", "", "calibrate: threshold reaching this MAC speed-up on the validation split "
-                               "(comma-separated for several, e.g. 1.5,2)");
-  a.flag("max-drop", "", "calibrate: fastest threshold within this accuracy drop (e.g. 0.01) on validation");
-  a.flag("out", "", "output directory (default: <checkpoint dir>/eval)");
-}
-
 struct Loaded {
   std::string path, label;
   StFile file;
   VitConfig cfg;
   Normalizer norm;
 };
-
-Normalizer normalizer_from(const StFile& f, int channels) {
-  auto mean = parse_doubles(f.meta_or("data.mean", ""), f.where() + " data.mean");
-  auto sd = parse_doubles(f.meta_or("data.std", ""), f.where() + " data.std");
-  ENVIT_CHECK(int(mean.size()) == channels && int(sd.size()) == channels, IoError, f.where(),
-              ": metadata data.mean/data.std must hold ", channels, " values each");
-  return Normalizer(mean, sd);
-}
 
 // All images of `idx` normalised into one (n, C, H, W) buffer, labels alongside.
 void load_images(std::vector<float>& images, std::vector<std::int32_t>& labels, const Dataset& d,
@@ -89,39 +64,73 @@ double paired_speedup(int repeats, F&& base, G&& fast) {
     fast();
     r.push_back(tb / since(t0));
   }
-  std::sort(r.begin(), r.end());
-  const std::size_t n = r.size();
-  return n % 2 ? r[n / 2] : 0.5 * (r[n / 2 - 1] + r[n / 2]);
+  return median(r);
 }
 
 }  // namespace
 
-int cmd_eval(int argc, char** argv) {
-  Args a("envit eval", "Evaluate early-exit checkpoints: per-exit accuracy, threshold sweep, speed-ups, plot.");
-  declare(a);
-  if (!a.parse(argc, argv, 2)) return 0;
-  set_num_threads(int(a.integer("threads", 1, 1024)));
-  const std::vector<std::string> paths = a.list("checkpoint");
-  if (paths.empty()) throw UsageError("--checkpoint is required");
-  std::string out = a.str("out");
+CLI::App* add_eval_command(CLI::App& app, EvalArgs& a) {
+  CLI::App* c = app.add_subcommand("eval", "per-exit accuracy, early-exit threshold sweep, speed-ups, plots");
+  c->footer(std::string(kExitCodesHelp) + ".\n");
+  c->add_option("--checkpoint", a.checkpoints, "checkpoint(s) written by envit train, comma-separated (one curve each)")
+      ->required()->delimiter(',');
+  c->add_option("--dataset", a.dataset, "dataset (default: the one the checkpoint was trained on)")
+      ->check(CLI::IsMember({"fashion-mnist", "mnist", "cifar10", "cifar100"}));
+  c->add_option("--data", a.data, "dataset directory");
+  c->add_option("--rule", a.rule, "exit criterion: confidence (eq. 18), entropy (normalised by log C), patience")
+      ->capture_default_str()->check(CLI::IsMember({"confidence", "entropy", "patience"}));
+  c->add_option("--thresholds", a.thresholds, "comma-separated thresholds to sweep, or auto")->capture_default_str();
+  c->add_option("--points", a.points, "number of thresholds for --thresholds auto")
+      ->capture_default_str()->check(CLI::Range(2, 100000));
+  c->add_option("--exit-thresholds", a.exit_thresholds,
+                "per-exit thresholds (M-1 values, comma-separated, one for each exit before the last) for one "
+                "more operating point, reported after the sweep");
+  c->add_option("--batch", a.batch, "batch size for batched inference")->capture_default_str()->check(CLI::Range(1, 1 << 16));
+  add_threads_option(*c, a.threads);
+  c->add_option("--time-samples", a.time_samples, "test samples used for the real early-exit runs and timings (0: all)")
+      ->capture_default_str()->check(at_least(0));
+  c->add_option("--stream-samples", a.stream_samples, "samples for one-at-a-time streaming timings (0: skip streaming)")
+      ->capture_default_str()->check(at_least(0));
+  c->add_option("--repeats", a.repeats,
+                "timing repetitions: full-model rates report the minimum time; speed-ups the median of paired ratios "
+                "(full model and early exit timed alternately)")
+      ->capture_default_str()->check(CLI::Range(1, 100));
+  c->add_option("--target-speedup", a.target_speedups,
+                "calibrate: the most accurate threshold reaching this MAC speed-up on the validation split "
+                "(comma-separated for several, e.g. 1.5,2)");
+  add_real(*c, "--max-drop", a.max_drop,
+           "calibrate: fastest threshold within this accuracy drop (e.g. 0.01) on validation", 0, 1, false);
+  c->add_option("--out", a.out, "output directory (default: <checkpoint dir>/eval)");
+  return c;
+}
+
+int run_eval(const EvalArgs& a, const CLI::App& cmd) {
+  set_num_threads(a.threads);
+  const std::vector<std::string>& paths = a.checkpoints;
+  std::string out = a.out;
   if (out.empty()) {
     auto slash = paths[0].find_last_of('/');
     out = (slash == std::string::npos ? std::string(".") : paths[0].substr(0, slash)) + "/eval";
   }
+  const bool want_speedup = cmd.count("--target-speedup") > 0, want_drop = cmd.count("--max-drop") > 0;
+  const std::vector<double> targets = parse_doubles(a.target_speedups, "--target-speedup");
+  for (double t : targets)
+    ENVIT_CHECK(t >= 1e-3 && t <= 1e3, UsageError, "--target-speedup: ", t, " is outside [0.001, 1000]");
+  ENVIT_CHECK(!want_speedup || !targets.empty(), UsageError, "--target-speedup needs at least one value");
+  std::vector<double> exit_thr;
+  if (!a.exit_thresholds.empty()) exit_thr = parse_doubles(a.exit_thresholds, "--exit-thresholds");
+  std::vector<double> sweep_thr;
+  if (a.thresholds != "auto") sweep_thr = parse_doubles(a.thresholds, "--thresholds");
   make_dirs(out);
-  const int batch = int(a.integer("batch", 1, 1 << 16));
-  const int repeats = int(a.integer("repeats", 1, 100));
-  const std::string rule_name = a.str("rule");
-  ExitRule rule = rule_name == "confidence" ? ExitRule::confidence
-                  : rule_name == "entropy"  ? ExitRule::entropy
-                  : rule_name == "patience" ? ExitRule::patience
-                                            : throw UsageError("--rule must be confidence, entropy or patience");
+  const int batch = a.batch, repeats = a.repeats;
+  const std::string& rule_name = a.rule;
+  const ExitRule rule = rule_name == "entropy" ? ExitRule::entropy
+                        : rule_name == "patience" ? ExitRule::patience
+                                                  : ExitRule::confidence;
 
-  std::ofstream csv(out + "/sweep.csv");
-  std::ofstream js(out + "/eval.json");
-  ENVIT_CHECK(csv.good() && js.good(), IoError, "cannot write into '", out, "'");
+  std::ostringstream csv, js;
   csv << "checkpoint,rule,threshold,accuracy,speedup_macs,speedup_wall,speedup_stream,agree,exit_histogram\n";
-  js << "{\"rule\":\"" << rule_name << "\",\"checkpoints\":[";
+  js << "{\"rule\":" << json_string(rule_name) << ",\"checkpoints\":[";
   std::vector<Curve> curves, wall_curves;
 
   for (std::size_t ci = 0; ci < paths.size(); ++ci) {
@@ -131,17 +140,23 @@ int cmd_eval(int argc, char** argv) {
     L.cfg = checkpoint_config(L.file);
     ViTParams<float> P(L.cfg, /*with_grads=*/false);
     load_weights(L.file, P, false);
-    L.norm = normalizer_from(L.file, L.cfg.channels);
+    L.norm = Normalizer(ChannelStats::from_map(L.file.metadata, L.cfg.channels, L.file.where()));
     std::string stem = L.path.substr(L.path.find_last_of('/') + 1);
     std::string dir = L.path.substr(0, L.path.find_last_of('/') == std::string::npos ? 0 : L.path.find_last_of('/'));
     std::string run = dir.substr(dir.find_last_of('/') + 1);
     L.label = L.file.meta_or("train.scheme", "?") + " (" + (run.empty() ? stem : run) + ")";
-    const std::string dataset = a.str("dataset").empty() ? L.file.meta_or("data.dataset", "fashion-mnist") : a.str("dataset");
-    Dataset test = load_dataset(dataset, a.str("data"), false);
+    const std::string dataset = a.dataset.empty() ? L.file.meta_or("data.dataset", "fashion-mnist") : a.dataset;
+    Dataset test = load_dataset(dataset, a.data, false);
     ENVIT_CHECK(test.c == L.cfg.channels && test.h == L.cfg.image_size && test.w == L.cfg.image_size, ShapeError,
                 "dataset '", test.name, "' has ", test.c, "x", test.h, "x", test.w, " images, checkpoint '", L.path,
                 "' expects ", L.cfg.channels, "x", L.cfg.image_size, "x", L.cfg.image_size);
     const int M = L.cfg.num_exits(), C = L.cfg.classes;
+    ExitCriterion per_exit{rule, exit_thr, true};
+    if (!exit_thr.empty()) {
+      ENVIT_CHECK(int(exit_thr.size()) == M - 1, UsageError, "--exit-thresholds: ", exit_thr.size(),
+                  " values, checkpoint '", L.path, "' has ", M, " exits (give ", M - 1, ", one per exit before the last)");
+      as_usage_error([&] { per_exit.validate(M); });
+    }
     std::vector<std::int64_t> all(std::size_t(test.n));
     std::iota(all.begin(), all.end(), 0);
     std::vector<float> images;
@@ -176,17 +191,11 @@ int cmd_eval(int argc, char** argv) {
     }
 
     // 2. Thresholds.
-    std::vector<double> thr;
-    if (a.str("thresholds") == "auto") {
-      thr = threshold_candidates(scores, int(a.integer("points", 2, 100000)));
-    } else {
-      thr = parse_doubles(a.str("thresholds"), "--thresholds");
-    }
+    const std::vector<double> thr = a.thresholds == "auto" ? threshold_candidates(scores, a.points) : sweep_thr;
     std::vector<SweepPoint> sweep = threshold_sweep(scores, labels.data(), macs, thr);
 
     // 3. Real early exit: timing and exact agreement with the simulation on the first K samples.
-    int K = int(a.integer("time-samples", 0, N));
-    if (K == 0) K = N;
+    const int K = a.time_samples == 0 ? N : int(std::min<std::int64_t>(a.time_samples, N));
     std::vector<float> final_logits(std::size_t(batch) * C);
     // The baselines of every speed-up: the model without early exits on the same samples.
     const auto run_full = [&] {
@@ -195,7 +204,7 @@ int cmd_eval(int argc, char** argv) {
                            final_logits.data());
     };
     const double t_full = best_time(repeats, run_full);
-    const int S = int(std::min<std::int64_t>(a.integer("stream-samples", 0, N), K));
+    const int S = int(std::min<std::int64_t>(a.stream_samples, K));
     InferenceWorkspace<float> ws1(L.cfg, 1);
     ws1.prepack(P);
     std::vector<float> one(static_cast<std::size_t>(C));
@@ -206,51 +215,83 @@ int cmd_eval(int argc, char** argv) {
     std::printf("  full model: %.1f img/s at batch %d, %.3f ms per image streaming\n", K / t_full, batch,
                 S > 0 ? 1e3 * t_full1 / S : 0.0);
     std::printf("  %-10s %8s %9s %9s %9s  %s\n", "threshold", "acc%", "MACs x", "wall x", "stream x", "exit histogram");
+
+    // One operating point: its statistics on every test sample (simulated from the logits), and
+    // real early exit on the first K samples, timed against the full model and checked against
+    // the simulation.
+    struct Point {
+      ExitStats st;
+      double wall = 0, stream = 0;
+      std::int64_t disagree = 0;
+      std::string hist;
+    };
     std::vector<int> ex(static_cast<std::size_t>(K)), pr(static_cast<std::size_t>(K));
     ExitDecisions sim;
-    ExitCriterion crit{rule, {0.0}, true};
-    Curve cmac{L.label, {}, {}}, cwall{L.label + " wall-clock", {}, {}};
-    js << (ci ? "," : "") << "{\"checkpoint\":\"" << json_escape(L.path) << "\",\"label\":\"" << json_escape(L.label)
-       << "\",\"exits\":[";
-    for (int j = 0; j < M; ++j) js << (j ? "," : "") << L.cfg.exits[j];
-    js << "],\"exit_accuracy\":[";
-    for (int j = 0; j < M; ++j) js << (j ? "," : "") << exit_acc[j];
-    js << "],\"full_accuracy\":" << exit_acc[M - 1] << ",\"macs_full\":" << macs.full()
-       << ",\"full_images_per_s\":" << K / t_full << ",\"sweep\":[";
-    std::int64_t disagree_total = 0;
-    for (std::size_t k = 0; k < sweep.size(); ++k) {
-      crit.thresholds[0] = sweep[k].threshold;
+    const auto measure = [&](const ExitCriterion& crit) {
+      Point p;
       exit_decide(sim, scores, crit);
-      const double wall = paired_speedup(repeats, run_full, [&] {
+      p.st = exit_stats(sim, labels.data(), macs);
+      p.wall = paired_speedup(repeats, run_full, [&] {
         early_exit_dataset<float>(ws, P, images.data(), K, batch, crit, ExitOutput<float>{ex.data(), pr.data(), nullptr});
       });
-      std::int64_t disagree = 0;
-      for (int i = 0; i < K; ++i) disagree += ex[i] != sim.exit[i] || pr[i] != sim.pred[i];
-      disagree_total += disagree;
-      double stream = 0;
+      for (int i = 0; i < K; ++i) p.disagree += ex[i] != sim.exit[i] || pr[i] != sim.pred[i];
       if (S > 0)
-        stream = paired_speedup(repeats, run_full_stream, [&] {
+        p.stream = paired_speedup(repeats, run_full_stream, [&] {
           for (int s = 0; s < S; ++s)
             early_exit_one<float>(ws1, P, images.data() + std::size_t(s) * test.image_size(), crit, nullptr);
         });
-      const ExitStats& st = sweep[k].stats;
-      std::string hist;
-      for (int j = 0; j < M; ++j) hist += (j ? "/" : "") + std::to_string(st.histogram[j]);
-      std::printf("  %-10.4g %8.2f %9.3f %9.3f %9.3f  %s%s\n", sweep[k].threshold, 100 * st.accuracy, st.speedup, wall,
-                  stream, hist.c_str(), disagree ? "  MISMATCH" : "");
-      csv << json_escape(L.label) << "," << rule_name << "," << sweep[k].threshold << "," << st.accuracy << ","
-          << st.speedup << "," << wall << "," << stream << "," << (disagree == 0 ? "yes" : "no") << "," << hist << "\n";
-      js << (k ? "," : "") << "{\"threshold\":" << (std::isfinite(sweep[k].threshold) ? sweep[k].threshold : 1e308)
-         << ",\"accuracy\":" << st.accuracy << ",\"speedup_macs\":" << st.speedup << ",\"speedup_wall\":" << wall
-         << ",\"speedup_stream\":" << stream << ",\"mismatches\":" << disagree << ",\"histogram\":[";
-      for (int j = 0; j < M; ++j) js << (j ? "," : "") << st.histogram[j];
-      js << "]}";
-      cmac.x.push_back(st.speedup);
-      cmac.y.push_back(100 * st.accuracy);
-      cwall.x.push_back(wall);
-      cwall.y.push_back(100 * st.accuracy);
+      for (int j = 0; j < M; ++j) p.hist += (j ? "/" : "") + std::to_string(p.st.histogram[j]);
+      return p;
+    };
+    const auto report = [&](const std::string& shown, const std::string& thr_text, const Point& p) {
+      std::printf("  %-10s %8.2f %9.3f %9.3f %9.3f  %s%s\n", shown.c_str(), 100 * p.st.accuracy, p.st.speedup, p.wall,
+                  p.stream, p.hist.c_str(), p.disagree ? "  MISMATCH" : "");
+      csv << csv_field(L.label) << "," << csv_field(rule_name) << "," << csv_field(thr_text) << ","
+          << csv_number(p.st.accuracy) << "," << csv_number(p.st.speedup) << "," << csv_number(p.wall) << ","
+          << csv_number(p.stream) << "," << (p.disagree == 0 ? "yes" : "no") << "," << p.hist << "\n";
+    };
+    const auto point_json = [&](const Point& p) {
+      std::string s = ",\"accuracy\":" + json_number(p.st.accuracy) + ",\"speedup_macs\":" + json_number(p.st.speedup) +
+                      ",\"speedup_wall\":" + json_number(p.wall) + ",\"speedup_stream\":" + json_number(p.stream) +
+                      ",\"mismatches\":" + std::to_string(p.disagree) + ",\"histogram\":[";
+      for (int j = 0; j < M; ++j) s += (j ? "," : "") + std::to_string(p.st.histogram[j]);
+      return s + "]}";
+    };
+
+    js << (ci ? "," : "") << "{\"checkpoint\":" << json_string(L.path) << ",\"label\":" << json_string(L.label)
+       << ",\"exits\":[";
+    for (int j = 0; j < M; ++j) js << (j ? "," : "") << L.cfg.exits[j];
+    js << "],\"exit_accuracy\":[";
+    for (int j = 0; j < M; ++j) js << (j ? "," : "") << json_number(exit_acc[j]);
+    js << "],\"full_accuracy\":" << json_number(exit_acc[M - 1]) << ",\"macs_full\":" << macs.full()
+       << ",\"full_images_per_s\":" << json_number(K / t_full) << ",\"sweep\":[";
+    std::int64_t disagree_total = 0;
+    Curve cmac{L.label, {}, {}}, cwall{L.label + " wall-clock", {}, {}};
+    for (std::size_t k = 0; k < sweep.size(); ++k) {
+      const Point p = measure(ExitCriterion{rule, {sweep[k].threshold}, true});
+      disagree_total += p.disagree;
+      char shown[32];
+      std::snprintf(shown, sizeof shown, "%.4g", sweep[k].threshold);
+      report(shown, csv_number(sweep[k].threshold), p);
+      js << (k ? "," : "") << "{\"threshold\":" << json_number(sweep[k].threshold) << point_json(p);
+      cmac.x.push_back(p.st.speedup);
+      cmac.y.push_back(100 * p.st.accuracy);
+      cwall.x.push_back(p.wall);
+      cwall.y.push_back(100 * p.st.accuracy);
     }
-    js << "],\"mismatches\":" << disagree_total;
+    js << "]";
+    if (!exit_thr.empty()) {  // the per-exit operating point
+      const Point p = measure(per_exit);
+      disagree_total += p.disagree;
+      std::string text;
+      for (std::size_t j = 0; j < exit_thr.size(); ++j) text += (j ? "," : "") + csv_number(exit_thr[j]);
+      std::printf("  per-exit thresholds %s:\n", text.c_str());
+      report("per-exit", text, p);
+      js << ",\"exit_thresholds\":{\"thresholds\":[";
+      for (std::size_t j = 0; j < exit_thr.size(); ++j) js << (j ? "," : "") << json_number(exit_thr[j]);
+      js << "]" << point_json(p);
+    }
+    js << ",\"mismatches\":" << disagree_total;
     std::printf("  simulated vs real early exit on %d samples: %s\n", K,
                 disagree_total == 0 ? "identical exits and predictions at every threshold"
                                     : ("MISMATCHES: " + std::to_string(disagree_total)).c_str());
@@ -258,36 +299,29 @@ int cmd_eval(int argc, char** argv) {
     wall_curves.push_back(cwall);
 
     // 4. Calibration on the validation split carved at training time.
-    if (!a.str("target-speedup").empty() || !a.str("max-drop").empty()) {
-      const std::int64_t n_val = std::stoll(L.file.meta_or("data.val", "0"));
-      ENVIT_CHECK(n_val > 0, UsageError, "calibration needs a validation split: train with --val N (checkpoint '",
+    if (want_speedup || want_drop) {
+      const SplitSpec spec = SplitSpec::from_map(L.file.metadata, L.file.where());
+      ENVIT_CHECK(spec.n_val > 0, UsageError, "calibration needs a validation split: train with --val N (checkpoint '",
                   L.path, "' has none)");
-      Dataset train = load_dataset(dataset, a.str("data"), true);
-      const std::vector<std::int64_t> used = training_indices(
-          train, std::stoll(L.file.meta_or("data.skip", "0")), std::stoll(L.file.meta_or("data.subset", "0")),
-          parse_ints(L.file.meta_or("data.classes", ""), L.path + " data.classes"));
+      Dataset train = load_dataset(dataset, a.data, true);
+      const std::vector<std::int64_t> used = spec.samples(train);
       train = dataset_subset(train, used.data(), std::int64_t(used.size()));
-      Split sp = split_train_val(train.n, n_val, std::uint64_t(std::stoull(L.file.meta_or("train.seed", "0"))));
+      const Split sp = spec.apply(train.n);
       std::vector<float> vimg;
       std::vector<std::int32_t> vlab;
       load_images(vimg, vlab, train, sp.val, L.norm);
       std::vector<float> vlog(std::size_t(M) * sp.val.size() * C);
       infer_all_exits_dataset<float>(ws, P, vimg.data(), int(sp.val.size()), vlog.data(), batch);
       ExitScores vs = exit_scores(vlog.data(), M, int(sp.val.size()), C, rule);
-      std::vector<Calibration> cals;
-      std::vector<std::pair<std::string, double>> goals;  // (goal, target)
-      for (double t : parse_doubles(a.str("target-speedup"), "--target-speedup")) {
-        if (!(t >= 1e-3 && t <= 1e3)) throw UsageError("--target-speedup " + std::to_string(t) + " is outside [0.001, 1000]");
-        cals.push_back(calibrate_for_speedup(vs, vlab.data(), macs, t));
-        goals.emplace_back("target speed-up", t);
-      }
-      if (!a.str("max-drop").empty()) {
-        cals.push_back(calibrate_for_accuracy(vs, vlab.data(), macs, a.real("max-drop", 0, 1)));
-        goals.emplace_back("max accuracy drop", a.real("max-drop", 0, 1));
-      }
+      struct Goal { const char* what; double target; Calibration cal; };
+      std::vector<Goal> cals;
+      if (want_speedup)
+        for (double t : targets) cals.push_back({"target speed-up", t, calibrate_for_speedup(vs, vlab.data(), macs, t)});
+      if (want_drop)
+        cals.push_back({"max accuracy drop", a.max_drop, calibrate_for_accuracy(vs, vlab.data(), macs, a.max_drop)});
       js << ",\"calibration\":[";
       for (std::size_t c = 0; c < cals.size(); ++c) {
-        const Calibration& cal = cals[c];
+        const auto& [what, target, cal] = cals[c];
         ExitDecisions d = exit_decide(scores, cal.criterion);
         ExitStats ts = exit_stats(d, labels.data(), macs);
         // Measured at the calibrated threshold: real batched early exit on the timing samples.
@@ -297,15 +331,14 @@ int cmd_eval(int argc, char** argv) {
         });
         std::printf("  calibrated on %zu validation samples (%s %g%s): threshold %.6g -> val %.2f%% at %.3fx; "
                     "test %.2f%% at %.3fx MACs, %.3fx wall-clock\n",
-                    sp.val.size(), goals[c].first.c_str(), goals[c].second, cal.met ? "" : ", target NOT reachable",
-                    cal.criterion.thresholds[0], 100 * cal.val.accuracy, cal.val.speedup, 100 * ts.accuracy,
-                    ts.speedup, wall);
-        js << (c ? "," : "") << "{\"goal\":\"" << goals[c].first << "\",\"target\":" << goals[c].second
-           << ",\"met\":" << (cal.met ? "true" : "false") << ",\"threshold\":"
-           << (std::isfinite(cal.criterion.thresholds[0]) ? cal.criterion.thresholds[0] : 1e308)
-           << ",\"val_accuracy\":" << cal.val.accuracy << ",\"val_speedup\":" << cal.val.speedup
-           << ",\"test_accuracy\":" << ts.accuracy << ",\"test_speedup\":" << ts.speedup
-           << ",\"test_speedup_wall\":" << wall << ",\"histogram\":[";
+                    sp.val.size(), what, target, cal.met ? "" : ", target NOT reachable", cal.criterion.thresholds[0],
+                    100 * cal.val.accuracy, cal.val.speedup, 100 * ts.accuracy, ts.speedup, wall);
+        js << (c ? "," : "") << "{\"goal\":" << json_string(what) << ",\"target\":" << json_number(target)
+           << ",\"met\":" << (cal.met ? "true" : "false")
+           << ",\"threshold\":" << json_number(cal.criterion.thresholds[0])
+           << ",\"val_accuracy\":" << json_number(cal.val.accuracy) << ",\"val_speedup\":" << json_number(cal.val.speedup)
+           << ",\"test_accuracy\":" << json_number(ts.accuracy) << ",\"test_speedup\":" << json_number(ts.speedup)
+           << ",\"test_speedup_wall\":" << json_number(wall) << ",\"histogram\":[";
         for (int j = 0; j < M; ++j) js << (j ? "," : "") << ts.histogram[j];
         js << "]}";
       }
@@ -314,13 +347,14 @@ int cmd_eval(int argc, char** argv) {
     js << "}";
   }
   js << "]}\n";
-  std::vector<Curve> all_curves = curves;
+  write_text_atomic(out + "/sweep.csv", csv.str());
+  write_text_atomic(out + "/eval.json", js.str());
   write_svg_plot(out + "/tradeoff.svg", curves, "Accuracy vs MAC speed-up (eq. 19), rule: " + rule_name,
                  "speed-up (MACs, eq. 19)", "test accuracy (%)");
   write_svg_plot(out + "/tradeoff_wall.svg", wall_curves, "Accuracy vs measured wall-clock speed-up",
                  "speed-up (wall-clock, batched with compaction)", "test accuracy (%)");
   std::printf("\nwrote %s/{sweep.csv, eval.json, tradeoff.svg, tradeoff_wall.svg, logits_*.safetensors}\n", out.c_str());
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace envit::cli

@@ -1,40 +1,17 @@
 // examples/envit/main.cpp — the `envit` program: `envit train ...`, `envit eval ...`.
-#include <cstdio>
-#include <cstring>
-#include <exception>
-
-#include "cli.hpp"
-
-namespace envit::cli {
-int cmd_train(int argc, char** argv);
-int cmd_eval(int argc, char** argv);
-}  // namespace envit::cli
-
-static void usage() {
-  std::printf(
-      "usage: envit <command> [flags]\n\n"
-      "commands:\n"
-      "  train   train an early-exit ViT (EnViT or a baseline scheme) and write checkpoints\n"
-      "  eval    per-exit accuracy, early-exit threshold sweep, speed-ups, plots\n\n"
-      "`envit <command> --help` lists the command's flags.\n");
-}
+// Exit codes: 0 success, 1 runtime error, 2 usage error, 3 non-finite training (cli.hpp).
+#include "commands.hpp"
 
 int main(int argc, char** argv) {
-  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
-    usage();
-    return argc < 2 ? 2 : 0;
-  }
-  try {
-    if (!std::strcmp(argv[1], "train")) return envit::cli::cmd_train(argc, argv);
-    if (!std::strcmp(argv[1], "eval")) return envit::cli::cmd_eval(argc, argv);
-    std::fprintf(stderr, "envit: unknown command '%s'\n", argv[1]);
-    usage();
-    return 2;
-  } catch (const envit::cli::UsageError& e) {
-    std::fprintf(stderr, "envit %s: %s\n", argv[1], e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "envit %s: error: %s\n", argv[1], e.what());
-    return 1;
-  }
+  using namespace envit::cli;
+  CLI::App app("envit: train and evaluate early-exit Vision Transformers (EnViT).", "envit");
+  setup_app(app, "; 3 `envit train` stopped on a non-finite loss or gradient (the last checkpoint is kept)");
+  app.require_subcommand(1);
+  TrainArgs train_args;
+  EvalArgs eval_args;
+  CLI::App* train = add_train_command(app, train_args);
+  CLI::App* eval = add_eval_command(app, eval_args);
+  return run(app, argc, argv, [&] {
+    return train->parsed() ? run_train(train_args, *train) : run_eval(eval_args, *eval);
+  });
 }

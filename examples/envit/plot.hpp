@@ -1,13 +1,15 @@
 // examples/envit/plot.hpp — a dependency-free SVG line plot (accuracy vs speed-up curves), so the
-// main job needs nothing beyond envit's own build to draw its figure.
+// main job needs nothing beyond envit's own build to draw its figure. Text (title, axis labels,
+// curve labels, which come from directory names) is XML-escaped; points with a non-finite
+// coordinate are left out; the file is written atomically.
 #pragma once
 #include <algorithm>
 #include <cmath>
-#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
-#include "envit/core/error.hpp"
+#include "report.hpp"
 
 namespace envit::cli {
 
@@ -16,8 +18,18 @@ struct Curve {
   std::vector<double> x, y;
 };
 
-inline void write_svg_plot(const std::string& path, const std::vector<Curve>& curves, const std::string& title,
-                           const std::string& xlabel, const std::string& ylabel) {
+// The SVG document for `curves` (each point (x[i], y[i]); drawn in order of x).
+inline std::string svg_plot(std::vector<Curve> curves, const std::string& title, const std::string& xlabel,
+                            const std::string& ylabel) {
+  for (Curve& c : curves) {  // keep the finite points only
+    Curve f{c.label, {}, {}};
+    for (std::size_t i = 0; i < c.x.size() && i < c.y.size(); ++i)
+      if (std::isfinite(c.x[i]) && std::isfinite(c.y[i])) {
+        f.x.push_back(c.x[i]);
+        f.y.push_back(c.y[i]);
+      }
+    c = std::move(f);
+  }
   const double W = 720, H = 480, L = 70, R = 20, T = 40, B = 60;
   double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
   for (const Curve& c : curves)
@@ -34,11 +46,10 @@ inline void write_svg_plot(const std::string& path, const std::vector<Curve>& cu
   pad(x0, x1); pad(y0, y1);
   auto px = [&](double x) { return L + (x - x0) / (x1 - x0) * (W - L - R); };
   auto py = [&](double y) { return H - B - (y - y0) / (y1 - y0) * (H - T - B); };
-  std::ofstream f(path + ".tmp");
-  ENVIT_CHECK(f.good(), IoError, "cannot write '", path, "'");
+  std::ostringstream f;
   f << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
     << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n";
-  f << "<text x='" << W / 2 << "' y='22' text-anchor='middle' font-size='15'>" << title << "</text>\n";
+  f << "<text x='" << W / 2 << "' y='22' text-anchor='middle' font-size='15'>" << xml_escape(title) << "</text>\n";
   for (int k = 0; k <= 5; ++k) {  // grid and tick labels
     double xv = x0 + (x1 - x0) * k / 5, yv = y0 + (y1 - y0) * k / 5;
     f << "<line x1='" << px(xv) << "' y1='" << T << "' x2='" << px(xv) << "' y2='" << H - B
@@ -50,8 +61,8 @@ inline void write_svg_plot(const std::string& path, const std::vector<Curve>& cu
   }
   f << "<rect x='" << L << "' y='" << T << "' width='" << W - L - R << "' height='" << H - T - B
     << "' fill='none' stroke='black'/>\n";
-  f << "<text x='" << (L + W - R) / 2 << "' y='" << H - 15 << "' text-anchor='middle'>" << xlabel << "</text>\n";
-  f << "<text transform='translate(18," << (T + H - B) / 2 << ") rotate(-90)' text-anchor='middle'>" << ylabel
+  f << "<text x='" << (L + W - R) / 2 << "' y='" << H - 15 << "' text-anchor='middle'>" << xml_escape(xlabel) << "</text>\n";
+  f << "<text transform='translate(18," << (T + H - B) / 2 << ") rotate(-90)' text-anchor='middle'>" << xml_escape(ylabel)
     << "</text>\n";
   const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"};
   for (std::size_t c = 0; c < curves.size(); ++c) {
@@ -66,12 +77,15 @@ inline void write_svg_plot(const std::string& path, const std::vector<Curve>& cu
     for (std::size_t i : order)
       f << "<circle cx='" << px(cv.x[i]) << "' cy='" << py(cv.y[i]) << "' r='2.5' fill='" << col << "'/>\n";
     f << "<rect x='" << W - R - 210 << "' y='" << T + 10 + 18 * c << "' width='12' height='12' fill='" << col
-      << "'/><text x='" << W - R - 192 << "' y='" << T + 20 + 18 * c << "'>" << cv.label << "</text>\n";
+      << "'/><text x='" << W - R - 192 << "' y='" << T + 20 + 18 * c << "'>" << xml_escape(cv.label) << "</text>\n";
   }
   f << "</svg>\n";
-  f.close();
-  ENVIT_CHECK(f.good(), IoError, "writing '", path, "' failed");
-  std::rename((path + ".tmp").c_str(), path.c_str());
+  return f.str();
+}
+
+inline void write_svg_plot(const std::string& path, const std::vector<Curve>& curves, const std::string& title,
+                           const std::string& xlabel, const std::string& ylabel) {
+  write_text_atomic(path, svg_plot(curves, title, xlabel, ylabel));
 }
 
 }  // namespace envit::cli

@@ -4,132 +4,174 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <numeric>
+#include <sstream>
 
+#include "commands.hpp"
 #include "common.hpp"
 #include "envit/train/trainer.hpp"
 #include "progress.hpp"
+#include "report.hpp"
+#include "warmup.hpp"
 
 namespace envit::cli {
 
 namespace {
 
-void declare(Args& a) {
-  a.flag("preset", "readme", "starting point for every flag below: readme (the ~15 min Fashion-MNIST run), "
-                             "tiny28 (dim 192, depth 12, 3 heads), vit-b16", "Presets");
-  a.flag("scheme", "envit", "training scheme: envit, envit-sd, envit-kd, vit-ee, sdn, byot", "Method");
-  a.flag("p-max", "0.3", "p_M: structured-dropout probability at the last block (eq. 10)", "Method");
-  a.flag("alpha", "0.5", "distillation weight alpha (eq. 16)", "Method");
-  a.flag("tau", "4", "distillation temperature tau", "Method");
-  a.flag("teacher", "full", "soft-label source: full (complete model, no skipped block) or self", "Method");
-  a.flag("exits", "", "blocks after which exits sit, e.g. 2,4,6 (default: every other block)", "Model");
-  a.flag("image-size", "", "input image size (default: the dataset's)", "Model");
-  a.flag("patch", "", "patch size", "Model");
-  a.flag("dim", "", "embedding dim D", "Model");
-  a.flag("depth", "", "number of blocks L", "Model");
-  a.flag("heads", "", "attention heads", "Model");
-  a.flag("mlp", "", "MLP hidden size", "Model");
-  a.flag("ln-eps", "1e-6", "LayerNorm epsilon", "Model");
-  a.flag("epochs", "", "epochs", "Optimisation");
-  a.flag("steps", "-1", "stop after this many steps in total (-1: all epochs)", "Optimisation");
-  a.flag("batch", "128", "batch size", "Optimisation");
-  a.flag("lr", "", "peak learning rate (AdamW)", "Optimisation");
-  a.flag("min-lr", "1e-5", "final learning rate of the cosine decay", "Optimisation");
-  a.flag("weight-decay", "0.05", "AdamW decoupled weight decay (weights only)", "Optimisation");
-  a.flag("warmup", "", "warm-up steps (linear)", "Optimisation");
-  a.flag("clip", "1.0", "global gradient-norm clipping (0: off)", "Optimisation");
-  a.flag("crop-pad", "", "random-crop padding in pixels (0: off)", "Data");
-  a.toggle("hflip", "random horizontal flips (off for Fashion-MNIST by default)", "Data");
-  a.flag("dataset", "fashion-mnist", "fashion-mnist, mnist, cifar10, cifar100", "Data");
-  a.flag("data", "", "dataset directory (default for fashion-mnist: /usr/share/datasets/fashion-mnist)", "Data");
-  a.flag("val", "0", "validation samples carved from the training set (seeded)", "Data");
-  a.flag("skip", "0", "drop the first N training samples (before --subset)", "Data");
-  a.flag("subset", "0", "use only the first N training samples after --skip (0: all)", "Data");
-  a.flag("classes", "", "train only on samples with these labels, e.g. 0,1,2,3,4 (default: all)", "Data");
-  a.flag("seed", "0", "random seed (initialisation, data order, augmentation, masks)", "Run");
-  a.flag("threads", "2", "OpenMP threads", "Run");
-  a.flag("out", "out/run", "output directory (checkpoints, log.jsonl)", "Run");
-  a.flag("resume", "", "resume from a checkpoint written by envit train (exact continuation)", "Run");
-  a.flag("init", "", "initialise weights from a safetensors file (timm names)", "Run");
-  a.toggle("allow-new-heads", "with --init: keep fresh exit heads when the file's are missing or mis-shaped", "Run");
-  a.flag("save-every", "0", "also checkpoint every N steps (0: only at epoch ends)", "Run");
-  a.flag("eval-batch", "256", "batch size for the per-epoch evaluation", "Run");
-}
-
-void apply_preset(Args& a) {
-  const std::string p = a.str("preset");
-  if (p == "readme") {  // small ViT sized to finish in ~15 minutes on 2 cores
-    for (auto [k, v] : {std::pair{"patch", "7"}, {"dim", "96"}, {"depth", "6"}, {"heads", "3"}, {"mlp", "192"},
-                        {"epochs", "18"}, {"lr", "2e-3"}, {"warmup", "400"}, {"crop-pad", "0"}})
-      a.preset(k, v);
-  } else if (p == "tiny28") {
-    for (auto [k, v] : {std::pair{"patch", "4"}, {"dim", "192"}, {"depth", "12"}, {"heads", "3"}, {"mlp", "768"},
-                        {"epochs", "30"}, {"lr", "1e-3"}, {"warmup", "1000"}, {"crop-pad", "2"}})
-      a.preset(k, v);
-  } else if (p == "vit-b16") {
-    for (auto [k, v] : {std::pair{"image-size", "224"}, {"patch", "16"}, {"dim", "768"}, {"depth", "12"},
-                        {"heads", "12"}, {"mlp", "3072"}, {"epochs", "10"}, {"lr", "5e-5"}, {"warmup", "500"},
-                        {"crop-pad", "0"}})
-      a.preset(k, v);
-  } else {
-    throw UsageError("unknown --preset '" + p + "' (readme, tiny28, vit-b16)");
+// Keeps only the lines of an existing log.jsonl up to epoch `last_epoch` (a resumed run rewrites
+// what follows).
+std::string read_log(const std::string& path, std::int64_t last_epoch) {
+  std::ifstream in(path);
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    long long e = -1;
+    if (std::sscanf(line.c_str(), "{\"epoch\":%lld", &e) == 1 && e <= last_epoch) kept += line + "\n";
   }
+  return kept;
 }
 
 }  // namespace
 
-int cmd_train(int argc, char** argv) {
-  Args a("envit train", "Train an early-exit ViT (EnViT or a baseline) and checkpoint it.");
-  declare(a);
-  if (!a.parse(argc, argv, 2)) return 0;
-  apply_preset(a);
-  set_num_threads(int(a.integer("threads", 1, 1024)));
+CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
+  CLI::App* c = app.add_subcommand("train", "train an early-exit ViT (EnViT or a baseline) and write checkpoints");
+  c->footer(std::string(kExitCodesHelp) + "; 3 a non-finite loss or gradient stopped training (the last "
+                                          "checkpoint is kept).\n");
+  c->add_option("--preset", a.preset,
+                "starting point for the model and schedule flags (envit/model/config.hpp): readme (the README job, "
+                "6-12 minutes on 2 cores), tiny28 (dim 192, depth 12, 3 heads), vit-b16")
+      ->capture_default_str()->check(CLI::IsMember(vit_preset_names()))->group("Presets");
+  const std::string g_method = "Method";
+  c->add_option("--scheme", a.scheme, "training scheme")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"envit", "envit-sd", "envit-kd", "vit-ee", "sdn", "byot"}))->group(g_method);
+  add_real(*c, "--p-max", a.p_max, "p_M: structured-dropout probability at the last block (eq. 10)", 0, 0.999)
+      ->group(g_method);
+  add_real(*c, "--alpha", a.alpha, "distillation weight alpha (eq. 16)", 0, 1)->group(g_method);
+  add_real(*c, "--tau", a.tau, "distillation temperature tau", 1e-3, 1e3)->group(g_method);
+  c->add_option("--teacher", a.teacher, "soft-label source: full (complete model, no skipped block) or self")
+      ->capture_default_str()->check(CLI::IsMember({"full", "self"}))->group(g_method);
 
-  const std::string out = a.str("out");
-  make_dirs(out);
-  Dataset train = load_dataset(a.str("dataset"), a.str("data"), true);
-  Dataset test = load_dataset(a.str("dataset"), a.str("data"), false);
-  const std::string classes = a.str("classes");
-  if (a.integer("skip", 0, train.n) > 0 || a.integer("subset", 0, train.n) > 0 || !classes.empty()) {
-    const std::vector<std::int64_t> idx = training_indices(train, a.integer("skip", 0, train.n), a.integer("subset", 0, train.n),
-                                                           parse_ints(classes, "--classes"));
-    train = dataset_subset(train, idx.data(), std::int64_t(idx.size()));
+  const std::string g_model = "Model (defaults from --preset)";
+  c->add_option("--exits", a.exits, "blocks after which exits sit, e.g. 2,4,6 (default: every other block)")
+      ->delimiter(',')->check(CLI::Range(1, 1024))->group(g_model);
+  c->add_option("--image-size", a.image_size, "input image size (default: the dataset's)")
+      ->check(CLI::Range(1, 4096))->group(g_model);
+  c->add_option("--patch", a.patch, "patch size")->check(CLI::Range(1, 4096))->group(g_model);
+  c->add_option("--dim", a.dim, "embedding dim D")->check(CLI::Range(1, 65536))->group(g_model);
+  c->add_option("--depth", a.depth, "number of blocks L")->check(CLI::Range(1, 1024))->group(g_model);
+  c->add_option("--heads", a.heads, "attention heads")->check(CLI::Range(1, 4096))->group(g_model);
+  c->add_option("--mlp", a.mlp, "MLP hidden size")->check(CLI::Range(1, 1 << 20))->group(g_model);
+  add_real(*c, "--ln-eps", a.ln_eps, "LayerNorm epsilon", 0, 1)->group(g_model);
+
+  const std::string g_opt = "Optimisation";
+  c->add_option("--epochs", a.epochs, "epochs (default from --preset)")->check(CLI::Range(1, 1 << 20))->group(g_opt);
+  c->add_option("--steps", a.steps, "stop after this many steps in total (-1: all epochs)")
+      ->capture_default_str()->check(at_least(-1))->group(g_opt);
+  c->add_option("--batch", a.batch, "batch size")->capture_default_str()->check(CLI::Range(1, 1 << 16))->group(g_opt);
+  add_real(*c, "--lr", a.lr, "peak learning rate (AdamW; default from --preset)", 0, 10, false)->group(g_opt);
+  add_real(*c, "--min-lr", a.min_lr, "final learning rate of the cosine decay", 0, 10)->group(g_opt);
+  add_real(*c, "--weight-decay", a.weight_decay, "AdamW decoupled weight decay (weights only)", 0, 10)->group(g_opt);
+  c->add_option("--warmup-steps,--warmup", a.warmup_steps,
+                "linear warm-up steps; overrides --warmup-frac and the preset's warm-up")
+      ->check(at_least(0))->group(g_opt);
+  add_real(*c, "--warmup-frac", a.warmup_frac,
+           "warm-up as a fraction of the run's steps, used when the preset's warm-up is longer than 20% of the "
+           "run or when given (the preset's own warm-up otherwise)", 0, 1)->group(g_opt);
+  add_real(*c, "--clip", a.clip, "global gradient-norm clipping (0: off)", 0, 1e9)->group(g_opt);
+
+  const std::string g_data = "Data";
+  c->add_option("--crop-pad", a.crop_pad, "random-crop padding in pixels (0: off; default from --preset)")
+      ->check(CLI::Range(0, 64))->group(g_data);
+  c->add_flag("--hflip", a.hflip, "random horizontal flips (off for Fashion-MNIST by default)")->group(g_data);
+  c->add_option("--dataset", a.dataset, "dataset")
+      ->capture_default_str()->check(CLI::IsMember({"fashion-mnist", "mnist", "cifar10", "cifar100"}))->group(g_data);
+  c->add_option("--data", a.data, "dataset directory (default for fashion-mnist: /usr/share/datasets/fashion-mnist)")
+      ->group(g_data);
+  c->add_option("--val", a.val, "validation samples carved from the training set (seeded)")
+      ->capture_default_str()->check(at_least(0))->group(g_data);
+  c->add_option("--skip", a.skip, "drop the first N training samples (before --subset)")
+      ->capture_default_str()->check(at_least(0))->group(g_data);
+  c->add_option("--subset", a.subset, "use only the first N training samples after --skip (0: all)")
+      ->capture_default_str()->check(at_least(0))->group(g_data);
+  c->add_option("--classes", a.classes, "train only on samples with these labels, e.g. 0,1,2,3,4 (default: all)")
+      ->delimiter(',')->check(CLI::Range(0, 1 << 20))->group(g_data);
+
+  const std::string g_run = "Run";
+  c->add_option("--seed", a.seed, "random seed (initialisation, data order, augmentation, masks)")
+      ->capture_default_str()->check(at_least(0))->group(g_run);
+  add_threads_option(*c, a.threads)->group(g_run);
+  c->add_option("--out", a.out, "output directory (checkpoints, log.jsonl)")->capture_default_str()->group(g_run);
+  c->add_option("--resume", a.resume, "resume from a checkpoint written by envit train (exact continuation)")
+      ->group(g_run);
+  c->add_option("--init", a.init, "initialise weights from a safetensors file (timm names)")->group(g_run);
+  c->add_flag("--allow-new-heads", a.allow_new_heads,
+              "with --init: keep fresh exit heads when the file's are missing or mis-shaped")->group(g_run);
+  c->add_option("--save-every", a.save_every, "also checkpoint every N steps (0: only at epoch ends)")
+      ->capture_default_str()->check(at_least(0))->group(g_run);
+  c->add_option("--eval-batch", a.eval_batch, "batch size for the per-epoch evaluation")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 16))->group(g_run);
+  c->add_flag("--print-config", a.print_config,
+              "print the resolved settings (model, options, warm-up, threads) as key=value lines and exit")
+      ->group(g_run);
+  return c;
+}
+
+int run_train(const TrainArgs& a, const CLI::App& c) {
+  const VitPreset& preset = vit_preset(a.preset);
+  auto given = [&](const char* flag) { return c.count(flag) > 0; };
+  set_num_threads(a.threads);
+
+  Dataset train = load_dataset(a.dataset, a.data, true);
+  Dataset test = load_dataset(a.dataset, a.data, false);
+  SplitSpec spec;
+  spec.skip = a.skip, spec.subset = a.subset, spec.classes = a.classes;
+  ENVIT_CHECK(a.skip + a.subset <= train.n && a.skip < train.n, UsageError, "--skip ", a.skip, " and --subset ",
+              a.subset, " do not fit in the training set (", train.n, " samples)");
+  for (int cl : a.classes)
+    ENVIT_CHECK(cl < train.classes, UsageError, "--classes: label ", cl, " is outside [0, ", train.classes, ") of '",
+                train.name, "'");
+  if (a.skip > 0 || a.subset > 0 || !a.classes.empty()) {
+    const std::vector<std::int64_t> used = spec.samples(train);
+    train = dataset_subset(train, used.data(), std::int64_t(used.size()));
   }
 
-  VitConfig cfg;
-  cfg.image_size = a.given("image-size") || !a.str("image-size").empty() ? int(a.integer("image-size", 1, 4096)) : train.h;
+  // The preset's model with the dataset's image size, channels and classes, and the flags given.
+  VitConfig cfg = preset.config;
+  cfg.image_size = given("--image-size") ? a.image_size : train.h;
   ENVIT_CHECK(cfg.image_size == train.h && train.h == train.w, UsageError, "--image-size ", cfg.image_size,
               " does not match the dataset's ", train.h, "x", train.w, " images (resizing is not supported)");
   cfg.channels = train.c;
-  cfg.patch = int(a.integer("patch", 1, 4096));
-  cfg.dim = int(a.integer("dim", 1, 65536));
-  cfg.depth = int(a.integer("depth", 1, 1024));
-  cfg.heads = int(a.integer("heads", 1, 4096));
-  cfg.mlp_hidden = int(a.integer("mlp", 1, 1 << 20));
+  if (given("--patch")) cfg.patch = a.patch;
+  if (given("--dim")) cfg.dim = a.dim;
+  if (given("--depth")) cfg.depth = a.depth;
+  if (given("--heads")) cfg.heads = a.heads;
+  if (given("--mlp")) cfg.mlp_hidden = a.mlp;
   cfg.classes = train.classes;
-  cfg.exits = a.str("exits").empty() ? VitConfig::every_other(cfg.depth) : VitConfig::parse_exits(a.str("exits"));
-  cfg.ln_eps = a.real("ln-eps", 0, 1);
-  cfg.validate();
+  cfg.exits = !a.exits.empty() ? a.exits : given("--depth") ? VitConfig::every_other(cfg.depth) : preset.config.exits;
+  cfg.ln_eps = a.ln_eps;
+  as_usage_error([&] { cfg.validate(); });
 
   TrainOptions o;
-  o.obj.scheme = parse_scheme(a.str("scheme"));
-  o.obj.p_max = a.real("p-max", 0, 0.999);
-  o.obj.alpha = a.real("alpha", 0, 1);
-  o.obj.tau = a.real("tau", 1e-3, 1e3);
-  o.obj.teacher = parse_teacher(a.str("teacher"));
-  o.epochs = int(a.integer("epochs", 1, 1 << 20));
-  o.max_steps = a.integer("steps", -1, INT64_MAX);
-  o.batch = int(a.integer("batch", 1, 1 << 16));
-  o.lr = a.real("lr", 0, 10);
-  o.min_lr = a.real("min-lr", 0, 10);
-  o.adamw.weight_decay = a.real("weight-decay", 0, 10);
-  o.warmup_steps = a.integer("warmup", 0, INT64_MAX);
-  o.clip = a.real("clip", 0, 1e9);
-  o.seed = std::uint64_t(a.integer("seed", 0, INT64_MAX));
-  o.aug.crop_pad = int(a.integer("crop-pad", 0, 64));
-  o.aug.hflip = a.on("hflip");
+  o.obj.scheme = parse_scheme(a.scheme);
+  o.obj.p_max = a.p_max;
+  o.obj.alpha = a.alpha;
+  o.obj.tau = a.tau;
+  o.obj.teacher = parse_teacher(a.teacher);
+  o.epochs = given("--epochs") ? a.epochs : preset.epochs;
+  o.max_steps = a.steps;
+  o.batch = a.batch;
+  o.lr = given("--lr") ? a.lr : preset.lr;
+  o.min_lr = a.min_lr;
+  o.adamw.weight_decay = a.weight_decay;
+  o.clip = a.clip;
+  o.seed = std::uint64_t(a.seed);
+  o.aug.crop_pad = given("--crop-pad") ? a.crop_pad : preset.crop_pad;
+  o.aug.hflip = a.hflip;
 
-  const std::int64_t n_val = a.integer("val", 0, train.n - 1);
-  Split split = split_train_val(train.n, n_val, o.seed);
+  ENVIT_CHECK(a.val < train.n, UsageError, "--val ", a.val, " leaves no training samples (the set has ", train.n, ")");
+  const std::int64_t n_val = a.val;
+  spec.n_val = n_val, spec.seed = o.seed;
+  Split split = split_train_val(train.n, n_val, o.seed);  // = spec.apply(full training set)
   ChannelStats stats = channel_stats(train, split.train.data(), std::int64_t(split.train.size()));
   Normalizer norm(stats);
   const Dataset& eval_set = n_val > 0 ? train : test;
@@ -137,37 +179,62 @@ int cmd_train(int argc, char** argv) {
   if (n_val == 0) std::iota(eval_idx.begin(), eval_idx.end(), 0);
   const char* eval_name = n_val > 0 ? "val" : "test";
 
+  StFile resume_file;
+  std::optional<std::int64_t> resumed_warmup;
+  if (!a.resume.empty()) {
+    resume_file = safetensors_read(a.resume);
+    resumed_warmup = resume_file.meta_int("train.warmup_steps");
+  }
+  // The warm-up depends on the run's length: the Trainer's step count (the last partial batch of
+  // each epoch is dropped; --steps caps the total), checked against the Trainer's below.
+  const std::int64_t per_epoch = std::int64_t(split.train.size()) / o.batch;
+  const std::int64_t total_steps =
+      o.max_steps >= 0 ? std::min<std::int64_t>(o.max_steps, per_epoch * o.epochs) : per_epoch * o.epochs;
+  const Warmup warm = resolve_warmup(
+      total_steps, given("--warmup-steps") ? std::optional<std::int64_t>(a.warmup_steps) : std::nullopt,
+      given("--warmup-frac") ? std::optional<double>(a.warmup_frac) : std::nullopt, resumed_warmup,
+      std::int64_t(preset.warmup_steps), preset.name);
+  o.warmup_steps = warm.steps;
+  if (!warm.note.empty()) std::fprintf(stderr, "note: %s\n", warm.note.c_str());
+
   Trainer tr(cfg, o, train, split.train, stats);
-  if (!a.str("init").empty()) {
-    StFile f = safetensors_read(a.str("init"));
-    WeightMatch w = load_weights(f, tr.params(), a.on("allow-new-heads"));
-    std::fprintf(stderr, "initialised from %s%s\n", a.str("init").c_str(),
+  ENVIT_CHECK(tr.total_steps() == total_steps, std::logic_error, "envit train: the run has ", tr.total_steps(),
+              " steps, the warm-up was sized for ", total_steps);
+  std::map<std::string, std::string> extra = spec.to_map();
+  extra.erase("train.seed");  // the trainer records its own
+  extra["data.dataset"] = a.dataset;
+  if (a.print_config) {
+    for (auto& [k, v] : cfg.to_map()) std::printf("config.%s=%s\n", k.c_str(), v.c_str());
+    for (auto& [k, v] : tr.metadata(extra)) std::printf("%s=%s\n", k.c_str(), v.c_str());
+    std::printf("threads=%d\n", num_threads());
+    return kExitOk;
+  }
+
+  const std::string out = a.out;
+  make_dirs(out);
+  if (!a.init.empty()) {
+    StFile f = safetensors_read(a.init);
+    WeightMatch w = load_weights(f, tr.params(), a.allow_new_heads);
+    std::fprintf(stderr, "initialised from %s%s\n", a.init.c_str(),
                  w.clean() ? "" : (" (kept fresh exit heads:" + w.report() + ")").c_str());
   }
-  std::ofstream log;
-  if (!a.str("resume").empty()) {
-    tr.restore(safetensors_read(a.str("resume")));
-    std::fprintf(stderr, "resumed from %s at step %lld (epoch %lld)\n", a.str("resume").c_str(),
-                 (long long)tr.step(), (long long)tr.epoch());
-    log.open(out + "/log.jsonl", std::ios::app);
-  } else {
-    log.open(out + "/log.jsonl", std::ios::trunc);
+  const std::string log_path = out + "/log.jsonl";
+  std::string log;
+  if (!a.resume.empty()) {
+    tr.restore(resume_file);
+    std::fprintf(stderr, "resumed from %s at step %lld (epoch %lld)\n", a.resume.c_str(), (long long)tr.step(),
+                 (long long)tr.epoch());
+    log = read_log(log_path, tr.epoch());
   }
-  ENVIT_CHECK(log.good(), IoError, "cannot write '", out, "/log.jsonl'");
 
   std::fprintf(stderr, "model: %s\n  %zu parameters; scheme %s, p_M %.3g, alpha %.3g, tau %.3g, teacher %s\n",
                cfg.str().c_str(), tr.params().count(), scheme_name(o.obj.scheme), o.obj.p_max, o.obj.alpha,
                o.obj.tau, teacher_name(o.obj.teacher));
-  std::fprintf(stderr, "data: %s, %zu train / %zu %s samples; %lld steps of batch %d; %d threads; out %s\n",
-               a.str("dataset").c_str(), split.train.size(), eval_idx.size(), eval_name,
-               (long long)tr.total_steps(), o.batch, num_threads(), out.c_str());
+  std::fprintf(stderr,
+               "data: %s, %zu train / %zu %s samples; %lld steps of batch %d, %lld warm-up; %d threads; out %s\n",
+               a.dataset.c_str(), split.train.size(), eval_idx.size(), eval_name, (long long)tr.total_steps(),
+               o.batch, (long long)o.warmup_steps, num_threads(), out.c_str());
 
-  const std::int64_t save_every = a.integer("save-every", 0, INT64_MAX);
-  const std::map<std::string, std::string> extra{{"data.dataset", a.str("dataset")},
-                                                 {"data.val", std::to_string(n_val)},
-                                                 {"data.subset", a.str("subset")},
-                                                 {"data.skip", a.str("skip")},
-                                                 {"data.classes", classes}};
   const int M = cfg.num_exits();
   const std::string last = out + "/last.safetensors";
   while (!tr.done()) {
@@ -177,7 +244,6 @@ int cmd_train(int argc, char** argv) {
                     o.batch);
     bar.start_at(tr.step() - e * tr.steps_per_epoch());
     double loss_sum = 0, exec_sum = 0;
-    std::vector<double> ce_sum(std::size_t(M), 0.0);
     std::vector<std::int64_t> corr(std::size_t(M), 0), seen(std::size_t(M), 0);
     std::int64_t steps = 0;
     while (tr.step() < end) {
@@ -186,42 +252,44 @@ int cmd_train(int argc, char** argv) {
         st = &tr.step_once();
       } catch (const NonFiniteError& err) {
         std::fprintf(stderr, "\nerror: %s\nthe last good checkpoint (%s) is untouched.\n", err.what(), last.c_str());
-        return 3;
+        return kExitNonFinite;
       }
       loss_sum += st->loss;
       exec_sum += tr.masks().executed_fraction();
       for (int j = 0; j < M; ++j) {
-        ce_sum[j] += st->ce[j];
         corr[j] += st->correct[j];
         seen[j] += st->n[j];
       }
       ++steps;
       bar.update(tr.step() - e * tr.steps_per_epoch(), loss_sum / double(steps));
-      if (save_every > 0 && tr.step() % save_every == 0 && tr.step() < end) tr.save(last, extra);
+      if (a.save_every > 0 && tr.step() % a.save_every == 0 && tr.step() < end) tr.save(last, extra);
     }
     bar.finish();
     const double secs = bar.seconds();
     std::int64_t n_eval = 0;
-    std::vector<std::int64_t> ok = evaluate_exits(tr.params(), eval_set, eval_idx, norm,
-                                                  int(a.integer("eval-batch", 1, 1 << 16)), &n_eval);
+    std::vector<std::int64_t> ok = evaluate_exits(tr.params(), eval_set, eval_idx, norm, a.eval_batch, &n_eval);
     std::fprintf(stderr, "epoch %lld: loss %.4f, %s accuracy per exit:", (long long)(e + 1), loss_sum / double(steps),
                  eval_name);
     for (int j = 0; j < M; ++j) std::fprintf(stderr, " %.2f%%", 100.0 * double(ok[j]) / double(n_eval));
     std::fprintf(stderr, "  (%.0f img/s)\n", double(steps) * o.batch / secs);
-    log << "{\"epoch\":" << (e + 1) << ",\"step\":" << tr.step() << ",\"loss\":" << loss_sum / double(steps)
-        << ",\"lr\":" << tr.lr() << ",\"executed_fraction\":" << exec_sum / double(steps)
-        << ",\"images_per_s\":" << double(steps) * o.batch / secs << ",\"seconds\":" << secs << ",\"train_acc\":[";
-    for (int j = 0; j < M; ++j) log << (j ? "," : "") << (seen[j] ? double(corr[j]) / double(seen[j]) : 0.0);
-    log << "],\"" << eval_name << "_acc\":[";
-    for (int j = 0; j < M; ++j) log << (j ? "," : "") << double(ok[j]) / double(n_eval);
-    log << "],\"exits\":[";
-    for (int j = 0; j < M; ++j) log << (j ? "," : "") << cfg.exits[j];
-    log << "]}\n";
-    log.flush();
+    std::ostringstream line;
+    line << "{\"epoch\":" << (e + 1) << ",\"step\":" << tr.step() << ",\"loss\":" << json_number(loss_sum / double(steps))
+         << ",\"lr\":" << json_number(tr.lr()) << ",\"executed_fraction\":" << json_number(exec_sum / double(steps))
+         << ",\"images_per_s\":" << json_number(double(steps) * o.batch / secs) << ",\"seconds\":" << json_number(secs)
+         << ",\"train_acc\":[";
+    for (int j = 0; j < M; ++j)
+      line << (j ? "," : "") << json_number(seen[j] ? double(corr[j]) / double(seen[j]) : 0.0);
+    line << "],\"" << eval_name << "_acc\":[";
+    for (int j = 0; j < M; ++j) line << (j ? "," : "") << json_number(double(ok[j]) / double(n_eval));
+    line << "],\"exits\":[";
+    for (int j = 0; j < M; ++j) line << (j ? "," : "") << cfg.exits[j];
+    line << "]}\n";
+    log += line.str();
+    write_text_atomic(log_path, log);
     tr.save(last, extra);
   }
   std::fprintf(stderr, "done: %s\n", last.c_str());
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace envit::cli

@@ -91,9 +91,9 @@ TEST_CASE("CIFAR readers reject truncated, empty and out-of-range files", "[io][
 TEST_CASE("CIFAR loaders find the standard layouts and explain missing files", "[io][cifar]") {
   TempDir dir;
   std::string m = message_of<IoError>([&] { cifar10_load(dir.path, false); });
-  CHECK_THAT(m, Contains("test_batch.bin") && Contains("cifar-10-binary.tar.gz") && Contains("--data DIR"));
+  CHECK_THAT(m, Contains("test_batch.bin") && Contains("cifar-10-binary.tar.gz") && Contains("point the loader at"));
   m = message_of<IoError>([&] { cifar100_load(dir.path, true); });
-  CHECK_THAT(m, Contains("train.bin") && Contains("cifar-100-binary.tar.gz") && Contains("--data DIR"));
+  CHECK_THAT(m, Contains("train.bin") && Contains("cifar-100-binary.tar.gz") && Contains("point the loader at"));
 
   // dir/cifar-10-batches-bin/ as the archive extracts.
   REQUIRE(::mkdir(dir.file("cifar-10-batches-bin").c_str(), 0755) == 0);

@@ -125,10 +125,10 @@ TEST_CASE("idx loader checks counts, shapes and labels", "[io][idx]") {
 TEST_CASE("missing IDX files say how to get Fashion-MNIST", "[io][idx]") {
   TempDir dir;
   std::string m = message_of<IoError>([&] { idx_load(dir.file("nope-images"), dir.file("nope-labels")); });
-  CHECK_THAT(m, Contains("nope-images") && Contains("apt-get install dataset-fashion-mnist") && Contains("--data DIR"));
+  CHECK_THAT(m, Contains("nope-images") && Contains("apt-get install dataset-fashion-mnist") && Contains("point the loader at"));
   m = message_of<IoError>([&] { fashion_mnist_load(dir.path, true); });
   CHECK_THAT(m, Contains(dir.path + "/train-images-idx3-ubyte[.gz]' not found") &&
-                    Contains("apt-get install dataset-fashion-mnist") && Contains("--data DIR"));
+                    Contains("apt-get install dataset-fashion-mnist") && Contains("point the loader at"));
   // A directory with the files (plain, not gzipped) is found.
   const auto img = pattern(3 * 28 * 28, 5);
   std::vector<std::uint8_t> lab = {9, 0, 3};

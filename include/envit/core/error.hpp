@@ -7,12 +7,14 @@
 
 namespace envit {
 
+// The base of every exception an envit header throws: `catch (const envit::Error&)` catches them all.
+struct Error : std::runtime_error { using std::runtime_error::runtime_error; };
 // A shape or size did not match what an operation needs.
-struct ShapeError : std::invalid_argument { using std::invalid_argument::invalid_argument; };
+struct ShapeError : Error { using Error::Error; };
 // A value (index, option, configuration field) is out of its valid range.
-struct ValueError : std::invalid_argument { using std::invalid_argument::invalid_argument; };
+struct ValueError : Error { using Error::Error; };
 // A file could not be read or is malformed; message names the file and the offset.
-struct IoError : std::runtime_error { using std::runtime_error::runtime_error; };
+struct IoError : Error { using Error::Error; };
 
 namespace detail {
 template <class... A> std::string cat(const A&... a) {

@@ -86,7 +86,7 @@ inline Dataset cifar10_load(const std::string& dir, bool train = true) {
     files.push_back(root + "/test_batch.bin");
   Dataset d = cifar_read(files, CifarKind::cifar10,
                          "Expected the binary version of CIFAR-10 (cifar-10-binary.tar.gz) extracted in '" + dir +
-                             "'; pass `--data DIR` to point elsewhere");
+                             "'; point the loader at the directory holding it");
   d.name = std::string("cifar10/") + (train ? "train" : "test");
   d.class_names = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
   return d;
@@ -99,7 +99,7 @@ inline Dataset cifar100_load(const std::string& dir, bool train = true, bool coa
   const CifarKind kind = coarse ? CifarKind::cifar100_coarse : CifarKind::cifar100_fine;
   Dataset d = cifar_read({root + (train ? "/train.bin" : "/test.bin")}, kind,
                          "Expected the binary version of CIFAR-100 (cifar-100-binary.tar.gz) extracted in '" + dir +
-                             "'; pass `--data DIR` to point elsewhere");
+                             "'; point the loader at the directory holding it");
   d.name = std::string("cifar100/") + (train ? "train" : "test");
   auto names = detail::read_lines(root + (coarse ? "/coarse_label_names.txt" : "/fine_label_names.txt"));
   if (names.size() == static_cast<std::size_t>(d.classes)) d.class_names = std::move(names);

@@ -22,7 +22,7 @@ namespace envit {
 inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
 inline constexpr const char* kIdxHint =
     "Fashion-MNIST is packaged by Debian: `apt-get install dataset-fashion-mnist` (installs "
-    "/usr/share/datasets/fashion-mnist), or pass `--data DIR` with a directory holding "
+    "/usr/share/datasets/fashion-mnist), or point the loader at a directory holding "
     "{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]";
 
 struct IdxArray {

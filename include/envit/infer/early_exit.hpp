@@ -51,7 +51,7 @@
 
 #include "envit/core/arena.hpp"
 #include "envit/infer/criteria.hpp"
-#include "envit/model/exit_head.hpp"
+#include "envit/ops/exit_head.hpp"
 #include "envit/model/params.hpp"
 #include "envit/ops/block.hpp"
 #include "envit/ops/patch_embed.hpp"

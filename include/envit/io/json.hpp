@@ -16,9 +16,9 @@
 namespace envit::json {
 
 // Malformed text: `pos` is the byte offset (into the parsed text) where the problem was found.
-struct ParseError : std::runtime_error {
+struct ParseError : Error {
   std::size_t pos;
-  ParseError(std::size_t p, const std::string& what) : std::runtime_error(what), pos(p) {}
+  ParseError(std::size_t p, const std::string& what) : Error(what), pos(p) {}
 };
 
 struct Value {

@@ -5,7 +5,7 @@
 //             "data_offsets": [begin, end]}, ...}, offsets relative to the start of the data.
 // This header knows nothing of checkpoints: what envit writes into the container (parameters under
 // timm names, `optimizer.exp_avg.*` / `optimizer.exp_avg_sq.*`, string metadata) is
-// train/checkpoint.hpp's, described in docs/formats.md.
+// model/checkpoint.hpp and train/checkpoint.hpp's, described in docs/formats.md.
 // Reading validates like the reference implementation (contiguous, in-bounds, size-consistent
 // ranges covering the whole data buffer) and throws IoError naming the file, the tensor and the
 // byte offset. Whole tensors are loaded into memory: no mmap, no lazy slices, no big-endian hosts.
@@ -230,9 +230,9 @@ inline std::string st_header_json(const StFile& f) {
 struct StEntry { std::string name, dtype; std::vector<std::int64_t> shape; std::uint64_t begin, end; };
 
 // A header that is valid JSON but not a valid safetensors header; pos = header byte offset or npos.
-struct StHeaderError : std::runtime_error {
+struct StHeaderError : Error {
   std::size_t pos;
-  StHeaderError(std::size_t p, const std::string& m) : std::runtime_error(m), pos(p) {}
+  StHeaderError(std::size_t p, const std::string& m) : Error(m), pos(p) {}
 };
 [[noreturn]] inline void st_fail(std::size_t pos, const std::string& msg) { throw StHeaderError(pos, msg); }
 

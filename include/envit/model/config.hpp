@@ -73,7 +73,10 @@ struct VitConfig {
 
   std::string exits_str() const {
     std::string s;
-    for (std::size_t j = 0; j < exits.size(); ++j) s += (j ? "," : "") + std::to_string(exits[j]);
+    for (std::size_t j = 0; j < exits.size(); ++j) {
+      if (j) s += ',';
+      s += std::to_string(exits[j]);
+    }
     return s;
   }
   std::string str() const {
@@ -146,5 +149,68 @@ struct VitConfig {
     return e;
   }
 };
+
+// A named starting point: the model and the training settings it was tuned with. The one table
+// of presets; `envit train --preset`, the benchmarks and bench/side_by_side.py read it (the
+// latter through vit_presets_json(), printed by the program). classes is the preset's own
+// (10 or 1000); a dataset with another class count overrides it, as does its image size.
+struct VitPreset {
+  const char* name;
+  const char* about;
+  VitConfig config;
+  int epochs;                  // training length the preset was sized for
+  double lr;                   // peak AdamW learning rate
+  long long warmup_steps;      // linear warm-up
+  int crop_pad;                // random-crop padding (0: off)
+};
+
+inline const std::vector<VitPreset>& vit_presets() {
+  static const std::vector<VitPreset> table = [] {
+    VitConfig readme{28, 1, 7, 96, 6, 3, 192, 10, {}, 1e-6};
+    readme.exits = VitConfig::every_other(readme.depth);
+    return std::vector<VitPreset>{
+        {"readme", "small ViT for the README's Fashion-MNIST run (patch 7, dim 96, depth 6)", readme, 18, 2e-3, 400, 0},
+        {"tiny28", "28x28x1, patch 4, dim 192, depth 12, 3 heads, MLP 768", VitConfig::tiny28(), 30, 1e-3, 1000, 2},
+        {"vit-b16", "ViT-B/16 at 224x224x3 (86M parameters)", VitConfig::vit_b16(), 10, 5e-5, 500, 0}};
+  }();
+  return table;
+}
+
+inline std::vector<std::string> vit_preset_names() {
+  std::vector<std::string> n;
+  for (const VitPreset& p : vit_presets()) n.push_back(p.name);
+  return n;
+}
+
+// The preset called `name`; ValueError naming the known presets otherwise.
+inline const VitPreset& vit_preset(const std::string& name) {
+  std::string known;
+  for (const VitPreset& p : vit_presets()) {
+    if (name == p.name) return p;
+    if (!known.empty()) known += ", ";
+    known += p.name;
+  }
+  throw ValueError(detail::cat("unknown preset '", name, "' (expected one of ", known, ")"));
+}
+
+// The table as one JSON object {name: {image_size, channels, patch, dim, depth, heads, mlp_hidden,
+// classes, exits: [...], epochs, lr, warmup_steps, crop_pad}, ...} (names and numbers only).
+inline std::string vit_presets_json() {
+  std::ostringstream os;
+  os.precision(17);
+  os << "{";
+  bool first = true;
+  for (const VitPreset& p : vit_presets()) {
+    const VitConfig& c = p.config;
+    os << (first ? "" : ",") << "\"" << p.name << "\":{\"image_size\":" << c.image_size
+       << ",\"channels\":" << c.channels << ",\"patch\":" << c.patch << ",\"dim\":" << c.dim
+       << ",\"depth\":" << c.depth << ",\"heads\":" << c.heads << ",\"mlp_hidden\":" << c.mlp_hidden
+       << ",\"classes\":" << c.classes << ",\"exits\":[" << c.exits_str() << "],\"epochs\":" << p.epochs
+       << ",\"lr\":" << p.lr << ",\"warmup_steps\":" << p.warmup_steps << ",\"crop_pad\":" << p.crop_pad << "}";
+    first = false;
+  }
+  os << "}";
+  return os.str();
+}
 
 }  // namespace envit

@@ -12,6 +12,7 @@
 #include "envit/core/rng.hpp"
 #include "envit/model/config.hpp"
 #include "envit/ops/block.hpp"
+#include "envit/ops/exit_head.hpp"
 #include "envit/ops/patch_embed.hpp"
 
 namespace envit {
@@ -24,11 +25,6 @@ struct ParamEntry {
   bool decay = false;      // AdamW weight decay applies (matrices only: not biases, norms, tokens, pos)
   enum class Init { trunc_normal, zeros, ones } init = Init::zeros;
 };
-
-template <class T>
-struct ExitHeadParams { const T *norm_w, *norm_b, *head_w, *head_b; };  // (D),(D),(C,D),(C)
-template <class T>
-struct ExitHeadGrads { T *dnorm_w, *dnorm_b, *dhead_w, *dhead_b; };
 
 template <class T>
 class ViTParams {

@@ -15,7 +15,7 @@
 
 #include "envit/core/arena.hpp"
 #include "envit/model/dropout.hpp"
-#include "envit/model/exit_head.hpp"
+#include "envit/ops/exit_head.hpp"
 #include "envit/model/params.hpp"
 #include "envit/ops/block.hpp"
 #include "envit/ops/gather.hpp"

@@ -10,7 +10,7 @@
 
 #include "envit/core/error.hpp"
 #include "envit/core/parallel.hpp"
-#include "envit/ops/row_sum.hpp"
+#include "envit/ops/softmax.hpp"
 
 namespace envit {
 
@@ -45,12 +45,8 @@ T cross_entropy_forward(T* probs,                     // (R, C)  overwritten: so
     const T* xr = logits + r * C;
     T* pr = probs + r * C;
     const T xl = xr[labels[r]];  // read before pr (which may alias xr) is written
-    T m = xr[0];
-    for (std::ptrdiff_t c = 1; c < C; ++c) m = std::max(m, xr[c]);
-    T sum = 0;
-    for (std::ptrdiff_t c = 0; c < C; ++c) { pr[c] = std::exp(xr[c] - m); sum += pr[c]; }
-    const T inv = T(1) / sum;
-    for (std::ptrdiff_t c = 0; c < C; ++c) pr[c] *= inv;
+    T m;
+    const T sum = detail::softmax_row_scalar(pr, xr, C, T(1), &m);
     return Acc(std::log(sum)) - Acc(xl - m);
   });
   return static_cast<T>(Acc(scale) * total);

@@ -14,6 +14,21 @@
 
 namespace envit {
 
+// Scalar GELU and its derivative (the double path of gelu_forward/backward and of the fused
+// GELU in mlp.hpp):  gelu(x) = x Phi(x),  gelu'(x) = Phi(x) + x phi(x).
+template <class T>
+inline T gelu_scalar(T x) {
+  const T k = T(0.70710678118654752440);
+  return T(0.5) * x * (T(1) + std::erf(x * k));
+}
+template <class T>
+inline T gelu_grad_scalar(T v) {
+  const T k = T(0.70710678118654752440), c = T(0.39894228040143267794);
+  const T cdf = T(0.5) * (T(1) + std::erf(v * k));
+  const T pdf = c * std::exp(T(-0.5) * v * v);
+  return cdf + v * pdf;
+}
+
 template <class T>
 void gelu_forward(T* y,              // (N)  overwritten; may alias x
                   const T* x,        // (N)
@@ -24,8 +39,7 @@ void gelu_forward(T* y,              // (N)  overwritten; may alias x
     });
   } else {
     parallel_for(n, 20.0, [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
-      const T k = T(0.70710678118654752440);
-      for (std::ptrdiff_t i = i0; i < i1; ++i) y[i] = T(0.5) * x[i] * (T(1) + std::erf(x[i] * k));
+      for (std::ptrdiff_t i = i0; i < i1; ++i) y[i] = gelu_scalar(x[i]);
     });
   }
 }
@@ -53,13 +67,7 @@ void gelu_backward(T* dx,             // (N)  accumulated (+=)
     });
   } else {
     parallel_for(n, 30.0, [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
-      const T k = T(0.70710678118654752440), c = T(0.39894228040143267794);
-      for (std::ptrdiff_t i = i0; i < i1; ++i) {
-        T v = x[i];
-        T cdf = T(0.5) * (T(1) + std::erf(v * k));
-        T pdf = c * std::exp(T(-0.5) * v * v);
-        dx[i] += dy[i] * (cdf + v * pdf);
-      }
+      for (std::ptrdiff_t i = i0; i < i1; ++i) dx[i] += dy[i] * gelu_grad_scalar(x[i]);
     });
   }
 }

@@ -14,7 +14,7 @@
 
 #include "envit/core/error.hpp"
 #include "envit/core/parallel.hpp"
-#include "envit/ops/row_sum.hpp"
+#include "envit/ops/softmax.hpp"
 
 namespace envit {
 
@@ -49,20 +49,16 @@ T kl_div_forward(T* q,                   // (R, C)  overwritten: softmax(logits 
     T* qr = q + r * C;
     T m = xr[0] * inv_tau;
     for (std::ptrdiff_t c = 1; c < C; ++c) m = std::max(m, xr[c] * inv_tau);
-    T s = 0;
     Acc a = 0, ps = 0;
-    for (std::ptrdiff_t c = 0; c < C; ++c) {
-      const T zc = xr[c] * inv_tau - m;  // <= 0; read x before q (may alias) is written
+    for (std::ptrdiff_t c = 0; c < C; ++c) {  // the teacher terms first: q may alias x
+      const T zc = xr[c] * inv_tau - m;  // <= 0
       const T p = std::exp(tr[c]);
       if (p > T(0)) {
         a += Acc(p) * (Acc(tr[c]) - Acc(zc));
         ps += Acc(p);
       }
-      qr[c] = std::exp(zc);
-      s += qr[c];
     }
-    const T inv = T(1) / s;
-    for (std::ptrdiff_t c = 0; c < C; ++c) qr[c] *= inv;
+    const T s = detail::softmax_row_scalar(qr, xr, C, inv_tau);
     return a + Acc(std::log(s)) * ps;
   });
   return static_cast<T>(Acc(scale) * total);

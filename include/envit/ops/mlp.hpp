@@ -93,10 +93,9 @@ void mlp_forward_impl(T* y, MlpCache<T> c, const T* x, MlpParams<T> p, MlpShape 
           vec::store_part(ar + i, vec::gelu(v), m);
         }
       } else {
-        const T k = T(0.70710678118654752440);
         for (std::ptrdiff_t i = 0; i < n; ++i) {
           if (br) hr[i] += br[i];
-          ar[i] = T(0.5) * hr[i] * (T(1) + std::erf(hr[i] * k));  // as gelu_forward<double>
+          ar[i] = gelu_scalar(hr[i]);
         }
       }
     }
@@ -128,13 +127,7 @@ void mlp_backward_impl(T* dx, bool overwrite_dx, MlpGrads<T> g, const T* dy, con
     });
   } else {
     parallel_for(R * F, 30.0, [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
-      const T k = T(0.70710678118654752440), cn = T(0.39894228040143267794);
-      for (std::ptrdiff_t i = i0; i < i1; ++i) {
-        const T v = c.h[i];
-        const T cdf = T(0.5) * (T(1) + std::erf(v * k));
-        const T pdf = cn * std::exp(T(-0.5) * v * v);
-        w.dh[i] *= cdf + v * pdf;
-      }
+      for (std::ptrdiff_t i = i0; i < i1; ++i) w.dh[i] *= gelu_grad_scalar(c.h[i]);
     });
   }
   if (dx && overwrite_dx) gemm<T>(Trans::N, Trans::N, R, D, F, T(1), w.dh, F, p.fc1_w, D, T(0), dx, D);

@@ -16,8 +16,23 @@ namespace envit {
 
 namespace detail {
 
-// One row: y = softmax(scale * x), n >= 1 entries; y may alias x.
+// One row in scalar arithmetic (any T; also the fused softmax of cross_entropy and kl_div):
 //   m = max_j scale x_j,  y_j = exp(scale x_j - m) / sum_k exp(scale x_k - m)
+// Returns sum_k exp(scale x_k - m) and writes m to *max_out when given (log-sum-exp = m + log sum).
+// n >= 1; y may alias x.
+template <class T>
+T softmax_row_scalar(T* y, const T* x, std::ptrdiff_t n, T scale, T* max_out = nullptr) {
+  T m = x[0] * scale;
+  for (std::ptrdiff_t c = 1; c < n; ++c) m = std::max(m, x[c] * scale);
+  T sum = 0;
+  for (std::ptrdiff_t c = 0; c < n; ++c) { y[c] = std::exp(x[c] * scale - m); sum += y[c]; }
+  const T inv = T(1) / sum;
+  for (std::ptrdiff_t c = 0; c < n; ++c) y[c] *= inv;
+  if (max_out) *max_out = m;
+  return sum;
+}
+
+// One row: y = softmax(scale * x), n >= 1 entries; y may alias x. float: xsimd batches.
 template <class T>
 void softmax_row(T* y, const T* x, std::ptrdiff_t n, T scale) {
   if constexpr (std::is_same_v<T, float>) {
@@ -44,12 +59,7 @@ void softmax_row(T* y, const T* x, std::ptrdiff_t n, T scale) {
     for (std::ptrdiff_t i = 0; i < nv; i += W) vec::store(y + i, vec::load(y + i) * inv);
     if (rem) vec::store_part(y + nv, vec::load_part(y + nv, rem) * inv, rem);
   } else {
-    T m = x[0] * scale;
-    for (std::ptrdiff_t c = 1; c < n; ++c) m = std::max(m, x[c] * scale);
-    T sum = 0;
-    for (std::ptrdiff_t c = 0; c < n; ++c) { y[c] = std::exp(x[c] * scale - m); sum += y[c]; }
-    T inv = T(1) / sum;
-    for (std::ptrdiff_t c = 0; c < n; ++c) y[c] *= inv;
+    softmax_row_scalar(y, x, n, scale);
   }
 }
 

@@ -57,15 +57,6 @@ void adamw_step(ViTParams<T>& P, AdamWState<T>& s, const AdamWConfig& c, double 
   }
 }
 
-// Plain SGD: p -= lr * g (tests and debugging).
-template <class T>
-void sgd_step(ViTParams<T>& P, double lr) {
-  T* pv = P.values();
-  const T* g = P.grads();
-  for (const ParamEntry& e : P.table())
-    for (std::size_t k = 0; k < e.numel; ++k) pv[e.offset + k] -= T(lr) * g[e.offset + k];
-}
-
 // Global L2 norm of all gradients, accumulated in double in a fixed order (deterministic).
 template <class T>
 double grad_norm(const ViTParams<T>& P) {

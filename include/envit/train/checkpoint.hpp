@@ -1,48 +1,26 @@
-// envit/train/checkpoint.hpp — checkpoints in safetensors format (what PyTorch / Hugging Face read):
-//   tensors:  every parameter under its timm name (F32), and for resumable checkpoints the AdamW
-//             moments as `optimizer.exp_avg.<name>` / `optimizer.exp_avg_sq.<name>`;
-//   metadata: `format` = envit-checkpoint-1, the model config as `config.<field>`, and whatever the
-//             trainer adds (step, epoch, seed, hyper-parameters, normalisation) as strings.
+// envit/train/checkpoint.hpp — resumable checkpoints: model/checkpoint.hpp's file (config and
+// parameters) plus the AdamW state:
+//   tensors:  `optimizer.exp_avg.<name>` / `optimizer.exp_avg_sq.<name>` for every parameter;
+//   metadata: `optimizer.step`.
 // All random streams in envit are counter-based, keyed by (seed, step/epoch, ...), so the seed and
 // the step/epoch counters stored in the metadata are the complete generator state.
 // Writes are atomic (temporary file, fsync, rename): a crash never leaves a half-written checkpoint.
 #pragma once
 #include <map>
-#include <sstream>
 #include <string>
-#include <vector>
 
 #include "envit/io/safetensors.hpp"
+#include "envit/model/checkpoint.hpp"
 #include "envit/model/params.hpp"
 #include "envit/optim/adamw.hpp"
 
 namespace envit {
 
-inline constexpr const char* kCheckpointFormat = "envit-checkpoint-1";
-
-// The model's config as read from a checkpoint's metadata (`config.*` keys).
-inline VitConfig checkpoint_config(const StFile& f) {
-  std::map<std::string, std::string> m;
-  for (auto& [k, v] : f.metadata)
-    if (k.rfind("config.", 0) == 0) m[k.substr(7)] = v;
-  ENVIT_CHECK(!m.empty(), IoError, f.where(), ": no model configuration in the metadata (not an envit checkpoint?)");
-  try {
-    return VitConfig::from_map(m);
-  } catch (const ValueError& e) {
-    throw IoError(f.where() + ": " + e.what());
-  }
-}
-
 // Builds the safetensors content of a checkpoint. `opt` may be null (weights only).
 template <class T>
 StFile checkpoint_build(const ViTParams<T>& P, const AdamWState<T>* opt,
                         const std::map<std::string, std::string>& meta) {
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>);
-  StFile f;
-  f.metadata = meta;
-  f.metadata["format"] = kCheckpointFormat;
-  for (auto& [k, v] : P.config().to_map()) f.metadata["config." + k] = v;
-  for (const ParamEntry& e : P.table()) f.add<T>(e.name, P.values() + e.offset, e.shape);
+  StFile f = checkpoint_weights(P, meta);
   if (opt) {
     f.set_meta_int("optimizer.step", opt->step);
     for (const ParamEntry& e : P.table()) f.add<T>("optimizer.exp_avg." + e.name, opt->m.data() + e.offset, e.shape);
@@ -68,78 +46,13 @@ void checkpoint_restore(const StFile& f, ViTParams<T>& P, AdamWState<T>& opt) {
   ENVIT_CHECK(c.to_map() == P.config().to_map(), IoError, f.where(), ": model config [", c.str(),
               "] differs from the run's [", P.config().str(), "]");
   ENVIT_CHECK(f.has_meta("optimizer.step"), IoError, f.where(),
-              ": no optimizer state (a weights-only file cannot be resumed; use --init)");
+              ": no optimizer state (a weights-only file cannot be resumed; load its weights with load_weights)");
   for (const ParamEntry& e : P.table()) {
     f.copy_to<T>(e.name, P.values() + e.offset, e.shape);
     f.copy_to<T>("optimizer.exp_avg." + e.name, opt.m.data() + e.offset, e.shape);
     f.copy_to<T>("optimizer.exp_avg_sq." + e.name, opt.v.data() + e.offset, e.shape);
   }
   opt.step = f.meta_int("optimizer.step");
-}
-
-// What load_weights found when matching a file against the model.
-struct WeightMatch {
-  std::vector<std::string> missing;     // in the model, not in the file
-  std::vector<std::string> unexpected;  // in the file, not in the model (optimizer.* ignored)
-  std::vector<std::string> mismatched;  // same name, different shape or dtype (with both)
-  bool clean() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
-  std::string report() const {
-    std::ostringstream os;
-    for (auto& s : missing) os << "\n  missing in file:    " << s;
-    for (auto& s : unexpected) os << "\n  not in the model:   " << s;
-    for (auto& s : mismatched) os << "\n  shape/dtype differs: " << s;
-    return os.str();
-  }
-};
-
-// Initialises P from the tensors of f by name (fine-tuning from given weights; F32 or F64 in the
-// file). Refuses (IoError listing every problem by name and shape) unless the file matches exactly,
-// except that with allow_new_heads, exit heads (`head.*`, `exits.*`) that are missing or mis-shaped
-// in the file keep P's current (freshly initialised) values — e.g. a new number of classes.
-template <class T>
-WeightMatch load_weights(const StFile& f, ViTParams<T>& P, bool allow_new_heads) {
-  WeightMatch w;
-  auto is_head = [](const std::string& n) {
-    return n.rfind("head.", 0) == 0 || n.rfind("exits.", 0) == 0 || n.rfind("norm.", 0) == 0;
-  };
-  std::vector<const ParamEntry*> load;
-  for (const ParamEntry& e : P.table()) {
-    const StTensor* t = f.find(e.name);
-    if (!t) {
-      w.missing.push_back(e.name + " " + st_shape_str(e.shape));
-      continue;
-    }
-    if (t->shape != e.shape || (t->dtype != "F32" && t->dtype != "F64")) {
-      w.mismatched.push_back(e.name + ": file " + t->dtype + " " + st_shape_str(t->shape) + ", model " +
-                             st_shape_str(e.shape));
-      continue;
-    }
-    load.push_back(&e);
-  }
-  for (const StTensor& t : f.tensors)
-    if (t.name.rfind("optimizer.", 0) != 0 && !P.find(t.name))
-      w.unexpected.push_back(t.name + " " + st_shape_str(t.shape));
-  WeightMatch blocking;
-  auto blocks = [&](const std::string& entry) {
-    return !(allow_new_heads && is_head(entry.substr(0, entry.find_first_of(" :"))));
-  };
-  for (auto& s : w.missing) if (blocks(s)) blocking.missing.push_back(s);
-  for (auto& s : w.mismatched) if (blocks(s)) blocking.mismatched.push_back(s);
-  for (auto& s : w.unexpected) if (blocks(s)) blocking.unexpected.push_back(s);
-  ENVIT_CHECK(blocking.clean(), IoError, f.where(), ": weights do not match the model", blocking.report(),
-              allow_new_heads ? "" : "\n(pass --allow-new-heads to keep freshly initialised exit heads)");
-  for (const ParamEntry* e : load) {
-    const StTensor& t = *f.find(e->name);
-    T* dst = P.values() + e->offset;
-    if (t.dtype == "F32") {
-      auto v = f.get<float>(e->name);
-      for (std::size_t i = 0; i < e->numel; ++i) dst[i] = T(v[i]);
-    } else {
-      auto v = f.get<double>(e->name);
-      for (std::size_t i = 0; i < e->numel; ++i) dst[i] = T(v[i]);
-    }
-  }
-  return w;
 }
 
 }  // namespace envit

@@ -68,7 +68,6 @@ struct ObjectiveConfig {
   bool uses_kd() const {
     return scheme == Scheme::envit || scheme == Scheme::envit_kd || scheme == Scheme::byot;
   }
-  double kd_alpha() const { return scheme == Scheme::byot ? byot_alpha : alpha; }
   double kd_tau() const { return scheme == Scheme::byot ? byot_tau : tau; }
   void validate() const {
     ENVIT_CHECK(p_max >= 0 && p_max < 1, ValueError, "objective: p_M must be in [0, 1), got ", p_max);

@@ -16,10 +16,12 @@
 #include <vector>
 
 #include "envit/data/dataset.hpp"
+#include "envit/infer/early_exit.hpp"
 #include "envit/optim/adamw.hpp"
 #include "envit/optim/schedule.hpp"
 #include "envit/train/checkpoint.hpp"
 #include "envit/train/objective.hpp"
+#include "envit/train/step.hpp"
 
 namespace envit {
 
@@ -50,15 +52,12 @@ struct TrainOptions {
   }
 };
 
-// Raised when the loss or the gradient norm is not finite; the caller keeps its last checkpoint.
-struct NonFiniteError : std::runtime_error { using std::runtime_error::runtime_error; };
-
 class Trainer {
  public:
   Trainer(const VitConfig& cfg, const TrainOptions& opt, const Dataset& train,
           std::vector<std::int64_t> train_idx, const ChannelStats& stats)
       : opt_(opt), data_(train), idx_(std::move(train_idx)), stats_in_(stats), norm_(stats), P_(cfg),
-        adam_(P_.size()), ws_(cfg, opt.batch), ow_(cfg, opt.batch), masks_(cfg.depth, opt.batch),
+        adam_(P_.size()), sw_(cfg, opt.batch),
         images_(std::size_t(opt.batch) * cfg.channels * cfg.image_size * cfg.image_size),
         labels_(std::size_t(opt.batch)), perm_(idx_.size()) {
     opt_.obj.validate();
@@ -88,7 +87,7 @@ class Trainer {
   std::int64_t total_steps() const { return total_steps_; }
   bool done() const { return step_ >= total_steps_; }
   double lr() const { return sched_.at(step_); }
-  const LayerMasks& masks() const { return masks_; }
+  const LayerMasks& masks() const { return sw_.masks; }
   double last_grad_norm() const { return grad_norm_; }
 
   // One optimisation step on the next batch. Throws NonFiniteError (parameters untouched) when the
@@ -103,20 +102,17 @@ class Trainer {
     const int B = opt_.batch;
     make_batch(images_.data(), labels_.data(), data_, perm_.data() + k * B, B, norm_, opt_.aug, opt_.seed,
                std::uint32_t(e));
-    masks_.draw(opt_.seed, std::uint64_t(step_), probs_, B);
-    P_.zero_grads();
-    const double progress = double(step_) / double(std::max<std::int64_t>(1, total_steps_));
-    train_step_grads<float>(stats_, ws_, ow_, P_, images_.data(), labels_.data(), masks_, opt_.obj, probs_, progress);
-    if (!std::isfinite(stats_.loss))
-      throw NonFiniteError(detail::cat("non-finite loss (", stats_.loss, ") at step ", step_, ", epoch ", e,
-                                       "; try a lower learning rate or stronger clipping"));
-    grad_norm_ = clip_grad_norm(P_, opt_.clip);
-    if (!std::isfinite(grad_norm_))
-      throw NonFiniteError(detail::cat("non-finite gradient norm at step ", step_, ", epoch ", e));
-    adamw_step(P_, adam_, opt_.adamw, sched_.at(step_));
+    StepSettings ss;
+    ss.seed = opt_.seed;
+    ss.step = std::uint64_t(step_);
+    ss.progress = double(step_) / double(std::max<std::int64_t>(1, total_steps_));
+    ss.lr = sched_.at(step_);
+    ss.clip = opt_.clip;
+    ss.adamw = opt_.adamw;
+    grad_norm_ = train_step<float>(sw_, P_, adam_, images_.data(), labels_.data(), B, opt_.obj, probs_, ss);
     ++step_;
     if (grad_norm_out) *grad_norm_out = grad_norm_;
-    return stats_;
+    return sw_.stats;
   }
 
   // Checkpoint metadata: options, progress, normalisation, plus `extra`.
@@ -126,16 +122,9 @@ class Trainer {
     m["train.epoch"] = std::to_string(epoch());
     m["train.total_steps"] = std::to_string(total_steps_);
     m["train.n_train"] = std::to_string(idx_.size());
-    m["data.mean"] = join(stats_in_.mean);
-    m["data.std"] = join(stats_in_.std);
+    for (auto& [k, v] : stats_in_.to_map()) m[k] = v;
     for (auto& [k, v] : extra) m[k] = v;
     return m;
-  }
-  static std::string join(const std::vector<double>& v) {
-    std::ostringstream os;
-    os.precision(17);
-    for (std::size_t i = 0; i < v.size(); ++i) os << (i ? "," : "") << v[i];
-    return os.str();
   }
   void save(const std::string& path, const std::map<std::string, std::string>& extra = {}) const {
     checkpoint_save<float>(path, P_, &adam_, metadata(extra));
@@ -164,41 +153,38 @@ class Trainer {
   Normalizer norm_;
   ViTParams<float> P_;
   AdamWState<float> adam_;
-  ViTWorkspace<float> ws_;
-  ObjectiveWorkspace<float> ow_;
-  LayerMasks masks_;
+  StepWorkspace<float> sw_;
   std::vector<float> images_;
   std::vector<std::int32_t> labels_;
   std::vector<std::int64_t> perm_;
   std::int64_t perm_epoch_ = -1;
   std::vector<double> probs_;
-  StepStats stats_;
   LrSchedule sched_;
   std::int64_t steps_per_epoch_ = 0, total_steps_ = 0, step_ = 0;
   double grad_norm_ = 0;
 };
 
-// Per-exit top-1 accuracy of the complete model on samples idx of d (no augmentation).
-// Uses its own workspace of `batch` rows; returns correct counts per exit (size M) and n in *n.
+// Per-exit top-1 accuracy of the complete model on samples idx of d (no augmentation), through
+// the inference path (infer_all_exits: no training caches) in chunks of `batch` samples.
+// Returns correct counts per exit (size M) and n in *n_out. Prediction: the first maximal logit.
 inline std::vector<std::int64_t> evaluate_exits(const ViTParams<float>& P, const Dataset& d,
                                                 const std::vector<std::int64_t>& idx,
                                                 const Normalizer& norm, int batch, std::int64_t* n_out) {
   const VitConfig& cfg = P.config();
   const int M = cfg.num_exits(), C = cfg.classes;
-  ViTWorkspace<float> ws(cfg, batch);
-  std::vector<float> images(std::size_t(batch) * cfg.channels * cfg.image_size * cfg.image_size);
+  InferenceWorkspace<float> ws(cfg, batch);
+  std::vector<float> images(std::size_t(batch) * ws.image_size());
   std::vector<std::int32_t> labels(static_cast<std::size_t>(batch));
-  std::vector<float> logits(std::size_t(M) * batch * C);
-  std::vector<float*> ptr(static_cast<std::size_t>(M));
-  for (int j = 0; j < M; ++j) ptr[j] = logits.data() + std::size_t(j) * batch * C;
+  const std::ptrdiff_t stride = std::ptrdiff_t(batch) * C;
+  std::vector<float> logits(std::size_t(M) * std::size_t(stride));
   std::vector<std::int64_t> correct(static_cast<std::size_t>(M), 0);
   for (std::size_t s = 0; s < idx.size(); s += std::size_t(batch)) {
     const int b = int(std::min<std::size_t>(std::size_t(batch), idx.size() - s));
     make_batch(images.data(), labels.data(), d, idx.data() + s, b, norm, Augment{}, 0, 0);
-    vit_forward_full<float>(ws, P, images.data(), b, ptr.data());
+    infer_all_exits<float>(ws, P, images.data(), b, logits.data(), stride);
     for (int j = 0; j < M; ++j)
       for (int i = 0; i < b; ++i) {
-        const float* z = ptr[j] + std::size_t(i) * C;
+        const float* z = logits.data() + j * stride + std::ptrdiff_t(i) * C;
         correct[j] += int(std::max_element(z, z + C) - z) == labels[i];
       }
   }

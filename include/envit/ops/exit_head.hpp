@@ -1,4 +1,4 @@
-// envit/model/exit_head.hpp — an exit classifier C_j: LayerNorm + Linear on the class token.
+// envit/ops/exit_head.hpp — an exit classifier C_j: LayerNorm + Linear on the class token.
 // Reads token 0 of each sample of a (R, N, D) token tensor; copies those rows into its cache
 // (so the token buffer may be overwritten after the forward). Letters: R rows (samples), N tokens,
 // D dim, C classes.
@@ -7,13 +7,16 @@
 #include <cstring>
 
 #include "envit/core/parallel.hpp"
-#include "envit/model/params.hpp"
 #include "envit/ops/layernorm.hpp"
 #include "envit/ops/linear.hpp"
 
 namespace envit {
 
 struct ExitHeadShape { std::ptrdiff_t rows, tokens, dim, classes; };
+template <class T>
+struct ExitHeadParams { const T *norm_w, *norm_b, *head_w, *head_b; };  // (D), (D), (C, D), (C)
+template <class T>
+struct ExitHeadGrads { T *dnorm_w, *dnorm_b, *dhead_w, *dhead_b; };     // the same shapes, accumulated
 template <class T> struct ExitHeadCache { T *x /*(R,D) class tokens*/, *mean, *rstd /*(R)*/, *xn /*(R,D)*/; };
 template <class T> struct ExitHeadWorkspace { T *dxn /*(R,D)*/, *dx /*(R,D)*/, *ln_scratch /*(2*D*threads)*/; };
 

@@ -1,0 +1,58 @@
+# The command-line programs' conventions: `envit` (examples/envit) and the writers it uses.
+# Unit tests of the text writers and the warm-up rule (header-only, also run under the sanitizers).
+envit_add_test(test_cli_outputs test_cli_outputs.cpp)
+target_include_directories(test_cli_outputs PRIVATE ${PROJECT_SOURCE_DIR}/examples/envit)
+
+if(ENVIT_BUILD_EXAMPLES)
+  set(check ${CMAKE_CURRENT_SOURCE_DIR}/cli/run_check.cmake)
+  # envit_cli_test(name RC <code> ARGS a|b|c [OUT re] [ERR re] [NOT_ERR re] [OMP n|unset])
+  function(envit_cli_test name)
+    cmake_parse_arguments(T "" "RC;ARGS;OUT;ERR;NOT_ERR;OMP" "" ${ARGN})
+    set(defs -DCMD=$<TARGET_FILE:envit_cli> "-DARGS=${T_ARGS}" -DRC=${T_RC})
+    foreach(k OUT ERR NOT_ERR OMP)
+      if(DEFINED T_${k})
+        list(APPEND defs "-D${k}=${T_${k}}")
+      endif()
+    endforeach()
+    add_test(NAME "envit cli: ${name}" COMMAND ${CMAKE_COMMAND} ${defs} -P ${check})
+  endfunction()
+
+  envit_cli_test("--version prints the project version" RC 0 ARGS --version OUT "^envit ${PROJECT_VERSION}\n$")
+  envit_cli_test("--help lists the exit codes" RC 0 ARGS train|--help
+                 OUT "Exit codes: 0 success.*2 usage error.*3 a non-finite")
+  envit_cli_test("unknown flag: exit 2, error and usage on stderr" RC 2 ARGS train|--no-such-flag
+                 ERR "envit train: error: .*--no-such-flag.*\nUsage: envit train \\[OPTIONS\\]")
+  envit_cli_test("no subcommand: exit 2, usage on stderr" RC 2 ARGS "" ERR "Usage: envit \\[OPTIONS\\] SUBCOMMAND")
+  envit_cli_test("out-of-range value rejected" RC 2 ARGS train|--batch|0 ERR "--batch: Value 0 not in range 1")
+  envit_cli_test("non-finite value rejected" RC 2 ARGS train|--lr|nan ERR "--lr: 'nan' is not a finite number")
+  envit_cli_test("model that does not validate is a usage error" RC 2 ARGS train|--dim|100|--heads|3|--print-config
+                 ERR "dim 100 is not divisible by heads 3")
+  envit_cli_test("missing file is a runtime error" RC 1 ARGS eval|--checkpoint|/nonexistent/x.safetensors
+                 ERR "envit eval: error: .*/nonexistent/x.safetensors")
+  envit_cli_test("--threads defaults to OMP_NUM_THREADS" RC 0 OMP 3 ARGS train|--subset|1500|--print-config
+                 OUT "\nthreads=3\n")
+  envit_cli_test("--threads defaults to the cores without OMP_NUM_THREADS" RC 0 OMP unset
+                 ARGS train|--subset|1500|--print-config OUT "\nthreads=@NPROC@\n")
+  # 1,500 images, batch 128: 11 steps x 18 epochs = 198; the readme preset's 400 steps do not fit.
+  envit_cli_test("warm-up of a short run is a fraction of it" RC 0 ARGS train|--subset|1500|--print-config
+                 OUT "train.total_steps=198\ntrain.warmup_steps=10\n" ERR "note: preset readme's 400 warm-up steps")
+  envit_cli_test("--warmup-frac sets the warm-up" RC 0 ARGS train|--subset|1500|--warmup-frac|0.1|--print-config
+                 OUT "train.warmup_steps=20\n" NOT_ERR "note:")
+  envit_cli_test("--warmup-steps overrides" RC 0 ARGS train|--subset|1500|--warmup-steps|7|--print-config
+                 OUT "train.warmup_steps=7\n")
+  # scripts/main.sh's run: 55,000 images, 429 steps x 18 epochs; the preset's 400 steps stay.
+  envit_cli_test("the README job keeps the preset's 400 warm-up steps" RC 0
+                 ARGS train|--preset|readme|--val|5000|--print-config
+                 OUT "train.total_steps=7722\ntrain.warmup_steps=400\n" NOT_ERR "note:")
+
+  # A tiny 3-exit checkpoint (seconds) in a directory whose name needs XML escaping.
+  set(run_dir "${CMAKE_CURRENT_BINARY_DIR}/cli_runs/r&d <1>")
+  add_test(NAME "envit cli: tiny checkpoint for eval"
+           COMMAND envit_cli train --subset 512 --epochs 1 --depth 3 --exits 1,2,3 --dim 16 --heads 2 --mlp 32
+                   --patch 7 --batch 64 --threads 2 --out ${run_dir})
+  set_tests_properties("envit cli: tiny checkpoint for eval" PROPERTIES FIXTURES_SETUP envit_cli_tiny)
+  add_test(NAME "envit cli: eval --exit-thresholds, JSON/CSV/SVG outputs"
+           COMMAND ${CMAKE_COMMAND} -DENVIT=$<TARGET_FILE:envit_cli> "-DCKPT=${run_dir}/last.safetensors"
+                   "-DOUT=${CMAKE_CURRENT_BINARY_DIR}/cli_runs/eval" -P ${CMAKE_CURRENT_SOURCE_DIR}/cli/eval_exit_thresholds.cmake)
+  set_tests_properties("envit cli: eval --exit-thresholds, JSON/CSV/SVG outputs" PROPERTIES FIXTURES_REQUIRED envit_cli_tiny)
+endif()
