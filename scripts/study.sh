@@ -109,7 +109,7 @@ fingerprint() {
          --repeats 1 --out "$d/eval" > "$d/eval.log" 2>&1; then
       python3 -c 'import hashlib,sys; d=open(sys.argv[1],"rb").read(); n=int.from_bytes(d[:8],"little"); print(hashlib.sha1(d[8+n:]).hexdigest()[:16])' \
         "$d/eval/logits_0.safetensors" > "$d/fingerprint"
-    elif grep -q "unknown scheme" "$d/train.log"; then
+    elif grep -Eq "unknown scheme|--scheme: .* not in" "$d/train.log"; then
       echo missing > "$d/fingerprint"
     else
       echo "study.sh: probing scheme '$s' failed, see $d/train.log" >&2; exit 1
