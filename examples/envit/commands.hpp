@@ -27,7 +27,8 @@ struct TrainArgs {
   int crop_pad = 0;
   bool hflip = false;
   std::string dataset = "fashion-mnist", data;
-  std::int64_t val = 0, subset = 0, seed = 0, save_every = 0;
+  std::int64_t val = 0, skip = 0, subset = 0, seed = 0, save_every = 0;
+  std::vector<int> classes;
   int threads = 1, eval_batch = 256;
   std::string out = "out/run", resume, init, init_format = "detect", norm = "auto";
   double rrc_scale = 0, folder_val = 0.1, crop_fraction = 0.875;
@@ -43,7 +44,8 @@ struct EvalArgs {
       beem_weights = "cost";
   int points = 12, batch = 128, threads = 1, repeats = 3;
   std::int64_t time_samples = 0, stream_samples = 200;
-  double target_speedup = 0, max_drop = 0;
+  std::string target_speedups;  // comma list
+  double max_drop = 0;
 };
 CLI::App* add_eval_command(CLI::App& app, EvalArgs& a);
 int run_eval(const EvalArgs& a, const CLI::App& cmd);

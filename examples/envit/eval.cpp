@@ -48,7 +48,9 @@ void validation_logits(std::vector<float>& vlog, std::vector<std::int32_t>& vlab
               "' has none)");
   Dataset train = load_checkpoint_dataset(dataset, data_dir, true, L.file, L.cfg);
   train.check_fits(L.cfg.channels, L.cfg.image_size, L.cfg.image_size, L.cfg.classes, "checkpoint '" + L.path + "'");
-  const Split sp = spec.apply(train.n);
+  const std::vector<std::int64_t> used = spec.samples(train);  // --skip, --subset, --classes of the run
+  train = dataset_subset(train, used.data(), std::int64_t(used.size()));
+  const Split sp = split_train_val(train.n, spec.n_val, spec.seed);
   std::vector<float> vimg;
   load_images(vimg, vlab, train, sp.val, L.norm);
   vlog.resize(std::size_t(L.cfg.num_exits()) * sp.val.size() * L.cfg.classes);
@@ -136,8 +138,9 @@ CLI::App* add_eval_command(CLI::App& app, EvalArgs& a) {
                 "timing repetitions: full-model rates report the minimum time; speed-ups the median of paired ratios "
                 "(full model and early exit timed alternately)")
       ->capture_default_str()->check(CLI::Range(1, 100));
-  add_real(*c, "--target-speedup", a.target_speedup,
-           "calibrate: threshold reaching this MAC speed-up on the validation split", 1e-3, 1e3, false);
+  c->add_option("--target-speedup", a.target_speedups,
+                "calibrate: the most accurate threshold reaching this MAC speed-up on the validation split "
+                "(comma-separated for several, e.g. 1.5,2)");
   add_real(*c, "--max-drop", a.max_drop,
            "calibrate: fastest threshold within this accuracy drop (e.g. 0.01) on validation", 0, 1, false);
   c->add_option("--out", a.out, "output directory (default: <checkpoint dir>/eval)");
@@ -153,6 +156,10 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
     out = (slash == std::string::npos ? std::string(".") : paths[0].substr(0, slash)) + "/eval";
   }
   const bool want_speedup = cmd.count("--target-speedup") > 0, want_drop = cmd.count("--max-drop") > 0;
+  const std::vector<double> targets = parse_doubles(a.target_speedups, "--target-speedup");
+  for (double t : targets)
+    ENVIT_CHECK(t >= 1e-3 && t <= 1e3, UsageError, "--target-speedup: ", t, " is outside [0.001, 1000]");
+  ENVIT_CHECK(!want_speedup || !targets.empty(), UsageError, "--target-speedup needs at least one value");
   std::vector<double> exit_thr;
   if (!a.exit_thresholds.empty()) exit_thr = parse_doubles(a.exit_thresholds, "--exit-thresholds");
   std::vector<double> sweep_thr;
@@ -344,23 +351,34 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
       std::vector<std::int32_t> vlab;
       validation_logits(vlog, vlab, L, dataset, a.data, batch, ws, P, "calibration");
       ExitScores vs = exit_scores(vlog.data(), M, int(vlab.size()), C, base);
-      std::vector<std::pair<const char*, Calibration>> cals;
+      struct Goal { const char* what; double target; Calibration cal; };
+      std::vector<Goal> cals;
       if (want_speedup)
-        cals.emplace_back("target speed-up", calibrate_for_speedup(vs, vlab.data(), macs, a.target_speedup));
-      if (want_drop) cals.emplace_back("max accuracy drop", calibrate_for_accuracy(vs, vlab.data(), macs, a.max_drop));
+        for (double t : targets) cals.push_back({"target speed-up", t, calibrate_for_speedup(vs, vlab.data(), macs, t)});
+      if (want_drop)
+        cals.push_back({"max accuracy drop", a.max_drop, calibrate_for_accuracy(vs, vlab.data(), macs, a.max_drop)});
       js << ",\"calibration\":[";
       for (std::size_t c = 0; c < cals.size(); ++c) {
-        const auto& [what, cal] = cals[c];
+        const auto& [what, target, cal] = cals[c];
         ExitDecisions d = exit_decide(scores, cal.criterion);
         ExitStats ts = exit_stats(d, labels.data(), macs);
-        std::printf("  calibrated on %zu validation samples (%s%s): threshold %.6g -> val %.2f%% at %.3fx; "
-                    "test %.2f%% at %.3fx MACs\n",
-                    vlab.size(), what, cal.met ? "" : ", target NOT reachable", cal.criterion.thresholds[0],
-                    100 * cal.val.accuracy, cal.val.speedup, 100 * ts.accuracy, ts.speedup);
-        js << (c ? "," : "") << "{\"goal\":" << json_string(what) << ",\"met\":" << (cal.met ? "true" : "false")
+        // Measured at the calibrated threshold: real batched early exit on the timing samples.
+        const double wall = paired_speedup(repeats, run_full, [&] {
+          early_exit_dataset<float>(ws, P, images.data(), K, batch, cal.criterion,
+                                    ExitOutput<float>{ex.data(), pr.data(), nullptr});
+        });
+        std::printf("  calibrated on %zu validation samples (%s %g%s): threshold %.6g -> val %.2f%% at %.3fx; "
+                    "test %.2f%% at %.3fx MACs, %.3fx wall-clock\n",
+                    vlab.size(), what, target, cal.met ? "" : ", target NOT reachable", cal.criterion.thresholds[0],
+                    100 * cal.val.accuracy, cal.val.speedup, 100 * ts.accuracy, ts.speedup, wall);
+        js << (c ? "," : "") << "{\"goal\":" << json_string(what) << ",\"target\":" << json_number(target)
+           << ",\"met\":" << (cal.met ? "true" : "false")
            << ",\"threshold\":" << json_number(cal.criterion.thresholds[0])
            << ",\"val_accuracy\":" << json_number(cal.val.accuracy) << ",\"val_speedup\":" << json_number(cal.val.speedup)
-           << ",\"test_accuracy\":" << json_number(ts.accuracy) << ",\"test_speedup\":" << json_number(ts.speedup) << "}";
+           << ",\"test_accuracy\":" << json_number(ts.accuracy) << ",\"test_speedup\":" << json_number(ts.speedup)
+           << ",\"test_speedup_wall\":" << json_number(wall) << ",\"histogram\":[";
+        for (int j = 0; j < M; ++j) js << (j ? "," : "") << ts.histogram[j];
+        js << "]}";
       }
       js << "]";
     }

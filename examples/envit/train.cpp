@@ -120,8 +120,12 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
       ->group(g_data);
   c->add_option("--val", a.val, "validation samples carved from the training set (seeded)")
       ->capture_default_str()->check(at_least(0))->group(g_data);
-  c->add_option("--subset", a.subset, "use only the first N training samples (0: all; for quick checks)")
+  c->add_option("--skip", a.skip, "drop the first N training samples (before --subset)")
       ->capture_default_str()->check(at_least(0))->group(g_data);
+  c->add_option("--subset", a.subset, "use only the first N training samples after --skip (0: all)")
+      ->capture_default_str()->check(at_least(0))->group(g_data);
+  c->add_option("--classes", a.classes, "train only on samples with these labels, e.g. 0,1,2,3,4 (default: all)")
+      ->delimiter(',')->check(CLI::Range(0, 1 << 20))->group(g_data);
 
   const std::string g_run = "Run";
   c->add_option("--seed", a.seed, "random seed (initialisation, data order, augmentation, masks)")
@@ -172,12 +176,16 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
     train = load_dataset(a.dataset, a.data, true);
     test = load_dataset(a.dataset, a.data, false);
   }
-  ENVIT_CHECK(a.subset <= train.n, UsageError, "--subset ", a.subset, " is larger than the training set (",
-              train.n, " samples)");
-  if (a.subset > 0) {
-    std::vector<std::int64_t> first(static_cast<std::size_t>(a.subset));
-    std::iota(first.begin(), first.end(), 0);
-    train = dataset_subset(train, first.data(), a.subset);
+  SplitSpec spec;
+  spec.skip = a.skip, spec.subset = a.subset, spec.classes = a.classes;
+  ENVIT_CHECK(a.skip + a.subset <= train.n && a.skip < train.n, UsageError, "--skip ", a.skip, " and --subset ",
+              a.subset, " do not fit in the training set (", train.n, " samples)");
+  for (int cl : a.classes)
+    ENVIT_CHECK(cl < train.classes, UsageError, "--classes: label ", cl, " is outside [0, ", train.classes, ") of '",
+                train.name, "'");
+  if (a.skip > 0 || a.subset > 0 || !a.classes.empty()) {
+    const std::vector<std::int64_t> used = spec.samples(train);
+    train = dataset_subset(train, used.data(), std::int64_t(used.size()));
   }
 
   // The splits of one dataset share a geometry; a mismatch is a broken dataset, not something to resize away.
@@ -233,6 +241,7 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
 
   ENVIT_CHECK(a.val < train.n, UsageError, "--val ", a.val, " leaves no training samples (the set has ", train.n, ")");
   const std::int64_t n_val = a.val;
+  spec.n_val = n_val, spec.seed = o.seed;
   Split split = split_train_val(train.n, n_val, o.seed);  // of the subset: SplitSpec{subset, n_val, seed}
   std::string norm_spec = a.norm;
   ChannelStats stats;
@@ -274,10 +283,10 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   Trainer tr(cfg, o, train, split.train, stats);
   ENVIT_CHECK(tr.total_steps() == total_steps, std::logic_error, "envit train: the run has ", tr.total_steps(),
               " steps, the warm-up was sized for ", total_steps);
-  std::map<std::string, std::string> extra{{"data.dataset", a.dataset},
-                                           {"data.val", std::to_string(n_val)},
-                                           {"data.subset", std::to_string(a.subset)},
-                                           {"data.norm", norm_spec}};
+  std::map<std::string, std::string> extra = spec.to_map();
+  extra.erase("train.seed");  // the trainer records its own
+  extra["data.dataset"] = a.dataset;
+  extra["data.norm"] = norm_spec;
   if (folder) {
     extra["data.folder_val"] = std::to_string(a.folder_val);
     extra["data.crop_fraction"] = std::to_string(a.crop_fraction);

@@ -361,38 +361,71 @@ inline Split split_train_val(std::int64_t n, std::int64_t n_val, std::uint64_t s
   return s;
 }
 
-// How a training run carved its data: the first `subset` samples (0: all), of which n_val form the
-// validation split of split_train_val(.., seed). A checkpoint records it (to_map(): data.subset,
-// data.val, train.seed) so evaluation can rebuild the same validation samples (from_map + apply).
+// How a training run carved its data: of the training set, the first `skip` samples are dropped,
+// the next `subset` kept (0: all that remain), and of those only the labels in `classes` (empty:
+// every label); n_val of the result form the validation split of split_train_val(.., seed). A
+// checkpoint records it (to_map(): data.skip, data.subset, data.classes, data.val, train.seed) so
+// evaluation can rebuild the same validation samples (from_map, samples, apply).
 struct SplitSpec {
+  std::int64_t skip = 0;
   std::int64_t subset = 0;
+  std::vector<int> classes;
   std::int64_t n_val = 0;
   std::uint64_t seed = 0;
 
   std::map<std::string, std::string> to_map() const {
-    return {{"data.subset", std::to_string(subset)}, {"data.val", std::to_string(n_val)},
-            {"train.seed", std::to_string(seed)}};
+    std::string cl;
+    for (int c : classes) cl += (cl.empty() ? "" : ",") + std::to_string(c);
+    return {{"data.skip", std::to_string(skip)}, {"data.subset", std::to_string(subset)}, {"data.classes", cl},
+            {"data.val", std::to_string(n_val)}, {"train.seed", std::to_string(seed)}};
   }
-  // Missing keys read as 0; `where` names the source in error messages.
+  // Missing keys read as 0 (classes: empty); `where` names the source in error messages.
   static SplitSpec from_map(const std::map<std::string, std::string>& m, const std::string& where) {
+    auto parse = [&](const char* k, const std::string& v) -> std::int64_t {
+      std::size_t pos = 0;
+      long long x = -1;
+      try { x = std::stoll(v, &pos); } catch (const std::exception&) { pos = std::string::npos; }
+      ENVIT_CHECK(pos == v.size() && x >= 0, ValueError, where, ": metadata ", k,
+                  " must be a non-negative integer, got '", v, "'");
+      return x;
+    };
     auto get = [&](const char* k) -> std::int64_t {
       auto it = m.find(k);
-      if (it == m.end()) return 0;
-      std::size_t pos = 0;
-      long long v = -1;
-      try { v = std::stoll(it->second, &pos); } catch (const std::exception&) { pos = std::string::npos; }
-      ENVIT_CHECK(pos == it->second.size() && v >= 0, ValueError, where, ": metadata ", k,
-                  " must be a non-negative integer, got '", it->second, "'");
-      return v;
+      return it == m.end() ? 0 : parse(k, it->second);
     };
     SplitSpec s;
+    s.skip = get("data.skip");
     s.subset = get("data.subset");
     s.n_val = get("data.val");
     s.seed = std::uint64_t(get("train.seed"));
+    if (auto it = m.find("data.classes"); it != m.end() && !it->second.empty()) {
+      std::stringstream ss(it->second);
+      std::string item;
+      while (std::getline(ss, item, ',')) s.classes.push_back(int(parse("data.classes", item)));
+    }
     return s;
   }
-  // The split over a training set of n samples (before the subset is taken).
+  // The samples of `d` the run uses (indices into d, ascending): skip, then subset, then classes.
+  std::vector<std::int64_t> samples(const Dataset& d) const {
+    ENVIT_CHECK(skip >= 0 && subset >= 0 && skip + subset <= d.n && skip < d.n, ValueError, "split: skip ", skip,
+                " and subset ", subset, " do not fit in the ", d.n, " samples of '", d.name, "'");
+    for (int c : classes)
+      ENVIT_CHECK(c >= 0 && c < d.classes, ValueError, "split: class ", c, " is outside [0, ", d.classes, ") of '",
+                  d.name, "'");
+    const std::int64_t end = subset > 0 ? skip + subset : d.n;
+    std::vector<std::int64_t> idx;
+    for (std::int64_t i = skip; i < end; ++i)
+      if (classes.empty() || std::find(classes.begin(), classes.end(), d.labels[std::size_t(i)]) != classes.end())
+        idx.push_back(i);
+    ENVIT_CHECK(!idx.empty(), ValueError, "split: skip ", skip, ", subset ", subset,
+                " and the classes chosen select no sample of '", d.name, "'");
+    return idx;
+  }
+  // The split of the samples that samples(d) selects (indices into that selection).
+  Split apply(const Dataset& d) const { return split_train_val(std::int64_t(samples(d).size()), n_val, seed); }
+  // The same for a training set of n samples, known by its size only (no skip, no classes).
   Split apply(std::int64_t n) const {
+    ENVIT_CHECK(skip == 0 && classes.empty(), ValueError, "split: skip and classes need the dataset (apply(d))");
     ENVIT_CHECK(subset <= n, ValueError, "split: subset of ", subset, " samples from a set of ", n);
     return split_train_val(subset > 0 ? subset : n, n_val, seed);
   }
