@@ -35,7 +35,7 @@ geometry)
   rc=0
   "$ENVIT" train "${FLAGS[@]}" --out "$T/run" > "$T/log" 2>&1 || rc=$?
   [ $rc -eq 1 ] || { cat "$T/log"; fail "exit code $rc, expected 1"; }
-  grep -q "fashion-mnist/test' has 1x27x27 images (C x H x W), the model expects 1x28x28" "$T/log" || { cat "$T/log"; fail "no clear message"; }
+  grep -q "fashion-mnist/test' has 1x27x27 images (C x H x W), its training split 'fashion-mnist/train' has 1x28x28" "$T/log" || { cat "$T/log"; fail "no clear message"; }
   ! grep -q "epoch 1" "$T/log" || fail "training started"
   [ ! -e "$T/run/last.safetensors" ] || fail "a checkpoint was written"
   ;;
