@@ -3,7 +3,7 @@
 # Usage: scripts/setup.sh [extra-package...]   (root, or sudo available)
 set -euo pipefail
 pkgs=(build-essential cmake libeigen3-dev libxsimd-dev xtl-dev catch2 libbenchmark-dev libcli11-dev zlib1g-dev
-      dataset-fashion-mnist "$@")
+      dataset-fashion-mnist libopenmpi-dev openmpi-bin "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -26,7 +26,7 @@ struct TrainArgs {
   std::string dataset = "fashion-mnist", data;
   std::int64_t val = 0, subset = 0, seed = 0, save_every = 0;
   int threads = 1, eval_batch = 256;
-  std::string out = "out/run", resume, init;
+  std::string out = "out/run", resume, init, step_log;
   bool allow_new_heads = false, print_config = false;
 };
 CLI::App* add_train_command(CLI::App& app, TrainArgs& a);

@@ -1,9 +1,11 @@
 // examples/envit/main.cpp — the `envit` program: `envit train ...`, `envit eval ...`.
 // Exit codes: 0 success, 1 runtime error, 2 usage error, 3 non-finite training (cli.hpp).
 #include "commands.hpp"
+#include "dist.hpp"
 
 int main(int argc, char** argv) {
   using namespace envit::cli;
+  dist().init(&argc, &argv);  // under mpirun: one rank of a data-parallel `envit train`
   CLI::App app("envit: train and evaluate early-exit Vision Transformers (EnViT).", "envit");
   setup_app(app, "; 3 `envit train` stopped on a non-finite loss or gradient (the last checkpoint is kept)");
   app.require_subcommand(1);
@@ -11,7 +13,7 @@ int main(int argc, char** argv) {
   EvalArgs eval_args;
   CLI::App* train = add_train_command(app, train_args);
   CLI::App* eval = add_eval_command(app, eval_args);
-  return run(app, argc, argv, [&] {
+  return dist().finish(run(app, argc, argv, [&] {
     return train->parsed() ? run_train(train_args, *train) : run_eval(eval_args, *eval);
-  });
+  }));
 }

@@ -205,7 +205,7 @@ void objective_forward(StepStats& st, ViTWorkspace<T>& ws, ObjectiveWorkspace<T>
 
   st.loss = 0;
   st.ce.assign(M, 0); st.kl.assign(M, 0); st.feat.assign(M, 0); st.n.assign(M, 0); st.correct.assign(M, 0);
-  const T invB = T(1) / T(B);
+  const T invB = T(1) / T(masks.norm_batch());  // the global batch under data parallelism
   for (int j = 0; j < M; ++j) {
     const auto& idx = masks.exec[cfg.exits[j] - 1];
     const int n = static_cast<int>(idx.size());
@@ -240,7 +240,7 @@ void objective_forward(StepStats& st, ViTWorkspace<T>& ws, ObjectiveWorkspace<T>
           s += double(d) * double(d);
           df[std::size_t(i) * D + k] = T(2 * e.w * e.feat) * d * invB;
         }
-      st.feat[j] = s / B;
+      st.feat[j] = s / masks.norm_batch();
       term += e.feat * st.feat[j];
       ws.dfeat_used[j] = true;
     }

@@ -6,6 +6,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "envit/core/error.hpp"
@@ -26,7 +27,17 @@ struct StepSettings {
   double lr = 1e-3;         // learning rate of this step
   double clip = 1.0;        // global gradient-norm clip (<= 0: off)
   AdamWConfig adamw;
+  // Data parallelism: this process holds positions first .. first+batch-1 of a global batch of
+  // global_batch samples (0: the whole batch is here).
+  std::int64_t first = 0;
+  int global_batch = 0;
 };
+
+// Sums parameter gradients and step statistics over the processes of a data-parallel job
+// (e.g. an MPI_Allreduce); called between backward and clipping, so all processes clip and step
+// on the summed gradient. Empty: single process.
+template <class T>
+using GradReduce = std::function<void(ViTParams<T>&, StepStats&)>;
 
 // The buffers a step writes: model and objective workspaces, masks and the step's statistics.
 // Sized once for the largest batch.
@@ -45,10 +56,12 @@ template <class T>
 double train_step(StepWorkspace<T>& w, ViTParams<T>& P, AdamWState<T>& opt,
                   const T* images,             // (B, C, H, W)
                   const std::int32_t* labels,  // (B)
-                  int batch, const ObjectiveConfig& o, const std::vector<double>& p, const StepSettings& s) {
-  w.masks.draw(s.seed, s.step, p, batch);
+                  int batch, const ObjectiveConfig& o, const std::vector<double>& p, const StepSettings& s,
+                  const GradReduce<T>& reduce = {}) {
+  w.masks.draw(s.seed, s.step, p, batch, s.first, s.global_batch);
   P.zero_grads();
   train_step_grads<T>(w.stats, w.ws, w.ow, P, images, labels, w.masks, o, p, s.progress);
+  if (reduce) reduce(P, w.stats);
   if (!std::isfinite(w.stats.loss))
     throw NonFiniteError(detail::cat("non-finite loss (", w.stats.loss, ") at step ", s.step,
                                      "; try a lower learning rate or stronger clipping"));

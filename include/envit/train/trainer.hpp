@@ -90,6 +90,20 @@ class Trainer {
   const LayerMasks& masks() const { return sw_.masks; }
   double last_grad_norm() const { return grad_norm_; }
 
+  // Data parallelism over `world` processes: this one (`rank`) takes the contiguous shard
+  // [rank*B/world, (rank+1)*B/world) of every global batch of B = options().batch samples and
+  // `reduce` sums gradients and statistics over the processes (see GradReduce). The samples, their
+  // augmentation and masks in a step do not depend on `world`.
+  void set_shard(int rank, int world, GradReduce<float> reduce) {
+    ENVIT_CHECK(world >= 1 && rank >= 0 && rank < world && world <= opt_.batch, ValueError, "trainer: shard ", rank,
+                " of ", world, " processes needs 0 <= rank < processes <= batch (", opt_.batch, ")");
+    rank_ = rank;
+    world_ = world;
+    reduce_ = std::move(reduce);
+  }
+  std::int64_t shard_begin() const { return std::int64_t(rank_) * opt_.batch / world_; }
+  std::int64_t shard_end() const { return std::int64_t(rank_ + 1) * opt_.batch / world_; }
+
   // One optimisation step on the next batch. Throws NonFiniteError (parameters untouched) when the
   // loss or gradient norm is not finite.
   const StepStats& step_once(double* grad_norm_out = nullptr) {
@@ -100,7 +114,9 @@ class Trainer {
       perm_epoch_ = e;
     }
     const int B = opt_.batch;
-    make_batch(images_.data(), labels_.data(), data_, perm_.data() + k * B, B, norm_, opt_.aug, opt_.seed,
+    const std::int64_t lo = shard_begin();
+    const int b = int(shard_end() - lo);
+    make_batch(images_.data(), labels_.data(), data_, perm_.data() + k * B + lo, b, norm_, opt_.aug, opt_.seed,
                std::uint32_t(e));
     StepSettings ss;
     ss.seed = opt_.seed;
@@ -109,7 +125,9 @@ class Trainer {
     ss.lr = sched_.at(step_);
     ss.clip = opt_.clip;
     ss.adamw = opt_.adamw;
-    grad_norm_ = train_step<float>(sw_, P_, adam_, images_.data(), labels_.data(), B, opt_.obj, probs_, ss);
+    ss.first = lo;
+    ss.global_batch = world_ > 1 ? B : 0;
+    grad_norm_ = train_step<float>(sw_, P_, adam_, images_.data(), labels_.data(), b, opt_.obj, probs_, ss, reduce_);
     ++step_;
     if (grad_norm_out) *grad_norm_out = grad_norm_;
     return sw_.stats;
@@ -162,6 +180,8 @@ class Trainer {
   LrSchedule sched_;
   std::int64_t steps_per_epoch_ = 0, total_steps_ = 0, step_ = 0;
   double grad_norm_ = 0;
+  int rank_ = 0, world_ = 1;
+  GradReduce<float> reduce_;
 };
 
 // Per-exit top-1 accuracy of the complete model on samples idx of d (no augmentation), through
