@@ -241,6 +241,7 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   const std::vector<std::int64_t> eval_mine(eval_idx.begin() + std::ptrdiff_t(ev_lo), eval_idx.begin() + std::ptrdiff_t(ev_hi));
 
   const int M = cfg.num_exits();
+  const std::int64_t start_step = tr.step();
   const std::string last = out + "/last.safetensors";
   std::FILE* step_log = nullptr;  // appended to, so a resumed run continues it
   if (root && !a.step_log.empty()) {
@@ -305,6 +306,9 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
     write_text_atomic(log_path, log);
     tr.save(last, extra);
   }
+  if (root && mp.world > 1 && tr.step() > start_step)
+    std::fprintf(stderr, "allreduce: %.3f ms per step (rank 0, gradient MPI_Allreduce of %zu floats)\n",
+                 1e3 * mp.allreduce_seconds / double(tr.step() - start_step), tr.params().size());
   if (root) std::fprintf(stderr, "done: %s\n", last.c_str());
   return kExitOk;
 }
