@@ -1,13 +1,21 @@
 # envit_ab: two builds of the library timed against each other in one process (bench/ab/main.cpp).
 # Here both sides are the current tree (a self-check); bench/ab_compare.sh builds it from two git
-# revisions. Each side is its own object library with the namespace renamed.
+# revisions. Each side is its own object library with the namespace renamed, on the header-only
+# compile-time kernel path (envit::dispatch's kernel sets live in namespace envit, which a renamed
+# side cannot reach), with -march=${ENVIT_ARCH} when that is set.
 foreach(side ab_a ab_b)
   add_library(envit_${side} OBJECT ab/side.cpp)
   target_compile_definitions(envit_${side} PRIVATE ENVIT_AB_SIDE=${side})
-  target_link_libraries(envit_${side} PRIVATE envit::envit envit::arch)
+  target_link_libraries(envit_${side} PRIVATE envit::envit)
+  if(ENVIT_ARCH)
+    target_compile_options(envit_${side} PRIVATE -march=${ENVIT_ARCH})
+  endif()
 endforeach()
 add_executable(envit_ab ab/main.cpp $<TARGET_OBJECTS:envit_ab_a> $<TARGET_OBJECTS:envit_ab_b>)
-target_link_libraries(envit_ab PRIVATE envit::envit envit::arch envit::cli)
+target_link_libraries(envit_ab PRIVATE envit::envit envit::cli)
+if(ENVIT_ARCH)
+  target_compile_options(envit_ab PRIVATE -march=${ENVIT_ARCH})
+endif()
 if(ENVIT_BUILD_TESTS)
   # Two separately compiled copies of the library in one process must give bitwise the same
   # logits and trained parameters (exit status 1 otherwise); also keeps the tool building.

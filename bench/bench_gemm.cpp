@@ -30,6 +30,7 @@
 
 #include "envit/core/parallel.hpp"
 #include "envit/kernels/gemm.hpp"
+#include "envit/kernels/gemm_packed.hpp"
 
 namespace {
 
@@ -220,21 +221,21 @@ void BM_MicroKernel(benchmark::State& state) {
   using Blk = pk::Blocking<Arch>;
   constexpr int MR = Blk::MR, NR = Blk::NR;
   const idx kc = state.range(0);
-  if (kc > Blk::AS) {
+  if (kc > Blk::KC) {
     state.SkipWithError("kc above the A panel stride");
     return;
   }
-  auto A = envit::aligned_buffer<float>(std::size_t(MR) * Blk::AS);
+  auto A = envit::aligned_buffer<float>(std::size_t(MR) * Blk::KC);
   auto B = envit::aligned_buffer<float>(std::size_t(4) * kc * NR);
   auto C = envit::aligned_buffer<float>(std::size_t(MR) * NR);
-  for (idx i = 0; i < MR * Blk::AS; ++i) A[std::size_t(i)] = float((i * 7919) % 1000) * 1e-3f - 0.5f;
+  for (idx i = 0; i < MR * Blk::KC; ++i) A[std::size_t(i)] = float((i * 7919) % 1000) * 1e-3f - 0.5f;
   for (idx i = 0; i < 4 * kc * NR; ++i) B[std::size_t(i)] = float((i * 104729) % 1000) * 1e-3f - 0.5f;
   pk::PrefetchStream p0, p1;
   const double peak = peak_gflops(1);
   std::size_t i = 0;
   for (auto _ : state) {
-    pk::micro_kernel<Arch, MR, Blk::NV, Blk::AS, false>(kc, A.get(), B.get() + (i++ & 3) * std::size_t(kc) * NR,
-                                                        C.get(), NR, 1.0f, 0.0f, MR, NR, C.get(), 0, p0, p1);
+    pk::micro_kernel<Arch, MR, Blk::NV, Blk::KC, false>(kc, A.get(), B.get() + (i++ & 3) * std::size_t(kc) * NR,
+                                                        C.get(), NR, 1.0f, 0.0f, MR, NR, C.get(), 0, p0, p1, Blk::KC);
     benchmark::DoNotOptimize(C.get());
     benchmark::ClobberMemory();
   }

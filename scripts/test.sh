@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README command 2: install what is missing, build everything, run the test suite, then build and
-# run it again under AddressSanitizer + UndefinedBehaviorSanitizer. Fails on any failure or report.
-# Build trees: build/ (Release) and build-asan/ (sanitizers). Set JOBS to change parallelism.
+# run it again under AddressSanitizer + UndefinedBehaviorSanitizer, then run each libFuzzer harness
+# briefly (scripts/fuzz.sh; clang). Fails on any failure or report.
+# Build trees: build/ (Release), build-asan/ (sanitizers), build-fuzz/ (clang, libFuzzer). Set JOBS to change parallelism.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # python3-torch is optional: parity fixtures are checked in; it is only needed to regenerate them.
@@ -20,6 +21,15 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_REL
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:alloc_dealloc_mismatch=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 cmake --build build-asan -j "$JOBS"
-ctest --test-dir build-asan --output-on-failure -j "$JOBS" -LE "packaging|headers" \
+ctest --test-dir build-asan --output-on-failure -j "$JOBS" -LE "packaging|headers|portability" \
         -E "short EnViT training on real Fashion-MNIST"   # minutes under ASan; same paths as the resume test
-echo "envit: all tests passed (Release and ASan+UBSan)"
+# Fuzzing: every libFuzzer harness (tests/fuzz) for FUZZ_SECONDS each, two at a time, when clang can
+# link libFuzzer (20 s for more than 6 harnesses, else 30 s: about 3 minutes in all).
+if echo 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }' |
+     clang++ -fsanitize=fuzzer -x c++ - -o build-asan/fuzz-probe >/dev/null 2>&1; then
+  n=$(bash scripts/fuzz.sh --list | wc -w)
+  PARALLEL=2 bash scripts/fuzz.sh "${FUZZ_SECONDS:-$([ "$n" -gt 6 ] && echo 20 || echo 30)}"
+else
+  echo "envit: clang with libFuzzer not found: fuzzing skipped"
+fi
+echo "envit: all tests passed (Release and ASan+UBSan, fuzzing)"

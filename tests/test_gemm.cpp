@@ -2,8 +2,12 @@
 // (all four Trans combinations, alpha/beta variants, sizes around the register tile, the SIMD width
 // and the cache blocks, padded leading dimensions, beta == 0 over NaN garbage, K == 0), the Eigen
 // backend for float and double, bitwise reproducibility (also of A read in place against A packed),
-// thread tiling and the no-allocation property of the pack buffers. Compiled twice (tests/gemm.cmake): without architecture flags
-// (xsimd's SSE2 batch, 6 x 8 register tile) and with envit::arch (AVX-512, 8 x 48 register tile).
+// thread tiling, the no-allocation property of the pack buffers, and the kernel sets
+// (kernels/dispatch.hpp): each runnable set against the reference in one process, ENVIT_ISA's
+// choice and its errors. Built as test_gemm (linked with envit::dispatch; tests/gemm.cmake runs it
+// once per kernel set the host can run, ENVIT_ISA=avx512|avx2|baseline) and test_gemm_native (the
+// header-only compile-time path with -march=x86-64-v4, when the host runs it). [slow]: the three
+// cases with large double references (seconds natively, minutes under qemu-aarch64, which skips them).
 //
 // Tolerance (float vs double reference), per element of C:
 //   |c - ref| <= 1e-6 + 1e-5 * sqrt(1 + K/64) * (|alpha| * sum_k |a_ik| |b_kj| + |beta| * |c0_ij|)
@@ -16,6 +20,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -52,7 +57,9 @@ void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
-#if defined(__AVX512F__)
+#if defined(ENVIT_DISPATCH)
+#define ARCH_NAME "dispatched: "
+#elif defined(__AVX512F__)
 #define ARCH_NAME "avx512: "
 #elif defined(__AVX2__)
 #define ARCH_NAME "avx2: "
@@ -157,10 +164,13 @@ struct BackendGuard {  // restores backend and thread count after a test
 
 TEST_CASE(ARCH_NAME "gemm: packed is the default float backend", "[gemm]") {
   CHECK(envit::gemm_backend() == GemmBackend::packed);
-#if defined(__AVX512F__)
-  CHECK(envit::gemm_packed_mr == 8);
-  CHECK(envit::gemm_packed_nr == 48);
-#endif
+  // Register tiles: AVX-512 8 x 48 (3 zmm per row), AVX2 6 x 16, baseline (SSE2/NEON) 6 x 8.
+  const std::string set = envit::kernel_set_name();
+  const int mr = envit::gemm_kernels().mr, nr = envit::gemm_kernels().nr;
+  INFO("kernel set " << set << ": " << mr << " x " << nr);
+  if (set == "avx512") CHECK((mr == 8 && nr == 48));
+  if (set == "avx2") CHECK((mr == 6 && nr == 16));
+  if (set == "baseline") CHECK((mr == 6 && nr == 8));
 }
 
 TEST_CASE(ARCH_NAME "gemm packed: small sizes around the register tile and SIMD width", "[gemm][ref]") {
@@ -189,13 +199,13 @@ TEST_CASE(ARCH_NAME "gemm packed: every ragged row count runs its short register
   envit::set_gemm_backend(GemmBackend::packed);
   envit::set_num_threads(1);
   // M = 1 .. 2 MR + 1: the last row panel takes every size below the register tile once.
-  const idx mr = envit::gemm_packed_mr;
+  const idx mr = envit::gemm_kernels().mr;
   std::uint64_t seed = 50;
   for (Trans ta : kTrans)
     for (Trans tb : kTrans)
       for (idx M = 1; M <= 2 * mr + 1; ++M) {
         const AlphaBeta ab = kAlphaBeta[seed % 5];
-        Problem<float> p(ta, tb, M, 2 * envit::gemm_packed_nr + 3, 37, ab.alpha, ab.beta, seed % 2 ? 3 : 0, seed);
+        Problem<float> p(ta, tb, M, 2 * envit::gemm_kernels().nr + 3, 37, ab.alpha, ab.beta, seed % 2 ? 3 : 0, seed);
         ++seed;
         p.check(p.run(), 1e-5);
       }
@@ -208,14 +218,14 @@ TEST_CASE(ARCH_NAME "gemm packed: a row's result does not depend on the other ro
   // The same leading rows of A in calls of M rows (ragged last panels run shorter register
   // tiles), on 1 and 2 threads (row or column splits): the shared rows of C are bitwise equal.
   // Model code relies on this (sub-batches, the shared-prefix teacher, early-exit compaction).
-  const idx N = 100, K = 77, Mmax = 4 * envit::gemm_packed_mr + 3;
+  const idx N = 100, K = 77, Mmax = 4 * envit::gemm_kernels().mr + 3;
   for (Trans ta : kTrans)
     for (Trans tb : kTrans) {
       Problem<float> big(ta, tb, Mmax, N, K, 1.0f, 0.0f, 0, 9);
       envit::set_num_threads(1);
       const std::vector<float> ref = big.run();
       for (int threads : {1, 2})
-        for (idx M : {idx(1), idx(8), idx(envit::gemm_packed_mr), Mmax - 5, Mmax}) {
+        for (idx M : {idx(1), idx(8), idx(envit::gemm_kernels().mr), Mmax - 5, Mmax}) {
           envit::set_num_threads(threads);
           std::vector<float> A(big.A), C(static_cast<std::size_t>(M * N), 0.0f);
           const idx lda = ta == Trans::N ? big.lda : M;  // A stored (K, M) when transposed: take M columns
@@ -230,23 +240,25 @@ TEST_CASE(ARCH_NAME "gemm packed: a row's result does not depend on the other ro
     }
 }
 
-// A row-major A whose row stride is the packed panel's row stride (ENVIT_GEMM_KC = 768) or one of
-// the strides gemm_packed_run dispatches (192, 576), with K in one K block, is read in place instead
-// of packed: bitwise the packed path's results (the same A with a wider stride is packed), plain
-// and pre-packed B, ragged row panels (packed) included, 1 and 2 threads; and right vs the reference.
-TEST_CASE(ARCH_NAME "gemm packed: A read in place gives the packed path's bits", "[gemm][determinism]") {
+// A row-major A whose row stride is at most the packed panel's (KC, ENVIT_GEMM_KC = 768), with K in one
+// K block, is read in place instead of packed: bitwise the packed path's results (the same A with a
+// stride above KC is packed), plain and pre-packed B, ragged row panels (packed) included, 1 and 2
+// threads; and right vs the reference. Strides: KC (a compile-time offset in the micro-kernel) and
+// others (a run-time stride), 8-aligned or not.
+TEST_CASE(ARCH_NAME "gemm packed: A read in place gives the packed path's bits", "[gemm][determinism][slow]") {
   BackendGuard g;
   envit::set_gemm_backend(GemmBackend::packed);
-  for (idx AS : {idx(192), idx(576), idx(ENVIT_GEMM_KC)})
+  const idx KC = envit::gemm_kernels().kc;
+  for (idx AS : {idx(100), idx(192), idx(576), KC})
   for (idx K : {AS, AS - 64})
-    for (idx M : {idx(1), idx(13), idx(envit::gemm_packed_mr), idx(29), idx(112), idx(250)})
+    for (idx M : {idx(1), idx(13), idx(envit::gemm_kernels().mr), idx(29), idx(112), idx(250)})
       for (Trans tb : kTrans)
         for (int threads : {1, 2}) {
           envit::set_num_threads(threads);
           const idx N = 97;
           Problem<float> p(Trans::N, tb, M, N, K, 1.0f, 0.0f, AS - K, 17);  // lda = AS: in place
           REQUIRE(p.lda == AS);
-          Problem<float> q(Trans::N, tb, M, N, K, 1.0f, 0.0f, AS - K + 3, 17);  // lda = AS + 3: packed
+          Problem<float> q(Trans::N, tb, M, N, K, 1.0f, 0.0f, KC - K + 3, 17);  // lda > KC: packed
           for (idx i = 0; i < M; ++i)
             for (idx k = 0; k < K; ++k) q.A[i * q.lda + k] = p.A[i * p.lda + k];
           q.B = p.B;
@@ -287,7 +299,7 @@ TEST_CASE(ARCH_NAME "gemm packed: alpha/beta variants on ragged sizes", "[gemm][
 }
 
 TEST_CASE(ARCH_NAME "gemm packed: sizes around the cache blocks (MC, KC, NB) and large ragged sizes",
-          "[gemm][ref]") {
+          "[gemm][ref][slow]") {
   BackendGuard g;
   envit::set_gemm_backend(GemmBackend::packed);
   envit::set_num_threads(1);
@@ -350,7 +362,8 @@ TEST_CASE(ARCH_NAME "gemm packed: bitwise reproducible across runs and across 1 
   }
 }
 
-TEST_CASE(ARCH_NAME "gemm_weight_t: a pre-packed weight gives bitwise the plain gemm's result", "[gemm][prepacked]") {
+TEST_CASE(ARCH_NAME "gemm_weight_t: a pre-packed weight gives bitwise the plain gemm's result",
+          "[gemm][prepacked][slow]") {
   BackendGuard g;
   envit::set_gemm_backend(GemmBackend::packed);
   struct S { idx M, N, K; };
@@ -360,7 +373,7 @@ TEST_CASE(ARCH_NAME "gemm_weight_t: a pre-packed weight gives bitwise the plain 
   const S sizes[] = {{1, 10, 192}, {50, 576, 192}, {50, 192, 768}, {13, 33, 17},
                      {97, 65, 1537}, {200, 31, 7}, {3, 1000, 800}, {64, 16, 1}, {250, 97, 40},
                      {200, 200, 2624}, {640, 480, 96}, {520, 192, 96}};
-  const idx mr = envit::gemm_packed_mr, nr = envit::gemm_packed_nr;
+  const idx mr = envit::gemm_kernels().mr, nr = envit::gemm_kernels().nr;
   if (nr == 48) {  // the AVX-512 tile: the split decisions the sizes above are chosen to exercise
     CHECK(envit::detail::gemm_split_rows(200, 200, 2624, 2, mr, nr, false));
     CHECK_FALSE(envit::detail::gemm_split_rows(200, 200, 2624, 2, mr, nr, true));
@@ -492,4 +505,90 @@ TEST_CASE(ARCH_NAME "gemm: invalid sizes and leading dimensions throw ShapeError
   CHECK_THROWS_AS(envit::gemm<float>(Trans::N, Trans::T, 2, 2, 3, 1.f, a, 3, b, 2, 0.f, c, 2),
                   envit::ShapeError);  // ldb < K for Trans::T
   CHECK_NOTHROW(envit::gemm<float>(Trans::N, Trans::N, 2, 2, 2, 1.f, a, 2, b, 2, 0.f, c, 2));
+}
+
+// ---- kernel sets (kernels/dispatch.hpp) ----------------------------------------------------------
+
+TEST_CASE(ARCH_NAME "kernel sets: the set in use is the one ENVIT_ISA names, else the best runnable",
+          "[gemm][dispatch]") {
+  const envit::detail::KernelSetChoice c = envit::detail::runnable_kernel_sets();
+  REQUIRE(c.count >= 1);
+  const char* env = std::getenv("ENVIT_ISA");
+  const std::string want = env && *env ? env : c.sets[0]->name;
+  INFO("ENVIT_ISA=" << (env ? env : "(unset)") << ", in use: " << envit::kernel_set_name());
+  CHECK(want == envit::kernel_set_name());
+  CHECK(std::string(c.sets[c.count - 1]->name) ==
+        (envit::kernel_set_dispatched() ? "baseline" : envit::kernel_set_name()));
+  CHECK_THAT(envit::kernel_set_info(), Catch::Contains(envit::kernel_set_name()));
+}
+
+namespace {
+struct EnvGuard {  // restores ENVIT_ISA after a test
+  std::string old;
+  bool had = false;
+  EnvGuard() {
+    if (const char* e = std::getenv("ENVIT_ISA")) old = e, had = true;
+  }
+  ~EnvGuard() {
+    if (had) setenv("ENVIT_ISA", old.c_str(), 1);
+    else unsetenv("ENVIT_ISA");
+  }
+};
+}  // namespace
+
+TEST_CASE(ARCH_NAME "kernel sets: ENVIT_ISA values that cannot be honoured are errors", "[gemm][dispatch][error]") {
+  EnvGuard g;
+  setenv("ENVIT_ISA", "avx9", 1);
+  CHECK_THROWS_WITH(envit::detail::select_gemm_kernels(), Catch::Contains("ENVIT_ISA=avx9: unknown kernel set"));
+  const envit::detail::KernelSetChoice c = envit::detail::runnable_kernel_sets();
+  for (const char* name : {"avx512", "avx2", "baseline"}) {
+    bool runnable = false;
+    for (int i = 0; i < c.count; ++i) runnable |= std::string(c.sets[i]->name) == name;
+    setenv("ENVIT_ISA", name, 1);
+    INFO("ENVIT_ISA=" << name << " runnable=" << runnable);
+    if (runnable) CHECK(std::string(envit::detail::select_gemm_kernels().name) == name);
+    else CHECK_THROWS_AS(envit::detail::select_gemm_kernels(), envit::ValueError);
+  }
+  unsetenv("ENVIT_ISA");
+  CHECK(&envit::detail::select_gemm_kernels() == c.sets[0]);
+}
+
+// Every set this CPU can run, called directly (single-threaded, as gemm's tiles call it): right
+// against the double reference on ragged sizes and two K blocks, bitwise repeatable, and its
+// pre-packed weight path bitwise equal to its plain path.
+TEST_CASE(ARCH_NAME "kernel sets: every runnable set matches the reference", "[gemm][dispatch][ref]") {
+  const envit::detail::KernelSetChoice c = envit::detail::runnable_kernel_sets();
+  struct S { Trans ta, tb; idx M, N, K; };
+  const S sizes[] = {{Trans::N, Trans::T, 29, 53, 77},  {Trans::T, Trans::N, 17, 97, 200},
+                     {Trans::N, Trans::N, 113, 49, 769}, {Trans::T, Trans::T, 9, 31, 5},
+                     {Trans::N, Trans::T, 50, 200, 192}};
+  std::uint64_t seed = 900;
+  for (int si = 0; si < c.count; ++si) {
+    const envit::GemmKernelSet& ks = *c.sets[si];
+    for (const S& s : sizes) {
+      const std::uint64_t sd = seed++;
+      const AlphaBeta ab = kAlphaBeta[sd % 5];
+      Problem<float> p(s.ta, s.tb, s.M, s.N, s.K, ab.alpha, ab.beta, sd % 2 ? 3 : 0, sd);
+      INFO("kernel set " << ks.name << " (" << ks.mr << " x " << ks.nr << ")");
+      std::vector<float> c1 = p.C0, c2 = p.C0;
+      ks.run(p.ta, p.tb, p.M, p.N, p.K, p.alpha, p.A.data(), p.lda, p.B.data(), p.ldb, p.beta, c1.data(), p.ldc,
+             nullptr, nullptr, 0, 0);
+      ks.run(p.ta, p.tb, p.M, p.N, p.K, p.alpha, p.A.data(), p.lda, p.B.data(), p.ldb, p.beta, c2.data(), p.ldc,
+             nullptr, nullptr, 0, 0);
+      p.check(c1, 1e-5);
+      CHECK(std::memcmp(c1.data(), c2.data(), c1.size() * sizeof(float)) == 0);
+      if (s.ta == Trans::N && s.tb == Trans::T) {
+        const idx nr = ks.nr;
+        std::vector<float> W(std::size_t(s.N * s.K)), panels(std::size_t((s.N + nr - 1) / nr * nr * s.K) + 16);
+        for (idx j = 0; j < s.N; ++j)
+          for (idx k = 0; k < s.K; ++k) W[std::size_t(j * s.K + k)] = p.B[std::size_t(j * p.ldb + k)];
+        float* aligned = panels.data() + (16 - (reinterpret_cast<std::uintptr_t>(panels.data()) / 4) % 16) % 16;
+        ks.pack_weight_t(aligned, W.data(), s.N, s.K);
+        std::vector<float> c3 = p.C0;
+        ks.run(Trans::N, Trans::T, p.M, p.N, p.K, p.alpha, p.A.data(), p.lda, nullptr, s.K, p.beta, c3.data(), p.ldc,
+               aligned, nullptr, 0, 0);
+        CHECK(std::memcmp(c1.data(), c3.data(), c1.size() * sizeof(float)) == 0);
+      }
+    }
+  }
 }

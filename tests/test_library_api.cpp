@@ -68,6 +68,40 @@ TEST_CASE("SplitSpec: metadata round trip rebuilds the same validation split", "
   CHECK_THROWS_AS(s.apply(200), ValueError);
 }
 
+TEST_CASE("SplitSpec: skip, subset and classes select the same samples after a metadata round trip", "[api]") {
+  Dataset d;
+  d.name = "ten";
+  d.n = 10, d.c = 1, d.h = 1, d.w = 1, d.classes = 3;
+  d.images.assign(10, 0);
+  d.labels = {0, 1, 2, 0, 1, 2, 0, 1, 2, 0};
+  SplitSpec s;
+  s.skip = 2;
+  s.subset = 6;  // samples 2..7
+  s.classes = {0, 2};
+  s.n_val = 1;
+  const auto m = s.to_map();
+  CHECK(m.at("data.skip") == "2");
+  CHECK(m.at("data.classes") == "0,2");
+  const SplitSpec t = SplitSpec::from_map(m, "test");
+  CHECK(t.classes == std::vector<int>{0, 2});
+  CHECK(t.samples(d) == std::vector<std::int64_t>{2, 3, 5, 6});
+  CHECK(t.apply(d).val == split_train_val(4, 1, 0).val);
+  CHECK(SplitSpec{}.samples(d).size() == 10);
+  CHECK_THROWS_AS(t.apply(10), ValueError);  // skip and classes need the dataset
+  SplitSpec bad = s;
+  bad.classes = {3};
+  CHECK_THROWS_WITH(bad.samples(d), Catch::Contains("class 3") && Catch::Contains("ten"));
+  bad = s;
+  bad.skip = 8;
+  CHECK_THROWS_WITH(bad.samples(d), Catch::Contains("skip 8"));
+  bad = s;
+  bad.classes = {1};
+  bad.subset = 1;  // sample 2 has label 2
+  CHECK_THROWS_WITH(bad.samples(d), Catch::Contains("select no sample"));
+  CHECK_THROWS_WITH(SplitSpec::from_map({{"data.classes", "1,x"}}, "ck.safetensors"),
+                    Catch::Contains("ck.safetensors") && Catch::Contains("data.classes"));
+}
+
 TEST_CASE("gelu_scalar / gelu_grad_scalar: erf form and its derivative", "[api]") {
   for (double x : {-6.0, -1.5, -0.1, 0.0, 0.3, 2.0, 8.0}) {
     const double phi = 0.5 * (1.0 + std::erf(x / std::sqrt(2.0)));

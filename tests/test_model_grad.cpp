@@ -66,13 +66,15 @@ struct Fixture {
   }
 };
 
-void gradcheck_scheme(Scheme s, TeacherSource t) {
+// `tweak` adjusts the objective (variants, reduction) before the check.
+void gradcheck_scheme(Scheme s, TeacherSource t, void (*tweak)(ObjectiveConfig&) = nullptr) {
   Fixture f;
   ObjectiveConfig o;
   o.scheme = s;
   o.teacher = t;
   o.p_max = 0.3;
   o.byot_feat = 0.05;  // large enough to be visible in the check
+  if (tweak) tweak(o);
   LayerMasks m = o.uses_dropout() ? fixed_masks(f.B, f.cfg.depth) : LayerMasks(f.cfg.depth, f.B);
   if (!o.uses_dropout()) m.all(f.B);
   std::vector<double> p = o.block_probs(f.cfg);
@@ -114,6 +116,55 @@ TEST_CASE("multi-exit ViT gradient check, every scheme, with skipped samples", "
   SECTION("envit-kd") { gradcheck_scheme(Scheme::envit_kd, TeacherSource::full); }
   SECTION("envit full teacher") { gradcheck_scheme(Scheme::envit, TeacherSource::full); }
   SECTION("envit self teacher") { gradcheck_scheme(Scheme::envit, TeacherSource::self); }
+  SECTION("beem") { gradcheck_scheme(Scheme::beem, TeacherSource::full); }
+  SECTION("byot mmrazor (norm hint, T^2 soft CE)") {
+    gradcheck_scheme(Scheme::byot, TeacherSource::full, [](ObjectiveConfig& o) {
+      o.set_byot(ByotVariant::mmrazor);
+      o.byot_feat = 0.05;
+    });
+  }
+  SECTION("byot released (soft CE, no T^2)") {
+    gradcheck_scheme(Scheme::byot, TeacherSource::full, [](ObjectiveConfig& o) { o.set_byot(ByotVariant::released); });
+  }
+  SECTION("envit, reduction remaining") {
+    gradcheck_scheme(Scheme::envit, TeacherSource::full, [](ObjectiveConfig& o) { o.reduction = LossReduction::remaining; });
+  }
+}
+
+// COSEE: the exit assignment k_b is piecewise constant in the parameters; thresholds sit midway
+// between observed signals so that the finite differences do not move a sample across one.
+TEST_CASE("multi-exit ViT gradient check, cosee (exit weighting + energy calibration)", "[grad][model]") {
+  Fixture f;
+  ObjectiveConfig o;
+  o.scheme = Scheme::cosee;
+  o.p_max = 0;
+  LayerMasks m(f.cfg.depth, f.B);
+  m.all(f.B);
+  const std::vector<double> p = o.block_probs(f.cfg);
+  StepStats st;
+  f.ow.cosee.thresholds = {0.5};
+  vit_forward_train<double>(f.ws, f.P, f.images.data(), m);
+  objective_forward<double>(st, f.ws, f.ow, f.P, f.labels.data(), m, o, p, 0.4, false);
+  const int M = f.cfg.num_exits();
+  std::vector<double> sig(f.ow.cosee.sig.begin(), f.ow.cosee.sig.begin() + std::size_t(M - 1) * f.B);
+  std::sort(sig.begin(), sig.end());
+  f.ow.cosee.thresholds.clear();
+  for (std::size_t k : {std::size_t(0), sig.size() / 2, sig.size() - 2})
+    f.ow.cosee.thresholds.push_back(0.5 * (sig[k] + sig[k + 1]));
+  f.P.zero_grads();
+  vit_forward_train<double>(f.ws, f.P, f.images.data(), m);
+  objective_forward<double>(st, f.ws, f.ow, f.P, f.labels.data(), m, o, p, 0.4, false);
+  CHECK(st.cosee.calib > 0);  // the calibration term is active, so its gradient is checked too
+  vit_backward_train<double>(f.ws, f.P, m);
+  std::vector<double> g(f.P.grads(), f.P.grads() + f.P.size());
+  auto loss = [&] {
+    StepStats s2;
+    vit_forward_train<double>(f.ws, f.P, f.images.data(), m);
+    objective_forward<double>(s2, f.ws, f.ow, f.P, f.labels.data(), m, o, p, 0.4, false);
+    return s2.loss;
+  };
+  for (const ParamEntry& e : f.P.table())
+    check_grad("cosee " + e.name, f.P.values() + e.offset, g.data() + e.offset, e.numel, loss, 1e-6, 40);
 }
 
 TEST_CASE("fixed masks really skip: exits see only executed samples", "[model]") {

@@ -230,3 +230,40 @@ TEST_CASE("a sub-batch smaller than every warm-up batch does not allocate", "[al
   CHECK(c.news == 0);
   CHECK(c.mallocs == 0);
 }
+
+// The baseline schemes with their own buffers (cosee's signals, coefficients and exit weights;
+// byot-mmrazor's hint; beem's weights) allocate nothing after a warm-up step either.
+TEST_CASE("warmed-up cosee, beem and byot-mmrazor training steps perform no heap allocation", "[alloc][model]") {
+  const VitConfig cfg = alloc_test_config(4, {1, 2, 3, 4});
+  const int B = 6;
+  ViTParams<float> P(cfg);
+  P.init(1);
+  ViTWorkspace<float> ws(cfg, B);
+  ObjectiveWorkspace<float> ow(cfg, B);
+  LayerMasks masks(cfg.depth, B);
+  masks.all(B);
+  StepStats st;
+  std::vector<float> images(std::size_t(B) * cfg.channels * cfg.image_size * cfg.image_size);
+  for (std::size_t i = 0; i < images.size(); ++i) images[i] = float((i * 37) % 101) / 50.0f - 1.0f;
+  std::vector<std::int32_t> labels(B);
+  for (int b = 0; b < B; ++b) labels[b] = (b * 3) % cfg.classes;
+  for (const char* name : {"cosee", "beem", "byot"}) {
+    INFO(name);
+    ObjectiveConfig o;
+    o.scheme = parse_scheme(name);
+    o.set_byot(ByotVariant::mmrazor);
+    o.p_max = 0;
+    const std::vector<double> p = o.block_probs(cfg);
+    auto step = [&](double progress) {
+      ow.cosee.thresholds.resize(5);
+      for (int r = 0; r < 5; ++r) ow.cosee.thresholds[r] = 0.05 * (r + 1);
+      P.zero_grads();
+      train_step_grads<float>(st, ws, ow, P, images.data(), labels.data(), masks, o, p, progress);
+    };
+    step(0.1);
+    Counts c = count_allocs([&] { step(0.6); });
+    CHECK(c.news == 0);
+    CHECK(c.mallocs == 0);
+    CHECK(std::isfinite(st.loss));
+  }
+}

@@ -197,6 +197,108 @@ TEST_CASE("short EnViT training on real Fashion-MNIST beats chance by a wide mar
   CHECK(ok[0] > 800);  // > 40% at the first exit
 }
 
+TEST_CASE("cosee: thresholds from the previous epoch's signal range; resume is exact across epochs", "[trainer][e2e]") {
+  Dataset d = synthetic(200, 9, 3);
+  ChannelStats st = channel_stats(d);
+  TrainOptions o = small_opts();
+  o.obj.scheme = Scheme::cosee;
+  o.obj.p_max = 0;
+  Trainer a(small_cfg(9), o, d, iota_n(d.n), st);
+  std::vector<double> losses_a;
+  double lo1 = 1, hi1 = 0;  // epoch 1's signal range, collected from the steps
+  while (!a.done()) {
+    const std::int64_t e = a.epoch();
+    const StepStats& s = a.step_once();
+    losses_a.push_back(s.loss);
+    REQUIRE(a.cosee_thresholds().size() == 5);
+    const CoseeRange& r = a.cosee_range();
+    if (e == 0) {
+      CHECK(r.lo == 0.0);
+      CHECK(r.hi == 1.0);
+      lo1 = std::min(lo1, s.cosee.signal_min);
+      hi1 = std::max(hi1, s.cosee.signal_max);
+    } else if (e == 1) {
+      CHECK(r.lo == lo1);
+      CHECK(r.hi == hi1);
+    }
+    for (double t : a.cosee_thresholds()) {
+      CHECK(t >= r.lo);
+      CHECK(t <= r.hi);
+    }
+    CHECK(std::isfinite(s.cosee.cls));
+    CHECK(s.cosee.calib >= 0);
+  }
+  CHECK(lo1 < hi1);
+  CHECK(hi1 < 1.0);
+
+  Trainer b(small_cfg(9), o, d, iota_n(d.n), st);
+  std::vector<double> losses_b;
+  for (int i = 0; i < 17; ++i) losses_b.push_back(b.step_once().loss);  // mid-epoch 2
+  const std::string path = tmp_path("cosee.safetensors");
+  b.save(path);
+  Trainer c(small_cfg(9), o, d, iota_n(d.n), st);
+  c.restore(safetensors_read(path));
+  CHECK(c.cosee_range().lo == b.cosee_range().lo);
+  CHECK(c.cosee_range().acc_hi == b.cosee_range().acc_hi);
+  while (!c.done()) losses_b.push_back(c.step_once().loss);
+  REQUIRE(losses_a.size() == losses_b.size());
+  for (std::size_t i = 0; i < losses_a.size(); ++i) {
+    INFO("step " << i);
+    CHECK(losses_a[i] == losses_b[i]);
+  }
+  CHECK(std::memcmp(a.params().values(), c.params().values(), a.params().size() * sizeof(float)) == 0);
+  std::remove(path.c_str());
+}
+
+TEST_CASE("loss reduction `remaining` divides each exit's sums by its own sample count", "[trainer]") {
+  Dataset d = synthetic(64, 9, 4);
+  ChannelStats st = channel_stats(d);
+  TrainOptions o = small_opts();
+  o.obj.scheme = Scheme::envit_sd;
+  o.obj.p_max = 0.6;
+  TrainOptions o2 = o;
+  o2.obj.reduction = LossReduction::remaining;
+  Trainer a(small_cfg(9), o, d, iota_n(d.n), st), b(small_cfg(9), o2, d, iota_n(d.n), st);
+  const StepStats sa = a.step_once(), sb = b.step_once();  // same parameters, batch and masks
+  const int B = o.batch;
+  bool some_dropped = false;
+  for (std::size_t j = 0; j < sa.ce.size(); ++j) {
+    REQUIRE(sa.n[j] == sb.n[j]);
+    some_dropped |= sa.n[j] < B;
+    INFO("exit " << j << ": n " << sa.n[j] << ", ce batch " << sa.ce[j] << ", ce remaining " << sb.ce[j]);
+    CHECK(sb.ce[j] * sa.n[j] == Approx(sa.ce[j] * B).epsilon(1e-6));
+  }
+  CHECK(some_dropped);
+  Trainer c(small_cfg(9), o, d, iota_n(d.n), st);
+  const std::string path = tmp_path("red.safetensors");
+  b.save(path);
+  CHECK_THROWS_WITH(c.restore(safetensors_read(path)), Catch::Contains("train.reduction"));
+  std::remove(path.c_str());
+}
+
+TEST_CASE("clip mode weight-sum clips at clip * sum of exit weights; beem's weights sum to 1", "[trainer]") {
+  Dataset d = synthetic(64, 9, 5);
+  ChannelStats st = channel_stats(d);
+  TrainOptions o = small_opts();
+  o.obj.scheme = Scheme::vit_ee;
+  o.obj.p_max = 0;
+  o.clip = 0.05;  // below the gradient norm: both runs clip
+  o.clip_mode = ClipMode::weight_sum;
+  TrainOptions o2 = o;
+  o2.clip_mode = ClipMode::absolute;
+  o2.clip = 0.05 * 2;  // M = 2 exits, vit-ee weights 1 each
+  Trainer a(small_cfg(9), o, d, iota_n(d.n), st), b(small_cfg(9), o2, d, iota_n(d.n), st);
+  CHECK(a.step_once().weight_sum == 2.0);
+  b.step_once();
+  CHECK(a.last_grad_norm() > 0.1);
+  CHECK(std::memcmp(a.params().values(), b.params().values(), a.params().size() * sizeof(float)) == 0);
+  TrainOptions ob = small_opts();
+  ob.obj.scheme = Scheme::beem;
+  ob.obj.p_max = 0;
+  Trainer e(small_cfg(9), ob, d, iota_n(d.n), st);
+  CHECK(e.step_once().weight_sum == Approx(1.0).epsilon(1e-15));
+}
+
 TEST_CASE("evaluate_exits (inference path) matches the training forward's logits and counts", "[trainer]") {
   Dataset d = synthetic(70, 9, 11);
   ChannelStats st = channel_stats(d);

@@ -19,6 +19,7 @@
 
 #include "envit/core/error.hpp"
 #include "envit/core/parallel.hpp"
+#include "envit/kernels/dispatch.hpp"
 #include "envit/version.hpp"
 
 namespace envit::cli {
@@ -90,8 +91,18 @@ inline CLI::Validator at_least(std::int64_t lo) {
 
 // --version, the footer with the exit codes, and errors printed as "<name>: error: ...".
 inline void setup_app(CLI::App& app, const std::string& extra_exit_codes = "") {
-  app.set_version_flag("--version", std::string(app.get_name()) + " " + ENVIT_VERSION_STRING,
-                       "print the version and exit");
+  app.set_version_flag(
+      "--version",
+      [name = std::string(app.get_name())] {
+        std::string kernels;  // the GEMM kernel set in use; a bad ENVIT_ISA is reported, not thrown
+        try {
+          kernels = envit::kernel_set_info();
+        } catch (const std::exception& e) {
+          kernels = std::string("kernels: error: ") + e.what();
+        }
+        return name + " " + ENVIT_VERSION_STRING + "\n" + kernels;
+      },
+      "print the version and the kernel set in use, and exit");
   app.footer(std::string(kExitCodesHelp) + extra_exit_codes + ".\n");
 }
 

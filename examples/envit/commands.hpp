@@ -13,8 +13,11 @@ namespace envit::cli {
 // (CLI::App::count tells); run_train fills the rest from the preset.
 struct TrainArgs {
   std::string preset = "readme";
-  std::string scheme = "envit", teacher = "full";
+  std::string scheme = "envit", teacher = "full", byot_variant = "released", reduction = "batch",
+              clip_mode = "absolute";
   double p_max = 0.3, alpha = 0.5, tau = 4;
+  double lgvit_stage1_frac = 0.5;
+  bool lgvit_kd_per_batch = false, lgvit_teacher_ln = false, lgvit_detach_hom = false;
   std::vector<int> exits;
   int image_size = 0, patch = 0, dim = 0, depth = 0, heads = 0, mlp = 0;
   double ln_eps = 1e-6;
@@ -24,9 +27,11 @@ struct TrainArgs {
   int crop_pad = 0;
   bool hflip = false;
   std::string dataset = "fashion-mnist", data;
-  std::int64_t val = 0, subset = 0, seed = 0, save_every = 0;
+  std::int64_t val = 0, skip = 0, subset = 0, seed = 0, save_every = 0;
+  std::vector<int> classes;
   int threads = 1, eval_batch = 256;
-  std::string out = "out/run", resume, init, step_log;
+  std::string out = "out/run", resume, init, init_format = "detect", norm = "auto", step_log;
+  double rrc_scale = 0, folder_val = 0.1, crop_fraction = 0.875;
   bool allow_new_heads = false, print_config = false;
 };
 CLI::App* add_train_command(CLI::App& app, TrainArgs& a);
@@ -35,12 +40,26 @@ int run_train(const TrainArgs& a, const CLI::App& cmd);
 // `envit eval`.
 struct EvalArgs {
   std::vector<std::string> checkpoints;
-  std::string dataset, data, rule = "confidence", thresholds = "auto", exit_thresholds, out;
+  std::string dataset, data, rule = "confidence", thresholds = "auto", exit_thresholds, out,
+      beem_weights = "cost";
   int points = 12, batch = 128, threads = 1, repeats = 3;
   std::int64_t time_samples = 0, stream_samples = 200;
-  double target_speedup = 0, max_drop = 0;
+  std::string target_speedups;  // comma list
+  double max_drop = 0;
 };
 CLI::App* add_eval_command(CLI::App& app, EvalArgs& a);
 int run_eval(const EvalArgs& a, const CLI::App& cmd);
+
+// `envit convert`.
+struct ConvertArgs {
+  std::string from = "detect", to = "envit", src, out, norm;
+  int image_size = 0, classes = 0, heads = 0;
+  std::vector<int> exits;
+  double ln_eps = -1;
+  bool allow_new_heads = false;
+  std::int64_t seed = 0;
+};
+CLI::App* add_convert_command(CLI::App& app, ConvertArgs& a);
+int run_convert(const ConvertArgs& a, const CLI::App& cmd);
 
 }  // namespace envit::cli

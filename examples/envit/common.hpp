@@ -3,7 +3,9 @@
 #pragma once
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -14,6 +16,10 @@
 #include "cli.hpp"
 #include "envit/data/cifar.hpp"
 #include "envit/data/idx.hpp"
+#include "envit/data/image_folder.hpp"
+#include "envit/data/resize.hpp"
+#include "envit/io/safetensors.hpp"
+#include "envit/model/config.hpp"
 
 namespace envit::cli {
 
@@ -36,6 +42,41 @@ inline Dataset load_dataset(const std::string& name, const std::string& dir_flag
     return name == "cifar10" ? cifar10_load(dir_flag, train) : cifar100_load(dir_flag, train);
   }
   throw UsageError("unknown --dataset '" + name + "' (fashion-mnist, mnist, cifar10, cifar100)");
+}
+
+inline ImageFolderOptions folder_options(const std::string& dir, int size, int channels, std::uint64_t seed,
+                                         double val_fraction, double crop_fraction) {
+  ENVIT_CHECK(!dir.empty(), UsageError, "--dataset folder needs --data DIR");
+  ImageFolderOptions o;
+  o.size = size;
+  o.channels = channels;
+  o.seed = seed;
+  o.val_fraction = val_fraction;
+  o.crop_fraction = crop_fraction;
+  return o;
+}
+
+// Resizes d to size x size (bilinear) and gray to 3 channels when the model needs it; says so.
+inline void fit_dataset(Dataset& d, int size, int channels) {
+  if (d.h == size && d.w == size && d.c == channels) return;
+  std::fprintf(stderr, "data: %s %dx%dx%d resized to %dx%dx%d\n", d.name.c_str(), d.c, d.h, d.w, channels, size, size);
+  d = dataset_resize(d, size, channels);
+}
+
+// A checkpoint's dataset shaped for its model: named datasets resized as `envit train` did;
+// `folder` re-read with the checkpoint's split (train.seed, data.folder_val, data.crop_fraction).
+inline Dataset load_checkpoint_dataset(const std::string& name, const std::string& dir, bool train, const StFile& ckpt,
+                                       const VitConfig& cfg) {
+  if (name == "folder") {
+    ImageFolderData fd = image_folder_load(
+        dir, folder_options(dir, cfg.image_size, cfg.channels, std::stoull(ckpt.meta_or("train.seed", "0")),
+                            std::stod(ckpt.meta_or("data.folder_val", "0.1")),
+                            std::stod(ckpt.meta_or("data.crop_fraction", "0.875"))));
+    return train ? std::move(fd.train) : std::move(fd.eval);
+  }
+  Dataset d = load_dataset(name, dir, train);
+  fit_dataset(d, cfg.image_size, cfg.channels);
+  return d;
 }
 
 inline void make_dirs(const std::string& path) {

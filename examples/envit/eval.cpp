@@ -39,6 +39,43 @@ void load_images(std::vector<float>& images, std::vector<std::int32_t>& labels, 
   make_batch(images.data(), labels.data(), d, idx.data(), int(idx.size()), norm, Augment{}, 0, 0);
 }
 
+// Every exit's logits (M, n_val, C) on the validation split carved at training time, and its labels.
+void validation_logits(std::vector<float>& vlog, std::vector<std::int32_t>& vlab, const Loaded& L,
+                       const std::string& dataset, const std::string& data_dir, int batch,
+                       InferenceWorkspace<float>& ws, const ViTParams<float>& P, const char* why) {
+  const SplitSpec spec = SplitSpec::from_map(L.file.metadata, L.file.where());
+  ENVIT_CHECK(spec.n_val > 0, UsageError, why, " needs a validation split: train with --val N (checkpoint '", L.path,
+              "' has none)");
+  Dataset train = load_checkpoint_dataset(dataset, data_dir, true, L.file, L.cfg);
+  train.check_fits(L.cfg.channels, L.cfg.image_size, L.cfg.image_size, L.cfg.classes, "checkpoint '" + L.path + "'");
+  const std::vector<std::int64_t> used = spec.samples(train);  // --skip, --subset, --classes of the run
+  train = dataset_subset(train, used.data(), std::int64_t(used.size()));
+  const Split sp = split_train_val(train.n, spec.n_val, spec.seed);
+  std::vector<float> vimg;
+  load_images(vimg, vlab, train, sp.val, L.norm);
+  vlog.resize(std::size_t(L.cfg.num_exits()) * sp.val.size() * L.cfg.classes);
+  infer_all_exits_dataset<float>(ws, P, vimg.data(), int(sp.val.size()), vlog.data(), batch);
+}
+
+// --beem-weights: cost (BEEM-C), accuracy (BEEM-A: each exit's validation accuracy) or M values.
+std::vector<double> beem_weights(const std::string& spec, const Loaded& L, const std::string& dataset,
+                                 const std::string& data_dir, int batch, const ViTParams<float>& P) {
+  const int M = L.cfg.num_exits();
+  if (spec == "cost") return beem_weights_cost(vit_macs(L.cfg));
+  if (spec == "accuracy") {
+    InferenceWorkspace<float> ws(L.cfg, batch);
+    std::vector<float> vlog;
+    std::vector<std::int32_t> vlab;
+    validation_logits(vlog, vlab, L, dataset, data_dir, batch, ws, P, "--beem-weights accuracy");
+    return beem_weights_accuracy(exit_scores(vlog.data(), M, int(vlab.size()), L.cfg.classes, ExitRule::confidence),
+                                 vlab.data());
+  }
+  std::vector<double> w = parse_doubles(spec, "--beem-weights");
+  ENVIT_CHECK(int(w.size()) == M, UsageError, "--beem-weights: ", w.size(), " values for ", M,
+              " exits (or use cost / accuracy)");
+  return w;
+}
+
 template <class F>
 double best_time(int repeats, F&& f) {
   double best = 1e300;
@@ -75,10 +112,16 @@ CLI::App* add_eval_command(CLI::App& app, EvalArgs& a) {
   c->add_option("--checkpoint", a.checkpoints, "checkpoint(s) written by envit train, comma-separated (one curve each)")
       ->required()->delimiter(',');
   c->add_option("--dataset", a.dataset, "dataset (default: the one the checkpoint was trained on)")
-      ->check(CLI::IsMember({"fashion-mnist", "mnist", "cifar10", "cifar100"}));
+      ->check(CLI::IsMember({"fashion-mnist", "mnist", "cifar10", "cifar100", "folder"}));
   c->add_option("--data", a.data, "dataset directory");
-  c->add_option("--rule", a.rule, "exit criterion: confidence (eq. 18), entropy (normalised by log C), patience")
-      ->capture_default_str()->check(CLI::IsMember({"confidence", "entropy", "patience"}));
+  c->add_option("--rule", a.rule,
+                "exit criterion: confidence (eq. 18), entropy (normalised by log C), patience, beem (BEEM's running "
+                "score), energy (COSEE's signal)")
+      ->capture_default_str()->check(CLI::IsMember({"confidence", "entropy", "patience", "beem", "energy"}));
+  c->add_option("--beem-weights", a.beem_weights,
+                "beem exit weights: cost (BEEM-C), accuracy (BEEM-A, on the validation split) or M comma-separated "
+                "values")
+      ->capture_default_str();
   c->add_option("--thresholds", a.thresholds, "comma-separated thresholds to sweep, or auto")->capture_default_str();
   c->add_option("--points", a.points, "number of thresholds for --thresholds auto")
       ->capture_default_str()->check(CLI::Range(2, 100000));
@@ -95,8 +138,9 @@ CLI::App* add_eval_command(CLI::App& app, EvalArgs& a) {
                 "timing repetitions: full-model rates report the minimum time; speed-ups the median of paired ratios "
                 "(full model and early exit timed alternately)")
       ->capture_default_str()->check(CLI::Range(1, 100));
-  add_real(*c, "--target-speedup", a.target_speedup,
-           "calibrate: threshold reaching this MAC speed-up on the validation split", 1e-3, 1e3, false);
+  c->add_option("--target-speedup", a.target_speedups,
+                "calibrate: the most accurate threshold reaching this MAC speed-up on the validation split "
+                "(comma-separated for several, e.g. 1.5,2)");
   add_real(*c, "--max-drop", a.max_drop,
            "calibrate: fastest threshold within this accuracy drop (e.g. 0.01) on validation", 0, 1, false);
   c->add_option("--out", a.out, "output directory (default: <checkpoint dir>/eval)");
@@ -112,6 +156,10 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
     out = (slash == std::string::npos ? std::string(".") : paths[0].substr(0, slash)) + "/eval";
   }
   const bool want_speedup = cmd.count("--target-speedup") > 0, want_drop = cmd.count("--max-drop") > 0;
+  const std::vector<double> targets = parse_doubles(a.target_speedups, "--target-speedup");
+  for (double t : targets)
+    ENVIT_CHECK(t >= 1e-3 && t <= 1e3, UsageError, "--target-speedup: ", t, " is outside [0.001, 1000]");
+  ENVIT_CHECK(!want_speedup || !targets.empty(), UsageError, "--target-speedup needs at least one value");
   std::vector<double> exit_thr;
   if (!a.exit_thresholds.empty()) exit_thr = parse_doubles(a.exit_thresholds, "--exit-thresholds");
   std::vector<double> sweep_thr;
@@ -119,9 +167,7 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
   make_dirs(out);
   const int batch = a.batch, repeats = a.repeats;
   const std::string& rule_name = a.rule;
-  const ExitRule rule = rule_name == "entropy" ? ExitRule::entropy
-                        : rule_name == "patience" ? ExitRule::patience
-                                                  : ExitRule::confidence;
+  const ExitRule rule = parse_exit_rule(rule_name);
 
   std::ostringstream csv, js;
   csv << "checkpoint,rule,threshold,accuracy,speedup_macs,speedup_wall,speedup_stream,agree,exit_histogram\n";
@@ -141,12 +187,18 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
     std::string run = dir.substr(dir.find_last_of('/') + 1);
     L.label = L.file.meta_or("train.scheme", "?") + " (" + (run.empty() ? stem : run) + ")";
     const std::string dataset = a.dataset.empty() ? L.file.meta_or("data.dataset", "fashion-mnist") : a.dataset;
-    Dataset test = load_dataset(dataset, a.data, false);
-    ENVIT_CHECK(test.c == L.cfg.channels && test.h == L.cfg.image_size && test.w == L.cfg.image_size, ShapeError,
-                "dataset '", test.name, "' has ", test.c, "x", test.h, "x", test.w, " images, checkpoint '", L.path,
-                "' expects ", L.cfg.channels, "x", L.cfg.image_size, "x", L.cfg.image_size);
+    Dataset test = load_checkpoint_dataset(dataset, a.data, false, L.file, L.cfg);
+    test.check_fits(L.cfg.channels, L.cfg.image_size, L.cfg.image_size, L.cfg.classes, "checkpoint '" + L.path + "'");
     const int M = L.cfg.num_exits(), C = L.cfg.classes;
-    ExitCriterion per_exit{rule, exit_thr, true};
+    // The rule with its beem weights; thresholds are set per operating point.
+    ExitCriterion base{rule, {0.0}, true, {}};
+    if (rule == ExitRule::beem) {
+      base.weights = beem_weights(a.beem_weights, L, dataset, a.data, batch, P);
+      std::printf("  beem exit weights (%s):", a.beem_weights.c_str());
+      for (double w : base.weights) std::printf(" %.4g", w);
+      std::printf("\n");
+    }
+    ExitCriterion per_exit{rule, exit_thr, true, base.weights};
     if (!exit_thr.empty()) {
       ENVIT_CHECK(int(exit_thr.size()) == M - 1, UsageError, "--exit-thresholds: ", exit_thr.size(),
                   " values, checkpoint '", L.path, "' has ", M, " exits (give ", M - 1, ", one per exit before the last)");
@@ -165,7 +217,7 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
     std::vector<float> logits(std::size_t(M) * N * C);
     infer_all_exits_dataset<float>(ws, P, images.data(), N, logits.data(), batch);
     const VitMacs macs = vit_macs(L.cfg);
-    ExitScores scores = exit_scores(logits.data(), M, N, C, rule);
+    ExitScores scores = exit_scores(logits.data(), M, N, C, base);
     std::printf("\n%s  [%s]\n  %s\n  per-exit test accuracy (complete model):", L.path.c_str(), L.label.c_str(),
                 L.cfg.str().c_str());
     std::vector<double> exit_acc(static_cast<std::size_t>(M));
@@ -263,7 +315,7 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
     std::int64_t disagree_total = 0;
     Curve cmac{L.label, {}, {}}, cwall{L.label + " wall-clock", {}, {}};
     for (std::size_t k = 0; k < sweep.size(); ++k) {
-      const Point p = measure(ExitCriterion{rule, {sweep[k].threshold}, true});
+      const Point p = measure(base.with_threshold(sweep[k].threshold));
       disagree_total += p.disagree;
       char shown[32];
       std::snprintf(shown, sizeof shown, "%.4g", sweep[k].threshold);
@@ -295,34 +347,38 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
 
     // 4. Calibration on the validation split carved at training time.
     if (want_speedup || want_drop) {
-      const SplitSpec spec = SplitSpec::from_map(L.file.metadata, L.file.where());
-      ENVIT_CHECK(spec.n_val > 0, UsageError, "calibration needs a validation split: train with --val N (checkpoint '",
-                  L.path, "' has none)");
-      Dataset train = load_dataset(dataset, a.data, true);
-      const Split sp = spec.apply(train.n);
-      std::vector<float> vimg;
+      std::vector<float> vlog;
       std::vector<std::int32_t> vlab;
-      load_images(vimg, vlab, train, sp.val, L.norm);
-      std::vector<float> vlog(std::size_t(M) * sp.val.size() * C);
-      infer_all_exits_dataset<float>(ws, P, vimg.data(), int(sp.val.size()), vlog.data(), batch);
-      ExitScores vs = exit_scores(vlog.data(), M, int(sp.val.size()), C, rule);
-      std::vector<std::pair<const char*, Calibration>> cals;
+      validation_logits(vlog, vlab, L, dataset, a.data, batch, ws, P, "calibration");
+      ExitScores vs = exit_scores(vlog.data(), M, int(vlab.size()), C, base);
+      struct Goal { const char* what; double target; Calibration cal; };
+      std::vector<Goal> cals;
       if (want_speedup)
-        cals.emplace_back("target speed-up", calibrate_for_speedup(vs, vlab.data(), macs, a.target_speedup));
-      if (want_drop) cals.emplace_back("max accuracy drop", calibrate_for_accuracy(vs, vlab.data(), macs, a.max_drop));
+        for (double t : targets) cals.push_back({"target speed-up", t, calibrate_for_speedup(vs, vlab.data(), macs, t)});
+      if (want_drop)
+        cals.push_back({"max accuracy drop", a.max_drop, calibrate_for_accuracy(vs, vlab.data(), macs, a.max_drop)});
       js << ",\"calibration\":[";
       for (std::size_t c = 0; c < cals.size(); ++c) {
-        const auto& [what, cal] = cals[c];
+        const auto& [what, target, cal] = cals[c];
         ExitDecisions d = exit_decide(scores, cal.criterion);
         ExitStats ts = exit_stats(d, labels.data(), macs);
-        std::printf("  calibrated on %zu validation samples (%s%s): threshold %.6g -> val %.2f%% at %.3fx; "
-                    "test %.2f%% at %.3fx MACs\n",
-                    sp.val.size(), what, cal.met ? "" : ", target NOT reachable", cal.criterion.thresholds[0],
-                    100 * cal.val.accuracy, cal.val.speedup, 100 * ts.accuracy, ts.speedup);
-        js << (c ? "," : "") << "{\"goal\":" << json_string(what) << ",\"met\":" << (cal.met ? "true" : "false")
+        // Measured at the calibrated threshold: real batched early exit on the timing samples.
+        const double wall = paired_speedup(repeats, run_full, [&] {
+          early_exit_dataset<float>(ws, P, images.data(), K, batch, cal.criterion,
+                                    ExitOutput<float>{ex.data(), pr.data(), nullptr});
+        });
+        std::printf("  calibrated on %zu validation samples (%s %g%s): threshold %.6g -> val %.2f%% at %.3fx; "
+                    "test %.2f%% at %.3fx MACs, %.3fx wall-clock\n",
+                    vlab.size(), what, target, cal.met ? "" : ", target NOT reachable", cal.criterion.thresholds[0],
+                    100 * cal.val.accuracy, cal.val.speedup, 100 * ts.accuracy, ts.speedup, wall);
+        js << (c ? "," : "") << "{\"goal\":" << json_string(what) << ",\"target\":" << json_number(target)
+           << ",\"met\":" << (cal.met ? "true" : "false")
            << ",\"threshold\":" << json_number(cal.criterion.thresholds[0])
            << ",\"val_accuracy\":" << json_number(cal.val.accuracy) << ",\"val_speedup\":" << json_number(cal.val.speedup)
-           << ",\"test_accuracy\":" << json_number(ts.accuracy) << ",\"test_speedup\":" << json_number(ts.speedup) << "}";
+           << ",\"test_accuracy\":" << json_number(ts.accuracy) << ",\"test_speedup\":" << json_number(ts.speedup)
+           << ",\"test_speedup_wall\":" << json_number(wall) << ",\"histogram\":[";
+        for (int j = 0; j < M; ++j) js << (j ? "," : "") << ts.histogram[j];
+        js << "]}";
       }
       js << "]";
     }

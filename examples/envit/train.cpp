@@ -5,10 +5,15 @@
 #include <fstream>
 #include <iostream>
 #include <numeric>
+#include <optional>
 #include <sstream>
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "envit/data/normalize.hpp"
+#include "envit/model/pretrained_load.hpp"
+#include "envit/io/dir_lock.hpp"
+#include "envit/train/interrupt.hpp"
 #include "dist.hpp"
 #include "envit/train/trainer.hpp"
 #include "progress.hpp"
@@ -44,13 +49,27 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
   const std::string g_method = "Method";
   c->add_option("--scheme", a.scheme, "training scheme")
       ->capture_default_str()
-      ->check(CLI::IsMember({"envit", "envit-sd", "envit-kd", "vit-ee", "sdn", "byot"}))->group(g_method);
+      ->check(CLI::IsMember({"envit", "envit-sd", "envit-kd", "vit-ee", "sdn", "byot", "lgvit", "beem", "cosee"}))
+      ->group(g_method);
+  c->add_option("--byot-variant", a.byot_variant, "BYOT settings: released (Zhang et al.'s code), envit-legacy, mmrazor")
+      ->capture_default_str()->check(CLI::IsMember({"released", "envit-legacy", "mmrazor"}))->group(g_method);
+  c->add_option("--reduction", a.reduction,
+                "per-exit loss reduction: batch (sum / B) or remaining (mean over the exit's samples)")
+      ->capture_default_str()->check(CLI::IsMember({"batch", "remaining"}))->group(g_method);
   add_real(*c, "--p-max", a.p_max, "p_M: structured-dropout probability at the last block (eq. 10)", 0, 0.999)
       ->group(g_method);
   add_real(*c, "--alpha", a.alpha, "distillation weight alpha (eq. 16)", 0, 1)->group(g_method);
   add_real(*c, "--tau", a.tau, "distillation temperature tau", 1e-3, 1e3)->group(g_method);
   c->add_option("--teacher", a.teacher, "soft-label source: full (complete model, no skipped block) or self")
       ->capture_default_str()->check(CLI::IsMember({"full", "self"}))->group(g_method);
+  add_real(*c, "--lgvit-stage1-frac", a.lgvit_stage1_frac, "lgvit: fraction of the steps in stage 1 (backbone + heads)",
+           0, 1)->group(g_method);
+  c->add_flag("--lgvit-kd-per-batch", a.lgvit_kd_per_batch,
+              "lgvit: divide the KD term by B (default: by B*K as the authors' code)")->group(g_method);
+  c->add_flag("--lgvit-teacher-ln", a.lgvit_teacher_ln,
+              "lgvit: teacher logits through the final LayerNorm (default: without, as the code)")->group(g_method);
+  c->add_flag("--lgvit-detach-hom", a.lgvit_detach_hom,
+              "lgvit: detach the homogeneous-loss targets (default: not, as the code)")->group(g_method);
 
   const std::string g_model = "Model (defaults from --preset)";
   c->add_option("--exits", a.exits, "blocks after which exits sit, e.g. 2,4,6 (default: every other block)")
@@ -79,19 +98,36 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
            "warm-up as a fraction of the run's steps, used when the preset's warm-up is longer than 20% of the "
            "run or when given (the preset's own warm-up otherwise)", 0, 1)->group(g_opt);
   add_real(*c, "--clip", a.clip, "global gradient-norm clipping (0: off)", 0, 1e9)->group(g_opt);
+  c->add_option("--clip-mode", a.clip_mode,
+                "absolute, or weight-sum (threshold clip x the sum of the exits' loss weights; docs/method.md)")
+      ->capture_default_str()->check(CLI::IsMember({"absolute", "weight-sum"}))->group(g_opt);
 
   const std::string g_data = "Data";
   c->add_option("--crop-pad", a.crop_pad, "random-crop padding in pixels (0: off; default from --preset)")
       ->check(CLI::Range(0, 64))->group(g_data);
   c->add_flag("--hflip", a.hflip, "random horizontal flips (off for Fashion-MNIST by default)")->group(g_data);
-  c->add_option("--dataset", a.dataset, "dataset")
-      ->capture_default_str()->check(CLI::IsMember({"fashion-mnist", "mnist", "cifar10", "cifar100"}))->group(g_data);
+  c->add_option("--dataset", a.dataset, "dataset (folder: --data DIR of class folders)")
+      ->capture_default_str()->check(CLI::IsMember({"fashion-mnist", "mnist", "cifar10", "cifar100", "folder"}))
+      ->group(g_data);
+  c->add_option("--norm", a.norm, "input normalisation: auto (--init's recorded one, else dataset), dataset, imagenet, "
+                                  "inception, MEAN,STD or C means then C stds")
+      ->capture_default_str()->group(g_data);
+  add_real(*c, "--rrc-scale", a.rrc_scale, "random resized crop: smallest area share (0: off; default 0.08 for "
+                                           "--dataset folder, else 0)", 0, 1, false)->group(g_data);
+  add_real(*c, "--folder-val", a.folder_val, "--dataset folder without val/ or test/: share held out for evaluation "
+                                             "(seeded)", 1e-6, 1 - 1e-6)->group(g_data);
+  add_real(*c, "--crop-fraction", a.crop_fraction, "--dataset folder evaluation: centre crop of this share of the "
+                                                   "resized image", 1e-3, 1)->group(g_data);
   c->add_option("--data", a.data, "dataset directory (default for fashion-mnist: /usr/share/datasets/fashion-mnist)")
       ->group(g_data);
   c->add_option("--val", a.val, "validation samples carved from the training set (seeded)")
       ->capture_default_str()->check(at_least(0))->group(g_data);
-  c->add_option("--subset", a.subset, "use only the first N training samples (0: all; for quick checks)")
+  c->add_option("--skip", a.skip, "drop the first N training samples (before --subset)")
       ->capture_default_str()->check(at_least(0))->group(g_data);
+  c->add_option("--subset", a.subset, "use only the first N training samples after --skip (0: all)")
+      ->capture_default_str()->check(at_least(0))->group(g_data);
+  c->add_option("--classes", a.classes, "train only on samples with these labels, e.g. 0,1,2,3,4 (default: all)")
+      ->delimiter(',')->check(CLI::Range(0, 1 << 20))->group(g_data);
 
   const std::string g_run = "Run";
   c->add_option("--seed", a.seed, "random seed (initialisation, data order, augmentation, masks)")
@@ -100,9 +136,13 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
   c->add_option("--out", a.out, "output directory (checkpoints, log.jsonl)")->capture_default_str()->group(g_run);
   c->add_option("--resume", a.resume, "resume from a checkpoint written by envit train (exact continuation)")
       ->group(g_run);
-  c->add_option("--init", a.init, "initialise weights from a safetensors file (timm names)")->group(g_run);
+  c->add_option("--init", a.init, "initialise from pretrained weights: an envit checkpoint, a timm or torchvision "
+                                  "safetensors file, or a Hugging Face directory; the architecture comes from it")
+      ->group(g_run);
+  c->add_option("--init-format", a.init_format, "format of --init")
+      ->capture_default_str()->check(CLI::IsMember({"detect", "envit", "timm", "hf", "torchvision"}))->group(g_run);
   c->add_flag("--allow-new-heads", a.allow_new_heads,
-              "with --init: keep fresh exit heads when the file's are missing or mis-shaped")->group(g_run);
+              "with --init: replace a classifier whose class count differs with a fresh one")->group(g_run);
   c->add_option("--save-every", a.save_every, "also checkpoint every N steps (0: only at epoch ends)")
       ->capture_default_str()->check(at_least(0))->group(g_run);
   c->add_option("--step-log", a.step_log,
@@ -120,21 +160,50 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   auto given = [&](const char* flag) { return c.count(flag) > 0; };
   set_num_threads(a.threads);
 
-  Dataset train = load_dataset(a.dataset, a.data, true);
-  Dataset test = load_dataset(a.dataset, a.data, false);
-  ENVIT_CHECK(a.subset <= train.n, UsageError, "--subset ", a.subset, " is larger than the training set (",
-              train.n, " samples)");
-  if (a.subset > 0) {
-    std::vector<std::int64_t> first(static_cast<std::size_t>(a.subset));
-    std::iota(first.begin(), first.end(), 0);
-    train = dataset_subset(train, first.data(), a.subset);
+  std::optional<Pretrained> src;
+  if (!a.init.empty())
+    src = pretrained_read(a.init, parse_weight_format(a.init_format),
+                          {given("--heads") ? a.heads : 0, given("--ln-eps") ? a.ln_eps : -1.0});
+  const bool folder = a.dataset == "folder";
+  int image_size = given("--image-size") ? a.image_size : src ? src->cfg.image_size : folder ? 224 : 0;
+  const int channels = src ? src->cfg.channels : 0;
+  Dataset train, test;
+  std::string test_name = "test";
+  if (folder) {
+    ImageFolderData fd = image_folder_load(
+        a.data, folder_options(a.data, image_size, channels ? channels : 3, std::uint64_t(a.seed), a.folder_val,
+                               a.crop_fraction));
+    train = std::move(fd.train);
+    test = std::move(fd.eval);
+    test_name = fd.eval_name;
+  } else {
+    train = load_dataset(a.dataset, a.data, true);
+    test = load_dataset(a.dataset, a.data, false);
+  }
+  SplitSpec spec;
+  spec.skip = a.skip, spec.subset = a.subset, spec.classes = a.classes;
+  ENVIT_CHECK(a.skip + a.subset <= train.n && a.skip < train.n, UsageError, "--skip ", a.skip, " and --subset ",
+              a.subset, " do not fit in the training set (", train.n, " samples)");
+  for (int cl : a.classes)
+    ENVIT_CHECK(cl < train.classes, UsageError, "--classes: label ", cl, " is outside [0, ", train.classes, ") of '",
+                train.name, "'");
+  if (a.skip > 0 || a.subset > 0 || !a.classes.empty()) {
+    const std::vector<std::int64_t> used = spec.samples(train);
+    train = dataset_subset(train, used.data(), std::int64_t(used.size()));
   }
 
-  // The preset's model with the dataset's image size, channels and classes, and the flags given.
+  // The splits of one dataset share a geometry; a mismatch is a broken dataset, not something to resize away.
+  ENVIT_CHECK(test.c == train.c && test.h == train.h && test.w == train.w, ValueError, "dataset '", test.name,
+              "' has ", test.c, "x", test.h, "x", test.w, " images (C x H x W), its training split '", train.name,
+              "' has ", train.c, "x", train.h, "x", train.w);
+  if (image_size == 0) image_size = train.h;
+  fit_dataset(train, image_size, channels ? channels : train.c);
+  fit_dataset(test, image_size, channels ? channels : train.c);
+
+  // The preset's model with the dataset's image size, channels and classes, and the flags given;
+  // with --init, the source's architecture.
   VitConfig cfg = preset.config;
-  cfg.image_size = given("--image-size") ? a.image_size : train.h;
-  ENVIT_CHECK(cfg.image_size == train.h && train.h == train.w, UsageError, "--image-size ", cfg.image_size,
-              " does not match the dataset's ", train.h, "x", train.w, " images (resizing is not supported)");
+  cfg.image_size = image_size;
   cfg.channels = train.c;
   if (given("--patch")) cfg.patch = a.patch;
   if (given("--dim")) cfg.dim = a.dim;
@@ -144,14 +213,24 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   cfg.classes = train.classes;
   cfg.exits = !a.exits.empty() ? a.exits : given("--depth") ? VitConfig::every_other(cfg.depth) : preset.config.exits;
   cfg.ln_eps = a.ln_eps;
+  if (src) cfg = pretrained_run_config(*src, image_size, train.classes, a.exits);
+  if (a.scheme == "lgvit") cfg.exit_head = "lgvit";
   as_usage_error([&] { cfg.validate(); });
+  for (const Dataset* d : {&train, &test}) d->check_fits(cfg.channels, cfg.image_size, cfg.image_size, cfg.classes, "the model");
 
   TrainOptions o;
   o.obj.scheme = parse_scheme(a.scheme);
+  o.obj.lgvit_stage1_frac = a.lgvit_stage1_frac;
+  o.obj.lgvit_kd_per_class = !a.lgvit_kd_per_batch;
+  o.obj.lgvit_teacher_ln = a.lgvit_teacher_ln;
+  o.obj.lgvit_detach_hom = a.lgvit_detach_hom;
   o.obj.p_max = a.p_max;
   o.obj.alpha = a.alpha;
   o.obj.tau = a.tau;
   o.obj.teacher = parse_teacher(a.teacher);
+  o.obj.set_byot(parse_byot_variant(a.byot_variant));
+  o.obj.reduction = parse_reduction(a.reduction);
+  o.clip_mode = parse_clip_mode(a.clip_mode);
   o.epochs = given("--epochs") ? a.epochs : preset.epochs;
   o.max_steps = a.steps;
   o.batch = a.batch;
@@ -162,16 +241,30 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   o.seed = std::uint64_t(a.seed);
   o.aug.crop_pad = given("--crop-pad") ? a.crop_pad : preset.crop_pad;
   o.aug.hflip = a.hflip;
+  o.aug.rrc_min_scale = given("--rrc-scale") ? a.rrc_scale : folder ? 0.08 : 0.0;
 
   ENVIT_CHECK(a.val < train.n, UsageError, "--val ", a.val, " leaves no training samples (the set has ", train.n, ")");
   const std::int64_t n_val = a.val;
+  spec.n_val = n_val, spec.seed = o.seed;
   Split split = split_train_val(train.n, n_val, o.seed);  // of the subset: SplitSpec{subset, n_val, seed}
-  ChannelStats stats = channel_stats(train, split.train.data(), std::int64_t(split.train.size()));
+  std::string norm_spec = a.norm;
+  ChannelStats stats;
+  if (norm_spec == "auto" && src && int(src->mean.size()) == train.c) {
+    stats = {src->mean, src->std};
+    norm_spec = "recorded in " + src->norm_origin;
+  } else {
+    if (norm_spec == "auto") norm_spec = "dataset";
+    as_usage_error([&] {
+      stats = norm_stats(norm_spec, train.c, [&] {
+        return channel_stats(train, split.train.data(), std::int64_t(split.train.size()));
+      });
+    });
+  }
   Normalizer norm(stats);
   const Dataset& eval_set = n_val > 0 ? train : test;
   std::vector<std::int64_t> eval_idx = n_val > 0 ? split.val : std::vector<std::int64_t>(std::size_t(test.n));
   if (n_val == 0) std::iota(eval_idx.begin(), eval_idx.end(), 0);
-  const char* eval_name = n_val > 0 ? "val" : "test";
+  const char* eval_name = n_val > 0 ? "val" : test_name.c_str();
 
   StFile resume_file;
   std::optional<std::int64_t> resumed_warmup;
@@ -197,9 +290,14 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   const bool root = mp.root();  // rank 0 alone prints, logs and writes checkpoints
   ENVIT_CHECK(tr.total_steps() == total_steps, std::logic_error, "envit train: the run has ", tr.total_steps(),
               " steps, the warm-up was sized for ", total_steps);
-  std::map<std::string, std::string> extra{{"data.dataset", a.dataset},
-                                           {"data.val", std::to_string(n_val)},
-                                           {"data.subset", std::to_string(a.subset)}};
+  std::map<std::string, std::string> extra = spec.to_map();
+  extra.erase("train.seed");  // the trainer records its own
+  extra["data.dataset"] = a.dataset;
+  extra["data.norm"] = norm_spec;
+  if (folder) {
+    extra["data.folder_val"] = std::to_string(a.folder_val);
+    extra["data.crop_fraction"] = std::to_string(a.crop_fraction);
+  }
   if (a.print_config && root) {
     for (auto& [k, v] : cfg.to_map()) std::printf("config.%s=%s\n", k.c_str(), v.c_str());
     for (auto& [k, v] : tr.metadata(extra)) std::printf("%s=%s\n", k.c_str(), v.c_str());
@@ -210,11 +308,15 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
 
   const std::string out = a.out;
   make_dirs(out);
-  if (!a.init.empty()) {  // every rank: same file, same weights
-    StFile f = safetensors_read(a.init);
-    WeightMatch w = load_weights(f, tr.params(), a.allow_new_heads);
-    if (root) std::fprintf(stderr, "initialised from %s%s\n", a.init.c_str(),
-                 w.clean() ? "" : (" (kept fresh exit heads:" + w.report() + ")").c_str());
+  std::optional<io::DirLock> lock;  // rank 0 writes: a second trainer on this directory refuses here
+  if (root) {
+    lock.emplace(out);
+    for (const std::string& n : lock->remove_stale_temporaries())
+      std::fprintf(stderr, "removed '%s/%s' (left by an interrupted write)\n", out.c_str(), n.c_str());
+  }
+  if (src) {  // every rank: same file, same weights
+    const std::string report = pretrained_load(*src, tr.params(), {a.allow_new_heads}).str();
+    if (root) std::fprintf(stderr, "%s\n", report.c_str());
   }
   const std::string log_path = out + "/log.jsonl";
   std::string log;
@@ -228,6 +330,8 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   if (root) std::fprintf(stderr, "model: %s\n  %zu parameters; scheme %s, p_M %.3g, alpha %.3g, tau %.3g, teacher %s\n",
                cfg.str().c_str(), tr.params().count(), scheme_name(o.obj.scheme), o.obj.p_max, o.obj.alpha,
                o.obj.tau, teacher_name(o.obj.teacher));
+  if (root) std::fprintf(stderr, "normalisation: %s (mean %s, std %s)\n", norm_spec.c_str(), ChannelStats::join(stats.mean).c_str(),
+               ChannelStats::join(stats.std).c_str());
   if (root) std::fprintf(stderr,
                "data: %s, %zu train / %zu %s samples; %lld steps of batch %d, %lld warm-up; %d threads; out %s\n",
                a.dataset.c_str(), split.train.size(), eval_idx.size(), eval_name, (long long)tr.total_steps(),
@@ -249,6 +353,16 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
     ENVIT_CHECK(step_log, IoError, "cannot open --step-log file '", a.step_log, "' for appending");
   }
   struct CloseLog { std::FILE* f; ~CloseLog() { if (f) std::fclose(f); } } close_log{step_log};
+  // A failed write (disk full, file-size limit) throws IoError; the previous checkpoint stays intact.
+  auto save = [&] {
+    if (!root) return;
+    try {
+      tr.save(last, extra);
+    } catch (const IoError& err) {
+      throw IoError(std::string(err.what()) + "\nthe previous checkpoint '" + last + "' (if any) is intact");
+    }
+  };
+  StopSignals stop;  // first SIGINT/SIGTERM: finish the step, checkpoint, exit; second: exit at once
   while (!tr.done()) {
     const std::int64_t e = tr.epoch();
     const std::int64_t end = std::min(tr.total_steps(), (e + 1) * tr.steps_per_epoch());
@@ -277,7 +391,16 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
       }
       ++steps;
       if (root) bar.update(tr.step() - e * tr.steps_per_epoch(), loss_sum / double(steps));
-      if (root && a.save_every > 0 && tr.step() % a.save_every == 0 && tr.step() < end) tr.save(last, extra);
+      double stop_now = stop.requested() ? 1 : 0;
+      mp.sum(&stop_now, 1);  // a signal on any rank stops every rank after the same step
+      if (stop_now > 0) {
+        save();
+        if (root) bar.finish();
+        if (root) std::fprintf(stderr, "\nstopped by %s after step %lld: checkpoint '%s' written; continue with --resume %s\n",
+                     stop.received() == SIGINT ? "SIGINT" : "SIGTERM", (long long)tr.step(), last.c_str(), last.c_str());
+        return 128 + (stop.received() ? stop.received() : SIGTERM);
+      }
+      if (a.save_every > 0 && tr.step() % a.save_every == 0 && tr.step() < end) save();
     }
     if (root) bar.finish();
     const double secs = bar.seconds();
@@ -304,7 +427,7 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
     line << "]}\n";
     log += line.str();
     write_text_atomic(log_path, log);
-    tr.save(last, extra);
+    save();
   }
   if (root && mp.world > 1 && tr.step() > start_step)
     std::fprintf(stderr, "allreduce: %.3f ms per step (rank 0, gradient MPI_Allreduce of %zu floats)\n",

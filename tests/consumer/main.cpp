@@ -17,6 +17,6 @@ int main() {
   envit::vit_forward_full<float>(ws, P, img.data(), 2, logits);
   for (float v : l1)
     if (!std::isfinite(v)) return 1;
-  std::printf("consumer ok: %zu parameters\n", P.count());
+  std::printf("consumer ok: %zu parameters; %s\n", P.count(), envit::kernel_set_info().c_str());
   return 0;
 }

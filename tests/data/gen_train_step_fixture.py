@@ -38,6 +38,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+from st_writer import StWriter  # noqa: E402  tests/data/st_writer.py
 import torch_vit  # noqa: E402  bench/torch_vit.py: the model and objective, shared with the benchmark
 
 CFG = dict(image_size=8, channels=1, patch=4, dim=12, depth=4, heads=3, mlp_hidden=24, classes=5,
@@ -96,32 +97,6 @@ def run_step(scheme, state, images, labels, dtype):
     opt.step()
     updated = {n: p.detach().clone() for n, p in model.named_parameters()}
     return loss.detach(), grads, float(norm), updated
-
-
-class StWriter:
-    """Minimal safetensors writer: tensors in insertion order, header padded to 8 bytes."""
-
-    DT = {torch.float32: "F32", torch.float64: "F64", torch.int32: "I32"}
-
-    def __init__(self):
-        self.meta, self.items = {}, []
-
-    def add(self, name, t):
-        t = t.detach().contiguous().cpu()
-        self.items.append((name, self.DT[t.dtype], list(t.shape), t.numpy().tobytes()))
-
-    def write(self, path):
-        header, off = {"__metadata__": self.meta}, 0
-        for name, dt, shape, data in self.items:
-            header[name] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + len(data)]}
-            off += len(data)
-        h = json.dumps(header, separators=(",", ":")).encode()
-        h += b" " * (-len(h) % 8)
-        with open(path, "wb") as f:
-            f.write(struct.pack("<Q", len(h)))
-            f.write(h)
-            for *_, data in self.items:
-                f.write(data)
 
 
 def main():

@@ -109,7 +109,7 @@ template <class T>
 Agreement real_vs_sim(InferenceWorkspace<T>& ws, Model<T>& m, const std::vector<T>& ref,
                       const ExitCriterion& crit, int batch, ExitDecisions* sim_out = nullptr) {
   const int M = m.M(), N = m.N, C = m.C();
-  ExitScores s = exit_scores(ref.data(), M, N, C, crit.rule, crit.entropy_normalized);
+  ExitScores s = exit_scores(ref.data(), M, N, C, crit);
   ExitDecisions d = exit_decide(s, crit);
   std::vector<int> ex(std::size_t(N), -1), pr(std::size_t(N), -1);
   std::vector<T> lg(std::size_t(N) * C);
@@ -163,6 +163,17 @@ std::vector<ExitCriterion> criteria_for(const Model<T>& m, const std::vector<T>&
     v.push_back(ExitCriterion::entropy(e.score_at(1, 3)));
     v.push_back(ExitCriterion::entropy(1.0, false));
     for (int p : {1, 2, 3}) v.push_back(ExitCriterion::patience(p));
+    // beem (weights rising with the exit): thresholds 0 (everyone leaves at exit 0), between, and
+    // an observed running score (a tie).
+    std::vector<double> w(static_cast<std::size_t>(M));
+    for (int j = 0; j < M; ++j) w[j] = 0.3 + 0.25 * j;
+    ExitScores b = exit_scores(ref.data(), M, N, C, ExitCriterion::beem(0.0, w));
+    for (double t : {0.0, 0.6}) v.push_back(ExitCriterion::beem(t, w));
+    v.push_back(ExitCriterion::beem(b.score_at(1, N / 2), w));
+    // energy: strict `<`; thresholds at observed signals (that sample must not leave there).
+    ExitScores en = exit_scores(ref.data(), M, N, C, ExitRule::energy);
+    v.push_back(ExitCriterion::energy(0.1));
+    v.push_back(ExitCriterion::energy(en.score_at(1, N / 2)));
   }
   return v;
 }

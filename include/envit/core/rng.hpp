@@ -29,7 +29,7 @@ inline Philox4 philox4x32(Philox4 ctr, std::uint64_t key) {
 inline double uniform01(std::uint32_t w) { return static_cast<double>(w >> 8) * (1.0 / 16777216.0); }
 
 // Stream identities so different consumers of one seed never share counters.
-enum class RngStream : std::uint32_t { init = 1, dropout = 2, shuffle = 3, augment = 4, split = 5 };
+enum class RngStream : std::uint32_t { init = 1, dropout = 2, shuffle = 3, augment = 4, split = 5, thresholds = 6 };
 
 // A small sequential generator on top of Philox for code that wants "next()" semantics
 // (initialisation, shuffling). Its whole state is (key, stream, a, b, counter): copyable, saveable.

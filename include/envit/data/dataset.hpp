@@ -19,6 +19,7 @@
 #include "envit/core/error.hpp"
 #include "envit/core/parallel.hpp"
 #include "envit/core/rng.hpp"
+#include "envit/data/interp.hpp"
 
 namespace envit {
 
@@ -34,6 +35,20 @@ struct Dataset {
 
   std::int64_t image_size() const { return std::int64_t{c} * h * w; }
   const std::uint8_t* image(std::int64_t i) const { return images.data() + i * image_size(); }
+
+  // Throws ShapeError unless the images are c_ x h_ x w_, and ValueError unless every label lies in
+  // [0, classes_): what a model of that geometry (`model` names it in messages) can consume. Checked
+  // for every split when it is loaded, so a mis-sized split fails before training, not in evaluation.
+  void check_fits(int c_, int h_, int w_, int classes_, const std::string& model) const {
+    ENVIT_CHECK(c == c_ && h == h_ && w == w_, ShapeError, "dataset '", name, "' has ", c, "x", h, "x", w,
+                " images (C x H x W), ", model, " expects ", c_, "x", h_, "x", w_);
+    ENVIT_CHECK(images.size() == static_cast<std::size_t>(n * image_size()) && labels.size() == static_cast<std::size_t>(n),
+                ShapeError, "dataset '", name, "': ", images.size(), " image bytes and ", labels.size(),
+                " labels for ", n, " images of ", image_size(), " bytes");
+    for (std::int64_t i = 0; i < n; ++i)
+      ENVIT_CHECK(labels[i] >= 0 && labels[i] < classes_, ValueError, "dataset '", name, "': label ", labels[i],
+                  " of sample ", i, " is outside [0, ", classes_, "), the classes of ", model);
+  }
 
   // Throws ValueError if sizes are inconsistent or a label is out of range.
   void check() const {
@@ -155,7 +170,11 @@ struct Normalizer {
     for (int c = 0; c < channels; ++c) {
       ENVIT_CHECK(std[c] > 0 && std::isfinite(std[c]) && std::isfinite(mean[c]), ValueError,
                   "Normalizer: channel ", c, " has mean ", mean[c], " and std ", std[c], " (std must be > 0)");
-      for (int v = 0; v < 256; ++v) lut[c * 256 + v] = static_cast<float>((v / 255.0 - mean[c]) / std[c]);
+      for (int v = 0; v < 256; ++v) {
+        lut[c * 256 + v] = static_cast<float>((v / 255.0 - mean[c]) / std[c]);
+        ENVIT_CHECK(std::isfinite(lut[c * 256 + v]), ValueError, "Normalizer: channel ", c, " maps pixel ", v, " to ",
+                    lut[c * 256 + v], " (mean ", mean[c], ", std ", std[c], "): not finite in float");
+      }
     }
   }
   explicit Normalizer(const ChannelStats& s) : Normalizer(s.mean, s.std) {}
@@ -171,9 +190,13 @@ struct Normalizer {
 // Random crop: pad the image with `crop_pad` black pixels (value 0, before normalisation, as
 // torchvision's RandomCrop(padding=P) ahead of Normalize) on every side and take an H x W window at a
 // uniform offset in [0, 2P]^2. Then, if hflip, mirror left-right with probability 1/2.
+// With rrc_min_scale > 0 the padded crop is replaced by torchvision's RandomResizedCrop(scale =
+// (rrc_min_scale, 1), ratio = (3/4, 4/3)): a window of that area share and aspect, resized back to
+// H x W bilinearly (data/resize.hpp's arithmetic) before normalisation.
 struct Augment {
   int crop_pad = 0;
   bool hflip = false;
+  double rrc_min_scale = 0;
 };
 
 struct AugmentDraw {
@@ -219,6 +242,54 @@ inline void transform_image(float* out,               // (C, H, W)  overwritten
   }
 }
 
+// The RandomResizedCrop window (top, left, height, width) of sample `index` at `epoch`, as
+// torchvision's get_params draws it: up to 10 tries of area share U(min_scale, 1) and log-uniform
+// aspect in [3/4, 4/3]; otherwise the whole image clamped to that aspect range, centred.
+struct CropBox { int top, left, h, w; };
+inline CropBox rrc_draw(double min_scale, int H, int W, std::uint64_t seed, std::uint32_t epoch, std::int64_t index) {
+  const auto u = static_cast<std::uint64_t>(index);
+  const double area = double(H) * W, lr0 = std::log(3.0 / 4.0), lr1 = std::log(4.0 / 3.0);
+  for (std::uint32_t k = 0; k < 10; ++k) {
+    Philox4 r = philox4x32({epoch, static_cast<std::uint32_t>(u), static_cast<std::uint32_t>(u >> 32),
+                            (static_cast<std::uint32_t>(RngStream::augment) << 8) | (k + 1)}, seed);
+    const double target = area * (min_scale + (1.0 - min_scale) * uniform01(r[0]));
+    const double ratio = std::exp(lr0 + (lr1 - lr0) * uniform01(r[1]));
+    const int w = static_cast<int>(std::lround(std::sqrt(target * ratio)));
+    const int h = static_cast<int>(std::lround(std::sqrt(target / ratio)));
+    if (w > 0 && w <= W && h > 0 && h <= H)
+      return {static_cast<int>((std::uint64_t{r[2]} * std::uint64_t(H - h + 1)) >> 32),
+              static_cast<int>((std::uint64_t{r[3]} * std::uint64_t(W - w + 1)) >> 32), h, w};
+  }
+  const double in_ratio = double(W) / H;
+  int w = W, h = H;
+  if (in_ratio < 3.0 / 4.0) h = static_cast<int>(std::lround(w / (3.0 / 4.0)));
+  else if (in_ratio > 4.0 / 3.0) w = static_cast<int>(std::lround(h * (4.0 / 3.0)));
+  return {(H - h) / 2, (W - w) / 2, h, w};
+}
+
+// One image through RandomResizedCrop + flip: the box of img resized to (H, W) bilinearly
+// (F.interpolate(align_corners=False) on the crop), mirrored if d.flip, then normalised.
+inline void transform_image_rrc(float* out,               // (C, H, W)  overwritten
+                                const std::uint8_t* img,  // (C, H, W)
+                                int C, int H, int W, CropBox box, bool flip, const Normalizer& norm) {
+  for (int c = 0; c < C; ++c) {
+    const float* lut = norm.lut.data() + c * 256;
+    const float a = (lut[255] - lut[0]) / 255.0f, b = lut[0];  // norm(v) = a * v + b: affine in the pixel value
+    const std::uint8_t* src = img + static_cast<std::ptrdiff_t>(c) * H * W;
+    for (int y = 0; y < H; ++y) {
+      const LinearTap ty = linear_tap(y, box.h, H);
+      const std::uint8_t* r0 = src + static_cast<std::ptrdiff_t>(box.top + ty.i0) * W + box.left;
+      const std::uint8_t* r1 = src + static_cast<std::ptrdiff_t>(box.top + ty.i1) * W + box.left;
+      float* row = out + (static_cast<std::ptrdiff_t>(c) * H + y) * W;
+      for (int x = 0; x < W; ++x) {
+        const LinearTap tx = linear_tap(x, box.w, W);
+        const float v = (r0[tx.i0] * tx.w0 + r0[tx.i1] * tx.w1) * ty.w0 + (r1[tx.i0] * tx.w0 + r1[tx.i1] * tx.w1) * ty.w1;
+        row[flip ? W - 1 - x : x] = a * v + b;
+      }
+    }
+  }
+}
+
 // ---- batches -----------------------------------------------------------------------------------
 
 // Fills out with the normalised, augmented images of dataset samples indices[0..B) and labels with
@@ -242,7 +313,12 @@ inline void make_batch(float* out,                   // (B, C, H, W)  overwritte
   parallel_for(B, 4.0 * static_cast<double>(sz), [&](std::ptrdiff_t b0, std::ptrdiff_t b1) {
     for (std::ptrdiff_t b = b0; b < b1; ++b) {
       const std::int64_t i = indices[b];
-      transform_image(out + b * sz, d.image(i), d.c, d.h, d.w, aug.crop_pad, augment_draw(aug, seed, epoch, i), norm);
+      const AugmentDraw draw = augment_draw(aug, seed, epoch, i);
+      if (aug.rrc_min_scale > 0)
+        transform_image_rrc(out + b * sz, d.image(i), d.c, d.h, d.w, rrc_draw(aug.rrc_min_scale, d.h, d.w, seed, epoch, i),
+                            draw.flip, norm);
+      else
+        transform_image(out + b * sz, d.image(i), d.c, d.h, d.w, aug.crop_pad, draw, norm);
       if (labels) labels[b] = d.labels[i];
     }
   });
@@ -285,38 +361,71 @@ inline Split split_train_val(std::int64_t n, std::int64_t n_val, std::uint64_t s
   return s;
 }
 
-// How a training run carved its data: the first `subset` samples (0: all), of which n_val form the
-// validation split of split_train_val(.., seed). A checkpoint records it (to_map(): data.subset,
-// data.val, train.seed) so evaluation can rebuild the same validation samples (from_map + apply).
+// How a training run carved its data: of the training set, the first `skip` samples are dropped,
+// the next `subset` kept (0: all that remain), and of those only the labels in `classes` (empty:
+// every label); n_val of the result form the validation split of split_train_val(.., seed). A
+// checkpoint records it (to_map(): data.skip, data.subset, data.classes, data.val, train.seed) so
+// evaluation can rebuild the same validation samples (from_map, samples, apply).
 struct SplitSpec {
+  std::int64_t skip = 0;
   std::int64_t subset = 0;
+  std::vector<int> classes;
   std::int64_t n_val = 0;
   std::uint64_t seed = 0;
 
   std::map<std::string, std::string> to_map() const {
-    return {{"data.subset", std::to_string(subset)}, {"data.val", std::to_string(n_val)},
-            {"train.seed", std::to_string(seed)}};
+    std::string cl;
+    for (int c : classes) cl += (cl.empty() ? "" : ",") + std::to_string(c);
+    return {{"data.skip", std::to_string(skip)}, {"data.subset", std::to_string(subset)}, {"data.classes", cl},
+            {"data.val", std::to_string(n_val)}, {"train.seed", std::to_string(seed)}};
   }
-  // Missing keys read as 0; `where` names the source in error messages.
+  // Missing keys read as 0 (classes: empty); `where` names the source in error messages.
   static SplitSpec from_map(const std::map<std::string, std::string>& m, const std::string& where) {
+    auto parse = [&](const char* k, const std::string& v) -> std::int64_t {
+      std::size_t pos = 0;
+      long long x = -1;
+      try { x = std::stoll(v, &pos); } catch (const std::exception&) { pos = std::string::npos; }
+      ENVIT_CHECK(pos == v.size() && x >= 0, ValueError, where, ": metadata ", k,
+                  " must be a non-negative integer, got '", v, "'");
+      return x;
+    };
     auto get = [&](const char* k) -> std::int64_t {
       auto it = m.find(k);
-      if (it == m.end()) return 0;
-      std::size_t pos = 0;
-      long long v = -1;
-      try { v = std::stoll(it->second, &pos); } catch (const std::exception&) { pos = std::string::npos; }
-      ENVIT_CHECK(pos == it->second.size() && v >= 0, ValueError, where, ": metadata ", k,
-                  " must be a non-negative integer, got '", it->second, "'");
-      return v;
+      return it == m.end() ? 0 : parse(k, it->second);
     };
     SplitSpec s;
+    s.skip = get("data.skip");
     s.subset = get("data.subset");
     s.n_val = get("data.val");
     s.seed = std::uint64_t(get("train.seed"));
+    if (auto it = m.find("data.classes"); it != m.end() && !it->second.empty()) {
+      std::stringstream ss(it->second);
+      std::string item;
+      while (std::getline(ss, item, ',')) s.classes.push_back(int(parse("data.classes", item)));
+    }
     return s;
   }
-  // The split over a training set of n samples (before the subset is taken).
+  // The samples of `d` the run uses (indices into d, ascending): skip, then subset, then classes.
+  std::vector<std::int64_t> samples(const Dataset& d) const {
+    ENVIT_CHECK(skip >= 0 && subset >= 0 && skip + subset <= d.n && skip < d.n, ValueError, "split: skip ", skip,
+                " and subset ", subset, " do not fit in the ", d.n, " samples of '", d.name, "'");
+    for (int c : classes)
+      ENVIT_CHECK(c >= 0 && c < d.classes, ValueError, "split: class ", c, " is outside [0, ", d.classes, ") of '",
+                  d.name, "'");
+    const std::int64_t end = subset > 0 ? skip + subset : d.n;
+    std::vector<std::int64_t> idx;
+    for (std::int64_t i = skip; i < end; ++i)
+      if (classes.empty() || std::find(classes.begin(), classes.end(), d.labels[std::size_t(i)]) != classes.end())
+        idx.push_back(i);
+    ENVIT_CHECK(!idx.empty(), ValueError, "split: skip ", skip, ", subset ", subset,
+                " and the classes chosen select no sample of '", d.name, "'");
+    return idx;
+  }
+  // The split of the samples that samples(d) selects (indices into that selection).
+  Split apply(const Dataset& d) const { return split_train_val(std::int64_t(samples(d).size()), n_val, seed); }
+  // The same for a training set of n samples, known by its size only (no skip, no classes).
   Split apply(std::int64_t n) const {
+    ENVIT_CHECK(skip == 0 && classes.empty(), ValueError, "split: skip and classes need the dataset (apply(d))");
     ENVIT_CHECK(subset <= n, ValueError, "split: subset of ", subset, " samples from a set of ", n);
     return split_train_val(subset > 0 ? subset : n, n_val, seed);
   }

@@ -96,11 +96,13 @@ inline IdxArray idx_read(const std::string& path, const std::string& hint = {}) 
     ENVIT_CHECK(total <= (std::uint64_t{1} << 40), IoError, w, "dimensions announce more than 2^40 bytes: corrupt header");
     a.dims.push_back(static_cast<std::int64_t>(d));
   }
-  // Grow in chunks so a lying header cannot make us allocate far more than the file holds.
-  const std::size_t chunk = std::size_t{1} << 24;
+  // Grow in chunks doubling from 64 KiB to 16 MiB, so a lying header cannot make us allocate far more
+  // than the file holds (a 100-byte file announcing 2^40 bytes costs 64 KiB, not 16 MiB).
+  std::size_t chunk = std::size_t{1} << 16;
   std::size_t have = 0;
   while (have < total) {
     std::size_t want = std::min<std::size_t>(chunk, total - have);
+    chunk = std::min<std::size_t>(2 * chunk, std::size_t{1} << 24);
     a.data.resize(have + want);
     std::size_t r = detail::gz_read_some(gz.f, a.data.data() + have, want, path);
     have += r;

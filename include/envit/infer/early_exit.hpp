@@ -51,6 +51,7 @@
 
 #include "envit/core/arena.hpp"
 #include "envit/infer/criteria.hpp"
+#include "envit/model/lgvit_head.hpp"
 #include "envit/ops/exit_head.hpp"
 #include "envit/model/params.hpp"
 #include "envit/ops/block.hpp"
@@ -83,6 +84,9 @@ struct InferenceWorkspace {
   BlockCache<T> block;          // scratch, shared by every block
   ExitHeadCache<T> exit;        // scratch for ONE row, shared by every exit (heads run per sample)
   ExitHeadCache<T> final_exit;  // scratch for a whole batch (infer_final)
+  // LGViT heads (cfg.lgvit()): one-row scratch caches per family (eval-mode BatchNorm, per sample)
+  std::vector<LgvitKind> lg_kind;
+  LgvitHeadCache<T> lg_conv{}, lg_attn{};
   T* head_out = nullptr;        // (C) one head's logits
   T* logits = nullptr;          // (B, C) the current exit's logits, live rows only
   std::vector<int> rows;        // (B) live row r holds sample rows[r] of the batch
@@ -110,6 +114,7 @@ struct InferenceWorkspace {
                 max_block_rows);
     const std::ptrdiff_t N = cfg.tokens();
     block_batch = int(std::min<std::ptrdiff_t>(max_b, std::max<std::ptrdiff_t>(1, (max_block_rows + N - 1) / N)));
+    if (cfg.lgvit()) lg_kind = lgvit_head_kinds(cfg.num_exits() - 1);
     ArenaPlan<T> plan;
     carve(plan);
     arena = Arena<T>(plan.total);
@@ -182,6 +187,9 @@ struct InferenceWorkspace {
     final_exit = exit_head_cache_take<T>(a, exit_shape(max_batch));
     head_out = a.take(std::size_t(cfg.classes));
     logits = a.take(std::size_t(max_batch) * cfg.classes);
+    if (lg_kind.empty()) return;
+    lg_conv = lgvit_head_cache_take<T>(a, LgvitHeadShape{1, cfg.grid(), cfg.dim, cfg.classes, LgvitKind::conv1_1});
+    lg_attn = lgvit_head_cache_take<T>(a, LgvitHeadShape{1, cfg.grid(), cfg.dim, cfg.classes, LgvitKind::attn_r2});
   }
 };
 
@@ -192,7 +200,8 @@ void infer_check(const InferenceWorkspace<T>& ws, const ViTParams<T>& P, int B, 
   const VitConfig& b = P.config();
   ENVIT_CHECK(a.image_size == b.image_size && a.channels == b.channels && a.patch == b.patch &&
                   a.dim == b.dim && a.depth == b.depth && a.heads == b.heads &&
-                  a.mlp_hidden == b.mlp_hidden && a.classes == b.classes && a.exits == b.exits,
+                  a.mlp_hidden == b.mlp_hidden && a.classes == b.classes && a.exits == b.exits &&
+                  a.exit_head == b.exit_head,
               ShapeError, who, ": workspace planned for (", a.str(), ") but the parameters are for (",
               b.str(), ")");
   ENVIT_CHECK(B >= 1 && B <= ws.max_batch, ShapeError, who, ": batch ", B, " outside 1..", ws.max_batch,
@@ -224,8 +233,15 @@ void infer_exit_heads(InferenceWorkspace<T>& ws, const ViTParams<T>& P, int j,
                       const T* tokens,  // (n, N, D)
                       int n) {
   const std::size_t C = std::size_t(ws.cfg.classes), row = std::size_t(ws.cfg.tokens()) * ws.cfg.dim;
+  const bool lg = P.exit_is_lgvit(j);
+  const LgvitHeadShape hs = lg ? LgvitHeadShape{1, ws.cfg.grid(), ws.cfg.dim, ws.cfg.classes, ws.lg_kind[std::size_t(j)]}
+                               : LgvitHeadShape{};
   for (int r = 0; r < n; ++r) {
-    exit_head_forward<T>(ws.head_out, ws.exit, tokens + r * row, P.exit(j), ws.exit_shape(1), T(ws.cfg.ln_eps));
+    if (lg)  // eval-mode BatchNorm (running statistics): a row's logits do not depend on the others
+      lgvit_head_forward<T>(ws.head_out, lgvit_is_conv(hs.kind) ? ws.lg_conv : ws.lg_attn, tokens + r * row, P.lgvit(j),
+                            hs, BnMode::eval);
+    else
+      exit_head_forward<T>(ws.head_out, ws.exit, tokens + r * row, P.exit(j), ws.exit_shape(1), T(ws.cfg.ln_eps));
     std::memcpy(logits + r * C, ws.head_out, sizeof(T) * C);
   }
 }

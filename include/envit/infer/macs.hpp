@@ -14,9 +14,16 @@
 //   proj    = N * D * D             fc1 = N * D * F                    fc2 = N * F * D
 //   block   = qkv + scores + attn_v + proj + fc1 + fc2 = N (4 D^2 + 2 D F) + 2 N^2 D
 //   head    = D * C                 one exit classifier (LayerNorm ignored, Linear on the class token)
+// LGViT heads (cfg.exit_head == "lgvit", early exits only; the final exit keeps `head`), with
+// P = patches and P' = G'^2 the subsampled tokens (G' = (G - 1) / s + 1):
+//   conv1_1 = 2 P D^2 + 9 P D + D C  two 1x1 convolutions, the 3x3 depthwise one, the classifier
+//   conv2_1 = 2 P D^2 + D C
+//   attn_rs = P' D 3D + 2 P'^2 D + P' D^2 + D C   qkv, scores and attn_v (8 heads), proj, classifier
+// (BatchNorm, GELU, the token mean and the subsampling copy are not counted, as above.) At ViT-B/16
+// a conv1_1 head is 16% of a block.
 //
 // Cumulative cost of a sample that leaves at exit j (0-based here; exit j sits after block s_j):
-//   C_j = embed + s_j * block + (j + 1) * head
+//   C_j = embed + s_j * block + sum_{k <= j} exit_head[k]     ((j + 1) * head for linear heads)
 // every exit up to and including j was evaluated on that sample (the criterion needs its logits).
 //
 // Baseline of eq. 19 (N x C_L): the cost of the ORIGINAL model WITHOUT early exits,
@@ -32,15 +39,30 @@
 
 #include "envit/core/error.hpp"
 #include "envit/model/config.hpp"
+#include "envit/model/lgvit_head.hpp"
 
 namespace envit {
+
+// One LGViT head's MACs per sample (see the file comment).
+inline std::int64_t lgvit_head_macs(const VitConfig& cfg, LgvitKind k) {
+  const std::int64_t D = cfg.dim, C = cfg.classes, P = cfg.patches();
+  switch (k) {
+    case LgvitKind::conv1_1: return 2 * P * D * D + 9 * P * D + D * C;
+    case LgvitKind::conv2_1: return 2 * P * D * D + D * C;
+    default: {
+      const std::int64_t g = (cfg.grid() - 1) / lgvit_stride(k) + 1, Pf = g * g;
+      return Pf * D * 3 * D + 2 * Pf * Pf * D + Pf * D * D + D * C;
+    }
+  }
+}
 
 struct VitMacs {
   // Per sample. All values are MACs (multiply-accumulates), not FLOPs (= 2 x MACs).
   std::int64_t embed = 0;
   std::int64_t qkv = 0, scores = 0, attn_v = 0, proj = 0, fc1 = 0, fc2 = 0;  // one block
   std::int64_t block = 0;  // sum of the six above
-  std::int64_t head = 0;   // one exit head
+  std::int64_t head = 0;   // one linear exit head (the final exit's)
+  std::vector<std::int64_t> exit_head;  // (M) each exit's head: `head`, or an LGViT head's cost
   int depth = 0;
   std::vector<int> exits;  // s_j, 1-based block after which exit j sits
 
@@ -50,7 +72,9 @@ struct VitMacs {
   std::int64_t to_exit(int j) const {
     ENVIT_CHECK(j >= 0 && j < num_exits(), ValueError, "VitMacs::to_exit: exit ", j,
                 " out of range 0..", num_exits() - 1);
-    return embed + std::int64_t(exits[j]) * block + std::int64_t(j + 1) * head;
+    std::int64_t heads = 0;
+    for (int k = 0; k <= j; ++k) heads += exit_head[std::size_t(k)];
+    return embed + std::int64_t(exits[j]) * block + heads;
   }
   // The model without early exits: every block, the final head only (eq. 19's baseline).
   std::int64_t full() const { return embed + std::int64_t(depth) * block + head; }
@@ -72,6 +96,11 @@ inline VitMacs vit_macs(const VitConfig& cfg) {
   m.head = D * C;
   m.depth = cfg.depth;
   m.exits = cfg.exits;
+  m.exit_head.assign(cfg.exits.size(), m.head);
+  if (cfg.lgvit()) {
+    const std::vector<LgvitKind> kinds = lgvit_head_kinds(cfg.num_exits() - 1);
+    for (std::size_t j = 0; j < kinds.size(); ++j) m.exit_head[j] = lgvit_head_macs(cfg, kinds[j]);
+  }
   return m;
 }
 

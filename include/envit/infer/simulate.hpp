@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "envit/core/error.hpp"
@@ -30,6 +31,7 @@ namespace envit {
 struct ExitScores {
   ExitRule rule = ExitRule::confidence;
   bool entropy_normalized = true;
+  std::vector<double> weights;  // beem only: the exit weights the scores were computed with
   int exits = 0, samples = 0;
   std::vector<double> score;  // (M, N)
   std::vector<int> pred;      // (M, N)
@@ -52,20 +54,21 @@ struct ExitStats {
   double mean_macs = 0;                 // per sample
 };
 
-// Scores of every exit's logits under `rule` (per-exit thresholds do not matter here).
+// Scores of every exit's logits under `crit`'s rule (and beem weights; thresholds do not matter).
 template <class T>
 ExitScores exit_scores(const T* logits,  // (M, N, C)
-                       int M, int N, int C, ExitRule rule, bool entropy_normalized = true) {
+                       int M, int N, int C, const ExitCriterion& crit) {
   ENVIT_CHECK(M >= 1 && N >= 0 && C >= 2, ShapeError, "exit_scores: invalid shape M=", M, " N=", N,
               " C=", C);
+  crit.validate(M);
   ExitScores s;
-  s.rule = rule;
-  s.entropy_normalized = entropy_normalized;
+  s.rule = crit.rule;
+  s.entropy_normalized = crit.entropy_normalized;
+  if (crit.rule == ExitRule::beem) s.weights = crit.weights;
   s.exits = M;
   s.samples = N;
   s.score.resize(std::size_t(M) * N);
   s.pred.resize(std::size_t(M) * N);
-  const ExitCriterion crit{rule, {0.0}, entropy_normalized};
   for (int i = 0; i < N; ++i) {
     ExitTrack track;
     for (int j = 0; j < M; ++j) {
@@ -76,6 +79,19 @@ ExitScores exit_scores(const T* logits,  // (M, N, C)
   }
   return s;
 }
+// The same for the rules that need no weights (every rule but beem).
+template <class T>
+ExitScores exit_scores(const T* logits,  // (M, N, C)
+                       int M, int N, int C, ExitRule rule, bool entropy_normalized = true) {
+  ENVIT_CHECK(rule != ExitRule::beem, ValueError, "exit_scores: the beem rule needs exit weights; pass an "
+              "ExitCriterion (ExitCriterion::beem(alpha, weights))");
+  return exit_scores(logits, M, N, C, ExitCriterion{rule, {0.0}, entropy_normalized, {}});
+}
+
+// The criterion the scores were computed for, with one shared threshold t.
+inline ExitCriterion scores_criterion(const ExitScores& s, double t) {
+  return ExitCriterion{s.rule, {t}, s.entropy_normalized, s.weights};
+}
 
 inline void exit_check_rule(const ExitScores& s, const ExitCriterion& c, const char* who) {
   ENVIT_CHECK(s.rule == c.rule && (c.rule != ExitRule::entropy || s.entropy_normalized == c.entropy_normalized),
@@ -83,6 +99,8 @@ inline void exit_check_rule(const ExitScores& s, const ExitCriterion& c, const c
               s.rule == ExitRule::entropy ? (s.entropy_normalized ? " (normalized)" : " (nats)") : "",
               "', the criterion is '", exit_rule_name(c.rule),
               c.rule == ExitRule::entropy ? (c.entropy_normalized ? " (normalized)" : " (nats)") : "", "'");
+  ENVIT_CHECK(c.rule != ExitRule::beem || s.weights == c.weights, ValueError, who,
+              ": the beem scores were computed with other exit weights than the criterion's");
 }
 
 // Decisions under `crit` (its rule must match the scores'): the first exit that fires.
@@ -129,7 +147,7 @@ template <class T>
 ExitStats simulate_exits(ExitDecisions& out, const T* logits,  // (M, N, C)
                          int N, int C, const ExitCriterion& crit, const std::int32_t* labels,
                          const VitMacs& macs) {
-  ExitScores s = exit_scores(logits, macs.num_exits(), N, C, crit.rule, crit.entropy_normalized);
+  ExitScores s = exit_scores(logits, macs.num_exits(), N, C, crit);
   exit_decide(out, s, crit);
   return exit_stats(out, labels, macs);
 }
@@ -143,9 +161,22 @@ inline double exit_accuracy(const ExitScores& s, const std::int32_t* labels, int
   return double(ok) / double(s.samples);
 }
 
+// BEEM's exit weights (Bajpai & Hanawal, ICLR 2025). BEEM-C: w_j = the cost of reaching exit j
+// relative to reaching the final exit, MACs(j) / MACs(M-1) (1 at the final exit; for equal blocks
+// and negligible heads, proportional to the exit's depth as in the paper's Figure 1 example
+// w = 0.1, 0.2, ..., 1.2). BEEM-A: w_j = exit j's accuracy on a validation set (any rule's scores
+// give the predictions).
+inline std::vector<double> beem_weights_cost(const VitMacs& macs) {
+  std::vector<double> w(std::size_t(macs.num_exits()));
+  for (int j = 0; j < macs.num_exits(); ++j) w[j] = double(macs.to_exit(j)) / double(macs.to_exit(macs.num_exits() - 1));
+  return w;
+}
+
 // Candidate thresholds: the distinct scores at the non-final exits (ascending), or `max_count`
 // evenly spaced order statistics of them (always including the smallest and the largest), then
-// ExitCriterion::never(rule) — every sample to the final exit.
+// ExitCriterion::never(rule) — every sample to the final exit. For the energy rule (strict
+// `score < t`) each candidate is the next double above an observed score, so that candidate k
+// exits exactly the samples whose score is <= the k-th observed score, as for the other rules.
 inline std::vector<double> threshold_candidates(const ExitScores& s, int max_count = 512) {
   ENVIT_CHECK(max_count >= 2, ValueError, "threshold_candidates: max_count must be >= 2, got ", max_count);
   std::vector<double> v;
@@ -162,8 +193,18 @@ inline std::vector<double> threshold_candidates(const ExitScores& s, int max_cou
     q.erase(std::unique(q.begin(), q.end()), q.end());
     v.swap(q);
   }
+  if (s.rule == ExitRule::energy)
+    for (double& t : v) t = std::nextafter(t, std::numeric_limits<double>::infinity());
   v.push_back(ExitCriterion::never(s.rule));
   return v;
+}
+
+inline std::vector<double> beem_weights_accuracy(const ExitScores& val, const std::int32_t* labels) {
+  ENVIT_CHECK(labels != nullptr && val.samples > 0, ValueError,
+              "beem_weights_accuracy: needs a non-empty labelled validation set");
+  std::vector<double> w(std::size_t(val.exits));
+  for (int j = 0; j < val.exits; ++j) w[j] = exit_accuracy(val, labels, j);
+  return w;
 }
 
 struct SweepPoint {
@@ -179,7 +220,7 @@ inline std::vector<SweepPoint> threshold_sweep(const ExitScores& s, const std::i
   std::vector<SweepPoint> out;
   out.reserve(thresholds.size());
   ExitDecisions d;
-  ExitCriterion c{s.rule, {0.0}, s.entropy_normalized};
+  ExitCriterion c = scores_criterion(s, 0.0);
   for (double t : thresholds) {
     c.thresholds[0] = t;
     exit_decide(d, s, c);
@@ -200,7 +241,7 @@ inline Calibration calibrate_finish(const ExitScores& val, const std::vector<Swe
                                     std::ptrdiff_t best, bool met, const std::int32_t* labels) {
   Calibration c;
   c.met = met;
-  c.criterion = ExitCriterion{val.rule, {sw[std::size_t(best)].threshold}, val.entropy_normalized};
+  c.criterion = scores_criterion(val, sw[std::size_t(best)].threshold);
   c.val = sw[std::size_t(best)].stats;
   c.reference_accuracy = exit_accuracy(val, labels, val.exits - 1);
   return c;

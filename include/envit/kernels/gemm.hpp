@@ -7,12 +7,13 @@
 // tiles start at multiples of its register tile, so results are even identical across thread
 // counts (tested); with Eigen they are not. A second thread is used above ~1 MFLOP per thread.
 // Called from inside a parallel region it stays serial (never nests).
-// Backends: for float, envit's packed xsimd micro-kernel (kernels/gemm_packed.hpp, the default)
-// or Eigen; double always uses Eigen. Selectable at runtime with set_gemm_backend.
+// Backends: for float, envit's packed xsimd micro-kernel (kernels/gemm_packed.hpp, the default; its
+// instruction set is chosen as kernels/dispatch.hpp says) or Eigen; double always uses Eigen.
+// Selectable at runtime with set_gemm_backend. The Eigen backend runs Eigen's products on one
+// thread each, inside envit's tiles (gemm_eigen_serial); Eigen's own thread setting is left alone.
 // Semantics shared by both backends: beta == 0 never reads C (NaN garbage is overwritten);
 // alpha == 0 or K == 0 gives C = beta * C without reading A or B.
 #pragma once
-#include <Eigen/Core>
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
@@ -21,10 +22,11 @@
 
 #include "envit/core/error.hpp"
 #include "envit/core/parallel.hpp"
+#include "envit/core/tensor.hpp"
+#include "envit/kernels/dispatch.hpp"
+#include "envit/kernels/gemm_types.hpp"
 
 namespace envit {
-
-enum class Trans { N, T };
 
 enum class GemmBackend { eigen, packed };
 
@@ -40,63 +42,52 @@ inline void set_gemm_backend(GemmBackend b) { detail::gemm_backend_ref().store(b
 inline GemmBackend gemm_backend() { return detail::gemm_backend_ref().load(); }
 
 // Single-threaded Eigen product on one tile. A is (M,K) if ta==N else stored (K,M); B likewise.
+// Calls Eigen's blocked GEMM kernel directly (general_matrix_matrix_product, the routine behind
+// Eigen's `noalias() +=` products) without its parallel driver: envit's tiles already use every
+// thread, and Eigen::setNbThreads is process-wide, so the caller's Eigen setting is left alone.
 template <class T>
 void gemm_eigen_serial(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K,
                        T alpha, const T* A, std::ptrdiff_t lda, const T* B, std::ptrdiff_t ldb,
                        T beta, T* C, std::ptrdiff_t ldc) {
   using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  using CMap = Eigen::Map<const Mat, 0, Eigen::OuterStride<>>;
   using OMap = Eigen::Map<Mat, 0, Eigen::OuterStride<>>;
   if (M <= 0 || N <= 0) return;
   OMap c(C, M, N, Eigen::OuterStride<>(ldc));
   if (beta == T(0)) c.setZero();
   else if (beta != T(1)) c *= beta;
   if (K <= 0 || alpha == T(0)) return;
-  CMap a(A, ta == Trans::N ? M : K, ta == Trans::N ? K : M, Eigen::OuterStride<>(lda));
-  CMap b(B, tb == Trans::N ? K : N, tb == Trans::N ? N : K, Eigen::OuterStride<>(ldb));
-  if (ta == Trans::N && tb == Trans::N) c.noalias() += alpha * a * b;
-  else if (ta == Trans::N) c.noalias() += alpha * a * b.transpose();
-  else if (tb == Trans::N) c.noalias() += alpha * a.transpose() * b;
-  else c.noalias() += alpha * a.transpose() * b.transpose();
+  using Eigen::Index;
+  auto run = [&]<int LhsOrder, int RhsOrder>() {
+    Eigen::internal::gemm_blocking_space<Eigen::RowMajor, T, T, Eigen::Dynamic, Eigen::Dynamic, Eigen::Dynamic>
+        blocking(M, N, K, 1, true);
+    Eigen::internal::general_matrix_matrix_product<Index, T, LhsOrder, false, T, RhsOrder, false, Eigen::RowMajor,
+                                                   1>::run(M, N, K, A, lda, B, ldb, C, 1, ldc, alpha, blocking,
+                                                           nullptr);
+  };
+  // op(A) row-major (M, K) when ta == N; A^T stored (K, M) row-major is op(A) column-major.
+  constexpr int R = Eigen::RowMajor, Cm = Eigen::ColMajor;
+  if (ta == Trans::N && tb == Trans::N) run.template operator()<R, R>();
+  else if (ta == Trans::N) run.template operator()<R, Cm>();
+  else if (tb == Trans::N) run.template operator()<Cm, R>();
+  else run.template operator()<Cm, Cm>();
 }
 
-// An element-wise pass over C fused into the GEMM (bias, residual, GELU, ...): called as
-// epi(r0, r1, c0, c1) on rectangles of C (absolute row/column ranges of the whole call) once their
-// values are final, each exactly once and from the thread that computed it. The packed backend calls
-// it per block of <= MC rows while that block is still in L2; the Eigen backend once per thread
-// tile. It must only touch its rectangle (and read anything else). Results equal running the same
-// pass after the GEMM.
-struct GemmEpilogue {
-  void (*fn)(const void* ctx, std::ptrdiff_t r0, std::ptrdiff_t r1, std::ptrdiff_t c0, std::ptrdiff_t c1) = nullptr;
-  const void* ctx = nullptr;
-  void operator()(std::ptrdiff_t r0, std::ptrdiff_t r1, std::ptrdiff_t c0, std::ptrdiff_t c1) const {
-    fn(ctx, r0, r1, c0, c1);
-  }
-};
-// Wraps a callable f(r0, r1, c0, c1) (which must outlive the GEMM call).
-template <class F>
-GemmEpilogue make_epilogue(const F& f) {
-  return {[](const void* c, std::ptrdiff_t r0, std::ptrdiff_t r1, std::ptrdiff_t c0, std::ptrdiff_t c1) {
-            (*static_cast<const F*>(c))(r0, r1, c0, c1);
-          },
-          &f};
-}
-
-// Forward declaration; the float specialisation is defined in gemm_packed.hpp (included below).
-// epi (or nullptr) is called with coordinates offset by (row_off, col_off).
-template <class T>
-void gemm_packed_serial(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K,
-                        T alpha, const T* A, std::ptrdiff_t lda, const T* B, std::ptrdiff_t ldb,
-                        T beta, T* C, std::ptrdiff_t ldc, const GemmEpilogue* epi = nullptr,
-                        std::ptrdiff_t row_off = 0, std::ptrdiff_t col_off = 0);
-
-}  // namespace envit
-
-#define ENVIT_HAVE_GEMM_PACKED 1
-#include "envit/kernels/gemm_packed.hpp"
-
-namespace envit {
 namespace detail {
+// The packed kernel set in use: through its function pointers when dispatched, else the
+// compile-time instantiation called directly.
+inline void gemm_packed_call(const GemmKernelSet& ks, Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N,
+                             std::ptrdiff_t K, float alpha, const float* A, std::ptrdiff_t lda, const float* B,
+                             std::ptrdiff_t ldb, float beta, float* C, std::ptrdiff_t ldc, const float* bpre,
+                             const GemmEpilogue* epi, std::ptrdiff_t row_off, std::ptrdiff_t col_off) {
+#if defined(ENVIT_DISPATCH)
+  ks.run(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bpre, epi, row_off, col_off);
+#else
+  (void)ks;
+  gemm_pk::gemm_packed_run<xsimd::default_arch>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bpre, epi,
+                                                row_off, col_off);
+#endif
+}
+
 // Tile of C for thread i of t: a contiguous range of rows or of columns. Boundaries fall on
 // multiples of the kernel's register tile (mu rows, nu columns) so only the last tile is ragged.
 // Rows vs columns: the split whose slowest thread has the least estimated work, counting padded
@@ -111,11 +102,11 @@ struct GemmTile { std::ptrdiff_t m0, m1, n0, n1; };
 // Except that a pre-packed op(B) larger than a core's L2 (>= 2^19 floats, 2 MB: ViT-B/16's block
 // weights) is split by columns whenever each thread gets at least two panels: under a row split
 // both cores stream the whole weight through their L2 for every row block; by columns each streams
-// its own half. Measured (session 6, 2 threads, envit_ab --mode infer, bitwise equal results):
-// ViT-B/16 inference at batch 16 0.937x and 0.944x time (two runs). Smaller weights keep the row
-// split: tiny28's (<= 590 KB) were 7-9% faster by columns as isolated products but the inference
-// pass 5.7% slower (its other ops are split by samples, so a row split keeps each core's
-// activations in its own cache).
+// its own half. Measured with 2 threads (bench/ab, envit_ab --mode infer, bitwise equal results):
+// ViT-B/16 inference at batch 16 takes 0.94x the time by columns. Smaller weights keep the row
+// split: tiny28's (<= 590 KB) products alone run 7-9% faster by columns but its inference pass
+// 5.7% slower (its other ops are split by samples, so a row split keeps each core's activations in
+// its own cache).
 inline bool gemm_split_rows(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, int t,
                             std::ptrdiff_t mu, std::ptrdiff_t nu, bool b_packed = false) {
   if (b_packed && t > 1 && N >= 2 * t * nu && N * K >= (std::ptrdiff_t(1) << 19)) return false;
@@ -170,34 +161,47 @@ void gemm(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t
   ENVIT_CHECK(ldc >= N && lda >= (ta == Trans::N ? K : M) && ldb >= (tb == Trans::N ? N : K),
               ShapeError, "gemm: leading dimension too small (M=", M, " N=", N, " K=", K,
               " lda=", lda, " ldb=", ldb, " ldc=", ldc, ")");
-  static const bool eigen_serial = (Eigen::setNbThreads(1), true);  // envit threads GEMMs itself
-  (void)eigen_serial;
   bool packed = false;  // read the backend once per call: all tiles use the same one
   if constexpr (std::is_same_v<T, float>) packed = gemm_backend() == GemmBackend::packed;
+  const GemmKernelSet* ks = packed ? &gemm_kernels() : nullptr;
   auto run = [&](std::ptrdiff_t m0, std::ptrdiff_t m1, std::ptrdiff_t n0, std::ptrdiff_t n1) {
     const T* a = ta == Trans::N ? A + m0 * lda : A + m0;
     const T* b = tb == Trans::N ? B + n0 : B + n0 * ldb;
     T* c = C + m0 * ldc + n0;
     if constexpr (std::is_same_v<T, float>) {
       if (packed) {
-        gemm_packed_serial<T>(ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b, ldb, beta, c, ldc, epi, m0, n0);
+        detail::gemm_packed_call(*ks, ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b, ldb, beta, c, ldc, nullptr, epi,
+                                 m0, n0);
         return;
       }
     }
     gemm_eigen_serial<T>(ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b, ldb, beta, c, ldc);
     if (epi && m1 > m0 && n1 > n0) (*epi)(m0, m1, n0, n1);
   };
-  const std::ptrdiff_t mu = packed ? gemm_packed_mr : 16, nu = packed ? gemm_packed_nr : 16;
+  const std::ptrdiff_t mu = packed ? ks->mr : 16, nu = packed ? ks->nr : 16;
   detail::gemm_over_tiles(M, N, K, mu, nu, /*b_packed=*/false, run);
 }
 
 // True when a row of C = op(A) op(B) does not depend on the other rows of the call (nor on the
 // thread count): the packed float backend (by construction; tested). Code that computes some rows
 // separately and must match the full product bitwise (early-exit inference's class-token-only last
-// block) checks this. Eigen's GEMM is not row-invariant (GEMV at M = 1, tail-row kernels).
+// block) checks this. Eigen's GEMM is not row-invariant (its row blocking and tail-row kernels
+// depend on M).
 template <class T>
 bool gemm_rows_invariant() {
   return std::is_same_v<T, float> && gemm_backend() == GemmBackend::packed;
+}
+
+// Floats pack_weight_t writes for a weight of n rows (outputs) and k columns (inputs).
+inline std::size_t packed_weight_size(std::ptrdiff_t n, std::ptrdiff_t k) {
+  const std::ptrdiff_t nr = gemm_kernels().nr;
+  return static_cast<std::size_t>((n + nr - 1) / nr * nr * k);
+}
+// op(B) = W^T for W (n, k) row-major (PyTorch's Linear layout), packed once into panels of the
+// kernel set's nr columns over the whole k (zero-padded): what the packed GEMM would build on every
+// call of C = A W^T. dst: packed_weight_size(n, k) floats, 64-byte aligned.
+inline void pack_weight_t(float* dst, const float* W, std::ptrdiff_t n, std::ptrdiff_t k) {
+  gemm_kernels().pack_weight_t(dst, W, n, k);
 }
 
 // A weight W (n, k), PyTorch's Linear layout, packed once for products C = A W^T (the forward of a
@@ -243,14 +247,14 @@ void gemm_weight_t(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, T alpha
     ENVIT_CHECK(M >= 0 && lda >= K && ldc >= N, ShapeError, "gemm_weight_t: bad sizes M=", M, " N=", N, " K=", K,
                 " lda=", lda, " ldc=", ldc);
     const float* panels = wp->panels.get();
+    const GemmKernelSet& ks = gemm_kernels();
     auto run = [&](std::ptrdiff_t m0, std::ptrdiff_t m1, std::ptrdiff_t n0, std::ptrdiff_t n1) {
-      gemm_packed_serial_prepacked(m1 - m0, n1 - n0, K, alpha, A + m0 * lda, lda,
-                                   panels + (n0 / gemm_packed_nr) * K * gemm_packed_nr, beta, C + m0 * ldc + n0,
-                                   ldc, epi, m0, n0);
+      detail::gemm_packed_call(ks, Trans::N, Trans::T, m1 - m0, n1 - n0, K, alpha, A + m0 * lda, lda, nullptr, K,
+                               beta, C + m0 * ldc + n0, ldc, panels + (n0 / ks.nr) * K * ks.nr, epi, m0, n0);
     };
-    // B needs no packing: a column split costs each thread a pack of A, a row split nothing but
-    // padding, so rows win unless they leave much more padding (small M).
-    detail::gemm_over_tiles(M, N, K, gemm_packed_mr, gemm_packed_nr, /*b_packed=*/true, run);
+    // Rows or columns as detail::gemm_split_rows decides for a pre-packed op(B): rows unless they
+    // leave much more padding (small M) or the weight exceeds a core's L2 (then columns).
+    detail::gemm_over_tiles(M, N, K, ks.mr, ks.nr, /*b_packed=*/true, run);
   }
 }
 

@@ -7,33 +7,36 @@
 //     transpose: Trans::T (A stored K x M) k-major ("for each k, MR floats"); Trans::N (A stored
 //     M x K) row-major with row stride KC (plain row copies). Only Trans::T for B transposes while
 //     packing, and that cost is amortised over all M rows (Linear's forward packs its weight).
-//     A row-major A whose row stride is a panel stride (KC, 576 or 192) and whose K fits one K
-//     block is not copied at all: its full row panels are read in place (gemm_packed_run).
+//     A row-major A whose K fits one K block and whose row stride is at most KC is not copied at
+//     all: its full row panels are read in place, with its own row stride (gemm_packed_run).
 //   * ir outside jr: an A micro-panel stays in L1 while B streams from L2, and C is walked along
 //     its rows. The micro-kernel broadcasts A and keeps MR x NV accumulator vectors in registers
-//     (AVX-512: 8 x 3 zmm, an 8 x 48 tile of C; SSE2/AVX2: 6 x 2).
+//     (AVX-512: 8 x 3 zmm, an 8 x 48 tile of C; SSE2/AVX2/NEON: 6 x 2).
 //   * KC is large (768: one K block for every ViT-S shape but the weight gradients) because each
 //     extra K block re-reads C and re-packs A; software prefetches, interleaved with the FMAs,
 //     bring the next C tile and the sources of the next A and B packs into cache (packing from
 //     L3/DRAM otherwise costs 10-20% on shapes with M or N ~ 192).
 //   * Except when op(A) is transposed (the weight gradients dW = dY^T X, K = rows of the batch):
 //     K blocks of <= KCT = 192 there. The packed B block (kc x nc <= NB) then spans up to ~1300
-//     columns, so op(A) is packed once per K block instead of once per column block (at kc = 712,
-//     N = 768 took three); measured in one process: dW fc2 192x768x6400 12-15% faster, the other
-//     tiny28 and ViT-B/16 weight-gradient shapes 1-6%.
+//     columns, so op(A) is packed once per K block instead of once per column block (with K blocks
+//     of ~712, N = 768 needs three column blocks); measured in one process (bench/bench_gemm): dW
+//     fc2 192x768x6400 12-15% faster, the other tiny28 and ViT-B/16 weight-gradient shapes 1-6%.
 // Ragged edges: packed panels are zero-padded to MR / NR; partial C tiles go through a small
 // on-stack tile; a ragged last row panel runs a shorter register tile (MR' = its rows rounded up
 // to even), so it costs what its rows need, not a whole MR; likewise a last column panel of at most
 // one or two SIMD vectors runs a 1- or 2-vector tile (AVX-512). Each C element is reduced in a fixed
 // order (K blocks in order, k within a block in order, one FMA chain), so results are bitwise
-// reproducible for given (M, N, K) — independent of the leading dimensions, of where the call's C
-// tile sits (gemm.hpp's per-thread tiles) and of which register tile computed the row.
+// reproducible for given (M, N, K) and kernel set — independent of the leading dimensions, of where
+// the call's C tile sits (gemm.hpp's per-thread tiles) and of which register tile computed the row.
 // Pack buffers are thread_local, 64-byte aligned and grown only when a larger size is first seen
 // (at most ~1.4 MB per thread): no allocation in steady state.
-// Architecture: the SIMD width is xsimd's compile-time default (SSE2 without -march flags, AVX-512
-// with envit::arch / -march=x86-64-v4); internals are templated on that arch so translation units
-// compiled for different targets do not share kernel symbols.
-// Not here: threading (gemm.hpp splits C into per-thread tiles), double (Eigen), mixed precision.
+// Architecture: everything is templated on an xsimd arch (gemm_packed_kernels<Arch>() bundles one
+// kernel set). The internals live in the inline namespace of kernels/isa.hpp, named after the
+// instruction set the translation unit is compiled for, so translation units compiled with
+// different flags (kernels/dispatch.hpp's kernel sets) never share a symbol: the linker cannot hand
+// an AVX-512 copy of a helper to a caller on a CPU without AVX-512.
+// Not here: threading and kernel-set choice (gemm.hpp, kernels/dispatch.hpp), double (Eigen),
+// mixed precision.
 #pragma once
 #include <xsimd/xsimd.hpp>
 #if defined(__AVX512F__)
@@ -43,11 +46,12 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
-#include <memory>
+#include <new>
 
-#include "envit/core/tensor.hpp"
-#include "envit/kernels/gemm.hpp"
+#include "envit/kernels/gemm_types.hpp"
+#include "envit/kernels/isa.hpp"
 
 // Tuning knobs (compile-time; defaults measured on the 2-core AVX-512 machine, see
 // bench/bench_gemm.cpp). KC: max depth of a K block (KC_TA: when op(A) is transposed); MC: rows of
@@ -69,13 +73,14 @@
 
 namespace envit {
 namespace detail::gemm_pk {
+inline namespace ENVIT_KERNEL_ISA_NS {
 
 // Register blocking for an xsimd arch: MR rows of C x NV vectors of W floats. MR*NV accumulators
 // plus NV B vectors plus one A broadcast must fit the register file (32 zmm / 16 ymm or xmm).
-// AVX-512: 8 x 3 (24 accumulators, 11 loads per 24 FMAs). The earlier 14 x 2 (28 accumulators, 16
-// loads per 28 FMAs) left GCC 12 one register short: it spilled an accumulator to the stack inside
-// the k loop; 8 x 3 ran the forward and input-gradient shapes 7-9% faster, measured in one process
-// against 14 x 2 (12 x 2: 1-3% faster; 6 x 4: 6-8% faster; 4 x 6: 15-27% slower). Same sums, same order.
+// AVX-512: 8 x 3 (24 accumulators, 11 loads per 24 FMAs). Alternatives measured in one process on
+// the forward and input-gradient shapes: 14 x 2 (28 accumulators, 16 loads per 28 FMAs) leaves
+// GCC 12 one register short (an accumulator spills to the stack inside the k loop) and runs 7-9%
+// slower; 12 x 2 1-3% slower, 6 x 4 6-8% slower, 4 x 6 15-27% slower. Same sums, same order.
 template <class Arch>
 struct Blocking {
   static constexpr int W = static_cast<int>(xsimd::batch<float, Arch>::size);
@@ -89,7 +94,6 @@ struct Blocking {
   static constexpr int NR = NV * W;
   static constexpr int KC = ENVIT_GEMM_KC;
   static constexpr int KCT = std::min(ENVIT_GEMM_KC_TA, ENVIT_GEMM_KC);  // K block when op(A) = A^T
-  static constexpr int AS = KC;  // row stride of a row-major A micro-panel (compile-time offsets)
   static constexpr int MC = std::max(MR, ENVIT_GEMM_MC / MR * MR);
   static constexpr int NB = ENVIT_GEMM_NB;  // floats in a packed B block (KC x NC), ~half of L2
   static_assert(KC >= 1 && KCT >= 1 && MR >= 1 && NV >= 1);
@@ -97,14 +101,22 @@ struct Blocking {
 
 // A grow-only, 64-byte aligned float buffer (one per thread and operand).
 struct PackBuffer {
-  std::unique_ptr<float[], detail::AlignedFree> p;
+  float* p = nullptr;
   std::size_t cap = 0;
+  PackBuffer() = default;
+  PackBuffer(const PackBuffer&) = delete;
+  PackBuffer& operator=(const PackBuffer&) = delete;
+  ~PackBuffer() { std::free(p); }
   float* get(std::size_t n) {
     if (n > cap) {
-      p = aligned_buffer<float>(n);
+      const std::size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+      void* q = std::aligned_alloc(64, bytes);
+      if (!q) throw std::bad_alloc();
+      std::free(p);
+      p = static_cast<float*>(q);
       cap = n;
     }
-    return p.get();
+    return p;
   }
 };
 template <class Arch, int Which>
@@ -239,7 +251,7 @@ void pack_a(Trans ta, const float* A, std::ptrdiff_t lda, std::ptrdiff_t mc, std
 // last one, the straddled line after a row); x86 prefetches never fault, and the arithmetic is done
 // on integers so no out-of-range pointer is ever formed.
 // Helpers of the micro-kernel's inner loop are always inlined, and the micro-kernel itself never is:
-// GCC's unit-growth limits otherwise decide per translation unit (measured: a TU with more code
+// GCC's unit-growth limits otherwise decide per translation unit (measured in bench/bench_gemm: a TU
 // outlined PrefetchStream::step into a call inside the k loop and ran 7% slower).
 #define ENVIT_GEMM_INLINE inline __attribute__((always_inline))
 template <int Locality>
@@ -277,7 +289,8 @@ struct PrefetchStream {
 };
 
 // C(m,n) tile (m <= MR, n <= NR) = alpha * sum_k a(r,k) b(k,j) + beta * C  (beta == 0: C not read).
-// a(r,k) = pa[k*AK + r] when AKMajor, else pa[r*AS + k]; b(k,j) = pb[k*NR + j] (64-byte aligned).
+// a(r,k) = pa[k*AK + r] when AKMajor, else pa[r*S + k] with S = AS, or the runtime row stride `as`
+// when AS == 0 (a row-major A read in place); b(k,j) = pb[k*NR + j] (64-byte aligned).
 // AK: the k-major panel's row count as packed (the full register tile); MR may be smaller for the
 // ragged last row panel, which then costs MR of AK rows' multiply-adds (same FMA order per element,
 // so the results do not depend on which kernel computed a row).
@@ -289,8 +302,9 @@ template <class Arch, int MR, int NV, int AS, bool AKMajor, int AK = MR, int BS 
 __attribute__((noinline)) void micro_kernel(std::ptrdiff_t kc, const float* __restrict pa, const float* __restrict pb,
                          float* __restrict C, std::ptrdiff_t ldc, float alpha, float beta, int m,
                          int n, const float* c_base, std::ptrdiff_t c_next, PrefetchStream& pf0,
-                         PrefetchStream& pf1) {
+                         PrefetchStream& pf1, std::ptrdiff_t as) {
   using V = xsimd::batch<float, Arch>;
+  const std::ptrdiff_t S = AS ? AS : as;  // row stride of a row-major A
   constexpr int W = static_cast<int>(V::size);
   constexpr int NR = NV * W;
   constexpr int BR = BS ? BS : NR;        // row stride of the packed B panel (> NR: a narrow tile)
@@ -320,7 +334,7 @@ __attribute__((noinline)) void micro_kernel(std::ptrdiff_t kc, const float* __re
       for (int v = 0; v < NV; ++v) b[v] = V::load_aligned(pb + (k + kk) * BR + v * W);
 #pragma GCC unroll 32
       for (int r = 0; r < MR; ++r) {
-        const V a(AKMajor ? pa[(k + kk) * AK + r] : pa[r * AS + k + kk]);
+        const V a(AKMajor ? pa[(k + kk) * AK + r] : pa[r * S + k + kk]);
 #pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, b[v], acc[r][v]);
       }
@@ -332,7 +346,7 @@ __attribute__((noinline)) void micro_kernel(std::ptrdiff_t kc, const float* __re
     for (int v = 0; v < NV; ++v) b[v] = V::load_aligned(pb + k * BR + v * W);
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) {
-      const V a(AKMajor ? pa[k * AK + r] : pa[r * AS + k]);
+      const V a(AKMajor ? pa[k * AK + r] : pa[r * S + k]);
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, b[v], acc[r][v]);
     }
@@ -372,22 +386,26 @@ template <class Arch, int MR, int NV, int AS, bool AKMajor, int BS = 0, int R = 
 inline void ragged_rows_kernel(std::ptrdiff_t kc, const float* __restrict pa, const float* __restrict pb,
                                float* __restrict C, std::ptrdiff_t ldc, float alpha, float beta, int m, int n,
                                const float* c_base, std::ptrdiff_t c_next, PrefetchStream& pf0,
-                               PrefetchStream& pf1) {
+                               PrefetchStream& pf1, std::ptrdiff_t as) {
   if constexpr (R >= MR) {
-    micro_kernel<Arch, MR, NV, AS, AKMajor, MR, BS>(kc, pa, pb, C, ldc, alpha, beta, m, n, c_base, c_next, pf0, pf1);
+    micro_kernel<Arch, MR, NV, AS, AKMajor, MR, BS>(kc, pa, pb, C, ldc, alpha, beta, m, n, c_base, c_next, pf0, pf1,
+                                                    as);
   } else {
     if (m <= R)
-      micro_kernel<Arch, R, NV, AS, AKMajor, MR, BS>(kc, pa, pb, C, ldc, alpha, beta, m, n, c_base, c_next, pf0, pf1);
+      micro_kernel<Arch, R, NV, AS, AKMajor, MR, BS>(kc, pa, pb, C, ldc, alpha, beta, m, n, c_base, c_next, pf0,
+                                                     pf1, as);
     else
       ragged_rows_kernel<Arch, MR, NV, AS, AKMajor, BS, R + 2>(kc, pa, pb, C, ldc, alpha, beta, m, n, c_base, c_next,
-                                                           pf0, pf1);
+                                                           pf0, pf1, as);
   }
 }
 
-// The product; AS is the row stride of the row-major A panels read in place (a_in_place below):
-// Blocking::AS, or the A's own row stride when gemm_packed_run dispatches one. Packed panels always
-// have row stride Blocking::AS, so a stride adds one micro-kernel instantiation (full panels only).
-template <class Arch, int AS>
+// The product. InPlace: op(A) is row-major (Trans::N) in one K block with lda <= KC (gemm_packed_run
+// checks), and its full row panels are read in place with row stride lda: such an A already has
+// the packed layout (MR consecutive rows), so only a ragged last panel is packed (zero-padded rows).
+// Same values in the same order: bitwise the packed path's results. Packed panels always have row
+// stride KC (a compile-time offset in the micro-kernel); in-place panels pass lda at run time.
+template <class Arch, bool InPlace>
 void gemm_packed_run_as(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K,
                         float alpha, const float* A, std::ptrdiff_t lda, const float* B,
                         std::ptrdiff_t ldb, float beta, float* C, std::ptrdiff_t ldc,
@@ -395,7 +413,6 @@ void gemm_packed_run_as(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, 
                         std::ptrdiff_t row_off, std::ptrdiff_t col_off) {
   using Bk = Blocking<Arch>;
   constexpr int MR = Bk::MR, NR = Bk::NR, NV = Bk::NV, KC = Bk::KC;
-  static_assert(AS <= KC);
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.0f) {
     scale_c(M, N, beta, C, ldc);
@@ -409,12 +426,7 @@ void gemm_packed_run_as(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, 
   const std::ptrdiff_t ncb =
       balanced_block(N, std::max<std::ptrdiff_t>(NR, Bk::NB / kcb / NR * NR), NR);
   float* pa = pack_buffer<Arch, 0>().get(static_cast<std::size_t>(round_up(mcb, MR) * KC));
-  // op(A) read in place: a row-major A (Trans::N) whose row stride is the panel row stride AS, in
-  // one K block, already has the packed layout (rows of MR consecutive rows, AS apart), so its full
-  // row panels are not copied. Only a ragged last panel is packed (zero-padded rows). Same values in
-  // the same order: bitwise the packed path's results.
-  const bool a_in_place = ta == Trans::N && lda == AS && kcb == K;
-  // (AS != KC only comes from gemm_packed_run's dispatch, which guarantees a_in_place.)
+  const bool a_in_place = InPlace;
   float* pb = bpre ? nullptr : pack_buffer<Arch, 1>().get(static_cast<std::size_t>(kcb * round_up(ncb, NR)));
   const bool a_kmajor = ta == Trans::T;
   // Where block (i0.., p0..) of op(A) / (p0.., j0..) of op(B) starts, and its source geometry.
@@ -474,19 +486,25 @@ void gemm_packed_run_as(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, 
           float* c = C + (ic + ir) * ldc + jc + jr;
           auto run = [&]<int NVp>() {
             constexpr int BS = NVp == NV ? 0 : NR;  // B panels keep their NR-wide rows
-            if (ir < mc_full) {  // a full row panel of A, in place (row stride AS)
-              micro_kernel<Arch, MR, NVp, AS, false, MR, BS>(kc, a_src(ic + ir, pc), pbj, c, ldc, alpha, beta_k, m,
-                                                            n, C, cn, pf_a, pf_b);
-              return;
+            if constexpr (InPlace) {
+              if (ir < mc_full) {  // a full row panel of A, in place (row stride lda: KC folds into offsets)
+                if (lda == KC)
+                  micro_kernel<Arch, MR, NVp, KC, false, MR, BS>(kc, a_src(ic + ir, pc), pbj, c, ldc, alpha, beta_k,
+                                                                m, n, C, cn, pf_a, pf_b, lda);
+                else
+                  micro_kernel<Arch, MR, NVp, 0, false, MR, BS>(kc, a_src(ic + ir, pc), pbj, c, ldc, alpha, beta_k,
+                                                               m, n, C, cn, pf_a, pf_b, lda);
+                return;
+              }
             }
             const float* pai = pa + ((ir - mc_full) / MR) * (MR * KC);  // packed (row stride KC)
             auto packed = [&]<bool KMajor>() {
               if (m == MR)
                 micro_kernel<Arch, MR, NVp, KC, KMajor, MR, BS>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn,
-                                                               pf_a, pf_b);
+                                                               pf_a, pf_b, KC);
               else
                 ragged_rows_kernel<Arch, MR, NVp, KC, KMajor, BS>(kc, pai, pbj, c, ldc, alpha, beta_k, m, n, C, cn,
-                                                                  pf_a, pf_b);
+                                                                  pf_a, pf_b, KC);
             };
             if (a_kmajor) packed.template operator()<true>();
             else packed.template operator()<false>();
@@ -530,68 +548,41 @@ void gemm_packed_run_as(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, 
   }
 }
 
-// A row-major A is read in place (not packed) when its row stride is Blocking::AS (= KC, 768) or
-// one of the strides dispatched below, 192 and 576: the ViT products' activations at D = 192 and
-// 3D = 576 (tiny28's qkv, projection and fc1 inputs, the attention's q/k/v views, the output
-// gradients), besides F = 768. Each stride is one more set of row-major micro-kernel instantiations.
+// The product, with bpre: op(B) already packed as pack_weight_t lays it out (panels of NR columns
+// over the whole K, panel i at bpre + i * K * NR, starting at this call's column 0); B is then not
+// read. A row-major A (Trans::N) in one K block whose row stride is at most KC is read in place
+// (not packed): a row panel of it spans no more memory than a packed one.
 template <class Arch>
 void gemm_packed_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K,
                      float alpha, const float* A, std::ptrdiff_t lda, const float* B,
                      std::ptrdiff_t ldb, float beta, float* C, std::ptrdiff_t ldc,
-                     const float* bpre = nullptr, const GemmEpilogue* epi = nullptr,
-                     std::ptrdiff_t row_off = 0, std::ptrdiff_t col_off = 0) {
-  // bpre: op(B) already packed as pack_weight_t lays it out (panels of NR columns over the whole
-  // K, panel i at bpre + i * K * NR, starting at this call's column 0); B is then not read.
-  if (ta == Trans::N && K <= Blocking<Arch>::KC) {
-    if (lda == 192)
-      return gemm_packed_run_as<Arch, 192>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bpre, epi, row_off,
-                                           col_off);
-    if (lda == 576)
-      return gemm_packed_run_as<Arch, 576>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bpre, epi, row_off,
-                                           col_off);
-  }
-  gemm_packed_run_as<Arch, Blocking<Arch>::AS>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bpre, epi,
-                                               row_off, col_off);
+                     const float* bpre, const GemmEpilogue* epi,
+                     std::ptrdiff_t row_off, std::ptrdiff_t col_off) {
+  constexpr int KC = Blocking<Arch>::KC;
+  if (ta == Trans::N && K <= KC && lda <= KC)
+    gemm_packed_run_as<Arch, true>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bpre, epi, row_off, col_off);
+  else
+    gemm_packed_run_as<Arch, false>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bpre, epi, row_off, col_off);
 }
 
+// op(B) = W^T for W (n, k) row-major (PyTorch's Linear layout), packed once into panels of NR
+// columns over the whole k (zero-padded): what the packed GEMM would build on every call of
+// C = A W^T. dst: round_up(n, NR) * k floats, 64-byte aligned.
+template <class Arch>
+void pack_weight_t(float* dst, const float* W, std::ptrdiff_t n, std::ptrdiff_t k) {
+  pack_b<Blocking<Arch>::NR>(Trans::T, W, k, k, n, dst);
+}
+
+}  // namespace ENVIT_KERNEL_ISA_NS
 }  // namespace detail::gemm_pk
 #undef ENVIT_GEMM_INLINE
 
-// Register-tile sizes of the packed kernel for this translation unit's arch (gemm.hpp aligns its
-// per-thread tiles of C to them).
-inline constexpr int gemm_packed_mr = detail::gemm_pk::Blocking<xsimd::default_arch>::MR;
-inline constexpr int gemm_packed_nr = detail::gemm_pk::Blocking<xsimd::default_arch>::NR;
-
-// Floats pack_weight_t writes for a weight of n rows (outputs) and k columns (inputs).
-inline std::size_t packed_weight_size(std::ptrdiff_t n, std::ptrdiff_t k) {
-  return static_cast<std::size_t>(detail::gemm_pk::round_up(n, gemm_packed_nr) * k);
-}
-// op(B) = W^T for W (n, k) row-major (PyTorch's Linear layout), packed once into panels of
-// gemm_packed_nr columns over the whole k (zero-padded): what the packed GEMM would build on every
-// call of C = A W^T. dst: packed_weight_size(n, k) floats, 64-byte aligned.
-inline void pack_weight_t(float* dst, const float* W, std::ptrdiff_t n, std::ptrdiff_t k) {
-  detail::gemm_pk::pack_b<gemm_packed_nr>(Trans::T, W, k, k, n, dst);
-}
-// C(M, N) = alpha * A(M, K) W^T + beta * C for one tile, W given packed (pack_weight_t; `panels`
-// points at the panel of the tile's first column, a multiple of gemm_packed_nr). Bitwise equal to
-// gemm_packed_serial(Trans::N, Trans::T, ...) on the unpacked W.
-inline void gemm_packed_serial_prepacked(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, float alpha,
-                                         const float* A, std::ptrdiff_t lda, const float* panels,
-                                         float beta, float* C, std::ptrdiff_t ldc,
-                                         const GemmEpilogue* epi = nullptr, std::ptrdiff_t row_off = 0,
-                                         std::ptrdiff_t col_off = 0) {
-  detail::gemm_pk::gemm_packed_run<xsimd::default_arch>(Trans::N, Trans::T, M, N, K, alpha, A, lda, nullptr,
-                                                        K, beta, C, ldc, panels, epi, row_off, col_off);
-}
-
-template <>
-inline void gemm_packed_serial<float>(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N,
-                                      std::ptrdiff_t K, float alpha, const float* A,
-                                      std::ptrdiff_t lda, const float* B, std::ptrdiff_t ldb,
-                                      float beta, float* C, std::ptrdiff_t ldc, const GemmEpilogue* epi,
-                                      std::ptrdiff_t row_off, std::ptrdiff_t col_off) {
-  detail::gemm_pk::gemm_packed_run<xsimd::default_arch>(ta, tb, M, N, K, alpha, A, lda, B, ldb,
-                                                        beta, C, ldc, nullptr, epi, row_off, col_off);
+// One kernel set: the packed GEMM and its weight packing for one xsimd arch, behind plain function
+// pointers (kernels/dispatch.hpp picks one of these at run time; gemm.hpp calls it).
+template <class Arch>
+GemmKernelSet gemm_packed_kernels(const char* name) {
+  using Bk = detail::gemm_pk::Blocking<Arch>;
+  return {name, Bk::MR, Bk::NR, Bk::KC, &detail::gemm_pk::gemm_packed_run<Arch>, &detail::gemm_pk::pack_weight_t<Arch>};
 }
 
 }  // namespace envit

@@ -1,14 +1,16 @@
 // envit/kernels/vec.hpp — shared xsimd helpers for the float elementwise and row kernels of
-// ops/{gelu,layernorm,softmax,attention,mlp,block}.hpp: one batch width (xsimd::batch<float> of
-// the translation unit's default arch: SSE2 without -march, AVX2 with x86-64-v3, AVX-512 with
-// x86-64-v4), partial loads/stores for ragged tails, and vectorised GELU pieces.
-// Float only: double callers keep their scalar loops (gradient checks use std::erf / std::exp).
+// ops/{gelu,layernorm,softmax,attention,mlp}.hpp: one batch width (xsimd::batch<float> of the
+// translation unit's default arch: SSE2 without -march, AVX2 with x86-64-v3, AVX-512 with
+// x86-64-v4, NEON on AArch64), partial loads/stores for ragged tails, vectorised GELU pieces, and
+// the bias/residual pass that the ops run as a GEMM epilogue (detail::bias_residual_rect).
+// Float vectors only: double callers keep their scalar loops (gradient checks use std::erf /
+// std::exp). Not dispatched at run time (kernels/dispatch.hpp covers the GEMM): the arch is the
+// including translation unit's, and everything here sits in kernels/isa.hpp's namespace.
 //
 // Tails are processed as a partial batch (masked load/store under AVX/AVX-512, a small stack
 // buffer otherwise), never by a scalar loop, so an element's value never depends on where it
 // falls relative to a chunk or row end: elementwise results are the same for any n and any
 // thread split (batch invariance of early-exit compaction).
-// Templated on T only in envit::detail::bias_residual_rows (shared by attention and MLP).
 // Not here: any GEMM.
 #pragma once
 #include <xsimd/xsimd.hpp>
@@ -17,13 +19,14 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "envit/core/parallel.hpp"
+#include "envit/kernels/isa.hpp"
 
 #if defined(__AVX512F__) || defined(__AVX__)
 #include <immintrin.h>
 #endif
 
 namespace envit::vec {
+inline namespace ENVIT_KERNEL_ISA_NS {
 
 using fbatch = xsimd::batch<float>;                      // default arch of this translation unit
 using fmask = fbatch::batch_bool_type;
@@ -177,14 +180,16 @@ void map2(float* y, const float* a, const float* b, std::ptrdiff_t n, F&& f) {
   if (i < n) store_part(y + i, f(load_part(a + i, n - i), load_part(b + i, n - i)), n - i);
 }
 
+}  // namespace ENVIT_KERNEL_ISA_NS
 }  // namespace envit::vec
 
 namespace envit::detail {
+inline namespace ENVIT_KERNEL_ISA_NS {
 
 // The rectangle rows [r0, r1) x columns [c0, c1) of y (row stride C):
 // y[r, c] = (y[r, c] + b[c]) + res[r, c]; b and res may each be nullptr. Bias first, then
 // residual: the same roundings as linear_forward's bias pass followed by a residual add. res may
-// alias y. Serial (a GEMM epilogue, or one thread's part of bias_residual_rows).
+// alias y. Serial: a GEMM epilogue (attention's qkv and projection, the MLP's fc2).
 template <class T>
 void bias_residual_rect(T* y, const T* b, const T* res, std::ptrdiff_t C, std::ptrdiff_t r0, std::ptrdiff_t r1,
                         std::ptrdiff_t c0, std::ptrdiff_t c1) {
@@ -221,16 +226,5 @@ void bias_residual_rect(T* y, const T* b, const T* res, std::ptrdiff_t C, std::p
   }
 }
 
-// y[r, :] = (y[r, :] + b) + res[r, :] for r in [0, R), threads over rows (see bias_residual_rect).
-template <class T>
-void bias_residual_rows(T* y,           // (R, C)  updated in place
-                        const T* b,     // (C) or nullptr
-                        const T* res,   // (R, C) or nullptr
-                        std::ptrdiff_t R, std::ptrdiff_t C) {
-  if (!b && !res) return;
-  parallel_for(R, 2.0 * double(C), [&](std::ptrdiff_t r0, std::ptrdiff_t r1) {
-    bias_residual_rect<T>(y, b, res, C, r0, r1, 0, C);
-  });
-}
-
+}  // namespace ENVIT_KERNEL_ISA_NS
 }  // namespace envit::detail

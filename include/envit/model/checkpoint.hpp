@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "envit/core/finite.hpp"
 #include "envit/io/safetensors.hpp"
 #include "envit/model/params.hpp"
 
@@ -105,6 +106,9 @@ WeightMatch load_weights(const StFile& f, ViTParams<T>& P, bool allow_new_heads)
       auto v = f.get<double>(e->name);
       for (std::size_t i = 0; i < e->numel; ++i) dst[i] = T(v[i]);
     }
+    const std::ptrdiff_t k = first_non_finite(dst, e->numel);
+    ENVIT_CHECK(k < 0, IoError, f.where(), ": tensor '", e->name, "' ", st_shape_str(e->shape), " element ", k,
+                " is ", k < 0 ? T(0) : dst[k], " (", t.dtype, " in the file)");
   }
   return w;
 }

@@ -22,6 +22,11 @@ struct VitConfig {
   int classes = 10;      // C
   std::vector<int> exits;  // 1-based blocks s_1 < ... < s_M = L after which an exit sits
   double ln_eps = 1e-6;    // timm's ViT uses 1e-6
+  // Early exits' heads: "linear" (LayerNorm + Linear on the class token) or "lgvit" (LGViT's
+  // local/global feature heads, model/lgvit_head.hpp; the final exit keeps LayerNorm + Linear).
+  std::string exit_head = "linear";
+
+  bool lgvit() const { return exit_head == "lgvit"; }
 
   int grid() const { return image_size / patch; }
   int patches() const { return grid() * grid(); }
@@ -69,6 +74,10 @@ struct VitConfig {
     ENVIT_CHECK(exits.back() == depth, ValueError, "VitConfig: the last exit must sit after the last block (",
                 depth, "), got ", exits_str());
     ENVIT_CHECK(ln_eps >= 0, ValueError, "VitConfig: ln_eps must be >= 0, got ", ln_eps);
+    ENVIT_CHECK(exit_head == "linear" || exit_head == "lgvit", ValueError,
+                "VitConfig: exit_head must be linear or lgvit, got '", exit_head, "'");
+    ENVIT_CHECK(!lgvit() || dim % 8 == 0, ValueError, "VitConfig: LGViT's attention heads need dim divisible by 8, got ",
+                dim);
   }
 
   std::string exits_str() const {
@@ -84,18 +93,22 @@ struct VitConfig {
     os << "image " << image_size << "x" << image_size << "x" << channels << ", patch " << patch
        << ", dim " << dim << ", depth " << depth << ", heads " << heads << ", mlp " << mlp_hidden
        << ", classes " << classes << ", exits [" << exits_str() << "], ln_eps " << ln_eps;
+    if (exit_head != "linear") os << ", exit heads " << exit_head;
     return os.str();
   }
 
+  // exit_head appears only when it is not "linear" (checkpoints of linear-head models keep their keys).
   std::map<std::string, std::string> to_map() const {
     std::ostringstream eps;
     eps.precision(17);
     eps << ln_eps;
-    return {{"image_size", std::to_string(image_size)}, {"channels", std::to_string(channels)},
+    std::map<std::string, std::string> m{{"image_size", std::to_string(image_size)}, {"channels", std::to_string(channels)},
             {"patch", std::to_string(patch)},           {"dim", std::to_string(dim)},
             {"depth", std::to_string(depth)},           {"heads", std::to_string(heads)},
             {"mlp_hidden", std::to_string(mlp_hidden)}, {"classes", std::to_string(classes)},
             {"exits", exits_str()},                     {"ln_eps", eps.str()}};
+    if (exit_head != "linear") m["exit_head"] = exit_head;
+    return m;
   }
   static VitConfig from_map(const std::map<std::string, std::string>& m) {
     auto get = [&](const char* k) -> const std::string& {
@@ -128,6 +141,7 @@ struct VitConfig {
     } catch (const std::exception&) {
       throw ValueError(detail::cat("VitConfig: field 'ln_eps' is not a number: '", get("ln_eps"), "'"));
     }
+    if (auto it = m.find("exit_head"); it != m.end()) c.exit_head = it->second;
     c.validate();
     return c;
   }

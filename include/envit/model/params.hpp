@@ -2,6 +2,9 @@
 // layout, a name table with timm's names and shapes (so checkpoints map one to one to timm),
 // typed views per component, and timm-style seeded initialisation.
 // Exit j < M-1 is `exits.{j}.norm` + `exits.{j}.head`; the final exit is timm's `norm` + `head`.
+// With LGViT heads (cfg.exit_head == "lgvit") exit j < M-1 is instead `exits.{j}.mlp.*` +
+// `exits.{j}.classifier.*` under the names of the authors' DeiTHighway_v2 modules, BatchNorm running
+// statistics included as buffers (ParamEntry::buffer: no gradient, never touched by an optimiser).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -11,6 +14,7 @@
 #include "envit/core/arena.hpp"
 #include "envit/core/rng.hpp"
 #include "envit/model/config.hpp"
+#include "envit/model/lgvit_head.hpp"
 #include "envit/ops/block.hpp"
 #include "envit/ops/exit_head.hpp"
 #include "envit/ops/patch_embed.hpp"
@@ -23,6 +27,7 @@ struct ParamEntry {
   std::size_t offset = 0;  // elements into the arena
   std::size_t numel = 0;
   bool decay = false;      // AdamW weight decay applies (matrices only: not biases, norms, tokens, pos)
+  bool buffer = false;     // a statistic updated by the forward (BatchNorm running mean/var), not trained
   enum class Init { trunc_normal, zeros, ones } init = Init::zeros;
 };
 
@@ -75,6 +80,12 @@ class ViTParams {
   BlockGrads<T> block_grads(int l) { return block_grads_[l]; }
   ExitHeadParams<T> exit(int j) const { return exits_[j]; }  // j is 0-based
   ExitHeadGrads<T> exit_grads(int j) { return exit_grads_[j]; }
+  // LGViT head of early exit j (cfg.lgvit(), j < M-1): values, gradients, running-statistic buffers.
+  bool exit_is_lgvit(int j) const { return cfg_.lgvit() && j < cfg_.num_exits() - 1; }
+  LgvitKind lgvit_kind(int j) const { return lgvit_kinds_[std::size_t(j)]; }
+  LgvitHeadParams<T> lgvit(int j) const { return lg_[std::size_t(j)]; }
+  LgvitHeadGrads<T> lgvit_grads(int j) { return lg_grads_[std::size_t(j)]; }
+  LgvitHeadBuffers<T> lgvit_buffers(int j) { return lg_buf_[std::size_t(j)]; }
 
  private:
   void cache_views() {
@@ -85,9 +96,50 @@ class ViTParams {
       block_grads_.push_back(lookup_block_grads(l));
     }
     for (int j = 0; j < cfg_.num_exits(); ++j) {
+      if (exit_is_lgvit(j)) {
+        exits_.push_back({});
+        exit_grads_.push_back({});
+        lookup_lgvit(j);
+        continue;
+      }
       exits_.push_back(lookup_exit(j));
       exit_grads_.push_back(lookup_exit_grads(j));
     }
+  }
+  void lookup_lgvit(int j) {
+    const std::string p = "exits." + std::to_string(j) + ".";
+    const LgvitKind k = lgvit_kinds_[std::size_t(j)];
+    LgvitHeadParams<T> v{};
+    LgvitHeadGrads<T> d{};
+    LgvitHeadBuffers<T> b{};
+    v.kind = k;
+    auto bn = [&](const std::string& n, int i, BatchNormParams<T>& bp, BatchNormGrads<T>& bg) {
+      bp = {cv(p + n + ".weight"), cv(p + n + ".bias"), cv(p + n + ".running_mean"), cv(p + n + ".running_var")};
+      bg = {g(p + n + ".weight"), g(p + n + ".bias")};
+      b.running_mean[i] = mv(p + n + ".running_mean");
+      b.running_var[i] = mv(p + n + ".running_var");
+    };
+    if (lgvit_is_conv(k)) {
+      v.c1_w = cv(p + "mlp.conv1.0.weight"); v.c1_b = cv(p + "mlp.conv1.0.bias");
+      d.dc1_w = g(p + "mlp.conv1.0.weight"); d.dc1_b = g(p + "mlp.conv1.0.bias");
+      bn("mlp.conv1.2", 0, v.bn1, d.bn1);
+      if (k == LgvitKind::conv1_1) {
+        v.dw_w = cv(p + "mlp.proj.weight"); v.dw_b = cv(p + "mlp.proj.bias");
+        d.ddw_w = g(p + "mlp.proj.weight"); d.ddw_b = g(p + "mlp.proj.bias");
+        bn("mlp.proj_bn", 1, v.bn2, d.bn2);
+      }
+      v.c2_w = cv(p + "mlp.conv2.0.weight"); v.c2_b = cv(p + "mlp.conv2.0.bias");
+      d.dc2_w = g(p + "mlp.conv2.0.weight"); d.dc2_b = g(p + "mlp.conv2.0.bias");
+      bn("mlp.conv2.1", 2, v.bn3, d.bn3);
+    } else {
+      v.qkv_w = cv(p + "mlp.qkv.weight"); v.proj_w = cv(p + "mlp.proj.weight"); v.proj_b = cv(p + "mlp.proj.bias");
+      d.dqkv_w = g(p + "mlp.qkv.weight"); d.dproj_w = g(p + "mlp.proj.weight"); d.dproj_b = g(p + "mlp.proj.bias");
+    }
+    v.cls_w = cv(p + "classifier.weight"); v.cls_b = cv(p + "classifier.bias");
+    d.dcls_w = g(p + "classifier.weight"); d.dcls_b = g(p + "classifier.bias");
+    lg_[std::size_t(j)] = v;
+    lg_grads_[std::size_t(j)] = d;
+    lg_buf_[std::size_t(j)] = b;
   }
   PatchEmbedParams<T> lookup_embed() const {
     return {cv("patch_embed.proj.weight"), cv("patch_embed.proj.bias"), cv("cls_token"), cv("pos_embed")};
@@ -156,6 +208,7 @@ class ViTParams {
  private:
   const T* cv(const std::string& n) const { return values_.data() + at(n).offset; }
   T* g(const std::string& n) { return has_grads() ? grads_.data() + at(n).offset : nullptr; }
+  T* mv(const std::string& n) { return values_.data() + at(n).offset; }
 
   void add(std::string name, std::vector<std::int64_t> shape, ParamEntry::Init init, bool decay) {
     ParamEntry e;
@@ -191,7 +244,16 @@ class ViTParams {
       add(p + "mlp.fc2.weight", {D, F}, I::trunc_normal, true);
       add(p + "mlp.fc2.bias", {D}, I::zeros, false);
     }
-    for (int j = 0; j < cfg_.num_exits(); ++j) {
+    const int M = cfg_.num_exits();
+    lgvit_kinds_ = cfg_.lgvit() ? lgvit_head_kinds(M - 1) : std::vector<LgvitKind>{};
+    lg_.assign(lgvit_kinds_.size(), {});
+    lg_grads_.assign(lgvit_kinds_.size(), {});
+    lg_buf_.assign(lgvit_kinds_.size(), {});
+    for (int j = 0; j < M; ++j) {
+      if (exit_is_lgvit(j)) {
+        add_lgvit(j);
+        continue;
+      }
       std::string p = exit_prefix(j, cfg_.num_exits());
       add(p + "norm.weight", {D}, I::ones, false);
       add(p + "norm.bias", {D}, I::zeros, false);
@@ -200,8 +262,48 @@ class ViTParams {
     }
   }
 
+  // LGViT head j's entries (names as the authors' DeiTHighway_v2; PyTorch's default BatchNorm
+  // init: weight 1, bias 0, running mean 0, running var 1; convolutions like every weight here).
+  void add_lgvit(int j) {
+    using I = ParamEntry::Init;
+    const std::int64_t D = cfg_.dim, C = cfg_.classes;
+    const std::string p = "exits." + std::to_string(j) + ".";
+    const LgvitKind k = lgvit_kinds_[std::size_t(j)];
+    auto bn = [&](const std::string& n) {
+      add(p + n + ".weight", {D}, I::ones, false);
+      add(p + n + ".bias", {D}, I::zeros, false);
+      add(p + n + ".running_mean", {D}, I::zeros, false);
+      table_.back().buffer = true;
+      add(p + n + ".running_var", {D}, I::ones, false);
+      table_.back().buffer = true;
+    };
+    if (lgvit_is_conv(k)) {
+      add(p + "mlp.conv1.0.weight", {D, D, 1, 1}, I::trunc_normal, true);
+      add(p + "mlp.conv1.0.bias", {D}, I::zeros, false);
+      bn("mlp.conv1.2");
+      if (k == LgvitKind::conv1_1) {
+        add(p + "mlp.proj.weight", {D, 1, 3, 3}, I::trunc_normal, true);
+        add(p + "mlp.proj.bias", {D}, I::zeros, false);
+        bn("mlp.proj_bn");
+      }
+      add(p + "mlp.conv2.0.weight", {D, D, 1, 1}, I::trunc_normal, true);
+      add(p + "mlp.conv2.0.bias", {D}, I::zeros, false);
+      bn("mlp.conv2.1");
+    } else {
+      add(p + "mlp.qkv.weight", {3 * D, D}, I::trunc_normal, true);
+      add(p + "mlp.proj.weight", {D, D}, I::trunc_normal, true);
+      add(p + "mlp.proj.bias", {D}, I::zeros, false);
+    }
+    add(p + "classifier.weight", {C, D}, I::trunc_normal, true);
+    add(p + "classifier.bias", {C}, I::zeros, false);
+  }
+
   VitConfig cfg_;
   std::vector<ParamEntry> table_;
+  std::vector<LgvitKind> lgvit_kinds_;
+  std::vector<LgvitHeadParams<T>> lg_;
+  std::vector<LgvitHeadGrads<T>> lg_grads_;
+  std::vector<LgvitHeadBuffers<T>> lg_buf_;
   Arena<T> values_, grads_;
   PatchEmbedParams<T> embed_{};
   PatchEmbedGrads<T> embed_grads_{};

@@ -15,6 +15,7 @@
 
 #include "envit/core/arena.hpp"
 #include "envit/model/dropout.hpp"
+#include "envit/model/lgvit_head.hpp"
 #include "envit/ops/exit_head.hpp"
 #include "envit/model/params.hpp"
 #include "envit/ops/block.hpp"
@@ -50,6 +51,15 @@ struct ViTWorkspace {
   T* teacher_logits = nullptr;         // (B,C) the complete model's final-exit logits (detached)
   T* feat_target = nullptr;            // (B,D) final class-token feature (detached; BYOT's hint)
   std::vector<int> exit_of_block;      // (L): exit index at block l, or -1
+  // LGViT heads (cfg.lgvit()): caches of early exit j < M-1, a scratch cache per family for passes
+  // without backward, the backward workspace, and an optional gradient on head j's feature Y.
+  std::vector<LgvitKind> lg_kind;      // (M-1)
+  std::vector<LgvitHeadCache<T>> lg;   // (M-1)
+  LgvitHeadCache<T> scratch_lg_conv{}, scratch_lg_attn{};
+  LgvitHeadWorkspace<T> lg_ws{};
+  std::vector<T*> dlgfeat;             // (M-1) x (B, P', D)
+  std::vector<bool> dlgfeat_used;      // (M-1)
+  std::vector<int> lg_loc, lg_glob;    // (M-1) reserved: LGViT's local / global head lists
   std::vector<int> first_skip;         // (max_batch): first block each sample skips, L if none
   std::vector<std::int32_t> branch_idx;  // (max_batch) scratch list for vit_complete_branches
   // Training runs the last block on class tokens only (forward and backward): all that reads its
@@ -63,10 +73,14 @@ struct ViTWorkspace {
   ViTWorkspace(const VitConfig& c, int max_b) : cfg(c), max_batch(max_b) {
     cfg.validate();
     ENVIT_CHECK(max_b > 0, ValueError, "ViTWorkspace: max batch must be positive, got ", max_b);
+    if (cfg.lgvit()) lg_kind = lgvit_head_kinds(cfg.num_exits() - 1);
     ArenaPlan<T> plan;
     carve(plan);
     arena = Arena<T>(plan.total);
     carve(arena);
+    dlgfeat_used.assign(lg_kind.size(), false);
+    lg_loc.reserve(lg_kind.size());
+    lg_glob.reserve(lg_kind.size());
     exit_of_block.assign(static_cast<std::size_t>(cfg.depth), -1);
     for (int j = 0; j < cfg.num_exits(); ++j) exit_of_block[cfg.exits[j] - 1] = j;
     dfeat_used.assign(static_cast<std::size_t>(cfg.num_exits()), false);
@@ -83,6 +97,7 @@ struct ViTWorkspace {
   }
   BlockShape block_shape(int b) const { return {b, cfg.tokens(), cfg.dim, cfg.heads, cfg.mlp_hidden}; }
   ExitHeadShape exit_shape(int b) const { return {b, cfg.tokens(), cfg.dim, cfg.classes}; }
+  LgvitHeadShape lgvit_shape(int j, int b) const { return {b, cfg.grid(), cfg.dim, cfg.classes, lg_kind[std::size_t(j)]}; }
   std::size_t state_size(int b) const { return std::size_t(b) * cfg.tokens() * cfg.dim; }
   std::size_t bytes() const { return arena.capacity() * sizeof(T); }
 
@@ -115,10 +130,34 @@ struct ViTWorkspace {
     exit_ws = exit_head_workspace_take<T>(a, exit_shape(B));
     teacher_logits = a.take(std::size_t(B) * cfg.classes);
     feat_target = a.take(std::size_t(B) * cfg.dim);
+    if (lg_kind.empty()) return;
+    lg.assign(lg_kind.size(), LgvitHeadCache<T>{});
+    dlgfeat.assign(lg_kind.size(), nullptr);
+    for (std::size_t j = 0; j < lg_kind.size(); ++j) {
+      const LgvitHeadShape hs = lgvit_shape(int(j), B);
+      lg[j] = lgvit_head_cache_take<T>(a, hs);
+      dlgfeat[j] = a.take(std::size_t(B) * std::size_t(hs.feat_tokens()) * std::size_t(cfg.dim));
+    }
+    scratch_lg_conv = lgvit_head_cache_take<T>(a, LgvitHeadShape{B, cfg.grid(), cfg.dim, cfg.classes, LgvitKind::conv1_1});
+    scratch_lg_attn = lgvit_head_cache_take<T>(a, LgvitHeadShape{B, cfg.grid(), cfg.dim, cfg.classes, LgvitKind::attn_r2});
+    lg_ws = lgvit_head_workspace_take<T>(a, B, cfg.grid(), cfg.dim);
   }
 };
 
 namespace detail {
+// Exit j's logits on n samples' block output (B, N, D) for a pass without backward (eval-mode
+// BatchNorm in LGViT heads), from the scratch caches.
+template <class T>
+void exit_forward_scratch(ViTWorkspace<T>& ws, const ViTParams<T>& P, int j, T* logits, const T* tokens, int n) {
+  if (P.exit_is_lgvit(j)) {
+    const LgvitHeadShape hs = ws.lgvit_shape(j, n);
+    lgvit_head_forward<T>(logits, lgvit_is_conv(hs.kind) ? ws.scratch_lg_conv : ws.scratch_lg_attn, tokens,
+                          P.lgvit(j), hs, BnMode::eval);
+  } else {
+    exit_head_forward<T>(logits, ws.scratch_exit, tokens, P.exit(j), ws.exit_shape(n), T(ws.cfg.ln_eps));
+  }
+}
+
 // Whether training runs block l on class tokens only (the last block; see
 // ViTWorkspace::last_block_all_tokens). Needs 2+ tokens, which a ViT always has (patches + class).
 template <class T>
@@ -165,7 +204,9 @@ void vit_forward_train(ViTWorkspace<T>& ws, const ViTParams<T>& P,
     else
       block_forward<T>(ws.sub_out, ws.block[l], ws.xin[l], P.block(l), ws.block_shape(n), T(cfg.ln_eps));
     int j = ws.exit_of_block[l];
-    if (j >= 0)
+    if (j >= 0 && P.exit_is_lgvit(j))  // batch statistics in the heads' BatchNorm
+      lgvit_head_forward<T>(ws.logits[j], ws.lg[j], ws.sub_out, P.lgvit(j), ws.lgvit_shape(j, n), BnMode::train);
+    else if (j >= 0)
       exit_head_forward<T>(ws.logits[j], ws.exit[j], ws.sub_out, P.exit(j), ws.exit_shape(n), T(cfg.ln_eps));
     if (class_only)  // only the class tokens were computed; the other rows keep h_{L-1}
       for (int i = 0; i < n; ++i)
@@ -210,6 +251,18 @@ void vit_complete_branches(ViTWorkspace<T>& ws, const ViTParams<T>& P, const Lay
     if (ws.first_skip[i] >= cfg.depth) std::memcpy(branch + i * row, ws.h + i * row, sizeof(T) * std::size_t(row));
 }
 
+// After a vit_forward_train: LGViT heads' BatchNorm running statistics updated from the batch
+// statistics of the pass (PyTorch updates them inside the train-mode forward). No-op without
+// LGViT heads.
+template <class T>
+void vit_update_running_stats(ViTWorkspace<T>& ws, ViTParams<T>& P, const LayerMasks& masks) {
+  for (std::size_t j = 0; j < ws.lg_kind.size(); ++j) {
+    const int n = static_cast<int>(masks.exec[ws.cfg.exits[j] - 1].size());
+    if (n >= 1 && n * ws.cfg.patches() > 1)
+      lgvit_head_update_running<T>(P.lgvit_buffers(int(j)), ws.lg[j], ws.lgvit_shape(int(j), n));
+  }
+}
+
 // Backward of vit_forward_train. Reads ws.dlogits[j] (rows as ws.logits[j]) and, where
 // ws.dfeat_used[j], ws.dfeat[j] (a gradient on exit j's class-token feature). Accumulates
 // parameter gradients into P's gradient arena (+=). Gradients reach executed samples through
@@ -226,7 +279,11 @@ void vit_backward_train(ViTWorkspace<T>& ws, ViTParams<T>& P, const LayerMasks& 
     if (n == 0) continue;
     gather_rows<T>(ws.dsub_out, ws.dh, idx.data(), n, row);
     int j = ws.exit_of_block[l];
-    if (j >= 0)
+    if (j >= 0 && P.exit_is_lgvit(j))
+      lgvit_head_backward<T>(ws.dsub_out, P.lgvit_grads(j), ws.dlogits[j],
+                             ws.dlgfeat_used[j] ? ws.dlgfeat[j] : nullptr, ws.lg[j], P.lgvit(j),
+                             ws.lgvit_shape(j, n), ws.lg_ws, BnMode::train);
+    else if (j >= 0)
       exit_head_backward<T>(ws.dsub_out, P.exit_grads(j), ws.dlogits[j],
                             ws.dfeat_used[j] ? ws.dfeat[j] : nullptr, ws.exit[j], P.exit(j),
                             ws.exit_shape(n), ws.exit_ws);
@@ -263,8 +320,7 @@ const T* vit_forward_full(ViTWorkspace<T>& ws, const ViTParams<T>& P,
     block_forward<T>(nxt, ws.scratch_block, cur, P.block(l), ws.block_shape(B), T(cfg.ln_eps));
     std::swap(cur, nxt);
     int j = ws.exit_of_block[l];
-    if (j >= 0 && exit_logits && exit_logits[j])
-      exit_head_forward<T>(exit_logits[j], ws.scratch_exit, cur, P.exit(j), ws.exit_shape(B), T(cfg.ln_eps));
+    if (j >= 0 && exit_logits && exit_logits[j]) detail::exit_forward_scratch<T>(ws, P, j, exit_logits[j], cur, B);
   }
   return cur;
 }

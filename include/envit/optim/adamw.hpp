@@ -1,7 +1,10 @@
 // envit/optim/adamw.hpp — AdamW with decoupled weight decay (Loshchilov & Hutter), written to match
 // torch.optim.AdamW (1.13) operation for operation; plain SGD for tests; global gradient-norm
 // clipping. Parameters and gradients are ViTParams arenas; decay applies only to entries whose
-// ParamEntry::decay is set (weight matrices; not biases, norms, cls_token, pos_embed).
+// ParamEntry::decay is set (weight matrices; not biases, norms, cls_token, pos_embed). Buffers
+// (ParamEntry::buffer: BatchNorm running statistics) are never updated here. `trainable`, when
+// given, has one flag per table entry: entries whose flag is 0 are left as they are (frozen, as
+// parameters with requires_grad = False that a PyTorch optimiser never sees).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -31,7 +34,8 @@ struct AdamWState {
 //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
 //   p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 template <class T>
-void adamw_step(ViTParams<T>& P, AdamWState<T>& s, const AdamWConfig& c, double lr) {
+void adamw_step(ViTParams<T>& P, AdamWState<T>& s, const AdamWConfig& c, double lr,
+                const std::vector<char>* trainable = nullptr) {
   s.step += 1;
   const double bc1 = 1.0 - std::pow(c.beta1, double(s.step));
   const double bc2 = 1.0 - std::pow(c.beta2, double(s.step));
@@ -41,7 +45,9 @@ void adamw_step(ViTParams<T>& P, AdamWState<T>& s, const AdamWConfig& c, double 
   const T* g = P.grads();
   T* m = s.m.data();
   T* v = s.v.data();
-  for (const ParamEntry& e : P.table()) {
+  for (std::size_t k = 0; k < P.table().size(); ++k) {
+    const ParamEntry& e = P.table()[k];
+    if (e.buffer || (trainable && !(*trainable)[k])) continue;
     const T decay = e.decay ? T(1) - T(lr * c.weight_decay) : T(1);
     const std::size_t o = e.offset;
     parallel_for(std::ptrdiff_t(e.numel), 12.0, [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
@@ -54,6 +60,18 @@ void adamw_step(ViTParams<T>& P, AdamWState<T>& s, const AdamWConfig& c, double 
         pv[i] -= step_size * m[i] / denom;
       }
     });
+  }
+}
+
+// Plain SGD: p -= lr * g (tests and debugging).
+template <class T>
+void sgd_step(ViTParams<T>& P, double lr, const std::vector<char>* trainable = nullptr) {
+  T* pv = P.values();
+  const T* g = P.grads();
+  for (std::size_t i = 0; i < P.table().size(); ++i) {
+    const ParamEntry& e = P.table()[i];
+    if (e.buffer || (trainable && !(*trainable)[i])) continue;
+    for (std::size_t k = 0; k < e.numel; ++k) pv[e.offset + k] -= T(lr) * g[e.offset + k];
   }
 }
 

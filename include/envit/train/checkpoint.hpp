@@ -13,6 +13,7 @@
 #include "envit/model/checkpoint.hpp"
 #include "envit/model/params.hpp"
 #include "envit/optim/adamw.hpp"
+#include "envit/train/finite.hpp"
 
 namespace envit {
 
@@ -51,6 +52,11 @@ void checkpoint_restore(const StFile& f, ViTParams<T>& P, AdamWState<T>& opt) {
     f.copy_to<T>(e.name, P.values() + e.offset, e.shape);
     f.copy_to<T>("optimizer.exp_avg." + e.name, opt.m.data() + e.offset, e.shape);
     f.copy_to<T>("optimizer.exp_avg_sq." + e.name, opt.v.data() + e.offset, e.shape);
+  }
+  for (auto [arena, what] : {std::pair{static_cast<const T*>(P.values()), "parameter"},
+                             {opt.m.data(), "optimizer.exp_avg of"}, {opt.v.data(), "optimizer.exp_avg_sq of"}}) {
+    const std::string bad = non_finite_in(P, arena, what);
+    ENVIT_CHECK(bad.empty(), IoError, f.where(), ": non-finite value in ", bad);
   }
   opt.step = f.meta_int("optimizer.step");
 }

@@ -4,12 +4,26 @@
 //   scheme     dropout  per-exit loss                                         combination
 //   vit-ee     no       CE_j                                                  sum_j
 //   sdn        no       w_j(t) CE_j, w_j ramps 0.01 -> s_j/L over training    sum_j (final w = 1)
-//   byot       no       (1-a) CE_j + a tau^2 KL_j + lambda |f_j - f_L|^2      sum_j (final: CE)
+//   byot       no       (1-a) CE_j + a softCE_j [+ hint] (variants below)     sum_j (final: CE)
+//   beem       no       CE_j                                                  sum_j j CE_j / sum_j j
+//   cosee      no       exit-position-weighted CE + energy calibration        train/cosee.hpp
 //   envit-sd   yes      CE_j                                                  (1/M) sum_j L_j/(1-p_sj)
 //   envit-kd   no       (1-a) CE_j + a tau^2 KL_j (final: CE)                 (1/M) sum_j L_j
 //   envit      yes      (1-a) CE_j + a tau^2 KL_j (final: CE)                 (1/M) sum_j L_j/(1-p_sj)
+//   lgvit      no       stage 1: even steps CE_L only; odd steps              sum_j s_j CE_j / sum_j s_j
+//                       (s_M = L for the final exit); stage 2: train/lgvit.hpp (heads only, distilled)
 //
-// CE_j and KL_j sum over the samples that executed block s_j and divide by the full batch B.
+// CE_j and KL_j sum over the samples that executed block s_j and divide by the full batch B
+// (reduction `batch`), or by the number of those samples (reduction `remaining`: the mean over
+// the exit's samples, F.cross_entropy(z_remain, y_remain)); without dropout both are the same.
+// BYOT variants (docs/method.md): `released` (Zhang et al.'s code, ArchipLab-LinfengZhang/
+// pytorch-self-distillation-final train.py: a = 0.3, T = 3, soft cross-entropy
+// -sum softmax(z_L/T) log_softmax(z_j/T) without T^2, no hint); `envit-legacy` (a = 0.1, T = 3,
+// T^2 KL, hint 1e-6 |f_j - f_L|^2 / B on every non-final exit); `mmrazor` (open-mmlab/mmrazor
+// configs/distill/mmcls/byot: CE 0.7, KDSoftCELoss tau 3 with T^2, and L2Loss(dist=True)
+// 0.03 * sqrt(sum_b |f_j,b - f_L,b|^2) on the non-final exits but the last, with the identity in
+// place of mmrazor's BYOTConnector; the KD gradient reaches the student, see docs/method.md).
+// softCE = KL + H(teacher): the same gradient as KL, the value torch reports.
 // KL_j = KL(teacher || student) at temperature tau, teacher = softmax(z_L / tau) without gradient.
 // Teacher source: `full` = the complete model (no skipped block) run without gradient — the
 // paper's "complete model as teacher" (eq. 11 uses the full features h_L); `self` = the final
@@ -27,10 +41,13 @@
 #include "envit/ops/cross_entropy.hpp"
 #include "envit/ops/kl_div.hpp"
 #include "envit/ops/softmax.hpp"
+#include "envit/train/cosee.hpp"
 
 namespace envit {
 
-enum class Scheme { vit_ee, sdn, byot, envit_sd, envit_kd, envit };
+enum class Scheme { vit_ee, sdn, byot, envit_sd, envit_kd, envit, lgvit, beem, cosee };
+enum class ByotVariant { released, envit_legacy, mmrazor };
+enum class LossReduction { batch, remaining };
 enum class TeacherSource { full, self };
 
 inline const char* scheme_name(Scheme s) {
@@ -41,13 +58,37 @@ inline const char* scheme_name(Scheme s) {
     case Scheme::envit_sd: return "envit-sd";
     case Scheme::envit_kd: return "envit-kd";
     case Scheme::envit: return "envit";
+    case Scheme::lgvit: return "lgvit";
+    case Scheme::beem: return "beem";
+    case Scheme::cosee: return "cosee";
   }
   return "?";
 }
 inline Scheme parse_scheme(const std::string& s) {
-  for (Scheme k : {Scheme::vit_ee, Scheme::sdn, Scheme::byot, Scheme::envit_sd, Scheme::envit_kd, Scheme::envit})
+  for (Scheme k : {Scheme::vit_ee, Scheme::sdn, Scheme::byot, Scheme::envit_sd, Scheme::envit_kd, Scheme::envit,
+                   Scheme::lgvit, Scheme::beem, Scheme::cosee})
     if (s == scheme_name(k)) return k;
-  throw ValueError("unknown scheme '" + s + "' (expected one of vit-ee, sdn, byot, envit-sd, envit-kd, envit)");
+  throw ValueError("unknown scheme '" + s +
+                   "' (expected one of vit-ee, sdn, byot, envit-sd, envit-kd, envit, lgvit, beem, cosee)");
+}
+inline const char* byot_variant_name(ByotVariant v) {
+  switch (v) {
+    case ByotVariant::released: return "released";
+    case ByotVariant::envit_legacy: return "envit-legacy";
+    case ByotVariant::mmrazor: return "mmrazor";
+  }
+  return "?";
+}
+inline ByotVariant parse_byot_variant(const std::string& s) {
+  for (ByotVariant v : {ByotVariant::released, ByotVariant::envit_legacy, ByotVariant::mmrazor})
+    if (s == byot_variant_name(v)) return v;
+  throw ValueError("unknown BYOT variant '" + s + "' (expected released, envit-legacy or mmrazor)");
+}
+inline const char* reduction_name(LossReduction r) { return r == LossReduction::batch ? "batch" : "remaining"; }
+inline LossReduction parse_reduction(const std::string& s) {
+  if (s == "batch") return LossReduction::batch;
+  if (s == "remaining") return LossReduction::remaining;
+  throw ValueError("unknown loss reduction '" + s + "' (expected batch (sum / B) or remaining (mean over the exit's samples))");
 }
 inline TeacherSource parse_teacher(const std::string& s) {
   if (s == "full") return TeacherSource::full;
@@ -62,7 +103,29 @@ struct ObjectiveConfig {
   double alpha = 0.5;   // eq. 16
   double tau = 4.0;     // eq. 11/13
   TeacherSource teacher = TeacherSource::full;
-  double byot_alpha = 0.1, byot_tau = 3.0, byot_feat = 1e-6;  // Zhang et al.'s defaults
+  ByotVariant byot = ByotVariant::released;
+  double byot_alpha = 0.3, byot_tau = 3.0, byot_feat = 0.0;  // set from the variant (set_byot)
+  LossReduction reduction = LossReduction::batch;
+  CoseeConfig cosee;
+
+  void set_byot(ByotVariant v) {
+    byot = v;
+    byot_tau = 3.0;
+    byot_alpha = v == ByotVariant::envit_legacy ? 0.1 : 0.3;
+    byot_feat = v == ByotVariant::released ? 0.0 : v == ByotVariant::envit_legacy ? 1e-6 : 0.03;
+  }
+  // Whether the KD term carries the T^2 factor.
+  bool kd_tau2() const { return scheme != Scheme::byot || byot != ByotVariant::released; }
+  // The KD term's reported value is the soft cross-entropy (KL + teacher entropy).
+  bool kd_soft_ce() const { return scheme == Scheme::byot && byot != ByotVariant::envit_legacy; }
+  // LGViT (docs/method.md): stage 1 for the first lgvit_stage1_frac of the steps, then stage 2
+  // (train/lgvit.hpp). Defaults and quirks as the authors' code (falcon-xu/LGViT).
+  double lgvit_stage1_frac = 0.5;
+  double lgvit_alpha = 0.3, lgvit_tau = 2.0, lgvit_het = 0.01, lgvit_hom = 0.01;
+  bool lgvit_kd_per_class = true;   // KD divided by B*K (the code's / numel); false: by B
+  bool lgvit_teacher_ln = false;    // teacher = final head on LayerNorm(h_L); the code omits the LN
+  bool lgvit_detach_hom = false;    // the code's homogeneous targets carry gradient
+  bool lgvit_odd_step = false;      // stage 1's alternation, set per step by the trainer
 
   bool uses_dropout() const { return scheme == Scheme::envit || scheme == Scheme::envit_sd; }
   bool uses_kd() const {
@@ -75,6 +138,12 @@ struct ObjectiveConfig {
     ENVIT_CHECK(tau > 0, ValueError, "objective: tau must be > 0, got ", tau);
     ENVIT_CHECK(byot_alpha >= 0 && byot_alpha <= 1 && byot_tau > 0 && byot_feat >= 0, ValueError,
                 "objective: invalid BYOT settings");
+    ENVIT_CHECK(lgvit_stage1_frac >= 0 && lgvit_stage1_frac <= 1, ValueError,
+                "objective: lgvit stage-1 fraction must be in [0, 1], got ", lgvit_stage1_frac);
+    ENVIT_CHECK(lgvit_alpha >= 0 && lgvit_alpha <= 1 && lgvit_tau > 0 && lgvit_het >= 0 && lgvit_hom >= 0,
+                ValueError, "objective: invalid LGViT settings (alpha in [0, 1], tau > 0, weights >= 0)");
+    ENVIT_CHECK(cosee.thresholds >= 1 && cosee.lambda >= 0 && cosee.beta_max >= 0, ValueError,
+                "objective: invalid COSEE settings");
   }
   // Per-block skip probabilities for this scheme (all zero without dropout).
   std::vector<double> block_probs(const VitConfig& cfg) const {
@@ -87,6 +156,8 @@ struct StepStats {
   double loss = 0;                 // the total objective
   std::vector<double> ce, kl, feat;  // (M) unweighted terms
   std::vector<int> n, correct;     // (M) samples seen by exit j, and how many it classified right
+  CoseeStats cosee;                // the cosee scheme's terms and signal range (others: untouched)
+  double weight_sum = 0;           // sum_j of the exits' combination weights (clip_mode weight-sum)
 };
 
 // Weight of exit j's loss and the mixing of its terms, for the scheme.
@@ -104,8 +175,22 @@ inline ExitWeights exit_weights(const ObjectiveConfig& o, const VitConfig& cfg, 
       break;
     }
     case Scheme::byot:
-      if (!last) { e.ce = 1 - o.byot_alpha; e.kd = o.byot_alpha; e.feat = o.byot_feat; }
+      if (!last) {
+        e.ce = 1 - o.byot_alpha;
+        e.kd = o.byot_alpha;
+        // mmrazor's config gives the last shallow exit's hint weight 0.
+        e.feat = o.byot == ByotVariant::mmrazor && j == M - 2 ? 0.0 : o.byot_feat;
+      }
       break;
+    case Scheme::lgvit: {  // stage 1 (stage 2 does not use exit_weights)
+      if (!o.lgvit_odd_step) { e.w = last ? 1.0 : 0.0; break; }
+      double S = double(cfg.depth);
+      for (int k = 0; k + 1 < M; ++k) S += double(cfg.exits[k]);
+      e.w = (last ? double(cfg.depth) : double(cfg.exits[j])) / S;
+      break;
+    }
+    case Scheme::beem: e.w = double(j + 1) / (0.5 * double(M) * double(M + 1)); break;
+    case Scheme::cosee: break;  // train/cosee.hpp
     case Scheme::envit_sd:
     case Scheme::envit_kd:
     case Scheme::envit:
@@ -124,8 +209,10 @@ struct ObjectiveWorkspace {
   T* teacher_logp = nullptr;       // (B,C)
   std::vector<T*> probs, q, tlogp; // (M) x (B,C)
   std::vector<std::vector<std::int32_t>> labels;  // (M) x (B) reserved
+  CoseeWorkspace cosee;            // the cosee scheme's buffers; its thresholds are set per step
   ObjectiveWorkspace() = default;
-  ObjectiveWorkspace(const VitConfig& cfg, int max_batch) {
+  ObjectiveWorkspace(const VitConfig& cfg, int max_batch, int cosee_thresholds = CoseeConfig{}.thresholds)
+      : cosee(cfg.num_exits(), max_batch, cosee_thresholds) {
     const std::size_t BC = std::size_t(max_batch) * cfg.classes;
     const int M = cfg.num_exits();
     arena = Arena<T>(arena_round<T>(BC) * (1 + 3 * std::size_t(M)));
@@ -175,6 +262,32 @@ void teacher_from_branches(ViTWorkspace<T>& ws, const ViTParams<T>& P, const Lay
   detail::teacher_from_state<T>(ws, P, ws.h2, masks.batch);
 }
 
+namespace detail {
+// The cosee scheme (train/cosee.hpp) on a pass where every sample reached every exit.
+template <class T>
+void cosee_objective(StepStats& st, ViTWorkspace<T>& ws, ObjectiveWorkspace<T>& ow, const std::int32_t* labels,
+                     const LayerMasks& masks, const ObjectiveConfig& o, double progress) {
+  const VitConfig& cfg = ws.cfg;
+  const int B = masks.batch, M = cfg.num_exits(), C = cfg.classes;
+  for (int j = 0; j < M; ++j) {
+    ENVIT_CHECK(int(masks.exec[cfg.exits[j] - 1].size()) == B, ValueError,
+                "objective (cosee): every sample must reach every exit (the scheme has no dropout)");
+    ws.dfeat_used[j] = false;
+  }
+  st.loss = cosee_loss<T>(st.cosee, ow.cosee, ws.dlogits.data(), ow.probs.data(), ws.logits.data(), labels, M, B, C,
+                          progress, o.cosee);
+  for (int j = 0; j < M; ++j) {
+    st.n[j] = B;
+    double ce = 0;
+    for (int b = 0; b < B; ++b) {
+      ce += ow.cosee.ce[std::size_t(j) * B + b];
+      st.correct[j] += ow.cosee.correct[std::size_t(j) * B + b];
+    }
+    st.ce[j] = ce / B;
+  }
+}
+}  // namespace detail
+
 // Loss and exit gradients (into ws.dlogits / ws.dfeat) for a training forward already run with
 // `masks`. When `teacher_ready` is true ws.teacher_logits / ws.feat_target are used as they are
 // (set by teacher_forward, or frozen by a gradient check); otherwise they are taken from the
@@ -200,12 +313,16 @@ void objective_forward(StepStats& st, ViTWorkspace<T>& ws, ObjectiveWorkspace<T>
     for (int b = 0; b < B; ++b)
       std::memcpy(ws.feat_target + b * D, ws.h + b * N * D, sizeof(T) * std::size_t(D));
   }
-  const T tau = T(o.kd_tau());
-  if (o.uses_kd()) log_softmax_forward<T>(ow.teacher_logp, ws.teacher_logits, B, C, T(1) / tau);
-
   st.loss = 0;
   st.ce.assign(M, 0); st.kl.assign(M, 0); st.feat.assign(M, 0); st.n.assign(M, 0); st.correct.assign(M, 0);
-  const T invB = T(1) / T(masks.norm_batch());  // the global batch under data parallelism
+  st.weight_sum = 0;
+  for (int j = 0; j < M; ++j) st.weight_sum += exit_weights(o, cfg, j, p, progress).w;
+  if (o.scheme == Scheme::cosee) {
+    detail::cosee_objective<T>(st, ws, ow, labels, masks, o, progress);
+    return;
+  }
+  const T tau = T(o.kd_tau());
+  if (o.uses_kd()) log_softmax_forward<T>(ow.teacher_logp, ws.teacher_logits, B, C, T(1) / tau);
   for (int j = 0; j < M; ++j) {
     const auto& idx = masks.exec[cfg.exits[j] - 1];
     const int n = static_cast<int>(idx.size());
@@ -216,31 +333,49 @@ void objective_forward(StepStats& st, ViTWorkspace<T>& ws, ObjectiveWorkspace<T>
     lab.resize(static_cast<std::size_t>(n));
     for (int i = 0; i < n; ++i) lab[i] = labels[idx[i]];
     const ExitWeights e = exit_weights(o, cfg, j, p, progress);
+    // 1/B (reduction batch) or 1/n (remaining).
+    const T inv = o.reduction == LossReduction::batch ? T(1) / T(masks.norm_batch()) : T(1) / T(n);  // norm_batch: the global batch under data parallelism
     T* z = ws.logits[j];
     T* dz = ws.dlogits[j];
     std::memset(dz, 0, sizeof(T) * std::size_t(n) * C);
-    double ce = cross_entropy_forward<T>(ow.probs[j], z, lab.data(), n, C, invB);
-    cross_entropy_backward<T>(dz, ow.probs[j], lab.data(), n, C, T(e.w * e.ce) * invB);
+    if (j < M - 1 && !ws.dlgfeat_used.empty()) ws.dlgfeat_used[j] = false;
+    double ce = cross_entropy_forward<T>(ow.probs[j], z, lab.data(), n, C, inv);
+    cross_entropy_backward<T>(dz, ow.probs[j], lab.data(), n, C, T(e.w * e.ce) * inv);
     st.ce[j] = ce;
     double term = e.ce * ce;
     if (e.kd > 0) {
       gather_rows<T>(ow.tlogp[j], ow.teacher_logp, idx.data(), n, C);
-      double kl = kl_div_forward<T>(ow.q[j], z, ow.tlogp[j], n, C, tau, invB);
-      kl_div_backward<T>(dz, ow.q[j], ow.tlogp[j], n, C, tau, T(e.w * e.kd) * tau * tau * invB);
+      double kl = kl_div_forward<T>(ow.q[j], z, ow.tlogp[j], n, C, tau, inv);
+      kl_div_backward<T>(dz, ow.q[j], ow.tlogp[j], n, C, tau,
+                         o.kd_tau2() ? T(e.w * e.kd) * tau * tau * inv : T(e.w * e.kd) * inv);
+      if (o.kd_soft_ce()) {  // + H(teacher): soft cross-entropy's value
+        double h = 0;
+        for (std::size_t k = 0; k < std::size_t(n) * C; ++k) {
+          const double lp = double(ow.tlogp[j][k]);
+          if (std::isfinite(lp)) h -= std::exp(lp) * lp;
+        }
+        kl += h * double(inv);
+      }
       st.kl[j] = kl;
-      term += e.kd * double(tau) * double(tau) * kl;
+      term += o.kd_tau2() ? e.kd * double(tau) * double(tau) * kl : e.kd * kl;
     }
-    if (e.feat > 0) {  // BYOT's hint: lambda/B * sum_i |f_j,i - f_L,i|^2 on class-token features
-      const T* f = ws.exit[j].x;  // (n, D) exit j's input class tokens
+    if (e.feat > 0) {  // BYOT's hint on class-token features f_j (exit j's input) vs f_L (detached)
+      const T* f = ws.exit[j].x;  // (n, D)
       T* df = ws.dfeat[j];
       double s = 0;
       for (int i = 0; i < n; ++i)
         for (int k = 0; k < D; ++k) {
-          T d = f[std::size_t(i) * D + k] - ws.feat_target[std::size_t(idx[i]) * D + k];
-          s += double(d) * double(d);
-          df[std::size_t(i) * D + k] = T(2 * e.w * e.feat) * d * invB;
+          const double d = double(f[std::size_t(i) * D + k]) - double(ws.feat_target[std::size_t(idx[i]) * D + k]);
+          s += d * d;
         }
-      st.feat[j] = s / masks.norm_batch();
+      // envit-legacy: (1/B) sum |d|^2, gradient 2 d / B; mmrazor: sqrt(sum |d|^2), gradient d / sqrt(.)
+      const bool norm = o.byot == ByotVariant::mmrazor;
+      st.feat[j] = norm ? std::sqrt(s) : s * double(inv);
+      const double g = norm ? (s > 0 ? e.w * e.feat / std::sqrt(s) : 0.0) : 2 * e.w * e.feat * double(inv);
+      for (int i = 0; i < n; ++i)
+        for (int k = 0; k < D; ++k)
+          df[std::size_t(i) * D + k] =
+              T(g * (double(f[std::size_t(i) * D + k]) - double(ws.feat_target[std::size_t(idx[i]) * D + k])));
       term += e.feat * st.feat[j];
       ws.dfeat_used[j] = true;
     }
@@ -261,6 +396,7 @@ void train_step_grads(StepStats& st, ViTWorkspace<T>& ws, ObjectiveWorkspace<T>&
                       const std::vector<double>& p, double progress) {
   const bool full_teacher = teacher_needs_full_pass(o, masks);
   vit_forward_train<T>(ws, P, images, masks, full_teacher ? ws.h2 : nullptr);
+  vit_update_running_stats<T>(ws, P, masks);
   if (full_teacher) teacher_from_branches<T>(ws, P, masks);
   objective_forward<T>(st, ws, ow, P, labels, masks, o, p, progress, full_teacher);
   vit_backward_train<T>(ws, P, masks);

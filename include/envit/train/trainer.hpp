@@ -25,6 +25,14 @@
 
 namespace envit {
 
+// COSEE's threshold range: [lo, hi] is used this epoch, [acc_lo, acc_hi] collects this epoch's
+// signals for the next one. Saved in checkpoints (metadata cosee.*) so a resume is exact.
+struct CoseeRange {
+  double lo = 0, hi = 1;
+  double acc_lo = 1, acc_hi = 0;  // empty while acc_lo > acc_hi
+  std::int64_t epoch = -1;        // the epoch acc_* belongs to
+};
+
 struct TrainOptions {
   ObjectiveConfig obj;
   AdamWConfig adamw;
@@ -34,12 +42,35 @@ struct TrainOptions {
   std::int64_t max_steps = -1;  // stop after this many steps in total (-1: epochs * steps/epoch)
   int batch = 128;
   double clip = 1.0;            // global gradient-norm clip (<= 0: off)
+  ClipMode clip_mode = ClipMode::absolute;
   std::uint64_t seed = 0;
   Augment aug;
 
   // Everything that must match for a resume to reproduce the run, as strings.
+  // Keys of non-default method options appear only when set, so checkpoints written without them
+  // still resume.
   std::map<std::string, std::string> to_map() const {
     auto d = [](double v) { std::ostringstream os; os.precision(17); os << v; return os.str(); };
+    auto m = base_map(d);
+    if (obj.scheme == Scheme::byot) m["train.byot_variant"] = byot_variant_name(obj.byot);
+    if (obj.reduction != LossReduction::batch) m["train.reduction"] = reduction_name(obj.reduction);
+    if (clip_mode != ClipMode::absolute) m["train.clip_mode"] = clip_mode_name(clip_mode);
+    if (obj.scheme == Scheme::lgvit) {  // LGViT's settings, for the lgvit scheme only
+      m["train.lgvit_stage1_frac"] = d(obj.lgvit_stage1_frac);
+      m["train.lgvit_alpha"] = d(obj.lgvit_alpha);
+      m["train.lgvit_tau"] = d(obj.lgvit_tau);
+      m["train.lgvit_het"] = d(obj.lgvit_het);
+      m["train.lgvit_hom"] = d(obj.lgvit_hom);
+      m["train.lgvit_kd_per_class"] = obj.lgvit_kd_per_class ? "1" : "0";
+      m["train.lgvit_teacher_ln"] = obj.lgvit_teacher_ln ? "1" : "0";
+      m["train.lgvit_detach_hom"] = obj.lgvit_detach_hom ? "1" : "0";
+    }
+    return m;
+  }
+
+ private:
+  template <class F>
+  std::map<std::string, std::string> base_map(F d) const {
     return {{"train.scheme", scheme_name(obj.scheme)}, {"train.p_max", d(obj.p_max)},
             {"train.alpha", d(obj.alpha)}, {"train.tau", d(obj.tau)},
             {"train.teacher", teacher_name(obj.teacher)}, {"train.lr", d(lr)}, {"train.min_lr", d(min_lr)},
@@ -62,11 +93,7 @@ class Trainer {
         labels_(std::size_t(opt.batch)), perm_(idx_.size()) {
     opt_.obj.validate();
     ENVIT_CHECK(opt.batch >= 1, ValueError, "trainer: batch size must be >= 1, got ", opt.batch);
-    ENVIT_CHECK(train.c == cfg.channels && train.h == cfg.image_size && train.w == cfg.image_size,
-                ShapeError, "trainer: dataset '", train.name, "' has images ", train.c, "x", train.h, "x",
-                train.w, ", the model expects ", cfg.channels, "x", cfg.image_size, "x", cfg.image_size);
-    ENVIT_CHECK(train.classes <= cfg.classes, ValueError, "trainer: dataset has ", train.classes,
-                " classes, the model only ", cfg.classes);
+    train.check_fits(cfg.channels, cfg.image_size, cfg.image_size, cfg.classes, "the model");
     steps_per_epoch_ = std::int64_t(idx_.size()) / opt.batch;
     ENVIT_CHECK(steps_per_epoch_ >= 1, ValueError, "trainer: ", idx_.size(),
                 " training samples are fewer than one batch of ", opt.batch);
@@ -75,7 +102,20 @@ class Trainer {
     sched_ = {opt.lr, opt.min_lr, opt.warmup_steps, std::max<std::int64_t>(1, total_steps_)};
     probs_ = opt_.obj.block_probs(cfg);
     P_.init(opt.seed);
+    if (opt_.obj.scheme == Scheme::lgvit) {
+      ENVIT_CHECK(cfg.lgvit(), ValueError, "trainer: scheme lgvit needs a model with LGViT exit heads (",
+                  cfg.str(), ")");
+      // Stage 1 for the first round(frac * total) steps, stage 2 for the rest, each with its own
+      // learning-rate schedule (the authors run the stages as two trainings) and, at the switch,
+      // fresh AdamW moments for the heads that stage 2 trains.
+      stage1_steps_ = std::int64_t(std::llround(opt_.obj.lgvit_stage1_frac * double(total_steps_)));
+      sched_.total = std::max<std::int64_t>(1, stage1_steps_);
+      sched2_ = {opt.lr, opt.min_lr, opt.warmup_steps, std::max<std::int64_t>(1, total_steps_ - stage1_steps_)};
+      trainable2_ = lgvit_stage2_trainable(P_);
+    }
   }
+  bool lgvit_stage2() const { return opt_.obj.scheme == Scheme::lgvit && step_ >= stage1_steps_; }
+  std::int64_t lgvit_stage1_steps() const { return stage1_steps_; }
 
   ViTParams<float>& params() { return P_; }
   const ViTParams<float>& params() const { return P_; }
@@ -86,23 +126,33 @@ class Trainer {
   std::int64_t steps_per_epoch() const { return steps_per_epoch_; }
   std::int64_t total_steps() const { return total_steps_; }
   bool done() const { return step_ >= total_steps_; }
-  double lr() const { return sched_.at(step_); }
+  double lr() const { return lgvit_stage2() ? sched2_.at(step_ - stage1_steps_) : sched_.at(step_); }
   const LayerMasks& masks() const { return sw_.masks; }
   double last_grad_norm() const { return grad_norm_; }
 
   // Data parallelism over `world` processes: this one (`rank`) takes the contiguous shard
   // [rank*B/world, (rank+1)*B/world) of every global batch of B = options().batch samples and
   // `reduce` sums gradients and statistics over the processes (see GradReduce). The samples, their
-  // augmentation and masks in a step do not depend on `world`.
+  // augmentation and masks in a step do not depend on `world`. Schemes whose loss needs statistics
+  // of the whole batch (cosee's signal range, LGViT's stage 2, the `remaining` reduction) are
+  // refused for world > 1.
   void set_shard(int rank, int world, GradReduce<float> reduce) {
     ENVIT_CHECK(world >= 1 && rank >= 0 && rank < world && world <= opt_.batch, ValueError, "trainer: shard ", rank,
                 " of ", world, " processes needs 0 <= rank < processes <= batch (", opt_.batch, ")");
+    ENVIT_CHECK(world == 1 || (opt_.obj.scheme != Scheme::cosee && opt_.obj.scheme != Scheme::lgvit &&
+                               opt_.obj.reduction == LossReduction::batch),
+                ValueError, "trainer: data parallelism supports the batch loss reduction and every scheme but "
+                "cosee and lgvit (their losses use statistics of the whole batch); got scheme ",
+                scheme_name(opt_.obj.scheme));
     rank_ = rank;
     world_ = world;
     reduce_ = std::move(reduce);
   }
   std::int64_t shard_begin() const { return std::int64_t(rank_) * opt_.batch / world_; }
   std::int64_t shard_end() const { return std::int64_t(rank_ + 1) * opt_.batch / world_; }
+  const CoseeRange& cosee_range() const { return cosee_; }
+  // The thresholds the last cosee step used.
+  const std::vector<double>& cosee_thresholds() const { return sw_.ow.cosee.thresholds; }
 
   // One optimisation step on the next batch. Throws NonFiniteError (parameters untouched) when the
   // loss or gradient norm is not finite.
@@ -118,16 +168,31 @@ class Trainer {
     const int b = int(shard_end() - lo);
     make_batch(images_.data(), labels_.data(), data_, perm_.data() + k * B + lo, b, norm_, opt_.aug, opt_.seed,
                std::uint32_t(e));
+    if (opt_.obj.scheme == Scheme::cosee) cosee_draw(e);
     StepSettings ss;
     ss.seed = opt_.seed;
     ss.step = std::uint64_t(step_);
     ss.progress = double(step_) / double(std::max<std::int64_t>(1, total_steps_));
-    ss.lr = sched_.at(step_);
+    ss.lr = lr();
+    if (lgvit_stage2()) {
+      if (step_ == stage1_steps_) {  // the switch: fresh moments (a resumed stage-2 run has its own)
+        adam_.m.zero();
+        adam_.v.zero();
+        adam_.step = 0;
+      }
+      ss.lgvit_stage2 = true;
+      ss.trainable = &trainable2_;
+    }
     ss.clip = opt_.clip;
+    ss.clip_mode = opt_.clip_mode;
     ss.adamw = opt_.adamw;
     ss.first = lo;
     ss.global_batch = world_ > 1 ? B : 0;
     grad_norm_ = train_step<float>(sw_, P_, adam_, images_.data(), labels_.data(), b, opt_.obj, probs_, ss, reduce_);
+    if (opt_.obj.scheme == Scheme::cosee) {  // this step's signals join the epoch's range
+      cosee_.acc_lo = std::min(cosee_.acc_lo, sw_.stats.cosee.signal_min);
+      cosee_.acc_hi = std::max(cosee_.acc_hi, sw_.stats.cosee.signal_max);
+    }
     ++step_;
     if (grad_norm_out) *grad_norm_out = grad_norm_;
     return sw_.stats;
@@ -141,6 +206,8 @@ class Trainer {
     m["train.total_steps"] = std::to_string(total_steps_);
     m["train.n_train"] = std::to_string(idx_.size());
     for (auto& [k, v] : stats_in_.to_map()) m[k] = v;
+    if (opt_.obj.scheme == Scheme::cosee)
+      m["cosee.range"] = ChannelStats::join({cosee_.lo, cosee_.hi, cosee_.acc_lo, cosee_.acc_hi, double(cosee_.epoch)});
     for (auto& [k, v] : extra) m[k] = v;
     return m;
   }
@@ -158,12 +225,48 @@ class Trainer {
     ENVIT_CHECK(f.meta_or("train.n_train", "") == std::to_string(idx_.size()), IoError, f.where(),
                 ": cannot resume: the checkpoint was trained on ", f.meta_or("train.n_train", "?"),
                 " samples, this run has ", idx_.size());
+    // Options present only when not at their defaults (TrainOptions::to_map).
+    for (auto [k, def] : {std::pair<const char*, const char*>{"train.reduction", "batch"}, {"train.clip_mode", "absolute"}}) {
+      const auto m = opt_.to_map();
+      const std::string want = m.count(k) ? m.at(k) : def;
+      ENVIT_CHECK(f.meta_or(k, def) == want, IoError, f.where(), ": cannot resume: ", k, " is '", f.meta_or(k, def),
+                  "' in the checkpoint but '", want, "' in this run");
+    }
     checkpoint_restore<float>(f, P_, adam_);
     step_ = f.meta_int("train.step");
+    if (opt_.obj.scheme == Scheme::cosee) {
+      const std::string r = f.meta_or("cosee.range", "");
+      std::vector<double> v;
+      std::istringstream is(r);
+      for (std::string t; std::getline(is, t, ',');) v.push_back(std::stod(t));
+      ENVIT_CHECK(v.size() == 5, IoError, f.where(), ": cannot resume a cosee run: metadata cosee.range must hold 5 "
+                  "values (lo, hi, acc_lo, acc_hi, epoch), got '", r, "'");
+      cosee_ = {v[0], v[1], v[2], v[3], std::int64_t(v[4])};
+    }
     ENVIT_CHECK(step_ >= 0, IoError, f.where(), ": negative train.step");
   }
 
  private:
+  // COSEE: at an epoch's first step the previous epoch's signal range becomes the threshold range
+  // ([0, 1] in the first epoch); then R thresholds uniform in it, keyed by (seed, step).
+  void cosee_draw(std::int64_t e) {
+    if (cosee_.epoch != e) {
+      if (cosee_.epoch >= 0 && cosee_.acc_lo <= cosee_.acc_hi) {
+        cosee_.lo = cosee_.acc_lo;
+        cosee_.hi = cosee_.acc_hi;
+      }
+      cosee_.acc_lo = 1;
+      cosee_.acc_hi = 0;
+      cosee_.epoch = e;
+    }
+    auto& t = sw_.ow.cosee.thresholds;
+    t.resize(std::size_t(opt_.obj.cosee.thresholds));
+    const auto s = std::uint64_t(step_);
+    for (std::size_t r = 0; r < t.size(); ++r)
+      t[r] = cosee_.lo + (cosee_.hi - cosee_.lo) * uniform_at(opt_.seed, RngStream::thresholds, std::uint32_t(s),
+                                                                std::uint32_t(s >> 32), std::uint32_t(r));
+  }
+
   TrainOptions opt_;
   const Dataset& data_;
   std::vector<std::int64_t> idx_;
@@ -177,8 +280,12 @@ class Trainer {
   std::vector<std::int64_t> perm_;
   std::int64_t perm_epoch_ = -1;
   std::vector<double> probs_;
+  CoseeRange cosee_;
   LrSchedule sched_;
   std::int64_t steps_per_epoch_ = 0, total_steps_ = 0, step_ = 0;
+  LrSchedule sched2_;                 // lgvit: stage 2's schedule
+  std::int64_t stage1_steps_ = 0;     // lgvit: steps of stage 1
+  std::vector<char> trainable2_;      // lgvit: entries stage 2 trains
   double grad_norm_ = 0;
   int rank_ = 0, world_ = 1;
   GradReduce<float> reduce_;
@@ -192,6 +299,7 @@ inline std::vector<std::int64_t> evaluate_exits(const ViTParams<float>& P, const
                                                 const Normalizer& norm, int batch, std::int64_t* n_out) {
   const VitConfig& cfg = P.config();
   const int M = cfg.num_exits(), C = cfg.classes;
+  d.check_fits(cfg.channels, cfg.image_size, cfg.image_size, C, "the model");
   InferenceWorkspace<float> ws(cfg, batch);
   std::vector<float> images(std::size_t(batch) * ws.image_size());
   std::vector<std::int32_t> labels(static_cast<std::size_t>(batch));

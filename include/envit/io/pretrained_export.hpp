@@ -1,0 +1,121 @@
+// envit/io/pretrained_export.hpp — writes a multi-exit ViT as a Hugging Face directory that
+// transformers' ViTForImageClassification.from_pretrained loads:
+//   config.json              ViTConfig fields (sizes, layer_norm_eps, image/patch size, id2label),
+//                            plus "envit_exits" (the exit blocks; transformers ignores unknown keys)
+//   model.safetensors        `vit.`-prefixed HF names, qkv split into query/key/value, `classifier`;
+//                            F32; metadata "format": "pt" (what transformers checks) and the envit
+//                            config as `config.*`
+//   preprocessor_config.json ViTImageProcessor with the run's normalisation (when given)
+// The intermediate exit heads travel as extra tensors under their envit names
+// (`exits.{j}.norm.weight`, `exits.{j}.head.weight`, ...): transformers reports them as unused
+// weights and loads the rest; envit's importer reads them back. docs/formats.md lists the names.
+// The timm export is an envit weights-only checkpoint (train/checkpoint.hpp): timm names already.
+#pragma once
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "envit/io/safetensors.hpp"
+#include "envit/model/params.hpp"
+
+namespace envit {
+
+template <class T>
+void pretrained_save_hf(const std::string& dir, const ViTParams<T>& P, const std::vector<double>& mean = {},
+                        const std::vector<double>& std = {}, const std::vector<std::string>& class_names = {}) {
+  const VitConfig& c = P.config();
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  ENVIT_CHECK(!ec, IoError, "cannot create directory '", dir, "': ", ec.message());
+  StFile f;
+  f.set_meta("format", "pt");
+  for (auto& [k, v] : c.to_map()) f.set_meta("config." + k, v);
+  auto put = [&](const std::string& hf_name, const std::string& name) {
+    const ParamEntry& e = P.at(name);
+    std::vector<float> v(P.values() + e.offset, P.values() + e.offset + e.numel);
+    f.add<float>(hf_name, v.data(), e.shape);
+  };
+  const std::string p = "vit.";
+  put(p + "embeddings.cls_token", "cls_token");
+  put(p + "embeddings.position_embeddings", "pos_embed");
+  put(p + "embeddings.patch_embeddings.projection.weight", "patch_embed.proj.weight");
+  put(p + "embeddings.patch_embeddings.projection.bias", "patch_embed.proj.bias");
+  const std::size_t D = static_cast<std::size_t>(c.dim);
+  for (int l = 0; l < c.depth; ++l) {
+    const std::string b = "blocks." + std::to_string(l) + ".", s = p + "encoder.layer." + std::to_string(l) + ".";
+    for (const char* wb : {".weight", ".bias"}) {
+      put(s + "layernorm_before" + wb, b + "norm1" + wb);
+      put(s + "attention.output.dense" + wb, b + "attn.proj" + wb);
+      put(s + "layernorm_after" + wb, b + "norm2" + wb);
+      put(s + "intermediate.dense" + wb, b + "mlp.fc1" + wb);
+      put(s + "output.dense" + wb, b + "mlp.fc2" + wb);
+    }
+    const T* w = P.value(b + "attn.qkv.weight");  // (3D, D): rows q, k, v
+    const T* bias = P.value(b + "attn.qkv.bias");  // (3D)
+    const char* part[3] = {"query", "key", "value"};
+    for (std::size_t k = 0; k < 3; ++k) {
+      std::vector<float> wv(w + k * D * D, w + (k + 1) * D * D), bv(bias + k * D, bias + (k + 1) * D);
+      const std::string n = s + "attention.attention." + part[k];
+      f.add<float>(n + ".weight", wv.data(), {c.dim, c.dim});
+      f.add<float>(n + ".bias", bv.data(), {c.dim});
+    }
+  }
+  put(p + "layernorm.weight", "norm.weight");
+  put(p + "layernorm.bias", "norm.bias");
+  put("classifier.weight", "head.weight");
+  put("classifier.bias", "head.bias");
+  for (const ParamEntry& e : P.table())
+    if (e.name.rfind("exits.", 0) == 0) put(e.name, e.name);
+  safetensors_write(dir + "/model.safetensors", f);
+
+  nlohmann::ordered_json j;
+  j["architectures"] = {"ViTForImageClassification"};
+  j["model_type"] = "vit";
+  j["hidden_size"] = c.dim;
+  j["num_hidden_layers"] = c.depth;
+  j["num_attention_heads"] = c.heads;
+  j["intermediate_size"] = c.mlp_hidden;
+  j["hidden_act"] = "gelu";
+  j["hidden_dropout_prob"] = 0.0;
+  j["attention_probs_dropout_prob"] = 0.0;
+  j["initializer_range"] = 0.02;
+  j["layer_norm_eps"] = c.ln_eps;
+  j["image_size"] = c.image_size;
+  j["patch_size"] = c.patch;
+  j["num_channels"] = c.channels;
+  j["qkv_bias"] = true;
+  j["encoder_stride"] = c.patch;
+  nlohmann::ordered_json id2label = nlohmann::ordered_json::object(), label2id = nlohmann::ordered_json::object();
+  for (int k = 0; k < c.classes; ++k) {
+    const std::string name = k < static_cast<int>(class_names.size()) ? class_names[k] : "LABEL_" + std::to_string(k);
+    id2label[std::to_string(k)] = name;
+    label2id[name] = k;
+  }
+  j["id2label"] = id2label;
+  j["label2id"] = label2id;
+  j["envit_exits"] = c.exits;
+  auto write = [&](const std::string& path, const std::string& text) {
+    std::ofstream o(path, std::ios::trunc);
+    o << text << "\n";
+    ENVIT_CHECK(o.good(), IoError, "cannot write '", path, "'");
+  };
+  write(dir + "/config.json", j.dump(2));
+  if (!mean.empty()) {
+    nlohmann::ordered_json pc;
+    pc["do_normalize"] = true;
+    pc["do_rescale"] = true;
+    pc["do_resize"] = true;
+    pc["image_mean"] = mean;
+    pc["image_std"] = std;
+    pc["image_processor_type"] = "ViTImageProcessor";
+    pc["resample"] = 2;
+    pc["rescale_factor"] = 1.0 / 255.0;
+    pc["size"] = {{"height", c.image_size}, {"width", c.image_size}};
+    write(dir + "/preprocessor_config.json", pc.dump(2));
+  }
+}
+
+}  // namespace envit

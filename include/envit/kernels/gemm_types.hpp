@@ -1,0 +1,50 @@
+// envit/kernels/gemm_types.hpp — the vocabulary shared by the GEMM front end (gemm.hpp), the kernel
+// sets (dispatch.hpp) and the packed float kernel (gemm_packed.hpp): operand transposition, the fused
+// element-wise pass over C (a GEMM epilogue) and the table of one packed kernel set.
+// Not here: any arithmetic.
+#pragma once
+#include <cstddef>
+
+namespace envit {
+
+enum class Trans { N, T };
+
+// An element-wise pass over C fused into the GEMM (bias, residual, GELU, ...): called as
+// epi(r0, r1, c0, c1) on rectangles of C (absolute row/column ranges of the whole call) once their
+// values are final, each exactly once and from the thread that computed it. The packed backend calls
+// it per block of <= MC rows while that block is still in L2; the Eigen backend once per thread
+// tile. It must only touch its rectangle (and read anything else). Results equal running the same
+// pass after the GEMM.
+struct GemmEpilogue {
+  void (*fn)(const void* ctx, std::ptrdiff_t r0, std::ptrdiff_t r1, std::ptrdiff_t c0, std::ptrdiff_t c1) = nullptr;
+  const void* ctx = nullptr;
+  void operator()(std::ptrdiff_t r0, std::ptrdiff_t r1, std::ptrdiff_t c0, std::ptrdiff_t c1) const {
+    fn(ctx, r0, r1, c0, c1);
+  }
+};
+// Wraps a callable f(r0, r1, c0, c1) (which must outlive the GEMM call).
+template <class F>
+GemmEpilogue make_epilogue(const F& f) {
+  return {[](const void* c, std::ptrdiff_t r0, std::ptrdiff_t r1, std::ptrdiff_t c0, std::ptrdiff_t c1) {
+            (*static_cast<const F*>(c))(r0, r1, c0, c1);
+          },
+          &f};
+}
+
+// The packed float GEMM of one instruction set (gemm_packed_kernels<Arch>() in gemm_packed.hpp).
+//   run:  C(M,N) = alpha * op(A) op(B) + beta * C, single-threaded, as gemm_packed_run; bpre: op(B)
+//         pre-packed by pack_weight_t (then B is not read), else nullptr; epi (or nullptr) is called
+//         with coordinates offset by (row_off, col_off).
+//   pack_weight_t: W (n, k) row-major into round_up(n, nr) * k floats (panels of nr columns).
+struct GemmKernelSet {
+  const char* name = nullptr;  // "avx512", "avx2", "baseline", or the compile-time arch's name
+  int mr = 0, nr = 0;          // register tile: rows x columns of C
+  int kc = 0;                  // K block; a row-major A with K and lda <= kc is read in place
+  void (*run)(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, float alpha,
+              const float* A, std::ptrdiff_t lda, const float* B, std::ptrdiff_t ldb, float beta, float* C,
+              std::ptrdiff_t ldc, const float* bpre, const GemmEpilogue* epi, std::ptrdiff_t row_off,
+              std::ptrdiff_t col_off) = nullptr;
+  void (*pack_weight_t)(float* dst, const float* W, std::ptrdiff_t n, std::ptrdiff_t k) = nullptr;
+};
+
+}  // namespace envit

@@ -1,0 +1,14 @@
+# Reliability: splits checked against the model, non-finite values located, write errors (file-size
+# limit, full file system) that leave the previous checkpoint intact, stop signals, the output
+# directory lock, and regression inputs from fuzzing. Program-level fault tests (interrupt, kill -9
+# and resume, disk full, second trainer) need the `envit` program: registered with the examples.
+envit_add_test(reliability reliability/test_faults.cpp reliability/test_fuzz_regressions.cpp)
+if(ENVIT_BUILD_EXAMPLES)
+  add_executable(envit_fault_data reliability/fault_data.cpp)
+  target_link_libraries(envit_fault_data PRIVATE envit::envit)
+  foreach(t geometry interrupt kill_resume disk_full lock)
+    add_test(NAME "fault: ${t}" COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/reliability/faults.sh ${t}
+             $<TARGET_FILE:envit_cli> $<TARGET_FILE:envit_fault_data>)
+    set_tests_properties("fault: ${t}" PROPERTIES LABELS fault TIMEOUT 300)
+  endforeach()
+endif()

@@ -1,0 +1,181 @@
+// Inputs found by fuzzing (tests/fuzz, docs/reliability.md) that once misbehaved, kept as tests.
+// This executable replaces the global operator new to record the largest single request while
+// `g_track` is set (the other replaceable forms route here, so allocation and release pair up).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+#include "envit/data/idx.hpp"
+#include "envit/data/image_guard.hpp"
+#if __has_include("envit/data/image_folder.hpp")
+#include "envit/data/image_folder.hpp"
+#endif
+#if __has_include("envit/io/pretrained.hpp")
+#include "envit/io/pretrained.hpp"
+#endif
+#include "io/io_util.hpp"
+
+namespace {
+std::atomic<bool> g_track{false};
+std::atomic<std::size_t> g_largest{0};
+}  // namespace
+
+void* operator new(std::size_t n) {
+  if (g_track.load(std::memory_order_relaxed) && n > g_largest.load(std::memory_order_relaxed))
+    g_largest.store(n, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void* operator new[](std::size_t n) { return ::operator new(n); }
+void operator delete[](void* p) noexcept { ::operator delete(p); }
+void operator delete[](void* p, std::size_t) noexcept { ::operator delete(p); }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  try {
+    return ::operator new(n);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return ::operator new(n, t); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { ::operator delete(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { ::operator delete(p); }
+
+using namespace envit;
+
+namespace {
+// tests/data (ctest sets ENVIT_TEST_DATA).
+std::string test_data() {
+  const char* d = std::getenv("ENVIT_TEST_DATA");
+  REQUIRE(d != nullptr);
+  return d;
+}
+}  // namespace
+
+// fuzz_idx_gz ran at 17 executions/s: every short input whose header announced a large array made
+// idx_read allocate a 16 MiB first chunk. The buffer now grows from 64 KiB.
+TEST_CASE("fuzz regression: a 20-byte IDX file announcing 2^36 bytes allocates at most 64 KiB", "[fault][fuzz]") {
+  envit::testing::TempDir t;
+  const std::string p = t.file("lying");
+  // Magic 0x00000803, dimensions 65536 x 65536 x 16 (2^36 bytes, under the 2^40 sanity limit), 4 data bytes.
+  const std::string bytes = std::string{0, 0, 8, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 16} + std::string(4, '\x07');
+  envit::testing::write_bytes(p, bytes);
+  g_largest = 0;
+  g_track = true;
+  std::string m;
+  try {
+    idx_read(p);
+  } catch (const IoError& e) {
+    m = e.what();
+  }
+  g_track = false;
+  CHECK_THAT(m, Catch::Contains("announce 68719476736 data bytes") && Catch::Contains("got 4"));
+  CHECK(g_largest.load() <= (std::size_t{1} << 16));
+}
+
+// fuzz_image, first seconds: a JPEG whose Huffman table announces 274 codes made stb_image v2.27
+// write past its size table (stbi__build_huffman, UBSan index 257 out of bounds for [257]). The
+// input (byte 0 = channel choice of the harness, then the file) is tests/data/fuzz/image_jpeg_dht_257.bin.
+TEST_CASE("fuzz regression: a JPEG Huffman table of more than 256 codes is refused before stb_image", "[fault][fuzz]") {
+  const std::string in = envit::testing::read_bytes(test_data() + "/fuzz/image_jpeg_dht_257.bin");
+  REQUIRE(in.size() > 1);
+  const auto* jpeg = reinterpret_cast<const unsigned char*>(in.data()) + 1;
+  std::string m;
+  try {
+    image_bytes_check(jpeg, in.size() - 1, "crash.jpg");
+  } catch (const IoError& e) {
+    m = e.what();
+  }
+  CHECK_THAT(m, Catch::Contains("image 'crash.jpg': JPEG Huffman table at byte offset") && Catch::Contains("announces 274 codes"));
+  // A table of too many codes after a run of 0xFF fill bytes, which stb skips before the start-of-image
+  // marker (a second fuzz_image crash: tests/data/fuzz/image_jpeg_dht_fill.bin).
+  const std::string fill = envit::testing::read_bytes(test_data() + "/fuzz/image_jpeg_dht_fill.bin");
+  m.clear();
+  try {
+    image_bytes_check(reinterpret_cast<const unsigned char*>(fill.data()) + 1, fill.size() - 1, "fill.jpg");
+  } catch (const IoError& e) {
+    m = e.what();
+  }
+  CHECK_THAT(m, Catch::Contains("image 'fill.jpg': JPEG Huffman table at byte offset"));
+  // Valid tables pass: a baseline JPEG header with the standard luminance DC table (12 codes).
+  const unsigned char ok[] = {0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x1F, 0x00, 0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0,
+                              0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0xFF, 0xD9};
+  CHECK_NOTHROW(image_bytes_check(ok, sizeof ok, "ok.jpg"));
+#if __has_include("envit/data/image_folder.hpp")
+  // The decoder applies the check.
+  envit::testing::TempDir t;
+  envit::testing::write_bytes(t.file("crash.jpg"), in.substr(1));
+  std::string dm;
+  try {
+    image_decode(t.file("crash.jpg"), 3);
+  } catch (const IoError& e) {
+    dm = e.what();
+  }
+  CHECK_THAT(dm, Catch::Contains("announces 274 codes"));
+#endif
+}
+
+// fuzz_image: a 120-byte BMP announcing 4 x 327672 pixels timed out (10 s) in stbi__bmp_load, which
+// reads zeros past the end of the data. Input: tests/data/fuzz/image_bmp_rows.bin (byte 0 = channels).
+TEST_CASE("fuzz regression: a BMP announcing more rows than it holds is refused before stb_image", "[fault][fuzz]") {
+  const std::string data = test_data();
+  const std::string in = envit::testing::read_bytes(data + "/fuzz/image_bmp_rows.bin");
+  std::string m;
+  try {
+    image_bytes_check(reinterpret_cast<const unsigned char*>(in.data()) + 1, in.size() - 1, "rows.bmp");
+  } catch (const IoError& e) {
+    m = e.what();
+  }
+  CHECK_THAT(m, Catch::Contains("image 'rows.bmp': BMP header announces") && Catch::Contains("truncated or corrupt"));
+  // fuzz_image: a BMP of height 0 decoded "successfully" to an image of no pixels
+  // (tests/data/fuzz/image_bmp_empty.bin).
+  const std::string empty = envit::testing::read_bytes(data + "/fuzz/image_bmp_empty.bin");
+  m.clear();
+  try {
+    image_bytes_check(reinterpret_cast<const unsigned char*>(empty.data()) + 1, empty.size() - 1, "empty.bmp");
+  } catch (const IoError& e) {
+    m = e.what();
+  }
+  CHECK_THAT(m, Catch::Contains("image 'empty.bmp': BMP header announces 5x0 pixels: an empty image"));
+  // The valid seed images (stb_image_write output: BMP, PNG, JPEG in 1, 3 and 4 channels) pass.
+  for (const char* f : {"c1.bmp", "c3.bmp", "c4.bmp", "c1.png", "c3.jpg", "c4.png"}) {
+    const std::string seed = envit::testing::read_bytes(data + "/../fuzz/corpus/image/" + f);
+    INFO(f);
+    CHECK_NOTHROW(image_bytes_check(reinterpret_cast<const unsigned char*>(seed.data()) + 1, seed.size() - 1, f));
+  }
+}
+
+#if __has_include("envit/io/pretrained.hpp")
+// fuzz_hf_config: a config.json holding a number (not an object) escaped pretrained_read as
+// nlohmann::json::type_error ("cannot use value() with number"), naming no file. Input:
+// tests/data/fuzz/hf_config_type_error.bin (config.json, NUL, preprocessor_config.json).
+TEST_CASE("fuzz regression: a Hugging Face config.json of the wrong JSON type is an IoError naming it", "[fault][fuzz]") {
+  const std::string data = test_data();
+  envit::testing::TempDir t;
+  const std::string in = envit::testing::read_bytes(data + "/fuzz/hf_config_type_error.bin");
+  const std::size_t cut = std::min(in.find('\0'), in.size());
+  envit::testing::write_bytes(t.file("config.json"), in.substr(0, cut));
+  envit::testing::write_bytes(t.file("model.safetensors"),
+                              envit::testing::read_bytes(data + "/pretrained/hf_cls_f32/model.safetensors"));
+  std::string m;
+  try {
+    pretrained_read(t.path, WeightFormat::hf);
+  } catch (const IoError& e) {
+    m = e.what();
+  }
+  CHECK_THAT(m, Catch::Contains(t.path + "/config.json") && Catch::Contains("not a JSON object"));
+  // A field of the wrong type inside an object.
+  envit::testing::write_bytes(t.file("config.json"), R"({"hidden_act": 5})");
+  m.clear();
+  try {
+    pretrained_read(t.path, WeightFormat::hf);
+  } catch (const IoError& e) {
+    m = e.what();
+  }
+  CHECK_THAT(m, Catch::Contains(t.path + "/config.json") && Catch::Contains("type_error"));
+}
+#endif

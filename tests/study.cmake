@@ -1,0 +1,9 @@
+# scripts/study.sh end to end in --quick mode: trains and evaluates both settings for vit-ee and
+# envit plus a scheme the program does not know, checks the report, then reruns and checks that every
+# run came from the cache. Needs the envit program, so only when examples are built. Label: study.
+if(ENVIT_BUILD_EXAMPLES)
+  add_test(NAME study_quick
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/study_quick.sh ${CMAKE_SOURCE_DIR}
+                   $<TARGET_FILE:envit_cli> ${CMAKE_CURRENT_BINARY_DIR}/study-quick)
+  set_tests_properties(study_quick PROPERTIES LABELS study TIMEOUT 400)
+endif()

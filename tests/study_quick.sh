@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# tests/study_quick.sh ROOT ENVIT OUT — the study_quick ctest (see tests/study.cmake).
+set -euo pipefail
+ROOT="$1" ENVIT="$2" OUT="$3"
+fail() { echo "study_quick: FAIL: $*" >&2; exit 1; }
+rm -rf "$OUT"
+run() { bash "$ROOT/scripts/study.sh" --quick --envit "$ENVIT" --out "$OUT" --schemes "vit-ee envit no-such-scheme"; }
+run > "$OUT.log1" 2>&1 || { cat "$OUT.log1"; fail "first run exited non-zero"; }
+R="$OUT/report"
+for f in runs.csv tables.md fig3_scratch.svg fig3_finetune.svg hist2x_scratch.svg hist2x_finetune.svg; do
+  [[ -s "$R/$f" ]] || fail "$R/$f missing or empty"
+done
+# 2 settings x 2 schemes x (6 exits + 3 operating points) rows, plus the header.
+rows=$(wc -l < "$R/runs.csv")
+[[ $rows == 37 ]] || fail "runs.csv has $rows lines, expected 37"
+for st in scratch finetune; do
+  for s in vit-ee envit; do
+    n=$(grep -c "^$st,$s,0,1,confidence,exit," "$R/runs.csv" || true)
+    [[ $n == 6 ]] || fail "$st/$s: $n exit rows, expected 6"
+    for op in "at 1.5x" "at 2x" "at default"; do
+      grep -q "^$st,$s,0,1,confidence,$op," "$R/runs.csv" || fail "$st/$s: no '$op' row"
+    done
+  done
+done
+grep -q "missing): no-such-scheme" "$R/tables.md" || fail "tables.md does not name the missing scheme"
+grep -q "^| envit | 1 |" "$R/tables.md" || fail "tables.md has no envit row"
+grep -q "<polygon" "$R/fig3_scratch.svg" || fail "fig3_scratch.svg has no seed band"
+# Every accuracy is a percentage.
+awk -F, 'NR > 1 && ($9 < 0 || $9 > 100) { exit 1 }' "$R/runs.csv" || fail "accuracy outside [0, 100]"
+# Resuming: nothing is trained or evaluated again, and the report is byte-identical.
+cp "$R/runs.csv" "$OUT.runs1.csv"
+run > "$OUT.log2" 2>&1 || { cat "$OUT.log2"; fail "second run exited non-zero"; }
+n=$(grep -c " cached: " "$OUT.log2" || true)
+[[ $n == 4 ]] || { cat "$OUT.log2"; fail "second run: $n runs from the cache, expected 4"; }
+grep -q " trained: " "$OUT.log2" && fail "second run trained again"
+cmp -s "$R/runs.csv" "$OUT.runs1.csv" || fail "runs.csv changed on a rerun from the cache"
+# The paired t-test's distribution function against tabulated quantiles of Student's t.
+python3 - "$ROOT/scripts" <<'PY' || fail "t distribution"
+import sys
+sys.path.insert(0, sys.argv[1])
+import study_report as r
+for t, df, p in [(12.706, 1, 0.05), (4.303, 2, 0.05), (2.776, 4, 0.05), (9.925, 2, 0.01), (1.0, 1, 0.5)]:
+    got = 2 * (1 - r.t_cdf(t, df))
+    assert abs(got - p) < 2e-4, (t, df, got, p)
+assert abs(r.t_cdf(0.0, 3) - 0.5) < 1e-12
+m, t, p = r.paired_t([1.0, 2.0, 3.0], [0.0, 0.5, 1.0])
+assert abs(m - 1.5) < 1e-12 and abs(t - 5.196152) < 1e-5 and abs(p - 0.035098) < 1e-4, (m, t, p)
+PY
+echo "study_quick: 1 passed, 0 failed"
