@@ -56,7 +56,7 @@ void BM_TrainStep(benchmark::State& state) {
 
   std::uint64_t k = 0;
   auto step = [&] {
-    train_step(w, P, opt, images.data(), labels.data(), B, o, p, StepSettings{/*seed=*/1234, k++, 0.5, 1e-4, 1.0, ac});
+    train_step(w, P, opt, images.data(), labels.data(), B, o, p, StepSettings{/*seed=*/1234, k++, 0.5, 1e-4, 1.0, ClipMode::absolute, ac});
   };
   step();  // warm-up (thread pool, pack buffers); not timed, not counted
   double executed = 0;

@@ -54,7 +54,7 @@ struct Setup {
   }
   double step(const float* images, const std::int32_t* labels, bool timed) {
     const auto t0 = Clock::now();
-    train_step(w, P, opt, images, labels, B, o, p, StepSettings{/*seed=*/1234, k++, 0.5, 1e-4, 1.0, AdamWConfig{}});
+    train_step(w, P, opt, images, labels, B, o, p, StepSettings{/*seed=*/1234, k++, 0.5, 1e-4, 1.0, ClipMode::absolute, AdamWConfig{}});
     const double t = std::chrono::duration<double>(Clock::now() - t0).count();
     if (timed) {
       times.push_back(t);

@@ -148,7 +148,7 @@ int run(const Options& o) {
     double exec_sum = 0;
     bool timed = false;
     auto step = [&] {
-      train_step(w, P, opt, images.data(), labels.data(), B, oc, p, StepSettings{/*seed=*/1234, k++, 0.5, 1e-4, 1.0, ac});
+      train_step(w, P, opt, images.data(), labels.data(), B, oc, p, StepSettings{/*seed=*/1234, k++, 0.5, 1e-4, 1.0, ClipMode::absolute, ac});
       if (timed) exec_sum += w.masks.executed_fraction();
     };
     for (int i = 0; i < o.warmup; ++i) step();

@@ -65,7 +65,7 @@ struct Side {
       infer_all_exits<float>(*iws, P, images, B, logits.data(), std::ptrdiff_t(B) * cfg.classes);
       return;
     }
-    train_step(*w, P, *opt, images, labels.data(), B, oc, p, StepSettings{/*seed=*/1234, k++, 0.5, 1e-4, 1.0, AdamWConfig{}});
+    train_step(*w, P, *opt, images, labels.data(), B, oc, p, StepSettings{/*seed=*/1234, k++, 0.5, 1e-4, 1.0, ClipMode::absolute, AdamWConfig{}});
   }
 };
 

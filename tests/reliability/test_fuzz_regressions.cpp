@@ -119,6 +119,23 @@ TEST_CASE("fuzz regression: a JPEG Huffman table of more than 256 codes is refus
 #endif
 }
 
+#if __has_include("envit/data/image_folder.hpp")
+// fuzz_image: a 714-byte JPEG announcing 50949 x 1276 pixels made stb_image decode the whole area
+// (a timeout). Input: tests/data/fuzz/image_jpeg_timeout.bin (byte 0 = channels).
+TEST_CASE("fuzz regression: an image announcing more than kMaxImagePixels is refused before decoding", "[fault][fuzz]") {
+  const std::string in = envit::testing::read_bytes(test_data() + "/fuzz/image_jpeg_timeout.bin");
+  envit::testing::TempDir t;
+  envit::testing::write_bytes(t.file("huge.jpg"), in.substr(1));
+  std::string m;
+  try {
+    image_decode(t.file("huge.jpg"), 3);
+  } catch (const IoError& e) {
+    m = e.what();
+  }
+  CHECK_THAT(m, Catch::Contains("image '") && Catch::Contains("50949x1276 pixels is more than the 16777216"));
+}
+#endif
+
 // fuzz_image: a 120-byte BMP announcing 4 x 327672 pixels timed out (10 s) in stbi__bmp_load, which
 // reads zeros past the end of the data. Input: tests/data/fuzz/image_bmp_rows.bin (byte 0 = channels).
 TEST_CASE("fuzz regression: a BMP announcing more rows than it holds is refused before stb_image", "[fault][fuzz]") {

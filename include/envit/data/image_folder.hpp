@@ -64,6 +64,7 @@ struct ImageFolderData {
 };
 
 // One image file decoded to `channels` planes (C, H, W). Throws IoError naming the file.
+inline constexpr std::int64_t kMaxImagePixels = std::int64_t{1} << 24;  // 4096 x 4096
 struct DecodedImage { int h = 0, w = 0, c = 0; std::vector<std::uint8_t> pixels; };
 inline DecodedImage image_decode(const std::string& path, int channels) {
   io::InFile f(path);
@@ -73,6 +74,11 @@ inline DecodedImage image_decode(const std::string& path, int channels) {
   f.read_exact(bytes.data(), bytes.size(), 0, "the image");
   image_bytes_check(bytes.data(), bytes.size(), path);  // inputs stb_image would mishandle
   int w = 0, h = 0, n = 0;
+  // A few bytes can announce a huge image that stb_image then decodes in full (minutes): refuse
+  // more than kMaxImagePixels before decoding.
+  if (stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &n))
+    ENVIT_CHECK(std::int64_t(w) * h <= kMaxImagePixels, IoError, "image '", path, "': ", w, "x", h,
+                " pixels is more than the ", kMaxImagePixels, " envit decodes");
   unsigned char* p = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &n, channels);
   ENVIT_CHECK(p != nullptr, IoError, "image '", path, "': cannot decode (", stbi_failure_reason(),
               "): unreadable, truncated or not a PNG/JPEG/BMP file");
