@@ -10,3 +10,8 @@ if(ENVIT_BUILD_TESTS)
            COMMAND bash ${PROJECT_SOURCE_DIR}/tests/cli_baselines.sh $<TARGET_FILE:envit_cli>
                    ${CMAKE_CURRENT_BINARY_DIR}/cli_baselines)
 endif()
+
+if(ENVIT_MPI)  # top-level CMakeLists.txt: data-parallel `mpirun -np R envit train` (examples/envit/dist.hpp)
+  target_link_libraries(envit_cli PRIVATE MPI::MPI_CXX)
+  target_compile_definitions(envit_cli PRIVATE ENVIT_MPI)
+endif()

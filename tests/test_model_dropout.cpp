@@ -55,3 +55,20 @@ TEST_CASE("masks are sorted, independent of thread count, and reproducible from 
   d.draw(100, 17, p, 64);
   CHECK(d.exec != a.exec);
 }
+
+TEST_CASE("a shard's masks are the global batch's masks at its global sample positions", "[dropout]") {
+  auto p = exit_aware_probs(12, {2, 4, 6, 8, 10, 12}, 0.3);
+  LayerMasks whole(12, 64), lo(12, 64), hi(12, 64);
+  whole.draw(7, 5, p, 64);
+  lo.draw(7, 5, p, 27, 0, 64);
+  hi.draw(7, 5, p, 37, 27, 64);
+  CHECK(lo.norm_batch() == 64);
+  CHECK(hi.first == 27);
+  CHECK(whole.norm_batch() == 64);
+  for (int l = 0; l < 12; ++l) {
+    std::vector<std::int32_t> joined(lo.exec[l]);
+    for (std::int32_t i : hi.exec[l]) joined.push_back(i + 27);  // shard-local -> global position
+    CHECK(joined == whole.exec[l]);
+  }
+  CHECK_THROWS_AS(hi.draw(7, 5, p, 38, 27, 64), ValueError);  // past the end of the global batch
+}

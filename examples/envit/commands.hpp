@@ -30,7 +30,7 @@ struct TrainArgs {
   std::int64_t val = 0, skip = 0, subset = 0, seed = 0, save_every = 0;
   std::vector<int> classes;
   int threads = 1, eval_batch = 256;
-  std::string out = "out/run", resume, init, init_format = "detect", norm = "auto";
+  std::string out = "out/run", resume, init, init_format = "detect", norm = "auto", step_log;
   double rrc_scale = 0, folder_val = 0.1, crop_fraction = 0.875;
   bool allow_new_heads = false, print_config = false;
 };

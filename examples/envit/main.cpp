@@ -4,12 +4,14 @@
 #include <csignal>
 
 #include "commands.hpp"
+#include "dist.hpp"
 
 int main(int argc, char** argv) {
   using namespace envit::cli;
   // Past a file-size limit, write() then fails with EFBIG and the writer reports it and removes its
   // temporary file, instead of the process dying of SIGXFSZ.
   std::signal(SIGXFSZ, SIG_IGN);
+  dist().init(&argc, &argv);  // under mpirun: one rank of a data-parallel `envit train`
   CLI::App app("envit: train and evaluate early-exit Vision Transformers (EnViT).", "envit");
   setup_app(app, "; 3 `envit train` stopped on a non-finite loss or gradient (the last checkpoint is kept)");
   app.require_subcommand(1);
@@ -19,9 +21,9 @@ int main(int argc, char** argv) {
   CLI::App* train = add_train_command(app, train_args);
   CLI::App* eval = add_eval_command(app, eval_args);
   CLI::App* convert = add_convert_command(app, convert_args);
-  return run(app, argc, argv, [&] {
+  return dist().finish(run(app, argc, argv, [&] {
     return train->parsed()     ? run_train(train_args, *train)
            : convert->parsed() ? run_convert(convert_args, *convert)
                                : run_eval(eval_args, *eval);
-  });
+  }));
 }

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iostream>
 #include <numeric>
+#include <optional>
 #include <sstream>
 
 #include "commands.hpp"
@@ -13,6 +14,7 @@
 #include "envit/model/pretrained_load.hpp"
 #include "envit/io/dir_lock.hpp"
 #include "envit/train/interrupt.hpp"
+#include "dist.hpp"
 #include "envit/train/trainer.hpp"
 #include "progress.hpp"
 #include "report.hpp"
@@ -143,6 +145,8 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
               "with --init: replace a classifier whose class count differs with a fresh one")->group(g_run);
   c->add_option("--save-every", a.save_every, "also checkpoint every N steps (0: only at epoch ends)")
       ->capture_default_str()->check(at_least(0))->group(g_run);
+  c->add_option("--step-log", a.step_log,
+                "also write one JSON line per step (step, loss, grad_norm, lr) to this file")->group(g_run);
   c->add_option("--eval-batch", a.eval_batch, "batch size for the per-epoch evaluation")
       ->capture_default_str()->check(CLI::Range(1, 1 << 16))->group(g_run);
   c->add_flag("--print-config", a.print_config,
@@ -281,6 +285,9 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   if (!warm.note.empty()) std::fprintf(stderr, "note: %s\n", warm.note.c_str());
 
   Trainer tr(cfg, o, train, split.train, stats);
+  Dist& mp = dist();
+  if (mp.world > 1) tr.set_shard(mp.rank, mp.world, mp.grad_reduce());
+  const bool root = mp.root();  // rank 0 alone prints, logs and writes checkpoints
   ENVIT_CHECK(tr.total_steps() == total_steps, std::logic_error, "envit train: the run has ", tr.total_steps(),
               " steps, the warm-up was sized for ", total_steps);
   std::map<std::string, std::string> extra = spec.to_map();
@@ -291,42 +298,64 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
     extra["data.folder_val"] = std::to_string(a.folder_val);
     extra["data.crop_fraction"] = std::to_string(a.crop_fraction);
   }
-  if (a.print_config) {
+  if (a.print_config && root) {
     for (auto& [k, v] : cfg.to_map()) std::printf("config.%s=%s\n", k.c_str(), v.c_str());
     for (auto& [k, v] : tr.metadata(extra)) std::printf("%s=%s\n", k.c_str(), v.c_str());
     std::printf("threads=%d\n", num_threads());
-    return kExitOk;
+    std::printf("ranks=%d\n", mp.world);
   }
+  if (a.print_config) return kExitOk;
 
   const std::string out = a.out;
   make_dirs(out);
-  io::DirLock lock(out);  // a second trainer on this directory refuses here
-  for (const std::string& n : lock.remove_stale_temporaries())
-    std::fprintf(stderr, "removed '%s/%s' (left by an interrupted write)\n", out.c_str(), n.c_str());
-  if (src) std::fprintf(stderr, "%s\n", pretrained_load(*src, tr.params(), {a.allow_new_heads}).str().c_str());
+  std::optional<io::DirLock> lock;  // rank 0 writes: a second trainer on this directory refuses here
+  if (root) {
+    lock.emplace(out);
+    for (const std::string& n : lock->remove_stale_temporaries())
+      std::fprintf(stderr, "removed '%s/%s' (left by an interrupted write)\n", out.c_str(), n.c_str());
+  }
+  if (src) {  // every rank: same file, same weights
+    const std::string report = pretrained_load(*src, tr.params(), {a.allow_new_heads}).str();
+    if (root) std::fprintf(stderr, "%s\n", report.c_str());
+  }
   const std::string log_path = out + "/log.jsonl";
   std::string log;
   if (!a.resume.empty()) {
     tr.restore(resume_file);
-    std::fprintf(stderr, "resumed from %s at step %lld (epoch %lld)\n", a.resume.c_str(), (long long)tr.step(),
+    if (root) std::fprintf(stderr, "resumed from %s at step %lld (epoch %lld)\n", a.resume.c_str(), (long long)tr.step(),
                  (long long)tr.epoch());
     log = read_log(log_path, tr.epoch());
   }
 
-  std::fprintf(stderr, "model: %s\n  %zu parameters; scheme %s, p_M %.3g, alpha %.3g, tau %.3g, teacher %s\n",
+  if (root) std::fprintf(stderr, "model: %s\n  %zu parameters; scheme %s, p_M %.3g, alpha %.3g, tau %.3g, teacher %s\n",
                cfg.str().c_str(), tr.params().count(), scheme_name(o.obj.scheme), o.obj.p_max, o.obj.alpha,
                o.obj.tau, teacher_name(o.obj.teacher));
-  std::fprintf(stderr, "normalisation: %s (mean %s, std %s)\n", norm_spec.c_str(), ChannelStats::join(stats.mean).c_str(),
+  if (root) std::fprintf(stderr, "normalisation: %s (mean %s, std %s)\n", norm_spec.c_str(), ChannelStats::join(stats.mean).c_str(),
                ChannelStats::join(stats.std).c_str());
-  std::fprintf(stderr,
+  if (root) std::fprintf(stderr,
                "data: %s, %zu train / %zu %s samples; %lld steps of batch %d, %lld warm-up; %d threads; out %s\n",
                a.dataset.c_str(), split.train.size(), eval_idx.size(), eval_name, (long long)tr.total_steps(),
                o.batch, (long long)o.warmup_steps, num_threads(), out.c_str());
+  if (root && mp.world > 1)
+    std::fprintf(stderr, "data parallel: %d ranks x %d threads, %lld..%lld samples of each batch per rank\n",
+                 mp.world, num_threads(), (long long)(o.batch / mp.world), (long long)((o.batch + mp.world - 1) / mp.world));
+  // Evaluation: each rank takes a contiguous share of the evaluation samples; counts are summed.
+  const std::size_t ev_lo = eval_idx.size() * std::size_t(mp.rank) / std::size_t(mp.world),
+                    ev_hi = eval_idx.size() * std::size_t(mp.rank + 1) / std::size_t(mp.world);
+  const std::vector<std::int64_t> eval_mine(eval_idx.begin() + std::ptrdiff_t(ev_lo), eval_idx.begin() + std::ptrdiff_t(ev_hi));
 
   const int M = cfg.num_exits();
+  const std::int64_t start_step = tr.step();
   const std::string last = out + "/last.safetensors";
+  std::FILE* step_log = nullptr;  // appended to, so a resumed run continues it
+  if (root && !a.step_log.empty()) {
+    step_log = std::fopen(a.step_log.c_str(), "a");
+    ENVIT_CHECK(step_log, IoError, "cannot open --step-log file '", a.step_log, "' for appending");
+  }
+  struct CloseLog { std::FILE* f; ~CloseLog() { if (f) std::fclose(f); } } close_log{step_log};
   // A failed write (disk full, file-size limit) throws IoError; the previous checkpoint stays intact.
   auto save = [&] {
+    if (!root) return;
     try {
       tr.save(last, extra);
     } catch (const IoError& err) {
@@ -347,31 +376,39 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
       const StepStats* st;
       try {
         st = &tr.step_once();
-      } catch (const NonFiniteError& err) {
-        std::fprintf(stderr, "\nerror: %s\nthe last good checkpoint (%s) is untouched.\n", err.what(), last.c_str());
+      } catch (const NonFiniteError& err) {  // the loss is summed first: every rank stops at the same step
+        if (root) std::fprintf(stderr, "\nerror: %s\nthe last good checkpoint (%s) is untouched.\n", err.what(), last.c_str());
         return kExitNonFinite;
       }
       loss_sum += st->loss;
+      if (step_log)
+        std::fprintf(step_log, "{\"step\":%lld,\"loss\":%.17g,\"grad_norm\":%.17g,\"lr\":%.17g}\n",
+                     (long long)tr.step(), st->loss, tr.last_grad_norm(), tr.lr());
       exec_sum += tr.masks().executed_fraction();
       for (int j = 0; j < M; ++j) {
         corr[j] += st->correct[j];
         seen[j] += st->n[j];
       }
       ++steps;
-      bar.update(tr.step() - e * tr.steps_per_epoch(), loss_sum / double(steps));
-      if (stop.requested()) {
+      if (root) bar.update(tr.step() - e * tr.steps_per_epoch(), loss_sum / double(steps));
+      double stop_now = stop.requested() ? 1 : 0;
+      mp.sum(&stop_now, 1);  // a signal on any rank stops every rank after the same step
+      if (stop_now > 0) {
         save();
-        bar.finish();
-        std::fprintf(stderr, "\nstopped by %s after step %lld: checkpoint '%s' written; continue with --resume %s\n",
+        if (root) bar.finish();
+        if (root) std::fprintf(stderr, "\nstopped by %s after step %lld: checkpoint '%s' written; continue with --resume %s\n",
                      stop.received() == SIGINT ? "SIGINT" : "SIGTERM", (long long)tr.step(), last.c_str(), last.c_str());
-        return 128 + stop.received();
+        return 128 + (stop.received() ? stop.received() : SIGTERM);
       }
       if (a.save_every > 0 && tr.step() % a.save_every == 0 && tr.step() < end) save();
     }
-    bar.finish();
+    if (root) bar.finish();
     const double secs = bar.seconds();
     std::int64_t n_eval = 0;
-    std::vector<std::int64_t> ok = evaluate_exits(tr.params(), eval_set, eval_idx, norm, a.eval_batch, &n_eval);
+    std::vector<std::int64_t> ok = evaluate_exits(tr.params(), eval_set, eval_mine, norm, a.eval_batch, &n_eval);
+    mp.sum(ok.data(), M);
+    mp.sum(&n_eval, 1);
+    if (!root) continue;
     std::fprintf(stderr, "epoch %lld: loss %.4f, %s accuracy per exit:", (long long)(e + 1), loss_sum / double(steps),
                  eval_name);
     for (int j = 0; j < M; ++j) std::fprintf(stderr, " %.2f%%", 100.0 * double(ok[j]) / double(n_eval));
@@ -392,7 +429,10 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
     write_text_atomic(log_path, log);
     save();
   }
-  std::fprintf(stderr, "done: %s\n", last.c_str());
+  if (root && mp.world > 1 && tr.step() > start_step)
+    std::fprintf(stderr, "allreduce: %.3f ms per step (rank 0, gradient MPI_Allreduce of %zu floats)\n",
+                 1e3 * mp.allreduce_seconds / double(tr.step() - start_step), tr.params().size());
+  if (root) std::fprintf(stderr, "done: %s\n", last.c_str());
   return kExitOk;
 }
 

@@ -32,6 +32,13 @@ inline std::vector<double> exit_aware_probs(int depth, const std::vector<int>& e
 struct LayerMasks {
   std::vector<std::vector<std::int32_t>> exec;  // (L) lists, each sorted, unique, < batch
   int batch = 0;
+  // Data parallelism: these `batch` samples are positions first .. first+batch-1 of a global batch
+  // of global_batch samples (0: the batch is the whole batch). Mask bits are keyed by the global
+  // position and the objective divides by global_batch, so per-shard losses and gradients sum to
+  // the single-process ones.
+  std::int64_t first = 0;
+  int global_batch = 0;
+  int norm_batch() const { return global_batch > 0 ? global_batch : batch; }
 
   LayerMasks() = default;
   LayerMasks(int depth, int max_batch) : exec(static_cast<std::size_t>(depth)) {
@@ -47,17 +54,24 @@ struct LayerMasks {
     }
   }
   // Eq. 4: sample i skips block l when u(seed, step, l, i) < p_l  (m = 1 means skip).
-  void draw(std::uint64_t seed, std::uint64_t step, const std::vector<double>& p, int b) {
+  // With first/global_batch: the shard [first, first+b) of a global batch of global_batch samples.
+  void draw(std::uint64_t seed, std::uint64_t step, const std::vector<double>& p, int b,
+            std::int64_t first_sample = 0, int global = 0) {
     ENVIT_CHECK(p.size() == exec.size(), ShapeError, "LayerMasks::draw: ", p.size(),
                 " probabilities for ", exec.size(), " blocks");
+    ENVIT_CHECK(first_sample >= 0 && (global == 0 || first_sample + b <= global), ValueError,
+                "LayerMasks::draw: shard [", first_sample, ", ", first_sample + b, ") outside the global batch of ",
+                global);
     batch = b;
+    first = first_sample;
+    global_batch = global;
     const std::uint64_t key = seed ^ (0x9E3779B97F4A7C15ull * ((step >> 32) + 1));
     for (std::size_t l = 0; l < exec.size(); ++l) {
       auto& e = exec[l];
       e.clear();
       for (int i = 0; i < b; ++i) {
         double u = uniform_at(key, RngStream::dropout, static_cast<std::uint32_t>(step),
-                              static_cast<std::uint32_t>(l), static_cast<std::uint32_t>(i));
+                              static_cast<std::uint32_t>(l), static_cast<std::uint32_t>(first_sample + i));
         if (!(u < p[l])) e.push_back(i);
       }
     }

@@ -334,7 +334,7 @@ void objective_forward(StepStats& st, ViTWorkspace<T>& ws, ObjectiveWorkspace<T>
     for (int i = 0; i < n; ++i) lab[i] = labels[idx[i]];
     const ExitWeights e = exit_weights(o, cfg, j, p, progress);
     // 1/B (reduction batch) or 1/n (remaining).
-    const T inv = o.reduction == LossReduction::batch ? T(1) / T(B) : T(1) / T(n);
+    const T inv = o.reduction == LossReduction::batch ? T(1) / T(masks.norm_batch()) : T(1) / T(n);  // norm_batch: the global batch under data parallelism
     T* z = ws.logits[j];
     T* dz = ws.dlogits[j];
     std::memset(dz, 0, sizeof(T) * std::size_t(n) * C);

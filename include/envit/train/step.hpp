@@ -9,6 +9,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -48,7 +49,17 @@ struct StepSettings {
   AdamWConfig adamw;
   bool lgvit_stage2 = false;                    // LGViT's second stage (heads only, distilled)
   const std::vector<char>* trainable = nullptr; // per table entry, or nullptr: every entry trains
+  // Data parallelism: this process holds positions first .. first+batch-1 of a global batch of
+  // global_batch samples (0: the whole batch is here).
+  std::int64_t first = 0;
+  int global_batch = 0;
 };
+
+// Sums parameter gradients and step statistics over the processes of a data-parallel job
+// (e.g. an MPI_Allreduce); called between backward and clipping, so all processes clip and step
+// on the summed gradient. Empty: single process.
+template <class T>
+using GradReduce = std::function<void(ViTParams<T>&, StepStats&)>;
 
 // The buffers a step writes: model and objective workspaces, masks and the step's statistics.
 // Sized once for the largest batch.
@@ -71,8 +82,9 @@ template <class T>
 double train_step(StepWorkspace<T>& w, ViTParams<T>& P, AdamWState<T>& opt,
                   const T* images,             // (B, C, H, W)
                   const std::int32_t* labels,  // (B)
-                  int batch, const ObjectiveConfig& o, const std::vector<double>& p, const StepSettings& s) {
-  w.masks.draw(s.seed, s.step, p, batch);
+                  int batch, const ObjectiveConfig& o, const std::vector<double>& p, const StepSettings& s,
+                  const GradReduce<T>& reduce = {}) {
+  w.masks.draw(s.seed, s.step, p, batch, s.first, s.global_batch);
   P.zero_grads();
   if (s.lgvit_stage2) {
     w.ws.last_block_all_tokens = true;  // H reads every token of h_L
@@ -84,6 +96,7 @@ double train_step(StepWorkspace<T>& w, ViTParams<T>& P, AdamWState<T>& opt,
   } else {
     train_step_grads<T>(w.stats, w.ws, w.ow, P, images, labels, w.masks, o, p, s.progress);
   }
+  if (reduce) reduce(P, w.stats);
   if (!std::isfinite(w.stats.loss))
     throw NonFiniteError(detail::cat("non-finite loss (", w.stats.loss, ") at step ", s.step, ": ",
                                      non_finite_terms(w.stats, P.config()),

@@ -129,6 +129,27 @@ class Trainer {
   double lr() const { return lgvit_stage2() ? sched2_.at(step_ - stage1_steps_) : sched_.at(step_); }
   const LayerMasks& masks() const { return sw_.masks; }
   double last_grad_norm() const { return grad_norm_; }
+
+  // Data parallelism over `world` processes: this one (`rank`) takes the contiguous shard
+  // [rank*B/world, (rank+1)*B/world) of every global batch of B = options().batch samples and
+  // `reduce` sums gradients and statistics over the processes (see GradReduce). The samples, their
+  // augmentation and masks in a step do not depend on `world`. Schemes whose loss needs statistics
+  // of the whole batch (cosee's signal range, LGViT's stage 2, the `remaining` reduction) are
+  // refused for world > 1.
+  void set_shard(int rank, int world, GradReduce<float> reduce) {
+    ENVIT_CHECK(world >= 1 && rank >= 0 && rank < world && world <= opt_.batch, ValueError, "trainer: shard ", rank,
+                " of ", world, " processes needs 0 <= rank < processes <= batch (", opt_.batch, ")");
+    ENVIT_CHECK(world == 1 || (opt_.obj.scheme != Scheme::cosee && opt_.obj.scheme != Scheme::lgvit &&
+                               opt_.obj.reduction == LossReduction::batch),
+                ValueError, "trainer: data parallelism supports the batch loss reduction and every scheme but "
+                "cosee and lgvit (their losses use statistics of the whole batch); got scheme ",
+                scheme_name(opt_.obj.scheme));
+    rank_ = rank;
+    world_ = world;
+    reduce_ = std::move(reduce);
+  }
+  std::int64_t shard_begin() const { return std::int64_t(rank_) * opt_.batch / world_; }
+  std::int64_t shard_end() const { return std::int64_t(rank_ + 1) * opt_.batch / world_; }
   const CoseeRange& cosee_range() const { return cosee_; }
   // The thresholds the last cosee step used.
   const std::vector<double>& cosee_thresholds() const { return sw_.ow.cosee.thresholds; }
@@ -143,7 +164,9 @@ class Trainer {
       perm_epoch_ = e;
     }
     const int B = opt_.batch;
-    make_batch(images_.data(), labels_.data(), data_, perm_.data() + k * B, B, norm_, opt_.aug, opt_.seed,
+    const std::int64_t lo = shard_begin();
+    const int b = int(shard_end() - lo);
+    make_batch(images_.data(), labels_.data(), data_, perm_.data() + k * B + lo, b, norm_, opt_.aug, opt_.seed,
                std::uint32_t(e));
     if (opt_.obj.scheme == Scheme::cosee) cosee_draw(e);
     StepSettings ss;
@@ -163,7 +186,9 @@ class Trainer {
     ss.clip = opt_.clip;
     ss.clip_mode = opt_.clip_mode;
     ss.adamw = opt_.adamw;
-    grad_norm_ = train_step<float>(sw_, P_, adam_, images_.data(), labels_.data(), B, opt_.obj, probs_, ss);
+    ss.first = lo;
+    ss.global_batch = world_ > 1 ? B : 0;
+    grad_norm_ = train_step<float>(sw_, P_, adam_, images_.data(), labels_.data(), b, opt_.obj, probs_, ss, reduce_);
     if (opt_.obj.scheme == Scheme::cosee) {  // this step's signals join the epoch's range
       cosee_.acc_lo = std::min(cosee_.acc_lo, sw_.stats.cosee.signal_min);
       cosee_.acc_hi = std::max(cosee_.acc_hi, sw_.stats.cosee.signal_max);
@@ -262,6 +287,8 @@ class Trainer {
   std::int64_t stage1_steps_ = 0;     // lgvit: steps of stage 1
   std::vector<char> trainable2_;      // lgvit: entries stage 2 trains
   double grad_norm_ = 0;
+  int rank_ = 0, world_ = 1;
+  GradReduce<float> reduce_;
 };
 
 // Per-exit top-1 accuracy of the complete model on samples idx of d (no augmentation), through
