@@ -4,7 +4,7 @@
 set -euo pipefail
 # qemu-user, g++-aarch64-linux-gnu, zlib1g-dev:arm64: the `portability` tests (emulated older x86-64
 # CPUs, the ARM64 cross build of scripts/cross_arm64.sh); arm64 packages need that architecture.
-pkgs=(build-essential cmake libeigen3-dev libxsimd-dev xtl-dev catch2 libbenchmark-dev libcli11-dev zlib1g-dev nlohmann-json3-dev libstb-dev
+pkgs=(build-essential cmake libeigen3-dev libxsimd-dev xtl-dev catch2 libbenchmark-dev libcli11-dev zlib1g-dev libstb-dev
       dataset-fashion-mnist python3 qemu-user g++-aarch64-linux-gnu zlib1g-dev:arm64 libopenmpi-dev openmpi-bin "$@")
 pkgs+=(clang libfuzzer-14-dev libclang-rt-14-dev libomp-dev)  # scripts/fuzz.sh: libFuzzer harnesses
 missing=()

@@ -1,5 +1,7 @@
 # envit I/O and datasets: safetensors, IDX (MNIST/Fashion-MNIST), CIFAR, in-memory datasets.
 envit_add_test(io_safetensors io/test_safetensors.cpp)
+# JSON: the full grammar, float text and the writer (the safetensors subset is in io_safetensors).
+envit_add_test(io_json io/test_json.cpp)
 envit_add_test(io_datasets io/test_idx.cpp io/test_cifar.cpp io/test_dataset.cpp io/alloc_counter.cpp)
 # Pretrained ViTs in (Hugging Face, timm, torchvision; fixtures from tests/data/gen_pretrained_fixtures.py).
 envit_add_test(io_pretrained io/test_pretrained.cpp)

@@ -1,7 +1,7 @@
 // libFuzzer harness: a Hugging Face model directory (pretrained_read, format hf) whose config.json
 // is the input up to its first NUL byte and whose preprocessor_config.json, if the input has a NUL,
 // is the rest; model.safetensors is the checked-in fixture tests/data/pretrained/hf_cls_f32. Must
-// yield a valid configuration or throw IoError/ValueError; nlohmann::json errors must not escape.
+// yield a valid configuration or throw IoError/ValueError/ShapeError; nothing else may escape.
 #include <unistd.h>
 
 #include <cstdlib>

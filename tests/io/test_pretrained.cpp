@@ -211,6 +211,53 @@ TEST_CASE("pretrained: named errors", "[pretrained][errors]") {
   }
 }
 
+TEST_CASE("pretrained: a bad config.json or preprocessor_config.json names the file, key, expected and found",
+          "[pretrained][errors]") {
+  TempDir t;
+  testing::write_bytes(t.file("model.safetensors"), testing::read_bytes(fixture("hf_cls_f32/model.safetensors")));
+  const std::string cfg = testing::read_bytes(fixture("hf_cls_f32/config.json"));
+  const std::string where = "'" + t.file("config.json") + "': ";
+  auto error_with = [&](const std::string& from, const std::string& to) {
+    std::string c = cfg;
+    REQUIRE(c.find(from) != std::string::npos);
+    c.replace(c.find(from), from.size(), to);
+    testing::write_bytes(t.file("config.json"), c);
+    return message_of<IoError>([&] { pretrained_read(t.path); });
+  };
+  CHECK(error_with("\"hidden_size\": 12", "\"hidden_size\": \"12\"") ==
+        where + "'hidden_size' is the string \"12\", expected an integer in [0, 2147483647]");
+  CHECK(error_with("\"hidden_size\": 12", "\"hidden_size\": 12.0") ==
+        where + "'hidden_size' is the number 12.0, expected an integer in [0, 2147483647]");
+  CHECK(error_with("\"hidden_size\": 12", "\"hidden_size\": 4294967308") ==
+        where + "'hidden_size' is the integer 4294967308, expected an integer in [0, 2147483647]");
+  CHECK(error_with("\"patch_size\": 4,", "") == where + "no 'patch_size' (expected an integer)");
+  CHECK(error_with("\"layer_norm_eps\": 1e-12", "\"layer_norm_eps\": null") ==
+        where + "'layer_norm_eps' is null, expected a number");
+  CHECK(error_with("\"hidden_act\": \"gelu\"", "\"hidden_act\": \"relu\"") ==
+        where + "hidden_act 'relu' (envit's MLP uses the exact gelu)");
+  CHECK(error_with("\"model_type\": \"vit\",", "\"model_type\": \"vit\" \"x\",") ==
+        where + "not valid JSON at byte " + std::to_string(cfg.find("\"model_type\"") + 20) +
+            ": expected ',', found '\"'");
+  CHECK(error_with("\"qkv_bias\": true", "\"qkv_bias\": True") ==
+        where + "not valid JSON at byte " + std::to_string(cfg.find("true")) + ": unexpected 'T' where a value should start");
+  testing::write_bytes(t.file("config.json"), "[12]");
+  CHECK(message_of<IoError>([&] { pretrained_read(t.path); }) == where + "not a JSON object (the file holds an array)");
+
+  // preprocessor_config.json: its own name in the message.
+  testing::write_bytes(t.file("config.json"), cfg);
+  const std::string pre = testing::read_bytes(fixture("hf_cls_f32/preprocessor_config.json"));
+  std::string bad = pre;
+  bad.replace(bad.find("\"do_normalize\": true"), 20, "\"do_normalize\": 1   ");
+  testing::write_bytes(t.file("preprocessor_config.json"), bad);
+  CHECK(message_of<IoError>([&] { pretrained_read(t.path); }) ==
+        "'" + t.file("preprocessor_config.json") + "': 'do_normalize' is the integer 1, expected true or false");
+  bad = pre;
+  bad.replace(bad.find("0.5,"), 4, "\"a\",");
+  testing::write_bytes(t.file("preprocessor_config.json"), bad);
+  CHECK(message_of<IoError>([&] { pretrained_read(t.path); }) ==
+        "'" + t.file("preprocessor_config.json") + "': 'image_mean' is the string \"a\", expected an array of numbers");
+}
+
 TEST_CASE("half-precision conversions are exact", "[pretrained]") {
   CHECK(f16_to_float(0x3c00) == 1.0f);
   CHECK(f16_to_float(0xc000) == -2.0f);

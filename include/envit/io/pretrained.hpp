@@ -20,18 +20,19 @@
 #include <cmath>
 #include <cstdint>
 #include <fstream>
+#include <climits>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
 #include <sys/stat.h>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "envit/core/error.hpp"
 #include "envit/data/dataset.hpp"
 #include "envit/io/half.hpp"
+#include "envit/io/json.hpp"
 #include "envit/io/safetensors.hpp"
 #include "envit/model/config.hpp"
 #include "envit/model/pos_embed_resample.hpp"
@@ -85,14 +86,109 @@ inline bool is_dir(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-inline nlohmann::json read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  ENVIT_CHECK(in.good(), IoError, "cannot open '", path, "'");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw IoError(detail::cat("'", path, "': not valid JSON: ", e.what()));
+// A JSON file (config.json, preprocessor_config.json) read with the full JSON grammar, and typed
+// access to its top-level members: a missing member or one of the wrong type is an IoError naming
+// the file, the key, what was expected and what the file holds.
+struct JsonFile {
+  std::string where;  // "'dir/config.json'"
+  json::Value root;
+
+  const json::Value* find(const char* key) const { return root.find(key); }
+  // "the string \"768\"", "the number -768.0", "true", "an array", ...
+  static std::string describe(const json::Value& v) {
+    using K = json::Value::Kind;
+    switch (v.kind) {
+      case K::null: return "null";
+      case K::boolean: return v.boolean ? "true" : "false";
+      case K::integer: return "the integer " + std::to_string(v.integer);
+      case K::number: {
+        std::string s = "the number ";
+        json::write_number(s, v.number);
+        return s;
+      }
+      case K::string: {
+        std::size_t n = v.str.size() <= 40 ? v.str.size() : 37;  // cut at a UTF-8 character boundary
+        while (n < v.str.size() && (static_cast<unsigned char>(v.str[n]) & 0xC0) == 0x80) --n;
+        std::string s = "the string ";
+        json::write_string(s, v.str.substr(0, n) + (n < v.str.size() ? "..." : ""));
+        return s;
+      }
+      case K::array: return "an array";
+      default: return "an object";
+    }
   }
+  [[noreturn]] void wrong(const char* key, const char* expected, const json::Value& v) const {
+    throw IoError(detail::cat(where, ": '", key, "' is ", describe(v), ", expected ", expected));
+  }
+  const json::Value& need(const char* key, const char* expected) const {
+    const json::Value* v = find(key);
+    ENVIT_CHECK(v != nullptr, IoError, where, ": no '", key, "' (expected ", expected, ")");
+    return *v;
+  }
+  int as_int(const char* key, const json::Value& v) const {
+    constexpr const char* what = "an integer in [0, 2147483647]";
+    if (v.kind != json::Value::Kind::integer || v.integer > std::uint64_t(INT_MAX)) wrong(key, what, v);
+    return static_cast<int>(v.integer);
+  }
+  int integer(const char* key) const { return as_int(key, need(key, "an integer")); }
+  int integer_or(const char* key, int fallback) const {
+    const json::Value* v = find(key);
+    return v ? as_int(key, *v) : fallback;
+  }
+  double number(const char* key) const {
+    const json::Value& v = need(key, "a number");
+    if (v.kind != json::Value::Kind::integer && v.kind != json::Value::Kind::number) wrong(key, "a number", v);
+    return v.number;
+  }
+  std::string string_or(const char* key, const std::string& fallback) const {
+    const json::Value* v = find(key);
+    if (!v) return fallback;
+    if (v->kind != json::Value::Kind::string) wrong(key, "a string", *v);
+    return v->str;
+  }
+  bool boolean_or(const char* key, bool fallback) const {
+    const json::Value* v = find(key);
+    if (!v) return fallback;
+    if (v->kind != json::Value::Kind::boolean) wrong(key, "true or false", *v);
+    return v->boolean;
+  }
+  std::vector<int> integers(const char* key) const {
+    const json::Value& v = need(key, "an array of integers");
+    if (v.kind != json::Value::Kind::array) wrong(key, "an array of integers", v);
+    std::vector<int> out;
+    for (const json::Value& x : v.items) out.push_back(as_int(key, x));
+    return out;
+  }
+  std::vector<double> numbers(const char* key) const {
+    const json::Value& v = need(key, "an array of numbers");
+    if (v.kind != json::Value::Kind::array) wrong(key, "an array of numbers", v);
+    std::vector<double> out;
+    for (const json::Value& x : v.items) {
+      if (x.kind != json::Value::Kind::integer && x.kind != json::Value::Kind::number)
+        wrong(key, "an array of numbers", x);
+      out.push_back(x.number);
+    }
+    return out;
+  }
+};
+
+// Reads and parses `path`; the top level must be an object. A UTF-8 byte-order mark is skipped.
+inline JsonFile read_json_file(const std::string& path) {
+  JsonFile f;
+  f.where = "'" + path + "'";
+  std::ifstream in(path, std::ios::binary);
+  ENVIT_CHECK(in.good(), IoError, "cannot open ", f.where);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ENVIT_CHECK(!in.bad(), IoError, "cannot read ", f.where);
+  const std::size_t bom = text.rfind("\xEF\xBB\xBF", 0) == 0 ? 3 : 0;
+  try {
+    f.root = json::parse(std::string_view(text).substr(bom), json::Grammar::full);
+  } catch (const json::ParseError& e) {
+    throw IoError(detail::cat(f.where, ": not valid JSON at byte ", e.pos + bom, ": ", e.what()));
+  }
+  ENVIT_CHECK(f.root.kind == json::Value::Kind::object, IoError, f.where, ": not a JSON object (the file holds ",
+              JsonFile::describe(f.root), ")");
+  return f;
 }
 
 // Largest i + 1 such that some tensor is named `prefix` + i + "." ...; 0 if none.
@@ -210,7 +306,7 @@ inline Pretrained pretrained_read(const std::string& path, WeightFormat fmt = We
   Pretrained out;
   out.format = fmt;
   out.source = path;
-  nlohmann::json hfc;
+  std::optional<detail::JsonFile> hfc;  // config.json of a Hugging Face directory
   std::string st_path = path;
   if (detail::is_dir(path)) {
     ENVIT_CHECK(fmt == WeightFormat::hf, IoError, "'", path, "' is a directory; only the hf format is a directory");
@@ -304,39 +400,30 @@ inline Pretrained pretrained_read(const std::string& path, WeightFormat fmt = We
   const StTensor* hw = out.weights.find("head.weight");
   c.classes = hw && hw->shape.size() == 2 ? int(hw->shape[0]) : 0;
 
-  const std::string cfg_where = "'" + path + "/config.json'";
-  auto get_int = [&](const char* k) -> int {
-    ENVIT_CHECK(hfc.contains(k) && hfc[k].is_number_integer(), IoError, cfg_where, ": no integer '", k, "'");
-    return hfc[k].get<int>();
-  };
-  if (!hfc.is_null()) try {
-    ENVIT_CHECK(hfc.is_object(), IoError, cfg_where, ": not a JSON object");
-    const std::string act = hfc.value("hidden_act", std::string("gelu"));
-    ENVIT_CHECK(act == "gelu", IoError, cfg_where, ": hidden_act '", act, "' (envit's MLP uses the exact gelu)");
-    const int hs = get_int("hidden_size"), nl = get_int("num_hidden_layers"), im = get_int("intermediate_size"),
-              ps = get_int("patch_size"), is = get_int("image_size"), nc = hfc.value("num_channels", 3);
+  if (hfc) {
+    const detail::JsonFile& j = *hfc;
+    const std::string act = j.string_or("hidden_act", "gelu");
+    ENVIT_CHECK(act == "gelu", IoError, j.where, ": hidden_act '", act, "' (envit's MLP uses the exact gelu)");
+    const int hs = j.integer("hidden_size"), nl = j.integer("num_hidden_layers"), im = j.integer("intermediate_size"),
+              ps = j.integer("patch_size"), is = j.integer("image_size"), nc = j.integer_or("num_channels", 3);
     ENVIT_CHECK(hs == c.dim && nl == c.depth && im == c.mlp_hidden && ps == c.patch && nc == c.channels, IoError,
-                cfg_where, ": hidden_size ", hs, ", num_hidden_layers ", nl, ", intermediate_size ", im,
+                j.where, ": hidden_size ", hs, ", num_hidden_layers ", nl, ", intermediate_size ", im,
                 ", patch_size ", ps, ", num_channels ", nc, " disagree with the weights (dim ", c.dim, ", depth ",
                 c.depth, ", mlp ", c.mlp_hidden, ", patch ", c.patch, ", channels ", c.channels, ")");
-    ENVIT_CHECK(is == c.image_size, IoError, cfg_where, ": image_size ", is, " but the position embedding holds a ",
+    ENVIT_CHECK(is == c.image_size, IoError, j.where, ": image_size ", is, " but the position embedding holds a ",
                 side, "x", side, " grid of ", c.patch, "-pixel patches (", c.image_size, ")");
-    c.heads = get_int("num_attention_heads");
-    ENVIT_CHECK(hfc.contains("layer_norm_eps") && hfc["layer_norm_eps"].is_number(), IoError, cfg_where,
-                ": no number 'layer_norm_eps'");
-    c.ln_eps = hfc["layer_norm_eps"].get<double>();
-    if (hfc.contains("envit_exits") && hfc["envit_exits"].is_array())  // written by pretrained_save_hf
-      c.exits = hfc["envit_exits"].get<std::vector<int>>();
+    c.heads = j.integer("num_attention_heads");
+    c.ln_eps = j.number("layer_norm_eps");
+    if (const json::Value* e = j.find("envit_exits"); e && e->kind == json::Value::Kind::array)
+      c.exits = j.integers("envit_exits");  // written by pretrained_save_hf
     if (io::file_exists(path + "/preprocessor_config.json")) {
-      nlohmann::json pc = detail::read_json_file(path + "/preprocessor_config.json");
-      if (pc.contains("image_mean") && pc.contains("image_std") && pc.value("do_normalize", true)) {
-        out.mean = pc["image_mean"].get<std::vector<double>>();
-        out.std = pc["image_std"].get<std::vector<double>>();
+      const detail::JsonFile pc = detail::read_json_file(path + "/preprocessor_config.json");
+      if (pc.find("image_mean") && pc.find("image_std") && pc.boolean_or("do_normalize", true)) {
+        out.mean = pc.numbers("image_mean");
+        out.std = pc.numbers("image_std");
         out.norm_origin = path + "/preprocessor_config.json";
       }
     }
-  } catch (const nlohmann::json::exception& e) {
-    throw IoError(detail::cat(cfg_where, " or its preprocessor_config.json: ", e.what()));
   } else if (fmt == WeightFormat::envit) {
     std::map<std::string, std::string> m;
     for (auto& [k, v] : src.metadata)
@@ -368,12 +455,12 @@ inline Pretrained pretrained_read(const std::string& path, WeightFormat fmt = We
                 " state dict does not record the LayerNorm epsilon: pass --ln-eps (timm and torchvision ViTs: 1e-6)");
   }
   if (flags.heads > 0) {
-    ENVIT_CHECK(hfc.is_null() && fmt != WeightFormat::envit ? true : flags.heads == c.heads, IoError, where,
+    ENVIT_CHECK(!hfc && fmt != WeightFormat::envit ? true : flags.heads == c.heads, IoError, where,
                 ": --heads ", flags.heads, " contradicts the source's ", c.heads);
     c.heads = flags.heads;
   }
   if (flags.ln_eps >= 0) {
-    ENVIT_CHECK(hfc.is_null() && fmt != WeightFormat::envit ? true : flags.ln_eps == c.ln_eps, IoError, where,
+    ENVIT_CHECK(!hfc && fmt != WeightFormat::envit ? true : flags.ln_eps == c.ln_eps, IoError, where,
                 ": --ln-eps ", flags.ln_eps, " contradicts the source's ", c.ln_eps);
     c.ln_eps = flags.ln_eps;
   }

@@ -13,11 +13,11 @@
 #pragma once
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "envit/io/json.hpp"
 #include "envit/io/safetensors.hpp"
 #include "envit/model/params.hpp"
 
@@ -71,50 +71,62 @@ void pretrained_save_hf(const std::string& dir, const ViTParams<T>& P, const std
     if (e.name.rfind("exits.", 0) == 0) put(e.name, e.name);
   safetensors_write(dir + "/model.safetensors", f);
 
-  nlohmann::ordered_json j;
-  j["architectures"] = {"ViTForImageClassification"};
-  j["model_type"] = "vit";
-  j["hidden_size"] = c.dim;
-  j["num_hidden_layers"] = c.depth;
-  j["num_attention_heads"] = c.heads;
-  j["intermediate_size"] = c.mlp_hidden;
-  j["hidden_act"] = "gelu";
-  j["hidden_dropout_prob"] = 0.0;
-  j["attention_probs_dropout_prob"] = 0.0;
-  j["initializer_range"] = 0.02;
-  j["layer_norm_eps"] = c.ln_eps;
-  j["image_size"] = c.image_size;
-  j["patch_size"] = c.patch;
-  j["num_channels"] = c.channels;
-  j["qkv_bias"] = true;
-  j["encoder_stride"] = c.patch;
-  nlohmann::ordered_json id2label = nlohmann::ordered_json::object(), label2id = nlohmann::ordered_json::object();
-  for (int k = 0; k < c.classes; ++k) {
-    const std::string name = k < static_cast<int>(class_names.size()) ? class_names[k] : "LABEL_" + std::to_string(k);
-    id2label[std::to_string(k)] = name;
-    label2id[name] = k;
-  }
-  j["id2label"] = id2label;
-  j["label2id"] = label2id;
-  j["envit_exits"] = c.exits;
+  // Laid out as transformers' save_pretrained writes it (json.dumps, indent 2).
+  json::Writer j(2);
+  j.begin_object();
+  j.key("architectures").begin_array().value("ViTForImageClassification").end_array();
+  j.key("model_type").value("vit");
+  j.key("hidden_size").value(c.dim);
+  j.key("num_hidden_layers").value(c.depth);
+  j.key("num_attention_heads").value(c.heads);
+  j.key("intermediate_size").value(c.mlp_hidden);
+  j.key("hidden_act").value("gelu");
+  j.key("hidden_dropout_prob").value(0.0);
+  j.key("attention_probs_dropout_prob").value(0.0);
+  j.key("initializer_range").value(0.02);
+  j.key("layer_norm_eps").value(c.ln_eps);
+  j.key("image_size").value(c.image_size);
+  j.key("patch_size").value(c.patch);
+  j.key("num_channels").value(c.channels);
+  j.key("qkv_bias").value(true);
+  j.key("encoder_stride").value(c.patch);
+  std::vector<std::string> labels;
+  for (int k = 0; k < c.classes; ++k)
+    labels.push_back(k < static_cast<int>(class_names.size()) ? class_names[k] : "LABEL_" + std::to_string(k));
+  j.key("id2label").begin_object();
+  for (int k = 0; k < c.classes; ++k) j.key(std::to_string(k)).value(labels[k]);
+  j.end_object();
+  std::map<std::string, int> last;  // a repeated class name maps to its last id, listed once
+  for (int k = 0; k < c.classes; ++k) last[labels[k]] = k;
+  j.key("label2id").begin_object();
+  for (int k = 0; k < c.classes; ++k)
+    if (auto it = last.find(labels[k]); it != last.end()) {
+      j.key(labels[k]).value(it->second);
+      last.erase(it);
+    }
+  j.end_object();
+  j.key("envit_exits").values(c.exits);
+  j.end_object();
   auto write = [&](const std::string& path, const std::string& text) {
     std::ofstream o(path, std::ios::trunc);
     o << text << "\n";
     ENVIT_CHECK(o.good(), IoError, "cannot write '", path, "'");
   };
-  write(dir + "/config.json", j.dump(2));
+  write(dir + "/config.json", j.str());
   if (!mean.empty()) {
-    nlohmann::ordered_json pc;
-    pc["do_normalize"] = true;
-    pc["do_rescale"] = true;
-    pc["do_resize"] = true;
-    pc["image_mean"] = mean;
-    pc["image_std"] = std;
-    pc["image_processor_type"] = "ViTImageProcessor";
-    pc["resample"] = 2;
-    pc["rescale_factor"] = 1.0 / 255.0;
-    pc["size"] = {{"height", c.image_size}, {"width", c.image_size}};
-    write(dir + "/preprocessor_config.json", pc.dump(2));
+    json::Writer pc(2);
+    pc.begin_object();
+    pc.key("do_normalize").value(true);
+    pc.key("do_rescale").value(true);
+    pc.key("do_resize").value(true);
+    pc.key("image_mean").values(mean);
+    pc.key("image_std").values(std);
+    pc.key("image_processor_type").value("ViTImageProcessor");
+    pc.key("resample").value(2);
+    pc.key("rescale_factor").value(1.0 / 255.0);
+    pc.key("size").begin_object().key("height").value(c.image_size).key("width").value(c.image_size).end_object();
+    pc.end_object();
+    write(dir + "/preprocessor_config.json", pc.str());
   }
 }
 

@@ -188,41 +188,21 @@ namespace detail {
 // Serialises the header exactly as the reference does (no spaces; __metadata__ first, omitted when
 // empty), then pads with spaces to a multiple of 8 so the data starts 8-byte aligned.
 inline std::string st_header_json(const StFile& f) {
-  std::string h = "{";
-  bool first = true;
+  json::Writer w;
+  w.begin_object();
   if (!f.metadata.empty()) {
-    h += "\"__metadata__\":{";
-    bool mf = true;
-    for (const auto& [k, v] : f.metadata) {
-      if (!mf) h += ',';
-      mf = false;
-      json::write_string(h, k);
-      h += ':';
-      json::write_string(h, v);
-    }
-    h += '}';
-    first = false;
+    w.key("__metadata__").begin_object();
+    for (const auto& [k, v] : f.metadata) w.key(k).value(v);
+    w.end_object();
   }
   std::uint64_t off = 0;
   for (const StTensor& t : f.tensors) {
-    if (!first) h += ',';
-    first = false;
-    json::write_string(h, t.name);
-    h += ":{\"dtype\":";
-    json::write_string(h, t.dtype);
-    h += ",\"shape\":[";
-    for (std::size_t i = 0; i < t.shape.size(); ++i) {
-      if (i) h += ',';
-      h += std::to_string(t.shape[i]);
-    }
-    h += "],\"data_offsets\":[";
-    h += std::to_string(off);
-    h += ',';
+    w.key(t.name).begin_object().key("dtype").value(t.dtype).key("shape").values(t.shape);
+    w.key("data_offsets").begin_array().value(off);
     off += t.data.size();
-    h += std::to_string(off);
-    h += "]}";
+    w.value(off).end_array().end_object();
   }
-  h += '}';
+  std::string h = w.end_object().str();
   h.append((8 - h.size() % 8) % 8, ' ');
   return h;
 }
