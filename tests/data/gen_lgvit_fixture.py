@@ -28,9 +28,7 @@ Stored, each computed in float64 and in float32 (suffix 32) from the same float3
 Run:  /usr/bin/python3 tests/data/gen_lgvit_fixture.py   (torch 1.13, CPU)
 """
 import copy
-import json
 import os
-import struct
 import sys
 
 import torch
@@ -39,6 +37,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
 import torch_vit  # noqa: E402
+from st_writer import StWriter  # noqa: E402  tests/data/st_writer.py
 
 CFG = dict(image_size=20, channels=1, patch=4, dim=16, depth=5, heads=2, mlp_hidden=16, classes=4,
            exits=[1, 2, 3, 4, 5], ln_eps=1e-5)
@@ -149,30 +148,6 @@ def stage2(m, img, lab):
     H = hete(ys[0], hl) + hete(ys[1], hl) + hete(ys[3], sub(hl, 3)) + hete(ys[2], sub(hl, 2))
     G = F.mse_loss(ys[0], ys[1]) + F.mse_loss(gram(ys[2]), gram(ys[3]))
     return loss + HET * H + HOM * G, out
-
-
-class StWriter:
-    DT = {torch.float32: "F32", torch.float64: "F64", torch.int32: "I32"}
-
-    def __init__(self):
-        self.meta, self.items = {}, []
-
-    def add(self, name, t):
-        t = t.detach().contiguous().cpu()
-        self.items.append((name, self.DT[t.dtype], list(t.shape), t.numpy().tobytes()))
-
-    def write(self, path):
-        header, off = {"__metadata__": self.meta}, 0
-        for name, dt, shape, data in self.items:
-            header[name] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + len(data)]}
-            off += len(data)
-        h = json.dumps(header, separators=(",", ":")).encode()
-        h += b" " * (-len(h) % 8)
-        with open(path, "wb") as f:
-            f.write(struct.pack("<Q", len(h)))
-            f.write(h)
-            for *_, data in self.items:
-                f.write(data)
 
 
 def stored(name):
