@@ -1,19 +1,37 @@
-// Helpers shared by the PyTorch parity tests (test_train_parity.cpp, test_baselines_parity.cpp):
-// hybrid tensor comparison with a readable failure report, fixture tensors as double, and loading
-// a fixture's param.<name> tensors into ViTParams by name.
+// Helpers shared by the PyTorch parity tests (test_train_parity.cpp, test_baselines_parity.cpp,
+// test_lgvit_parity.cpp): fixture files read once, hybrid tensor comparison with a readable failure
+// report, fixture tensors as double, loading a fixture's param.<name> tensors into ViTParams by
+// name, the fixture's batch, and gradients compared against torch float64 (and float32).
 #pragma once
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "envit/io/safetensors.hpp"
 #include "envit/model/params.hpp"
 
+#ifndef ENVIT_PARITY_DATA_DIR
+#define ENVIT_PARITY_DATA_DIR "tests/data"
+#endif
+
 namespace envit::testing {
+
+// tests/data/<file> (the directory from ENVIT_TEST_DATA when set), read on first use.
+inline const StFile& parity_fixture(const std::string& file) {
+  static std::map<std::string, StFile> cache;
+  auto it = cache.find(file);
+  if (it == cache.end()) {
+    const char* d = std::getenv("ENVIT_TEST_DATA");
+    it = cache.emplace(file, safetensors_read(std::string(d && *d ? d : ENVIT_PARITY_DATA_DIR) + "/" + file)).first;
+  }
+  return it->second;
+}
 
 // Hybrid comparison of n values; on failure names the tensor, the count, the first bad index
 // with both values, and the largest difference.
@@ -65,6 +83,41 @@ void load_params(ViTParams<T>& P, const StFile& f) {
   for (const ParamEntry& e : P.table()) {
     std::vector<double> v = as_double<float>(f, "param." + e.name, e.shape);
     for (std::size_t i = 0; i < e.numel; ++i) P.values()[e.offset + i] = static_cast<T>(v[i]);
+  }
+}
+
+// The fixture's model configuration (its metadata) and batch: images (B, C, S, S) and labels (B).
+template <class T>
+struct ParityBatch {
+  VitConfig cfg;
+  int B = 0;
+  std::vector<T> images;
+  std::vector<std::int32_t> labels;
+};
+template <class T>
+ParityBatch<T> parity_batch(const StFile& f) {
+  ParityBatch<T> b;
+  b.cfg = VitConfig::from_map(f.metadata);
+  b.B = static_cast<int>(f.meta_int("batch"));
+  std::vector<double> img = as_double<float>(f, "images", {b.B, b.cfg.channels, b.cfg.image_size, b.cfg.image_size});
+  b.images.assign(img.begin(), img.end());
+  b.labels = f.get<std::int32_t>("labels");
+  REQUIRE(b.labels.size() == std::size_t(b.B));
+  return b;
+}
+
+// Every parameter gradient of P against <prefix>.grad.<name> (torch float64) and, for float P,
+// also against <prefix>.grad32.<name> (torch float32).
+template <class T>
+void compare_grads(const ViTParams<T>& P, const StFile& f, const std::string& prefix, double rel, double abs_tol) {
+  for (const ParamEntry& e : P.table()) {
+    const T* g = P.grads() + e.offset;
+    std::vector<double> r64 = as_double<double>(f, prefix + ".grad." + e.name, e.shape);
+    compare("grad " + e.name + " vs torch f64", g, r64.data(), e.numel, rel, abs_tol);
+    if (sizeof(T) == 4) {
+      std::vector<double> r32 = as_double<float>(f, prefix + ".grad32." + e.name, e.shape);
+      compare("grad " + e.name + " vs torch f32", g, r32.data(), e.numel, rel, abs_tol);
+    }
   }
 }
 

@@ -23,19 +23,9 @@ using envit::testing::as_double;
 using envit::testing::compare;
 using envit::testing::load_params;
 
-#ifndef ENVIT_PARITY_DATA_DIR
-#define ENVIT_PARITY_DATA_DIR "tests/data"
-#endif
-
 namespace {
 
-const StFile& fixture() {
-  static const StFile f = [] {
-    const char* d = std::getenv("ENVIT_TEST_DATA");
-    return safetensors_read(std::string(d && *d ? d : ENVIT_PARITY_DATA_DIR) + "/baselines_fixture.safetensors");
-  }();
-  return f;
-}
+const StFile& fixture() { return testing::parity_fixture("baselines_fixture.safetensors"); }
 
 struct Tol {
   double loss_rel, grad_rel, grad_abs, upd_rel, upd_abs;
@@ -71,15 +61,12 @@ ObjectiveConfig config_for(const std::string& scheme) {
 template <class T>
 void check(const std::string& scheme, const Tol& tol) {
   const StFile& f = fixture();
-  const VitConfig cfg = VitConfig::from_map(f.metadata);
-  const int B = static_cast<int>(f.meta_int("batch"));
+  const testing::ParityBatch<T> b = testing::parity_batch<T>(f);
+  const VitConfig& cfg = b.cfg;
+  const int B = b.B;
   INFO("scheme " << scheme << ", " << (sizeof(T) == 4 ? "float" : "double"));
   ViTParams<T> P(cfg);
   load_params(P, f);
-  std::vector<double> img = as_double<float>(f, "images", {B, cfg.channels, cfg.image_size, cfg.image_size});
-  std::vector<T> images(img.begin(), img.end());
-  std::vector<std::int32_t> labels = f.get<std::int32_t>("labels");
-  REQUIRE(labels.size() == std::size_t(B));
 
   const ObjectiveConfig o = config_for(scheme);
   const std::vector<double> p = o.block_probs(cfg);
@@ -91,20 +78,15 @@ void check(const std::string& scheme, const Tol& tol) {
   REQUIRE(ow.cosee.thresholds.size() == 5);
   StepStats st;
   P.zero_grads();
-  train_step_grads<T>(st, ws, ow, P, images.data(), labels.data(), masks, o, p, f.meta_double("progress"));
+  train_step_grads<T>(st, ws, ow, P, b.images.data(), b.labels.data(), masks, o, p, f.meta_double("progress"));
 
   const double l64 = f.get<double>(scheme + ".loss").at(0);
   INFO("loss: envit " << st.loss << ", torch f64 " << l64);
   CHECK(std::abs(st.loss - l64) <= tol.loss_rel * std::abs(l64));
   const double lr = f.meta_double("lr");
+  testing::compare_grads(P, f, scheme, tol.grad_rel, tol.grad_abs);
   for (const ParamEntry& e : P.table()) {
     const T* g = P.grads() + e.offset;
-    std::vector<double> r64 = as_double<double>(f, scheme + ".grad." + e.name, e.shape);
-    compare("grad " + e.name + " vs torch f64", g, r64.data(), e.numel, tol.grad_rel, tol.grad_abs);
-    if (sizeof(T) == 4) {
-      std::vector<double> r32 = as_double<float>(f, scheme + ".grad32." + e.name, e.shape);
-      compare("grad " + e.name + " vs torch f32", g, r32.data(), e.numel, tol.grad_rel, tol.grad_abs);
-    }
     std::vector<T> w(P.values() + e.offset, P.values() + e.offset + e.numel);
     for (std::size_t i = 0; i < e.numel; ++i) w[i] -= T(lr) * g[i];
     std::vector<double> u64 = as_double<double>(f, scheme + ".updated." + e.name, e.shape);

@@ -44,6 +44,23 @@ void randomise(ViTParams<T>& P, std::uint64_t seed) {
   }
 }
 
+// The double-precision setup of the gradient and inference tests: one thread (tiny shapes: thread
+// wake-ups dominate on a busy host), lg_config(), parameters randomised from `seed`, and `batch`
+// random images from `image_seed`.
+struct LgDouble {
+  ThreadGuard guard;
+  VitConfig cfg = lg_config();
+  ViTParams<double> P;
+  int B;
+  std::vector<double> images;
+  LgDouble(std::uint64_t seed, int batch, std::uint64_t image_seed, bool with_grads = true)
+      : P(cfg, with_grads), B(batch),
+        images(random_vec<double>(std::size_t(batch) * cfg.image_size * cfg.image_size, image_seed)) {
+    omp_set_num_threads(1);
+    randomise(P, seed);
+  }
+};
+
 // Stage 2's loss adds many terms of up to ~10 (Gram-matrix MSEs), whose double rounding (~1e-15
 // relative) divided by the step is ~1e-10: at kStep = 1e-5 that is 1e-5 of gradients near 1e-4
 // (measured: h = 1e-6 fails at 2e-5, h = 1e-4 passes everywhere), while the truncation error at
@@ -98,12 +115,10 @@ TEST_CASE("lgvit: parameter table uses the authors' names, running statistics ar
 }
 
 TEST_CASE("lgvit: each head's gradients in double (train and eval BatchNorm)", "[lgvit][grad]") {
-  ThreadGuard guard;  // tiny shapes: one thread (thread wake-ups dominate on a busy host)
-  omp_set_num_threads(1);
-  const VitConfig cfg = lg_config();
-  ViTParams<double> P(cfg);
-  randomise(P, 50);
-  const int B = 3;
+  LgDouble fx(50, 3, 0);
+  const VitConfig& cfg = fx.cfg;
+  ViTParams<double>& P = fx.P;
+  const int B = fx.B;
   ViTWorkspace<double> ws(cfg, B);
   const std::ptrdiff_t N = cfg.tokens(), D = cfg.dim, C = cfg.classes;
   auto tokens = random_vec<double>(std::size_t(B * N * D), 9, -1.5, 1.5);
@@ -141,15 +156,13 @@ TEST_CASE("lgvit: each head's gradients in double (train and eval BatchNorm)", "
 }
 
 TEST_CASE("lgvit: stage 1 weights and whole-model gradients in double", "[lgvit][grad]") {
-  ThreadGuard guard;  // tiny shapes: one thread (thread wake-ups dominate on a busy host)
-  omp_set_num_threads(1);
-  const VitConfig cfg = lg_config();
-  ViTParams<double> P(cfg);
-  randomise(P, 70);
-  const int B = 3;
+  LgDouble fx(70, 3, 5);
+  const VitConfig& cfg = fx.cfg;
+  ViTParams<double>& P = fx.P;
+  const int B = fx.B;
+  const std::vector<double>& images = fx.images;
   ViTWorkspace<double> ws(cfg, B);
   ObjectiveWorkspace<double> ow(cfg, B);
-  auto images = random_vec<double>(std::size_t(B * cfg.image_size * cfg.image_size), 5);
   std::vector<std::int32_t> labels{0, 3, 1};
   LayerMasks m(cfg.depth, B);
   m.all(B);
@@ -188,16 +201,14 @@ TEST_CASE("lgvit: stage 1 weights and whole-model gradients in double", "[lgvit]
 }
 
 TEST_CASE("lgvit: stage 2 loss gradients in double, backbone untouched", "[lgvit][grad]") {
-  ThreadGuard guard;  // tiny shapes: one thread (thread wake-ups dominate on a busy host)
-  omp_set_num_threads(1);
-  const VitConfig cfg = lg_config();
-  ViTParams<double> P(cfg);
-  randomise(P, 90);
-  const int B = 3;
+  LgDouble fx(90, 3, 6);
+  const VitConfig& cfg = fx.cfg;
+  ViTParams<double>& P = fx.P;
+  const int B = fx.B;
+  const std::vector<double>& images = fx.images;
   ViTWorkspace<double> ws(cfg, B);
   ws.last_block_all_tokens = true;
   LgvitDistillWorkspace<double> lw(cfg, B);
-  auto images = random_vec<double>(std::size_t(B * cfg.image_size * cfg.image_size), 6);
   std::vector<std::int32_t> labels{2, 0, 1};
   LayerMasks m(cfg.depth, B);
   m.all(B);
@@ -268,13 +279,11 @@ TEST_CASE("lgvit: MACs count the heads exactly (eq. 19)", "[lgvit][macs]") {
 }
 
 TEST_CASE("lgvit: early exit with eval-mode heads agrees with the complete model", "[lgvit][infer]") {
-  ThreadGuard guard;
-  omp_set_num_threads(1);
-  const VitConfig cfg = lg_config();
-  ViTParams<double> P(cfg, false);
-  randomise(P, 33);
-  const int B = 5, M = cfg.num_exits(), C = cfg.classes;
-  auto images = random_vec<double>(std::size_t(B * cfg.image_size * cfg.image_size), 8);
+  LgDouble fx(33, 5, 8, false);
+  const VitConfig& cfg = fx.cfg;
+  const ViTParams<double>& P = fx.P;
+  const std::vector<double>& images = fx.images;
+  const int B = fx.B, M = cfg.num_exits(), C = cfg.classes;
   InferenceWorkspace<double> iw(cfg, B);
   std::vector<double> all(std::size_t(M) * B * C);
   infer_all_exits<double>(iw, P, images.data(), B, all.data(), std::ptrdiff_t(B) * C);

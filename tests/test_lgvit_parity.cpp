@@ -11,6 +11,7 @@
 #include "envit/optim/adamw.hpp"
 #include "envit/train/checkpoint.hpp"
 #include "envit/train/lgvit.hpp"
+#include "parity_testing.hpp"
 #include "testing.hpp"
 
 using namespace envit;
@@ -18,11 +19,7 @@ using namespace envit::testing;
 
 namespace {
 
-const StFile& fixture() {
-  const char* d = std::getenv("ENVIT_TEST_DATA");
-  static const StFile f = safetensors_read(std::string(d && *d ? d : "tests/data") + "/lgvit_fixture.safetensors");
-  return f;
-}
+const StFile& fixture() { return parity_fixture("lgvit_fixture.safetensors"); }
 
 VitConfig fixture_config() {
   const StFile& f = fixture();

@@ -42,21 +42,9 @@ using envit::testing::as_double;
 using envit::testing::compare;
 using envit::testing::load_params;
 
-#ifndef ENVIT_PARITY_DATA_DIR
-#define ENVIT_PARITY_DATA_DIR "tests/data"
-#endif
-
 namespace {
 
-std::string fixture_path() {
-  const char* d = std::getenv("ENVIT_TEST_DATA");
-  return std::string(d && *d ? d : ENVIT_PARITY_DATA_DIR) + "/train_step_fixture.safetensors";
-}
-
-const StFile& fixture() {
-  static const StFile f = safetensors_read(fixture_path());
-  return f;
-}
+const StFile& fixture() { return testing::parity_fixture("train_step_fixture.safetensors"); }
 
 struct Tol {
   double loss_rel, grad_rel, grad_abs, norm_rel, upd_rel, upd_abs;
@@ -74,17 +62,13 @@ bool is_key_bias(const std::string& name, std::size_t i, int D) {
 template <class T>
 void check_step(const std::string& scheme_str, const Tol& tol) {
   const StFile& f = fixture();
-  const VitConfig cfg = VitConfig::from_map(f.metadata);
-  const int B = static_cast<int>(f.meta_int("batch"));
+  const testing::ParityBatch<T> b = testing::parity_batch<T>(f);
+  const VitConfig& cfg = b.cfg;
+  const int B = b.B;
   INFO("scheme " << scheme_str << ", " << (sizeof(T) == 4 ? "float" : "double") << ", config " << cfg.str());
 
   ViTParams<T> P(cfg);
   load_params(P, f);
-  std::vector<double> img_d = as_double<float>(
-      f, "images", {B, cfg.channels, cfg.image_size, cfg.image_size});
-  std::vector<T> images(img_d.begin(), img_d.end());
-  std::vector<std::int32_t> labels = f.get<std::int32_t>("labels");
-  REQUIRE(labels.size() == std::size_t(B));
 
   ObjectiveConfig o;
   o.scheme = parse_scheme(scheme_str);
@@ -100,7 +84,7 @@ void check_step(const std::string& scheme_str, const Tol& tol) {
   StepStats st;
 
   P.zero_grads();
-  train_step_grads<T>(st, ws, ow, P, images.data(), labels.data(), masks, o, p, 0.0);
+  train_step_grads<T>(st, ws, ow, P, b.images.data(), b.labels.data(), masks, o, p, 0.0);
 
   // Loss.
   const double loss64 = f.get<double>(scheme_str + ".loss").at(0);
@@ -115,15 +99,7 @@ void check_step(const std::string& scheme_str, const Tol& tol) {
   }
 
   // Gradients before clipping, against torch float64 (and torch float32 for the float path).
-  for (const ParamEntry& e : P.table()) {
-    const T* g = P.grads() + e.offset;
-    std::vector<double> r64 = as_double<double>(f, scheme_str + ".grad." + e.name, e.shape);
-    compare("grad " + e.name + " vs torch f64", g, r64.data(), e.numel, tol.grad_rel, tol.grad_abs);
-    if (sizeof(T) == 4) {
-      std::vector<double> r32 = as_double<float>(f, scheme_str + ".grad32." + e.name, e.shape);
-      compare("grad " + e.name + " vs torch f32", g, r32.data(), e.numel, tol.grad_rel, tol.grad_abs);
-    }
-  }
+  testing::compare_grads(P, f, scheme_str, tol.grad_rel, tol.grad_abs);
   // The key biases' gradients are exactly zero in exact arithmetic (see the header comment).
   if (sizeof(T) == 8)
     for (int l = 0; l < cfg.depth; ++l) {

@@ -58,41 +58,53 @@ std::string tmp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("envit_test_" + std::to_string(::getpid()) + "_" + name)).string();
 }
 
+// A synthetic 9-class set of n images, its channel statistics, and Trainers of small_cfg(9) on all
+// of it (the Trainer reads `d`: the Fixture outlives them).
+struct Fixture {
+  Dataset d;
+  ChannelStats st;
+  Fixture(int n, std::uint64_t seed) : d(synthetic(n, 9, seed)), st(channel_stats(d)) {}
+  Trainer trainer(const TrainOptions& o) const { return Trainer(small_cfg(9), o, d, iota_n(d.n), st); }
+};
+
+// Two runs' per-step losses are bitwise equal.
+void require_same_losses(const std::vector<double>& a, const std::vector<double>& b) {
+  REQUIRE(a.size() == b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    INFO("step " << i);
+    CHECK(a[i] == b[i]);
+  }
+}
+
 }  // namespace
 
 TEST_CASE("a resumed run reproduces the uninterrupted run bit for bit", "[trainer][e2e]") {
-  Dataset d = synthetic(200, 9, 1);
-  ChannelStats st = channel_stats(d);
+  Fixture fx(200, 1);
   TrainOptions o = small_opts();
-  Trainer a(small_cfg(9), o, d, iota_n(d.n), st);
+  Trainer a = fx.trainer(o);
   std::vector<double> losses_a;
   while (!a.done()) losses_a.push_back(a.step_once().loss);
   REQUIRE(a.step() == 36);  // 200/16 = 12 steps per epoch, 3 epochs
 
-  Trainer b(small_cfg(9), o, d, iota_n(d.n), st);
+  Trainer b = fx.trainer(o);
   std::vector<double> losses_b;
   for (int i = 0; i < 17; ++i) losses_b.push_back(b.step_once().loss);  // stop mid-epoch
   const std::string path = tmp_path("resume.safetensors");
   b.save(path);
-  Trainer c(small_cfg(9), o, d, iota_n(d.n), st);
+  Trainer c = fx.trainer(o);
   c.restore(safetensors_read(path));
   CHECK(c.step() == 17);
   while (!c.done()) losses_b.push_back(c.step_once().loss);
-  REQUIRE(losses_a.size() == losses_b.size());
-  for (std::size_t i = 0; i < losses_a.size(); ++i) {
-    INFO("step " << i);
-    CHECK(losses_a[i] == losses_b[i]);
-  }
+  require_same_losses(losses_a, losses_b);
   CHECK(std::memcmp(a.params().values(), c.params().values(), a.params().size() * sizeof(float)) == 0);
   CHECK(std::memcmp(a.optimizer().m.data(), c.optimizer().m.data(), a.params().size() * sizeof(float)) == 0);
   std::remove(path.c_str());
 }
 
 TEST_CASE("checkpoint round trip is bit-exact and resume refuses different options", "[trainer][io]") {
-  Dataset d = synthetic(64, 9, 2);
-  ChannelStats st = channel_stats(d);
+  Fixture fx(64, 2);
   TrainOptions o = small_opts();
-  Trainer a(small_cfg(9), o, d, iota_n(d.n), st);
+  Trainer a = fx.trainer(o);
   a.step_once();
   a.step_once();
   const std::string path = tmp_path("rt.safetensors");
@@ -109,7 +121,7 @@ TEST_CASE("checkpoint round trip is bit-exact and resume refuses different optio
 
   TrainOptions o2 = o;
   o2.obj.p_max = 0.4;
-  Trainer b(small_cfg(9), o2, d, iota_n(d.n), st);
+  Trainer b = fx.trainer(o2);
   try {
     b.restore(f);
     FAIL("restore accepted a different p_max");
@@ -160,10 +172,9 @@ TEST_CASE("load_weights (for --init) lists missing, unexpected and mis-shaped te
 }
 
 TEST_CASE("a non-finite loss stops training with a clear error and leaves parameters untouched", "[trainer]") {
-  Dataset d = synthetic(64, 9, 3);
-  ChannelStats st = channel_stats(d);
+  Fixture fx(64, 3);
   TrainOptions o = small_opts();
-  Trainer a(small_cfg(9), o, d, iota_n(d.n), st);
+  Trainer a = fx.trainer(o);
   a.step_once();
   a.params().value("head.bias")[0] = std::numeric_limits<float>::infinity();
   std::vector<float> before(a.params().values(), a.params().values() + a.params().size());
@@ -198,12 +209,11 @@ TEST_CASE("short EnViT training on real Fashion-MNIST beats chance by a wide mar
 }
 
 TEST_CASE("cosee: thresholds from the previous epoch's signal range; resume is exact across epochs", "[trainer][e2e]") {
-  Dataset d = synthetic(200, 9, 3);
-  ChannelStats st = channel_stats(d);
+  Fixture fx(200, 3);
   TrainOptions o = small_opts();
   o.obj.scheme = Scheme::cosee;
   o.obj.p_max = 0;
-  Trainer a(small_cfg(9), o, d, iota_n(d.n), st);
+  Trainer a = fx.trainer(o);
   std::vector<double> losses_a;
   double lo1 = 1, hi1 = 0;  // epoch 1's signal range, collected from the steps
   while (!a.done()) {
@@ -231,34 +241,29 @@ TEST_CASE("cosee: thresholds from the previous epoch's signal range; resume is e
   CHECK(lo1 < hi1);
   CHECK(hi1 < 1.0);
 
-  Trainer b(small_cfg(9), o, d, iota_n(d.n), st);
+  Trainer b = fx.trainer(o);
   std::vector<double> losses_b;
   for (int i = 0; i < 17; ++i) losses_b.push_back(b.step_once().loss);  // mid-epoch 2
   const std::string path = tmp_path("cosee.safetensors");
   b.save(path);
-  Trainer c(small_cfg(9), o, d, iota_n(d.n), st);
+  Trainer c = fx.trainer(o);
   c.restore(safetensors_read(path));
   CHECK(c.cosee_range().lo == b.cosee_range().lo);
   CHECK(c.cosee_range().acc_hi == b.cosee_range().acc_hi);
   while (!c.done()) losses_b.push_back(c.step_once().loss);
-  REQUIRE(losses_a.size() == losses_b.size());
-  for (std::size_t i = 0; i < losses_a.size(); ++i) {
-    INFO("step " << i);
-    CHECK(losses_a[i] == losses_b[i]);
-  }
+  require_same_losses(losses_a, losses_b);
   CHECK(std::memcmp(a.params().values(), c.params().values(), a.params().size() * sizeof(float)) == 0);
   std::remove(path.c_str());
 }
 
 TEST_CASE("loss reduction `remaining` divides each exit's sums by its own sample count", "[trainer]") {
-  Dataset d = synthetic(64, 9, 4);
-  ChannelStats st = channel_stats(d);
+  Fixture fx(64, 4);
   TrainOptions o = small_opts();
   o.obj.scheme = Scheme::envit_sd;
   o.obj.p_max = 0.6;
   TrainOptions o2 = o;
   o2.obj.reduction = LossReduction::remaining;
-  Trainer a(small_cfg(9), o, d, iota_n(d.n), st), b(small_cfg(9), o2, d, iota_n(d.n), st);
+  Trainer a = fx.trainer(o), b = fx.trainer(o2);
   const StepStats sa = a.step_once(), sb = b.step_once();  // same parameters, batch and masks
   const int B = o.batch;
   bool some_dropped = false;
@@ -269,7 +274,7 @@ TEST_CASE("loss reduction `remaining` divides each exit's sums by its own sample
     CHECK(sb.ce[j] * sa.n[j] == Approx(sa.ce[j] * B).epsilon(1e-6));
   }
   CHECK(some_dropped);
-  Trainer c(small_cfg(9), o, d, iota_n(d.n), st);
+  Trainer c = fx.trainer(o);
   const std::string path = tmp_path("red.safetensors");
   b.save(path);
   CHECK_THROWS_WITH(c.restore(safetensors_read(path)), Catch::Contains("train.reduction"));
@@ -277,8 +282,7 @@ TEST_CASE("loss reduction `remaining` divides each exit's sums by its own sample
 }
 
 TEST_CASE("clip mode weight-sum clips at clip * sum of exit weights; beem's weights sum to 1", "[trainer]") {
-  Dataset d = synthetic(64, 9, 5);
-  ChannelStats st = channel_stats(d);
+  Fixture fx(64, 5);
   TrainOptions o = small_opts();
   o.obj.scheme = Scheme::vit_ee;
   o.obj.p_max = 0;
@@ -287,7 +291,7 @@ TEST_CASE("clip mode weight-sum clips at clip * sum of exit weights; beem's weig
   TrainOptions o2 = o;
   o2.clip_mode = ClipMode::absolute;
   o2.clip = 0.05 * 2;  // M = 2 exits, vit-ee weights 1 each
-  Trainer a(small_cfg(9), o, d, iota_n(d.n), st), b(small_cfg(9), o2, d, iota_n(d.n), st);
+  Trainer a = fx.trainer(o), b = fx.trainer(o2);
   CHECK(a.step_once().weight_sum == 2.0);
   b.step_once();
   CHECK(a.last_grad_norm() > 0.1);
@@ -295,22 +299,21 @@ TEST_CASE("clip mode weight-sum clips at clip * sum of exit weights; beem's weig
   TrainOptions ob = small_opts();
   ob.obj.scheme = Scheme::beem;
   ob.obj.p_max = 0;
-  Trainer e(small_cfg(9), ob, d, iota_n(d.n), st);
+  Trainer e = fx.trainer(ob);
   CHECK(e.step_once().weight_sum == Approx(1.0).epsilon(1e-15));
 }
 
 TEST_CASE("evaluate_exits (inference path) matches the training forward's logits and counts", "[trainer]") {
-  Dataset d = synthetic(70, 9, 11);
-  ChannelStats st = channel_stats(d);
+  Fixture fx(70, 11);
   TrainOptions o = small_opts();
   o.epochs = 1;
-  Trainer t(small_cfg(9), o, d, iota_n(d.n), st);
+  Trainer t = fx.trainer(o);
   while (!t.done()) t.step_once();
   const ViTParams<float>& P = t.params();
   const VitConfig& cfg = P.config();
   const int M = cfg.num_exits(), C = cfg.classes, batch = 16;
-  const Normalizer norm(st);
-  const std::vector<std::int64_t> idx = iota_n(d.n);
+  const Normalizer norm(fx.st);
+  const std::vector<std::int64_t> idx = iota_n(fx.d.n);
   // Reference: the complete model through the training forward, chunk by chunk.
   ViTWorkspace<float> ws(cfg, batch);
   InferenceWorkspace<float> iws(cfg, batch);
@@ -321,7 +324,7 @@ TEST_CASE("evaluate_exits (inference path) matches the training forward's logits
   std::vector<std::int64_t> ref(static_cast<std::size_t>(M), 0);
   for (std::size_t s = 0; s < idx.size(); s += batch) {
     const int n = int(std::min<std::size_t>(batch, idx.size() - s));
-    make_batch(images.data(), labels.data(), d, idx.data() + s, n, norm, Augment{}, 0, 0);
+    make_batch(images.data(), labels.data(), fx.d, idx.data() + s, n, norm, Augment{}, 0, 0);
     vit_forward_full<float>(ws, P, images.data(), n, ptr.data());
     infer_all_exits<float>(iws, P, images.data(), n, b.data(), std::ptrdiff_t(batch) * C);
     for (int j = 0; j < M; ++j)
@@ -333,14 +336,13 @@ TEST_CASE("evaluate_exits (inference path) matches the training forward's logits
       }
   }
   std::int64_t n = 0;
-  CHECK(evaluate_exits(P, d, idx, norm, batch, &n) == ref);
-  CHECK(n == d.n);
+  CHECK(evaluate_exits(P, fx.d, idx, norm, batch, &n) == ref);
+  CHECK(n == fx.d.n);
 }
 
 TEST_CASE("data-parallel shards: per-shard losses and gradients sum to the whole batch's", "[trainer][dist]") {
   // Without MPI: each Trainer's reduce hook records its (unreduced) gradients and loss at step 0.
-  Dataset d = synthetic(200, 9, 1);
-  ChannelStats st = channel_stats(d);
+  Fixture fx(200, 1);
   TrainOptions o = small_opts();
   o.batch = 15;  // uneven shards: 5 + 5 + 5 over 3 ranks, 7 + 8 over 2
   for (int world : {1, 2, 3}) {
@@ -348,7 +350,7 @@ TEST_CASE("data-parallel shards: per-shard losses and gradients sum to the whole
     std::vector<double> losses;
     std::vector<int> seen;
     for (int r = 0; r < world; ++r) {
-      Trainer t(small_cfg(9), o, d, iota_n(d.n), st);
+      Trainer t = fx.trainer(o);
       t.set_shard(r, world, [&](ViTParams<float>& P, StepStats& s) {
         grads.emplace_back(P.grads(), P.grads() + P.size());
         losses.push_back(s.loss);
@@ -382,7 +384,7 @@ TEST_CASE("data-parallel shards: per-shard losses and gradients sum to the whole
     }
     CHECK(std::sqrt(d2) <= 1e-5 * std::sqrt(w2));
   }
-  Trainer t(small_cfg(9), o, d, iota_n(d.n), st);
+  Trainer t = fx.trainer(o);
   CHECK_THROWS_AS(t.set_shard(2, 2, {}), ValueError);
   CHECK_THROWS_AS(t.set_shard(0, 16, {}), ValueError);  // more ranks than samples per batch
 }

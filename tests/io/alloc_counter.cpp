@@ -1,4 +1,5 @@
-// Replacement global operator new/delete that count allocations while enabled (see alloc_counter.hpp).
+// Replacement global operator new/delete that count allocations and record the largest request
+// while enabled (see alloc_counter.hpp).
 #include "io/alloc_counter.hpp"
 
 #include <cstdlib>
@@ -7,11 +8,15 @@
 namespace envit::testing {
 std::atomic<bool> g_count_allocs{false};
 std::atomic<long> g_allocs{0};
+std::atomic<std::size_t> g_largest_alloc{0};
 }  // namespace envit::testing
 
 void* operator new(std::size_t n) {
-  if (envit::testing::g_count_allocs.load(std::memory_order_relaxed))
-    envit::testing::g_allocs.fetch_add(1, std::memory_order_relaxed);
+  using namespace envit::testing;
+  if (g_count_allocs.load(std::memory_order_relaxed)) {
+    g_allocs.fetch_add(1, std::memory_order_relaxed);
+    if (n > g_largest_alloc.load(std::memory_order_relaxed)) g_largest_alloc.store(n, std::memory_order_relaxed);
+  }
   if (void* p = std::malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }

@@ -20,6 +20,22 @@ inline void dwconv_check(const DwConvShape& s, const char* op) {
               " grid=", s.grid, " dim=", s.dim);
 }
 
+// Calls f(k, ii, jj) for the taps k = u*3 + v of token (i, j) whose neighbour (ii, jj) lies on
+// the G x G grid, u then v ascending: ii = i + dir*(u - 1), jj = j + dir*(v - 1). dir +1 gives the
+// inputs an output reads (forward, dw); dir -1 the outputs an input feeds (dx).
+template <class F>
+inline void dwconv_taps(std::ptrdiff_t i, std::ptrdiff_t j, std::ptrdiff_t G, std::ptrdiff_t dir, F&& f) {
+  for (std::ptrdiff_t u = 0; u < 3; ++u) {
+    const std::ptrdiff_t ii = i + dir * (u - 1);
+    if (ii < 0 || ii >= G) continue;
+    for (std::ptrdiff_t v = 0; v < 3; ++v) {
+      const std::ptrdiff_t jj = j + dir * (v - 1);
+      if (jj < 0 || jj >= G) continue;
+      f(u * 3 + v, ii, jj);
+    }
+  }
+}
+
 template <class T>
 void dwconv_forward(T* y,          // (B, G, G, D)  overwritten; may not alias x
                     const T* x,    // (B, G, G, D)
@@ -32,16 +48,10 @@ void dwconv_forward(T* y,          // (B, G, G, D)  overwritten; may not alias x
       for (std::ptrdiff_t j = 0; j < G; ++j) {
         T* yt = y + ((b * G + i) * G + j) * D;
         for (std::ptrdiff_t d = 0; d < D; ++d) yt[d] = p.b ? p.b[d] : T(0);
-        for (std::ptrdiff_t u = 0; u < 3; ++u) {
-          const std::ptrdiff_t ii = i + u - 1;
-          if (ii < 0 || ii >= G) continue;
-          for (std::ptrdiff_t v = 0; v < 3; ++v) {
-            const std::ptrdiff_t jj = j + v - 1;
-            if (jj < 0 || jj >= G) continue;
-            const T* xt = x + ((b * G + ii) * G + jj) * D;
-            for (std::ptrdiff_t d = 0; d < D; ++d) yt[d] += p.w[d * 9 + u * 3 + v] * xt[d];
-          }
-        }
+        dwconv_taps(i, j, G, 1, [&](std::ptrdiff_t k, std::ptrdiff_t ii, std::ptrdiff_t jj) {
+          const T* xt = x + ((b * G + ii) * G + jj) * D;
+          for (std::ptrdiff_t d = 0; d < D; ++d) yt[d] += p.w[d * 9 + k] * xt[d];
+        });
       }
     }
   });
@@ -65,16 +75,10 @@ void dwconv_backward(T* dx,              // (B, G, G, D)  accumulated (+=), or n
         const std::ptrdiff_t b = r / G, i = r % G;
         for (std::ptrdiff_t j = 0; j < G; ++j) {
           T* dxt = dx + ((b * G + i) * G + j) * D;
-          for (std::ptrdiff_t u = 0; u < 3; ++u) {
-            const std::ptrdiff_t oi = i - u + 1;
-            if (oi < 0 || oi >= G) continue;
-            for (std::ptrdiff_t v = 0; v < 3; ++v) {
-              const std::ptrdiff_t oj = j - v + 1;
-              if (oj < 0 || oj >= G) continue;
-              const T* dyt = dy + ((b * G + oi) * G + oj) * D;
-              for (std::ptrdiff_t d = 0; d < D; ++d) dxt[d] += p.w[d * 9 + u * 3 + v] * dyt[d];
-            }
-          }
+          dwconv_taps(i, j, G, -1, [&](std::ptrdiff_t k, std::ptrdiff_t oi, std::ptrdiff_t oj) {
+            const T* dyt = dy + ((b * G + oi) * G + oj) * D;
+            for (std::ptrdiff_t d = 0; d < D; ++d) dxt[d] += p.w[d * 9 + k] * dyt[d];
+          });
         }
       }
     });
@@ -89,15 +93,9 @@ void dwconv_backward(T* dx,              // (B, G, G, D)  accumulated (+=), or n
           for (std::ptrdiff_t j = 0; j < G; ++j) {
             const T dyv = dy[((b * G + i) * G + j) * D + d];
             accb += dyv;
-            for (std::ptrdiff_t u = 0; u < 3; ++u) {
-              const std::ptrdiff_t ii = i + u - 1;
-              if (ii < 0 || ii >= G) continue;
-              for (std::ptrdiff_t v = 0; v < 3; ++v) {
-                const std::ptrdiff_t jj = j + v - 1;
-                if (jj < 0 || jj >= G) continue;
-                acc[u * 3 + v] += dyv * x[((b * G + ii) * G + jj) * D + d];
-              }
-            }
+            dwconv_taps(i, j, G, 1, [&](std::ptrdiff_t k, std::ptrdiff_t ii, std::ptrdiff_t jj) {
+              acc[k] += dyv * x[((b * G + ii) * G + jj) * D + d];
+            });
           }
       if (g.dw)
         for (int k = 0; k < 9; ++k) g.dw[d * 9 + k] += acc[k];

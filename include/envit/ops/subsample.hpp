@@ -21,19 +21,27 @@ inline void subsample_check(const SubsampleShape& s, const char* op) {
               ": invalid shape batch=", s.batch, " grid=", s.grid, " dim=", s.dim, " stride=", s.stride);
 }
 
-template <class T>
-void subsample_forward(T* y,        // (B, G', G', D)  overwritten
-                       const T* x,  // (B, G, G, D)
-                       SubsampleShape s) {
-  subsample_check(s, "subsample_forward");
+// Calls f(x_token, y_token) for every kept token, in parallel over output grid rows: the element
+// offsets of x[b, i*s, j*s, 0] and y[b, i, j, 0].
+template <class F>
+void subsample_tokens(SubsampleShape s, F&& f) {
   const std::ptrdiff_t G = s.grid, H = s.out_grid(), D = s.dim;
   parallel_for(s.batch * H, double(H * D), [&](std::ptrdiff_t r0, std::ptrdiff_t r1) {
     for (std::ptrdiff_t r = r0; r < r1; ++r) {
       const std::ptrdiff_t b = r / H, i = r % H;
       for (std::ptrdiff_t j = 0; j < H; ++j)
-        std::memcpy(y + ((b * H + i) * H + j) * D, x + ((b * G + i * s.stride) * G + j * s.stride) * D,
-                    sizeof(T) * std::size_t(D));
+        f(((b * G + i * s.stride) * G + j * s.stride) * D, ((b * H + i) * H + j) * D);
     }
+  });
+}
+
+template <class T>
+void subsample_forward(T* y,        // (B, G', G', D)  overwritten
+                       const T* x,  // (B, G, G, D)
+                       SubsampleShape s) {
+  subsample_check(s, "subsample_forward");
+  subsample_tokens(s, [&](std::ptrdiff_t xo, std::ptrdiff_t yo) {
+    std::memcpy(y + yo, x + xo, sizeof(T) * std::size_t(s.dim));
   });
 }
 
@@ -43,16 +51,8 @@ void subsample_backward(T* dx,        // (B, G, G, D)  accumulated (+=)
                         const T* dy,  // (B, G', G', D)
                         SubsampleShape s) {
   subsample_check(s, "subsample_backward");
-  const std::ptrdiff_t G = s.grid, H = s.out_grid(), D = s.dim;
-  parallel_for(s.batch * H, double(H * D), [&](std::ptrdiff_t r0, std::ptrdiff_t r1) {
-    for (std::ptrdiff_t r = r0; r < r1; ++r) {
-      const std::ptrdiff_t b = r / H, i = r % H;
-      for (std::ptrdiff_t j = 0; j < H; ++j) {
-        T* dst = dx + ((b * G + i * s.stride) * G + j * s.stride) * D;
-        const T* src = dy + ((b * H + i) * H + j) * D;
-        for (std::ptrdiff_t d = 0; d < D; ++d) dst[d] += src[d];
-      }
-    }
+  subsample_tokens(s, [&](std::ptrdiff_t xo, std::ptrdiff_t yo) {
+    for (std::ptrdiff_t d = 0; d < s.dim; ++d) dx[xo + d] += dy[yo + d];
   });
 }
 

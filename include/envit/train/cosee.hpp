@@ -106,16 +106,21 @@ double cosee_loss(CoseeStats& st, CoseeWorkspace& cw, T* const* dz, T* const* pr
   for (std::size_t k = 0; k < std::size_t(M) * B; ++k) cls += cw.coef[k] * cw.ce[k];
   st.cls = cls / B;
   // Calibration: per non-final exit, the margin between correct and wrong samples' mean signals.
+  // Exit j's correct-sample count and the signal sums of its correct and wrong samples.
+  struct Split { int nc = 0; double sc = 0, sw = 0; };
+  auto split = [&](int j) {
+    Split sp;
+    for (int b = 0; b < B; ++b) {
+      const std::size_t k = std::size_t(j) * B + b;
+      sp.nc += cw.correct[k];
+      (cw.correct[k] ? sp.sc : sp.sw) += cw.sig[k];
+    }
+    return sp;
+  };
   int Q = 0;
   double calib = 0;
   for (int j = 0; j + 1 < M; ++j) {
-    int nc = 0;
-    double sc = 0, sw = 0;
-    for (int b = 0; b < B; ++b) {
-      const std::size_t k = std::size_t(j) * B + b;
-      nc += cw.correct[k];
-      (cw.correct[k] ? sc : sw) += cw.sig[k];
-    }
+    const auto [nc, sc, sw] = split(j);
     if (nc > 0 && nc < B) {
       ++Q;
       calib += std::max(0.0, sc / nc - sw / (B - nc) + cc.margin);
@@ -124,13 +129,7 @@ double cosee_loss(CoseeStats& st, CoseeWorkspace& cw, T* const* dz, T* const* pr
   st.calib = Q > 0 ? calib / Q : 0.0;
   // Gradients.
   for (int j = 0; j < M; ++j) {
-    int nc = 0;
-    double sc = 0, sw = 0;
-    for (int b = 0; b < B; ++b) {
-      const std::size_t k = std::size_t(j) * B + b;
-      nc += cw.correct[k];
-      (cw.correct[k] ? sc : sw) += cw.sig[k];
-    }
+    const auto [nc, sc, sw] = split(j);
     const bool active = j + 1 < M && nc > 0 && nc < B && sc / nc - sw / (B - nc) + cc.margin > 0;
     for (int b = 0; b < B; ++b) {
       const std::size_t k = std::size_t(j) * B + b;
