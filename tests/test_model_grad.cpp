@@ -66,6 +66,28 @@ struct Fixture {
   }
 };
 
+// The objective's parameter gradients through the whole model (progress 0.4) against central
+// differences of its loss, every parameter; `ready`: a frozen teacher is in the workspace.
+// Returns the statistics of the analytic step.
+StepStats check_objective_grads(Fixture& f, const LayerMasks& m, const ObjectiveConfig& o, const std::vector<double>& p,
+                                bool ready, const std::string& what) {
+  StepStats st;
+  f.P.zero_grads();
+  vit_forward_train<double>(f.ws, f.P, f.images.data(), m);
+  objective_forward<double>(st, f.ws, f.ow, f.P, f.labels.data(), m, o, p, 0.4, ready);
+  vit_backward_train<double>(f.ws, f.P, m);
+  std::vector<double> g(f.P.grads(), f.P.grads() + f.P.size());
+  auto loss = [&] {
+    StepStats s2;
+    vit_forward_train<double>(f.ws, f.P, f.images.data(), m);
+    objective_forward<double>(s2, f.ws, f.ow, f.P, f.labels.data(), m, o, p, 0.4, ready);
+    return s2.loss;
+  };
+  for (const ParamEntry& e : f.P.table())
+    check_grad(what + " " + e.name, f.P.values() + e.offset, g.data() + e.offset, e.numel, loss, 1e-6, 40);
+  return st;
+}
+
 // `tweak` adjusts the objective (variants, reduction) before the check.
 void gradcheck_scheme(Scheme s, TeacherSource t, void (*tweak)(ObjectiveConfig&) = nullptr) {
   Fixture f;
@@ -90,20 +112,7 @@ void gradcheck_scheme(Scheme s, TeacherSource t, void (*tweak)(ObjectiveConfig&)
     }
     ready = true;
   }
-  f.P.zero_grads();
-  vit_forward_train<double>(f.ws, f.P, f.images.data(), m);
-  objective_forward<double>(st, f.ws, f.ow, f.P, f.labels.data(), m, o, p, 0.4, ready);
-  vit_backward_train<double>(f.ws, f.P, m);
-  std::vector<double> g(f.P.grads(), f.P.grads() + f.P.size());
-  auto loss = [&] {
-    StepStats s2;
-    vit_forward_train<double>(f.ws, f.P, f.images.data(), m);
-    objective_forward<double>(s2, f.ws, f.ow, f.P, f.labels.data(), m, o, p, 0.4, ready);
-    return s2.loss;
-  };
-  for (const ParamEntry& e : f.P.table())
-    check_grad(std::string(scheme_name(s)) + " " + e.name, f.P.values() + e.offset, g.data() + e.offset,
-               e.numel, loss, 1e-6, 40);
+  check_objective_grads(f, m, o, p, ready, scheme_name(s));
 }
 
 }  // namespace
@@ -151,20 +160,8 @@ TEST_CASE("multi-exit ViT gradient check, cosee (exit weighting + energy calibra
   f.ow.cosee.thresholds.clear();
   for (std::size_t k : {std::size_t(0), sig.size() / 2, sig.size() - 2})
     f.ow.cosee.thresholds.push_back(0.5 * (sig[k] + sig[k + 1]));
-  f.P.zero_grads();
-  vit_forward_train<double>(f.ws, f.P, f.images.data(), m);
-  objective_forward<double>(st, f.ws, f.ow, f.P, f.labels.data(), m, o, p, 0.4, false);
-  CHECK(st.cosee.calib > 0);  // the calibration term is active, so its gradient is checked too
-  vit_backward_train<double>(f.ws, f.P, m);
-  std::vector<double> g(f.P.grads(), f.P.grads() + f.P.size());
-  auto loss = [&] {
-    StepStats s2;
-    vit_forward_train<double>(f.ws, f.P, f.images.data(), m);
-    objective_forward<double>(s2, f.ws, f.ow, f.P, f.labels.data(), m, o, p, 0.4, false);
-    return s2.loss;
-  };
-  for (const ParamEntry& e : f.P.table())
-    check_grad("cosee " + e.name, f.P.values() + e.offset, g.data() + e.offset, e.numel, loss, 1e-6, 40);
+  const StepStats checked = check_objective_grads(f, m, o, p, false, "cosee");
+  CHECK(checked.cosee.calib > 0);  // the calibration term is active, so its gradient was checked too
 }
 
 TEST_CASE("fixed masks really skip: exits see only executed samples", "[model]") {
