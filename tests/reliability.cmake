@@ -2,7 +2,7 @@
 # limit, full file system) that leave the previous checkpoint intact, stop signals, the output
 # directory lock, and regression inputs from fuzzing. Program-level fault tests (interrupt, kill -9
 # and resume, disk full, second trainer) need the `envit` program: registered with the examples.
-envit_add_test(reliability reliability/test_faults.cpp reliability/test_fuzz_regressions.cpp io/alloc_counter.cpp)
+envit_add_test(reliability reliability/test_faults.cpp reliability/test_fuzz_regressions.cpp alloc_counter.cpp)
 if(ENVIT_BUILD_EXAMPLES)
   add_executable(envit_fault_data reliability/fault_data.cpp)
   target_link_libraries(envit_fault_data PRIVATE envit::envit)

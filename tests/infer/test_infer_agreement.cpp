@@ -15,7 +15,7 @@
 
 #include "envit/infer/early_exit.hpp"
 #include "envit/infer/simulate.hpp"
-#include "infer/alloc_count.hpp"
+#include "alloc_counter.hpp"
 #include "testing.hpp"
 
 using namespace envit;
@@ -342,21 +342,21 @@ long allocs_per_call() {
     early_exit_one<T>(ws, m.P, m.images.data(), crit, one.data());
   };
   run();  // warm-up: grows the packed GEMM's thread-local pack buffers, starts OpenMP's threads
-  envit::testing::infer::allocs = 0;
-  envit::testing::infer::count_allocs = true;
+  envit::testing::g_allocs = 0;
+  envit::testing::g_count_allocs = true;
   run();
-  envit::testing::infer::count_allocs = false;
-  return envit::testing::infer::allocs.load();
+  envit::testing::g_count_allocs = false;
+  return envit::testing::g_allocs.load();
 }
 
 TEST_CASE("early exit allocates nothing per call after the first", "[infer][alloc]") {
   {  // the counter itself sees an allocation
-    envit::testing::infer::allocs = 0;
-    envit::testing::infer::count_allocs = true;
+    envit::testing::g_allocs = 0;
+    envit::testing::g_count_allocs = true;
     std::vector<double>* v = new std::vector<double>(10);
-    envit::testing::infer::count_allocs = false;
+    envit::testing::g_count_allocs = false;
     delete v;
-    CHECK(envit::testing::infer::allocs.load() == 2);
+    CHECK(envit::testing::g_allocs.load() == 2);
   }
   {
     BackendGuard g(GemmBackend::packed);

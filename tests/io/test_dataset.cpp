@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "envit/data/dataset.hpp"
-#include "io/alloc_counter.hpp"
+#include "alloc_counter.hpp"
 
 using namespace envit;
 using Catch::Matchers::Contains;

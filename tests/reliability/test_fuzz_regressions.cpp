@@ -1,5 +1,5 @@
 // Inputs found by fuzzing (tests/fuzz, docs/reliability.md) that once misbehaved, kept as tests.
-// The executable links io/alloc_counter.cpp, whose global operator new records the largest single
+// The executable links alloc_counter.cpp, whose global operator new records the largest single
 // request while g_count_allocs is set.
 #include <catch2/catch.hpp>
 
@@ -16,7 +16,7 @@
 #if __has_include("envit/io/pretrained.hpp")
 #include "envit/io/pretrained.hpp"
 #endif
-#include "io/alloc_counter.hpp"
+#include "alloc_counter.hpp"
 #include "io/io_util.hpp"
 
 

@@ -1,5 +1,5 @@
-// tests/io/alloc_counter.hpp — counts calls of the global operator new and records the largest
-// single request while enabled (the
+// tests/alloc_counter.hpp — counts calls of the global operator new (plain, array, nothrow,
+// aligned) and records the largest single request while enabled (the
 // replacement lives in alloc_counter.cpp, its own translation unit, so the compiler never sees
 // malloc and operator new paired in one function and warns about a mismatch).
 #pragma once
