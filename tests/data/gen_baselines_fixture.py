@@ -161,14 +161,7 @@ def main():
         l32, g32, _ = run(scheme, state, images, labels, thresholds, torch.float32)
         gn = sum(float((g ** 2).sum()) for g in g64.values()) ** 0.5
         print(f"{scheme}: loss f64 {l64.item():.10f} f32 {l32.item():.8f}, grad norm {gn:.5f}")
-        st.add(f"{scheme}.loss", l64)
-        st.add(f"{scheme}.loss32", l32)
-        for n in names:
-            st.add(f"{scheme}.grad.{n}", g64[n])
-        for n in names:
-            st.add(f"{scheme}.grad32.{n}", g32[n])
-        for n in names:
-            st.add(f"{scheme}.updated.{n}", u64[n])
+        st.add_step(scheme, names, l64, l32, g64, g32, u64)
     out = os.path.join(HERE, "baselines_fixture.safetensors")
     st.write(out)
     print(f"wrote {out} ({os.path.getsize(out)} bytes)")

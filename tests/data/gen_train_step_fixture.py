@@ -136,14 +136,7 @@ def main():
         st.meta[f"{scheme}.grad_norm"] = repr(norm64)
         st.meta[f"{scheme}.grad_norm32"] = repr(norm32)
         st.meta[f"{scheme}.clipped"] = str(int(clipped))
-        st.add(f"{scheme}.loss", loss64)
-        st.add(f"{scheme}.loss32", loss32)
-        for n in names:
-            st.add(f"{scheme}.grad.{n}", g64[n])
-        for n in names:
-            st.add(f"{scheme}.grad32.{n}", g32[n])
-        for n in names:
-            st.add(f"{scheme}.updated.{n}", up64[n])
+        st.add_step(scheme, names, loss64, loss32, g64, g32, up64)
 
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_step_fixture.safetensors")
     st.write(out)

@@ -19,6 +19,15 @@ class StWriter:
         raw = t.view(torch.int16).numpy().tobytes() if t.dtype == torch.bfloat16 else t.numpy().tobytes()
         self.items.append((name, self.DT[t.dtype], list(t.shape), raw))
 
+    def add_step(self, prefix, names, loss64, loss32, grad64, grad32, updated64):
+        """One training step's references in the names tests/parity_testing.hpp reads:
+        <prefix>.loss, .loss32, .grad.<n>, .grad32.<n>, .updated.<n> (64: torch float64, 32: float32)."""
+        self.add(f"{prefix}.loss", loss64)
+        self.add(f"{prefix}.loss32", loss32)
+        for kind, tensors in (("grad", grad64), ("grad32", grad32), ("updated", updated64)):
+            for n in names:
+                self.add(f"{prefix}.{kind}.{n}", tensors[n])
+
     def write(self, path):
         header, off = ({"__metadata__": self.meta} if self.meta else {}), 0
         for name, dt, shape, data in self.items:
