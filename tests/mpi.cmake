@@ -1,7 +1,8 @@
 # Data-parallel `envit train` under mpirun (examples/envit/dist.hpp): parity with one process,
 # resume on a different number of ranks, faults, and parity of the options whose loss uses batch
 # statistics (lgvit, cosee, --reduction remaining, byot mmrazor). Only with ENVIT_MPI and mpirun;
-# label `mpi`. Not in the ASan pass (it builds without the examples). About 30 s in all on 2 cores.
+# label `mpi`. Not in the ASan pass (scripts/test.sh configures it with ENVIT_MPI=OFF). About 45 s
+# in all on 2 cores.
 if(ENVIT_BUILD_EXAMPLES AND ENVIT_MPI AND ENVIT_MPIEXEC)
   add_executable(mpi_compare_runs mpi/compare_runs.cpp)
   target_link_libraries(mpi_compare_runs PRIVATE envit::envit)
