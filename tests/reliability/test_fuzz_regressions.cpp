@@ -127,6 +127,26 @@ TEST_CASE("fuzz regression: image_decode applies a caller's pixel limit before d
 }
 #endif
 
+// fuzz_image: a 123-byte PNG whose second IDAT chunk announces 2,130,706,497 bytes made stb_image
+// grow its IDAT buffer to 2 GiB before reading (libFuzzer: out-of-memory). Input:
+// tests/data/fuzz/image_png_idat.bin (byte 0 = channels).
+TEST_CASE("fuzz regression: a PNG chunk announcing more bytes than the file holds is refused before stb_image", "[fault][fuzz]") {
+  const std::string in = envit::testing::read_bytes(test_data() + "/fuzz/image_png_idat.bin");
+  const auto* b = reinterpret_cast<const unsigned char*>(in.data()) + 1;
+  std::string m;
+  try {
+    image_bytes_check(b, in.size() - 1, "idat.png");
+  } catch (const IoError& e) {
+    m = e.what();
+  }
+  CHECK_THAT(m, Catch::Contains("image 'idat.png': PNG chunk 'IDAT' at byte offset 81 announces 2130706497 bytes "
+                                "but the file has 33 after its header"));
+  // The same bytes with that chunk's length set to what the file holds pass the check.
+  std::string ok = in.substr(1);
+  ok[81] = ok[82] = ok[83] = 0, ok[84] = 33 - 4;
+  CHECK_NOTHROW(image_bytes_check(reinterpret_cast<const unsigned char*>(ok.data()), ok.size(), "ok.png"));
+}
+
 // fuzz_image: a 120-byte BMP announcing 4 x 327672 pixels timed out (10 s) in stbi__bmp_load, which
 // reads zeros past the end of the data. Input: tests/data/fuzz/image_bmp_rows.bin (byte 0 = channels).
 TEST_CASE("fuzz regression: a BMP announcing more rows than it holds is refused before stb_image", "[fault][fuzz]") {

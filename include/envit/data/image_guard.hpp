@@ -9,6 +9,9 @@
 //     a 100-byte file can ask for a 4 x 300000-pixel decode (seconds of work, megabytes of memory).
 //     Uncompressed BMP (the only kind stb reads) must hold offset + row bytes x rows. A BMP of
 //     height 0 is refused too: stb returns it as a decoded image of no pixels.
+//   - A PNG chunk announcing more data than the file holds: stb grows its IDAT buffer to the
+//     announced length before reading it, so a 123-byte file can make it allocate 2 GiB. Every chunk
+//     up to IEND must hold its data within the file (its CRC may be missing, as stb tolerates).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -44,7 +47,18 @@ inline void image_bytes_check(const unsigned char* bytes, std::size_t n, const s
   // Every input that is not a PNG or BMP may reach stb's JPEG reader, which skips any number of
   // leading 0xFF fill bytes before the start-of-image marker.
   const bool png = n >= 4 && bytes[0] == 0x89 && bytes[1] == 'P' && bytes[2] == 'N' && bytes[3] == 'G';
-  if (png) return;
+  if (png) {
+    auto be = [&](std::size_t i) { return (std::uint32_t(at(i)) << 24) | (at(i + 1) << 16) | (at(i + 2) << 8) | at(i + 3); };
+    for (std::size_t p = 8; p + 8 <= n;) {  // chunk: length (big-endian), type, data, CRC
+      const std::uint64_t len = be(p);
+      const std::string type{char(at(p + 4)), char(at(p + 5)), char(at(p + 6)), char(at(p + 7))};
+      ENVIT_CHECK(len <= n - (p + 8), IoError, "image '", path, "': PNG chunk '", type, "' at byte offset ", p,
+                  " announces ", len, " bytes but the file has ", n - (p + 8), " after its header: truncated or corrupt");
+      if (type == "IEND") break;
+      p += 12 + std::size_t(len);
+    }
+    return;
+  }
   for (std::size_t i = 0; i + 1 < n; ++i) {
     if (bytes[i] != 0xFF || bytes[i + 1] != 0xC4) continue;
     long len = static_cast<long>((at(i + 2) << 8) | at(i + 3)) - 2;  // as stbi__process_marker
