@@ -7,33 +7,7 @@
 # test_vec_v4: the header-only compile-time path with -march=x86-64-v4 (the AVX-512 kernels called
 #   directly, no dispatch), built only when the host can run it.
 envit_add_test(test_vec test_vec.cpp)
-include(CheckCXXSourceRuns)
-set(envit_vec_sets)
-if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
-  check_cxx_source_runs([=[
-    int main() { __builtin_cpu_init(); return __builtin_cpu_supports("x86-64-v4") ? 0 : 1; }
-  ]=] ENVIT_HOST_X86_64_V4)
-  check_cxx_source_runs([=[
-    int main() { __builtin_cpu_init(); return __builtin_cpu_supports("x86-64-v3") ? 0 : 1; }
-  ]=] ENVIT_HOST_X86_64_V3)
-  if(ENVIT_HOST_X86_64_V4)
-    list(APPEND envit_vec_sets avx512)
-  endif()
-  if(ENVIT_HOST_X86_64_V3)
-    list(APPEND envit_vec_sets avx2)
-  endif()
-endif()
-list(APPEND envit_vec_sets baseline)
-if(TARGET envit_dispatch)
-  target_link_libraries(test_vec PRIVATE envit::dispatch)
-  list(REMOVE_AT envit_vec_sets 0)  # the best set: the discovered cases run it
-  foreach(set ${envit_vec_sets})
-    add_test(NAME vec_isa_${set} COMMAND test_vec)
-    set_tests_properties(vec_isa_${set} PROPERTIES
-                         ENVIRONMENT "ENVIT_ISA=${set};ENVIT_TEST_DATA=${CMAKE_CURRENT_SOURCE_DIR}/data"
-                         LABELS kernels)
-  endforeach()
-endif()
+envit_test_kernel_sets(test_vec vec)
 if(ENVIT_HOST_X86_64_V4)
   envit_add_test(test_vec_v4 test_vec.cpp)
   # GCC 12's AVX-512 intrinsic headers (_mm512_undefined_* inside xsimd's and Eigen's kernels)
