@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -467,6 +468,18 @@ TEST_CASE("vec: every runnable kernel set's row kernels match the reference", "[
       CHECK(std::memcmp(ln.data(), ln2.data(), L * sizeof(float)) == 0);
     }
   }
+}
+
+// Run by the ctest entry vec_bad_isa in a fresh process with ENVIT_ISA set to an unknown set: the
+// first float op, above its threading grain, throws on the calling thread (an exception inside its
+// OpenMP region would terminate the process instead).
+TEST_CASE("vec: an unknown ENVIT_ISA is a ValueError from the first float op", "[.][bad_isa]") {
+  const char* env = std::getenv("ENVIT_ISA");
+  REQUIRE(env != nullptr);
+  REQUIRE(std::string(env) == "avx9");
+  std::vector<float> x(1 << 20, 0.5f), y(x.size());
+  CHECK_THROWS_AS(gelu_forward(y.data(), x.data(), ptrdiff_t(x.size())), ValueError);
+  CHECK_THROWS_AS(softmax_forward(y.data(), x.data(), 1024, 1024), ValueError);
 }
 
 // ------------------------------------------------------------------- block fusion equivalence

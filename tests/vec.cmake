@@ -8,6 +8,10 @@
 #   directly, no dispatch), built only when the host can run it.
 envit_add_test(test_vec test_vec.cpp)
 envit_test_kernel_sets(test_vec vec)
+if(TARGET envit_dispatch)
+  add_test(NAME vec_bad_isa COMMAND test_vec "[bad_isa]")
+  set_tests_properties(vec_bad_isa PROPERTIES ENVIRONMENT "ENVIT_ISA=avx9;OMP_NUM_THREADS=2" LABELS kernels)
+endif()
 if(ENVIT_HOST_X86_64_V4)
   envit_add_test(test_vec_v4 test_vec.cpp)
   # GCC 12's AVX-512 intrinsic headers (_mm512_undefined_* inside xsimd's and Eigen's kernels)

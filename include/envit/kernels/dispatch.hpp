@@ -154,6 +154,14 @@ inline namespace ENVIT_KERNEL_ISA_NS {
 #define ENVIT_VEC_KERNEL(f) vec::f
 #endif
 using P = std::ptrdiff_t;
+// Chooses the kernel set now (nothing to do without ENVIT_DISPATCH). The ops call it before a
+// parallel region, so that an ENVIT_ISA error is thrown on the calling thread, never inside an
+// OpenMP region (where an exception would terminate the program).
+inline void select() {
+#if defined(ENVIT_DISPATCH)
+  (void)gemm_kernels();
+#endif
+}
 inline void gelu_forward(float* y, const float* x, P n) { ENVIT_VEC_KERNEL(gelu_forward)(y, x, n); }
 inline void gelu_backward(float* dx, const float* dy, const float* x, P n) {
   ENVIT_VEC_KERNEL(gelu_backward)(dx, dy, x, n);

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <type_traits>
 
 #include "envit/core/error.hpp"
 #include "envit/core/parallel.hpp"
@@ -102,6 +103,7 @@ void attention_forward_impl(T* y, AttentionCache<T> c, const T* x, AttentionPara
   const GemmEpilogue qkv_epi = make_epilogue(qkv_bias);
   gemm_weight_t<T>(R, 3 * D, D, T(1), x, D, p.qkv_w, p.qkv_wp, T(0), c.qkv, 3 * D, &qkv_epi);
   // Each (b, h) owns disjoint slices of att and ctx; GEMMs inside a parallel region stay serial.
+  if constexpr (std::is_same_v<T, float>) kernels::select();
   parallel_for(s.batch * H, 4.0 * double(Q * N * E) + 8.0 * double(Q * N),
                [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
     for (std::ptrdiff_t i = i0; i < i1; ++i) {
@@ -139,6 +141,7 @@ void attention_backward_impl(T* dx, bool overwrite_dx, AttentionGrads<T> g, cons
   const T scale = T(1) / std::sqrt(T(E));
   gemm<T>(Trans::N, Trans::N, RQ, D, D, T(1), dy, D, p.proj_w, D, T(0), w.dctx, D);
   linear_backward<T>(nullptr, {g.dproj_w, g.dproj_b}, dy, c.ctx, {p.proj_w, p.proj_b}, {RQ, D, D});
+  if constexpr (std::is_same_v<T, float>) kernels::select();
   parallel_for(s.batch * H, 8.0 * double(Q * N * E) + 6.0 * double(Q * N),
                [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
     for (std::ptrdiff_t i = i0; i < i1; ++i) {

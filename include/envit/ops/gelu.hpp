@@ -35,6 +35,7 @@ void gelu_forward(T* y,              // (N)  overwritten; may alias x
                   const T* x,        // (N)
                   std::ptrdiff_t n) {
   if constexpr (std::is_same_v<T, float>) {
+    kernels::select();
     parallel_for(n, 20.0, [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
       kernels::gelu_forward(y + i0, x + i0, i1 - i0);
     });
@@ -54,6 +55,7 @@ void gelu_backward(T* dx,             // (N)  accumulated (+=)
                    std::ptrdiff_t n) {
   if constexpr (std::is_same_v<T, float>) {
     // dx = fma(dy, GELU'(x), dx): one pass, dx read once.
+    kernels::select();
     parallel_for(n, 30.0, [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
       kernels::gelu_backward(dx + i0, dy + i0, x + i0, i1 - i0);
     });

@@ -48,6 +48,7 @@ void layernorm_forward(T* y,                 // (R, D)  overwritten
   ENVIT_CHECK(eps >= T(0), ValueError, "layernorm: eps must be >= 0, got ", eps);
   const std::ptrdiff_t D = s.dim;
   if constexpr (std::is_same_v<T, float>) {
+    kernels::select();
     parallel_for(s.rows, 4.0 * double(D), [&](std::ptrdiff_t r0, std::ptrdiff_t r1) {
       kernels::layernorm_forward(y + r0 * D, c.mean + r0, c.rstd + r0, x + r0 * D, p.gamma, p.beta, r1 - r0, D, eps);
     });
@@ -126,6 +127,7 @@ void layernorm_backward_impl(T* dx, const T* dx_base, const T* dx_extra, LayerNo
     }
   };
   const bool want_params = g.dgamma || g.dbeta;
+  if constexpr (std::is_same_v<T, float>) kernels::select();
   if (want_params)
     for (std::ptrdiff_t i = 0; i < 2 * D * nt; ++i) scratch[i] = T(0);
   auto pg_of = [&](T* base) { return base && g.dgamma ? base : nullptr; };

@@ -104,6 +104,7 @@ void mlp_backward_impl(T* dx, bool overwrite_dx, MlpGrads<T> g, const T* dy, con
   // Same derivative as gelu_backward, applied in place (gelu_backward accumulates, which would
   // need a second zeroed (R, F) buffer).
   if constexpr (std::is_same_v<T, float>) {
+    kernels::select();
     parallel_for(R * F, 30.0, [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
       kernels::gelu_grad_mul(w.dh + i0, c.h + i0, i1 - i0);
     });

@@ -75,6 +75,7 @@ void softmax_forward(T* y,            // (R, C)  overwritten
                      std::ptrdiff_t rows, std::ptrdiff_t cols, T scale = T(1)) {
   ENVIT_CHECK(rows >= 0 && cols > 0, ShapeError, "softmax_forward: invalid shape rows=", rows,
               " cols=", cols);
+  if constexpr (std::is_same_v<T, float>) kernels::select();
   parallel_for(rows, 8.0 * double(cols), [&](std::ptrdiff_t r0, std::ptrdiff_t r1) {
     detail::softmax_rows(y + r0 * cols, x + r0 * cols, r1 - r0, cols, scale);
   });
@@ -87,6 +88,7 @@ void log_softmax_forward(T* y,        // (R, C)  overwritten
                          std::ptrdiff_t rows, std::ptrdiff_t cols, T scale = T(1)) {
   ENVIT_CHECK(rows >= 0 && cols > 0, ShapeError, "log_softmax_forward: invalid shape rows=", rows,
               " cols=", cols);
+  if constexpr (std::is_same_v<T, float>) kernels::select();
   parallel_for(rows, 8.0 * double(cols), [&](std::ptrdiff_t r0, std::ptrdiff_t r1) {
     if constexpr (std::is_same_v<T, float>) {
       kernels::log_softmax_forward(y + r0 * cols, x + r0 * cols, r1 - r0, cols, scale);
@@ -111,6 +113,7 @@ void softmax_backward(T* dx,          // (R, C)  accumulated (+=)
                       const T* dy,    // (R, C)
                       const T* y,     // (R, C)  the forward output
                       std::ptrdiff_t rows, std::ptrdiff_t cols, T scale = T(1)) {
+  if constexpr (std::is_same_v<T, float>) kernels::select();
   parallel_for(rows, 6.0 * double(cols), [&](std::ptrdiff_t r0, std::ptrdiff_t r1) {
     detail::softmax_rows_backward(dx + r0 * cols, dy + r0 * cols, y + r0 * cols, r1 - r0, cols, scale, true);
   });
@@ -122,6 +125,7 @@ void log_softmax_backward(T* dx,          // (R, C)  accumulated (+=)
                           const T* dy,    // (R, C)
                           const T* y,     // (R, C)  the forward output (log-probabilities)
                           std::ptrdiff_t rows, std::ptrdiff_t cols, T scale = T(1)) {
+  if constexpr (std::is_same_v<T, float>) kernels::select();
   parallel_for(rows, 24.0 * double(cols), [&](std::ptrdiff_t r0, std::ptrdiff_t r1) {
     if constexpr (std::is_same_v<T, float>) {
       kernels::log_softmax_backward(dx + r0 * cols, dy + r0 * cols, y + r0 * cols, r1 - r0, cols, scale);
