@@ -1,6 +1,6 @@
 # Data-parallel `envit train` under mpirun (examples/envit/dist.hpp): parity with one process,
 # resume on a different number of ranks, faults. Only with ENVIT_MPI and mpirun; label `mpi`.
-# Not in the ASan pass (it builds without the examples). About 15 s in all on 2 cores.
+# Not in the ASan pass (scripts/test.sh configures it with ENVIT_MPI=OFF). About 15 s in all on 2 cores.
 if(ENVIT_BUILD_EXAMPLES AND ENVIT_MPI AND ENVIT_MPIEXEC)
   add_executable(mpi_compare_runs mpi/compare_runs.cpp)
   target_link_libraries(mpi_compare_runs PRIVATE envit::envit)

@@ -1,7 +1,8 @@
 # Reliability: splits checked against the model, non-finite values located, write errors (file-size
 # limit, full file system) that leave the previous checkpoint intact, stop signals, the output
 # directory lock, and regression inputs from fuzzing. Program-level fault tests (interrupt, kill -9
-# and resume, disk full, second trainer) need the `envit` program: registered with the examples.
+# and resume, disk full, second trainer) need the `envit` program: registered with the examples,
+# label `fault`, run in both passes of scripts/test.sh (Release and ASan + UBSan).
 envit_add_test(reliability reliability/test_faults.cpp reliability/test_fuzz_regressions.cpp)
 if(ENVIT_BUILD_EXAMPLES)
   add_executable(envit_fault_data reliability/fault_data.cpp)

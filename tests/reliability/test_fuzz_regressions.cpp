@@ -134,6 +134,22 @@ TEST_CASE("fuzz regression: an image announcing more than kMaxImagePixels is ref
   }
   CHECK_THAT(m, Catch::Contains("image '") && Catch::Contains("50949x1276 pixels is more than the 16777216"));
 }
+
+// fuzz_image: a 715-byte JPEG announcing 65370 x 253 pixels (within kMaxImagePixels) decodes for
+// seconds under ASan, a timeout of the campaign: the harness passes a 1024 x 1024 limit, which
+// image_decode applies from the header. Input: tests/data/fuzz/image_jpeg_wide.bin.
+TEST_CASE("fuzz regression: image_decode applies a caller's pixel limit before decoding", "[fault][fuzz]") {
+  const std::string in = envit::testing::read_bytes(test_data() + "/fuzz/image_jpeg_wide.bin");
+  envit::testing::TempDir t;
+  envit::testing::write_bytes(t.file("wide.jpg"), in.substr(1));
+  std::string m;
+  try {
+    image_decode(t.file("wide.jpg"), 3, std::int64_t{1} << 20);
+  } catch (const IoError& e) {
+    m = e.what();
+  }
+  CHECK_THAT(m, Catch::Contains("image '") && Catch::Contains("65370x253 pixels is more than the 1048576"));
+}
 #endif
 
 // fuzz_image: a 120-byte BMP announcing 4 x 327672 pixels timed out (10 s) in stbi__bmp_load, which

@@ -63,10 +63,11 @@ struct ImageFolderData {
   std::string eval_name;  // "val", "test" or "split"
 };
 
-// One image file decoded to `channels` planes (C, H, W). Throws IoError naming the file.
+// One image file decoded to `channels` planes (C, H, W). Throws IoError naming the file, also for
+// an image of more than max_pixels pixels (checked from its header, before decoding).
 inline constexpr std::int64_t kMaxImagePixels = std::int64_t{1} << 24;  // 4096 x 4096
 struct DecodedImage { int h = 0, w = 0, c = 0; std::vector<std::uint8_t> pixels; };
-inline DecodedImage image_decode(const std::string& path, int channels) {
+inline DecodedImage image_decode(const std::string& path, int channels, std::int64_t max_pixels = kMaxImagePixels) {
   io::InFile f(path);
   ENVIT_CHECK(f.size() > 0, IoError, "image '", path, "': file is empty");
   ENVIT_CHECK(f.size() < (std::uint64_t{1} << 31), IoError, "image '", path, "': ", f.size(), " bytes is too large");
@@ -75,10 +76,10 @@ inline DecodedImage image_decode(const std::string& path, int channels) {
   image_bytes_check(bytes.data(), bytes.size(), path);  // inputs stb_image would mishandle
   int w = 0, h = 0, n = 0;
   // A few bytes can announce a huge image that stb_image then decodes in full (minutes): refuse
-  // more than kMaxImagePixels before decoding.
+  // more than max_pixels before decoding.
   if (stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &n))
-    ENVIT_CHECK(std::int64_t(w) * h <= kMaxImagePixels, IoError, "image '", path, "': ", w, "x", h,
-                " pixels is more than the ", kMaxImagePixels, " envit decodes");
+    ENVIT_CHECK(std::int64_t(w) * h <= max_pixels, IoError, "image '", path, "': ", w, "x", h,
+                " pixels is more than the ", max_pixels, " envit decodes");
   unsigned char* p = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &n, channels);
   ENVIT_CHECK(p != nullptr, IoError, "image '", path, "': cannot decode (", stbi_failure_reason(),
               "): unreadable, truncated or not a PNG/JPEG/BMP file");
