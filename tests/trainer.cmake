@@ -1,1 +1,2 @@
 envit_add_test(test_trainer test_trainer.cpp)
+envit_add_test(test_batch_reduce test_batch_reduce.cpp)

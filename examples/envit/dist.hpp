@@ -5,12 +5,17 @@
 // Gradients are summed with MPI_Allreduce (MPI_SUM, in place, float): the summation order is
 // Open MPI's, so R ranks agree with one process to rounding (tested to 1e-5 relative), not
 // bit for bit. Every rank then clips and takes the same AdamW step on the same summed gradient.
+// Batch statistics inside a step (LGViT heads' BatchNorm, COSEE's signal range and calibration,
+// the `remaining` reduction's counts, BYOT mmrazor's hint norm) are summed or maximised over the
+// ranks through the library's BatchReduce hook (MPI_Allreduce on doubles), so every rank computes
+// with the whole global batch's values.
 #pragma once
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
 
+#include "envit/core/batch_reduce.hpp"
 #include "envit/train/step.hpp"
 #ifdef ENVIT_MPI
 #include <mpi.h>
@@ -95,6 +100,19 @@ class Dist {
         st.correct[j] = int(buf_[1 + 4 * M + j]);
       }
     };
+#else
+    return {};
+#endif
+  }
+  // The Trainer's batch-statistics hook: in-place sums and maxima of doubles over the ranks. Empty
+  // for a single process.
+  BatchReduce batch_reduce() {
+#ifdef ENVIT_MPI
+    if (!active_ || world == 1) return {};
+    auto all = [](MPI_Op op) {
+      return [op](double* x, int n) { MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, op, MPI_COMM_WORLD); };
+    };
+    return {all(MPI_SUM), all(MPI_MAX)};
 #else
     return {};
 #endif

@@ -286,7 +286,7 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
 
   Trainer tr(cfg, o, train, split.train, stats);
   Dist& mp = dist();
-  if (mp.world > 1) tr.set_shard(mp.rank, mp.world, mp.grad_reduce());
+  if (mp.world > 1) tr.set_shard(mp.rank, mp.world, mp.grad_reduce(), mp.batch_reduce());
   const bool root = mp.root();  // rank 0 alone prints, logs and writes checkpoints
   ENVIT_CHECK(tr.total_steps() == total_steps, std::logic_error, "envit train: the run has ", tr.total_steps(),
               " steps, the warm-up was sized for ", total_steps);

@@ -153,11 +153,12 @@ AttentionParams<T> lgvit_attn_params(const LgvitHeadParams<T>& p) { return {p.qk
 }  // namespace detail
 
 // Forward (see the file comment). mode: BatchNorm statistics (train: the batch's; eval: running).
+// grp: the processes sharing the batch under data parallelism (batchnorm.hpp; default: none).
 template <class T>
 void lgvit_head_forward(T* logits,              // (B, C)  overwritten
                         LgvitHeadCache<T> c,    // written here, read by backward
                         const T* tokens,        // (B, N, D) raw block output
-                        LgvitHeadParams<T> p, LgvitHeadShape s, BnMode mode) {
+                        LgvitHeadParams<T> p, LgvitHeadShape s, BnMode mode, BatchNormGroup grp = {}) {
   lgvit_head_check(s);
   ENVIT_CHECK(p.kind == s.kind, ValueError, "lgvit_head_forward: parameters of a ", lgvit_kind_name(p.kind),
               " head for a ", lgvit_kind_name(s.kind), " shape");
@@ -171,16 +172,16 @@ void lgvit_head_forward(T* logits,              // (B, C)  overwritten
   if (lgvit_is_conv(s.kind)) {
     linear_forward<T>(c.a1, c.x, {p.c1_w, p.c1_b}, {R, D, D});
     gelu_forward<T>(c.g1, c.a1, R * D);
-    batchnorm_forward<T>(c.u1, c.bn[0], c.g1, p.bn1, {R, D}, eps, mode);
+    batchnorm_forward<T>(c.u1, c.bn[0], c.g1, p.bn1, {R, D}, eps, mode, grp);
     const T* u = c.u1;
     if (s.kind == LgvitKind::conv1_1) {
       dwconv_forward<T>(c.a2, c.u1, {p.dw_w, p.dw_b}, {B, s.grid, D});
       gelu_forward<T>(c.g2, c.a2, R * D);
-      batchnorm_forward<T>(c.u2, c.bn[1], c.g2, p.bn2, {R, D}, eps, mode);
+      batchnorm_forward<T>(c.u2, c.bn[1], c.g2, p.bn2, {R, D}, eps, mode, grp);
       u = c.u2;
     }
     linear_forward<T>(c.a3, u, {p.c2_w, p.c2_b}, {R, D, D});
-    batchnorm_forward<T>(c.y, c.bn[2], c.a3, p.bn3, {R, D}, eps, mode);
+    batchnorm_forward<T>(c.y, c.bn[2], c.a3, p.bn3, {R, D}, eps, mode, grp);
     for (std::ptrdiff_t i = 0; i < R * D; ++i) c.y[i] += c.x[i];
   } else {
     subsample_forward<T>(c.xs, c.x, {B, s.grid, D, lgvit_stride(s.kind)});
@@ -199,10 +200,13 @@ void lgvit_head_forward(T* logits,              // (B, C)  overwritten
 
 // The running-statistics update after a train-mode forward over s.batch samples (PyTorch does it
 // inside BatchNorm's forward; here it is separate so that the forward reads const parameters).
+// all_batch: the samples the statistics were taken over (every process's under data
+// parallelism; 0: s.batch).
 template <class T>
-void lgvit_head_update_running(LgvitHeadBuffers<T> buf, LgvitHeadCache<T> c, LgvitHeadShape s) {
+void lgvit_head_update_running(LgvitHeadBuffers<T> buf, LgvitHeadCache<T> c, LgvitHeadShape s,
+                               std::ptrdiff_t all_batch = 0) {
   if (!lgvit_is_conv(s.kind)) return;
-  const BatchNormShape bs{s.batch * s.patches(), s.dim};
+  const BatchNormShape bs{(all_batch > 0 ? all_batch : s.batch) * s.patches(), s.dim};
   for (int k = 0; k < 3; ++k) {
     if (k == 1 && s.kind != LgvitKind::conv1_1) continue;
     batchnorm_running_update<T>(buf.running_mean[k], buf.running_var[k], c.bn[k], bs, kLgvitBnMomentum);
@@ -221,7 +225,7 @@ void lgvit_head_backward(T* dtokens,              // (B, N, D)  accumulated (+=)
                          const T* dlogits,        // (B, C)
                          const T* dfeat,          // (B, P', D) gradient on Y, or nullptr
                          LgvitHeadCache<T> c, LgvitHeadParams<T> p, LgvitHeadShape s,
-                         LgvitHeadWorkspace<T> w, BnMode mode) {
+                         LgvitHeadWorkspace<T> w, BnMode mode, BatchNormGroup grp = {}) {
   lgvit_head_check(s);
   const std::ptrdiff_t B = s.batch, D = s.dim, N = s.tokens(), P = s.patches(), R = B * P, Pf = s.feat_tokens();
   const std::size_t RD = std::size_t(R * D);
@@ -240,14 +244,14 @@ void lgvit_head_backward(T* dtokens,              // (B, N, D)  accumulated (+=)
     std::memcpy(dx, dy, sizeof(T) * RD);  // residual
     T* da = w.t2;
     std::memset(da, 0, sizeof(T) * RD);
-    batchnorm_backward<T>(da, g.bn3, dy, c.a3, c.bn[2], p.bn3, {R, D}, mode);       // da3
+    batchnorm_backward<T>(da, g.bn3, dy, c.a3, c.bn[2], p.bn3, {R, D}, mode, grp);       // da3
     T* du = w.t0;                                                                  // dy no longer needed
     std::memset(du, 0, sizeof(T) * RD);
     const T* u = s.kind == LgvitKind::conv1_1 ? c.u2 : c.u1;
     linear_backward<T>(du, {g.dc2_w, g.dc2_b}, da, u, {p.c2_w, p.c2_b}, {R, D, D});  // du (into U)
     if (s.kind == LgvitKind::conv1_1) {
       std::memset(da, 0, sizeof(T) * RD);
-      batchnorm_backward<T>(da, g.bn2, du, c.g2, c.bn[1], p.bn2, {R, D}, mode);   // dg2
+      batchnorm_backward<T>(da, g.bn2, du, c.g2, c.bn[1], p.bn2, {R, D}, mode, grp);   // dg2
       std::memset(du, 0, sizeof(T) * RD);
       gelu_backward<T>(du, da, c.a2, R * D);                                         // da2
       std::memset(da, 0, sizeof(T) * RD);
@@ -255,7 +259,7 @@ void lgvit_head_backward(T* dtokens,              // (B, N, D)  accumulated (+=)
       std::swap(da, du);
     }
     std::memset(da, 0, sizeof(T) * RD);
-    batchnorm_backward<T>(da, g.bn1, du, c.g1, c.bn[0], p.bn1, {R, D}, mode);       // dg1
+    batchnorm_backward<T>(da, g.bn1, du, c.g1, c.bn[0], p.bn1, {R, D}, mode, grp);       // dg1
     std::memset(du, 0, sizeof(T) * RD);
     gelu_backward<T>(du, da, c.a1, R * D);                                           // da1
     linear_backward<T>(dtokens ? dx : nullptr, {g.dc1_w, g.dc1_b}, du, c.x, {p.c1_w, p.c1_b}, {R, D, D});

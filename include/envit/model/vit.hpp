@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "envit/core/arena.hpp"
+#include "envit/core/batch_reduce.hpp"
 #include "envit/model/dropout.hpp"
 #include "envit/model/lgvit_head.hpp"
 #include "envit/ops/exit_head.hpp"
@@ -68,12 +69,17 @@ struct ViTWorkspace {
   // tiny28). ws.h then holds h_L's class tokens and h_{L-1} in the other token rows. Set to true
   // for research code that needs every token of h_L from vit_forward_train.
   bool last_block_all_tokens = false;
+  // Data parallelism: sums over the processes that hold the other shards of the batch, for the
+  // LGViT heads' BatchNorm statistics and the objective's batch statistics (nullptr: one process).
+  const BatchReduce* batch_reduce = nullptr;
+  std::vector<double> bn_acc;          // (2D + 1) BatchNorm's scratch for batch_reduce (LGViT heads)
 
   ViTWorkspace() = default;
   ViTWorkspace(const VitConfig& c, int max_b) : cfg(c), max_batch(max_b) {
     cfg.validate();
     ENVIT_CHECK(max_b > 0, ValueError, "ViTWorkspace: max batch must be positive, got ", max_b);
     if (cfg.lgvit()) lg_kind = lgvit_head_kinds(cfg.num_exits() - 1);
+    if (cfg.lgvit()) bn_acc.assign(2 * std::size_t(cfg.dim) + 1, 0.0);
     ArenaPlan<T> plan;
     carve(plan);
     arena = Arena<T>(plan.total);
@@ -97,6 +103,7 @@ struct ViTWorkspace {
   }
   BlockShape block_shape(int b) const { return {b, cfg.tokens(), cfg.dim, cfg.heads, cfg.mlp_hidden}; }
   ExitHeadShape exit_shape(int b) const { return {b, cfg.tokens(), cfg.dim, cfg.classes}; }
+  BatchNormGroup bn_group() { return {batch_reduce, batch_reduce ? bn_acc.data() : nullptr}; }
   LgvitHeadShape lgvit_shape(int j, int b) const { return {b, cfg.grid(), cfg.dim, cfg.classes, lg_kind[std::size_t(j)]}; }
   std::size_t state_size(int b) const { return std::size_t(b) * cfg.tokens() * cfg.dim; }
   std::size_t bytes() const { return arena.capacity() * sizeof(T); }
@@ -205,7 +212,8 @@ void vit_forward_train(ViTWorkspace<T>& ws, const ViTParams<T>& P,
       block_forward<T>(ws.sub_out, ws.block[l], ws.xin[l], P.block(l), ws.block_shape(n), T(cfg.ln_eps));
     int j = ws.exit_of_block[l];
     if (j >= 0 && P.exit_is_lgvit(j))  // batch statistics in the heads' BatchNorm
-      lgvit_head_forward<T>(ws.logits[j], ws.lg[j], ws.sub_out, P.lgvit(j), ws.lgvit_shape(j, n), BnMode::train);
+      lgvit_head_forward<T>(ws.logits[j], ws.lg[j], ws.sub_out, P.lgvit(j), ws.lgvit_shape(j, n), BnMode::train,
+                            ws.bn_group());
     else if (j >= 0)
       exit_head_forward<T>(ws.logits[j], ws.exit[j], ws.sub_out, P.exit(j), ws.exit_shape(n), T(cfg.ln_eps));
     if (class_only)  // only the class tokens were computed; the other rows keep h_{L-1}
@@ -253,13 +261,17 @@ void vit_complete_branches(ViTWorkspace<T>& ws, const ViTParams<T>& P, const Lay
 
 // After a vit_forward_train: LGViT heads' BatchNorm running statistics updated from the batch
 // statistics of the pass (PyTorch updates them inside the train-mode forward). No-op without
-// LGViT heads.
+// LGViT heads. With ws.batch_reduce, the unbiasing count is every process's sample count (the
+// heads' statistics were taken over all of them).
 template <class T>
 void vit_update_running_stats(ViTWorkspace<T>& ws, ViTParams<T>& P, const LayerMasks& masks) {
   for (std::size_t j = 0; j < ws.lg_kind.size(); ++j) {
     const int n = static_cast<int>(masks.exec[ws.cfg.exits[j] - 1].size());
-    if (n >= 1 && n * ws.cfg.patches() > 1)
-      lgvit_head_update_running<T>(P.lgvit_buffers(int(j)), ws.lg[j], ws.lgvit_shape(int(j), n));
+    double all = n;
+    batch_sum(ws.batch_reduce, &all, 1);
+    if (n >= 1 && all * double(ws.cfg.patches()) > 1)
+      lgvit_head_update_running<T>(P.lgvit_buffers(int(j)), ws.lg[j], ws.lgvit_shape(int(j), n),
+                                   std::ptrdiff_t(all));
   }
 }
 
@@ -282,7 +294,7 @@ void vit_backward_train(ViTWorkspace<T>& ws, ViTParams<T>& P, const LayerMasks& 
     if (j >= 0 && P.exit_is_lgvit(j))
       lgvit_head_backward<T>(ws.dsub_out, P.lgvit_grads(j), ws.dlogits[j],
                              ws.dlgfeat_used[j] ? ws.dlgfeat[j] : nullptr, ws.lg[j], P.lgvit(j),
-                             ws.lgvit_shape(j, n), ws.lg_ws, BnMode::train);
+                             ws.lgvit_shape(j, n), ws.lg_ws, BnMode::train, ws.bn_group());
     else if (j >= 0)
       exit_head_backward<T>(ws.dsub_out, P.exit_grads(j), ws.dlogits[j],
                             ws.dfeat_used[j] ? ws.dfeat[j] : nullptr, ws.exit[j], P.exit(j),

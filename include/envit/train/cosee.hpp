@@ -17,12 +17,16 @@
 //   ds/dz = -s (1 - s) p, and g_jb = lambda / Q * (+1/n_correct or -1/n_wrong) on exits whose
 //   margin term is positive (0 elsewhere). The thresholds t_r are the caller's (the trainer draws
 //   them uniformly in the signal range of the previous epoch, keyed by seed and step).
+// Data parallelism (BatchShard): B in 1/B is the global batch; the signal range and each exit's
+// n_correct and signal sums are taken over every process (so Q, r_j and g_jb are the whole batch's);
+// L_R, not a sum over samples, is counted in the loss of the shard that holds position 0.
 #pragma once
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
+#include "envit/core/batch_reduce.hpp"
 #include "envit/core/error.hpp"
 
 namespace envit {
@@ -46,25 +50,29 @@ struct CoseeWorkspace {
   std::vector<double> w;              // (M, M)
   std::vector<double> thresholds;     // (R) set by the caller before the step
   std::vector<int> correct;           // (M, B)
+  std::vector<double> red;            // (2 + 3M) the batch statistics, summed over processes
   CoseeWorkspace() = default;
   CoseeWorkspace(int M, int max_batch, int R) {
     const std::size_t MB = std::size_t(M) * std::size_t(max_batch);
     sig.resize(MB); ce.resize(MB); coef.resize(MB); correct.resize(MB);
     w.resize(std::size_t(M) * std::size_t(M));
+    red.resize(2 + 3 * std::size_t(M));
     thresholds.reserve(std::size_t(R));
   }
 };
 
 // Loss and logit gradients for M exits' logits z[j] (B, C) each; dz[j] (B, C) overwritten.
-// `probs[j]` (B, C) receives softmax(z[j]). Returns the total loss L.
+// `probs[j]` (B, C) receives softmax(z[j]). Returns the total loss L (this shard's part of it).
 template <class T>
 double cosee_loss(CoseeStats& st, CoseeWorkspace& cw, T* const* dz, T* const* probs, const T* const* z,
                   const std::int32_t* labels,  // (B)
-                  int M, int B, int C, double progress, const CoseeConfig& cc) {
+                  int M, int B, int C, double progress, const CoseeConfig& cc, const BatchShard& shard = {}) {
   const int R = static_cast<int>(cw.thresholds.size());
   ENVIT_CHECK(R >= 1, ValueError, "cosee_loss: no thresholds were set for this step");
-  ENVIT_CHECK(cw.sig.size() >= std::size_t(M) * std::size_t(B) && cw.w.size() >= std::size_t(M) * M, ShapeError,
+  ENVIT_CHECK(cw.sig.size() >= std::size_t(M) * std::size_t(B) && cw.w.size() >= std::size_t(M) * M &&
+                  cw.red.size() >= 2 + 3 * std::size_t(M), ShapeError,
               "cosee_loss: workspace planned for fewer exits or samples than M=", M, " B=", B);
+  const int Bg = shard.total(B);
   st.signal_min = 1;
   st.signal_max = 0;
   // Signals, per-sample CE, probabilities, correctness.
@@ -88,6 +96,9 @@ double cosee_loss(CoseeStats& st, CoseeWorkspace& cw, T* const* dz, T* const* pr
       st.signal_min = std::min(st.signal_min, cw.sig[k]);
       st.signal_max = std::max(st.signal_max, cw.sig[k]);
     }
+  cw.red[0] = st.signal_max, cw.red[1] = -st.signal_min;
+  batch_max(shard.reduce, cw.red.data(), 2);
+  st.signal_max = cw.red[0], st.signal_min = -cw.red[1];
   // W[k, j] = softmax_j(-beta |k - j|).
   const double beta = cc.beta_max * std::clamp(progress, 0.0, 1.0);
   for (int k = 0; k < M; ++k) {
@@ -104,44 +115,45 @@ double cosee_loss(CoseeStats& st, CoseeWorkspace& cw, T* const* dz, T* const* pr
     }
   double cls = 0;
   for (std::size_t k = 0; k < std::size_t(M) * B; ++k) cls += cw.coef[k] * cw.ce[k];
-  st.cls = cls / B;
+  st.cls = cls / Bg;
   // Calibration: per non-final exit, the margin between correct and wrong samples' mean signals.
+  // Per exit j: n_correct, the correct and the wrong samples' signal sums (over every process).
+  double* ncor = cw.red.data() + 2;
+  double* scor = ncor + M;
+  double* swro = scor + M;
+  for (int j = 0; j < M; ++j) {
+    ncor[j] = 0, scor[j] = 0, swro[j] = 0;
+    for (int b = 0; b < B; ++b) {
+      const std::size_t k = std::size_t(j) * B + b;
+      ncor[j] += cw.correct[k];
+      (cw.correct[k] ? scor[j] : swro[j]) += cw.sig[k];
+    }
+  }
+  batch_sum(shard.reduce, ncor, 3 * M);
   int Q = 0;
   double calib = 0;
   for (int j = 0; j + 1 < M; ++j) {
-    int nc = 0;
-    double sc = 0, sw = 0;
-    for (int b = 0; b < B; ++b) {
-      const std::size_t k = std::size_t(j) * B + b;
-      nc += cw.correct[k];
-      (cw.correct[k] ? sc : sw) += cw.sig[k];
-    }
-    if (nc > 0 && nc < B) {
+    const double nc = ncor[j];
+    if (nc > 0 && nc < Bg) {
       ++Q;
-      calib += std::max(0.0, sc / nc - sw / (B - nc) + cc.margin);
+      calib += std::max(0.0, scor[j] / nc - swro[j] / (Bg - nc) + cc.margin);
     }
   }
   st.calib = Q > 0 ? calib / Q : 0.0;
   // Gradients.
   for (int j = 0; j < M; ++j) {
-    int nc = 0;
-    double sc = 0, sw = 0;
+    const double nc = ncor[j];
+    const bool active = j + 1 < M && nc > 0 && nc < Bg && scor[j] / nc - swro[j] / (Bg - nc) + cc.margin > 0;
     for (int b = 0; b < B; ++b) {
       const std::size_t k = std::size_t(j) * B + b;
-      nc += cw.correct[k];
-      (cw.correct[k] ? sc : sw) += cw.sig[k];
-    }
-    const bool active = j + 1 < M && nc > 0 && nc < B && sc / nc - sw / (B - nc) + cc.margin > 0;
-    for (int b = 0; b < B; ++b) {
-      const std::size_t k = std::size_t(j) * B + b;
-      const double g = active ? cc.lambda / Q * (cw.correct[k] ? 1.0 / nc : -1.0 / (B - nc)) : 0.0;
-      const double a = cw.coef[k] / B, ds = -g * cw.sig[k] * (1 - cw.sig[k]);
+      const double g = active ? cc.lambda / Q * (cw.correct[k] ? 1.0 / nc : -1.0 / (Bg - nc)) : 0.0;
+      const double a = cw.coef[k] / Bg, ds = -g * cw.sig[k] * (1 - cw.sig[k]);
       const T* pr = probs[j] + std::size_t(b) * C;
       T* d = dz[j] + std::size_t(b) * C;
       for (int c = 0; c < C; ++c) d[c] = T(a * (double(pr[c]) - (c == labels[b])) + ds * double(pr[c]));
     }
   }
-  return st.cls + cc.lambda * st.calib;
+  return shard.leader ? st.cls + cc.lambda * st.calib : st.cls;
 }
 
 }  // namespace envit

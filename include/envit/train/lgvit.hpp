@@ -15,6 +15,9 @@
 //   The homogeneous targets (Y_last local, Y_g) carry gradient as in the code; lgvit_detach_hom
 //   detaches them. Defaults T = 2, a = 0.3, b_het = b_hom = 0.01.
 // Heads run in train mode (batch statistics, running statistics updated) as the code's model.train().
+// Data parallelism: B in every normaliser is the global batch (masks.norm_batch()) and the heads'
+// BatchNorm statistics are the whole batch's (ws.batch_reduce), so the shards' losses and
+// gradients sum to the single-process ones.
 // Letters: B batch, C (= K in the formula) classes, D dim, P patches, P' a head's feature tokens.
 #pragma once
 #include <cmath>
@@ -101,8 +104,11 @@ void lgvit_distill_step_grads(StepStats& st, ViTWorkspace<T>& ws, LgvitDistillWo
   }
   const T tau = T(o.lgvit_tau), a = T(o.lgvit_alpha);
   log_softmax_forward<T>(lw.tlogp, lw.zt, B, C, T(1) / tau);
-  const T kd_norm = o.lgvit_kd_per_class ? T(1) / T(B * C) : T(1) / T(B);
-  const T invB = T(1) / T(B);
+  // Normalisers: the global batch under data parallelism (masks.norm_batch()), so the shards'
+  // losses and gradients sum to the whole batch's.
+  const int Bn = masks.norm_batch();
+  const T kd_norm = o.lgvit_kd_per_class ? T(1) / T(Bn * C) : T(1) / T(Bn);
+  const T invB = T(1) / T(Bn);
 
   st.loss = 0;
   st.ce.assign(M, 0); st.kl.assign(M, 0); st.feat.assign(M, 0); st.n.assign(M, 0); st.correct.assign(M, 0);
@@ -165,27 +171,27 @@ void lgvit_distill_step_grads(StepStats& st, ViTWorkspace<T>& ws, LgvitDistillWo
   // last global head's
   if (loc.size() > 1) {
     const int t = loc.back();
-    const std::size_t n = std::size_t(B) * P_ * D;
+    const std::size_t n = std::size_t(B) * P_ * D, n_all = std::size_t(Bn) * P_ * D;  // MSE over the whole batch
     const T* yt = ws.lg[t].y;
     for (std::size_t i = 0; i + 1 < loc.size(); ++i) {
       const int k = loc[i];
       const T* yk = ws.lg[k].y;
       double s = 0;
-      const T f = hom * T(2) / T(n);
+      const T f = hom * T(2) / T(n_all);
       for (std::size_t e = 0; e < n; ++e) {
         const T d = yk[e] - yt[e];
         s += double(d) * double(d);
         ws.dlgfeat[k][e] += f * d;
         if (!o.lgvit_detach_hom) ws.dlgfeat[t][e] -= f * d;
       }
-      st.feat[k] += s / double(n);
-      st.loss += double(hom) * s / double(n);
+      st.feat[k] += s / double(n_all);
+      st.loss += double(hom) * s / double(n_all);
     }
   }
   if (glob.size() > 1) {
     const int t = glob.back();
     const LgvitHeadShape ts = ws.lgvit_shape(t, B);
-    const std::size_t n = std::size_t(B) * D * D;
+    const std::size_t n = std::size_t(B) * D * D, n_all = std::size_t(Bn) * D * D;
     gram_forward<T>(lw.gram_t, ws.lg[t].y, {B, ts.feat_tokens(), D});
     std::memset(lw.dgram_t, 0, sizeof(T) * n);
     for (std::size_t i = 0; i + 1 < glob.size(); ++i) {
@@ -193,7 +199,7 @@ void lgvit_distill_step_grads(StepStats& st, ViTWorkspace<T>& ws, LgvitDistillWo
       const LgvitHeadShape ks = ws.lgvit_shape(k, B);
       gram_forward<T>(lw.gram_k, ws.lg[k].y, {B, ks.feat_tokens(), D});
       double s = 0;
-      const T f = hom * T(2) / T(n);
+      const T f = hom * T(2) / T(n_all);
       for (std::size_t e = 0; e < n; ++e) {
         const T d = lw.gram_k[e] - lw.gram_t[e];
         s += double(d) * double(d);
@@ -201,8 +207,8 @@ void lgvit_distill_step_grads(StepStats& st, ViTWorkspace<T>& ws, LgvitDistillWo
         lw.dgram_t[e] -= f * d;
       }
       gram_backward<T>(ws.dlgfeat[k], lw.dgram_k, ws.lg[k].y, {B, ks.feat_tokens(), D});
-      st.feat[k] += s / double(n);
-      st.loss += double(hom) * s / double(n);
+      st.feat[k] += s / double(n_all);
+      st.loss += double(hom) * s / double(n_all);
     }
     if (!o.lgvit_detach_hom) gram_backward<T>(ws.dlgfeat[t], lw.dgram_t, ws.lg[t].y, {B, ts.feat_tokens(), D});
   }
@@ -210,7 +216,7 @@ void lgvit_distill_step_grads(StepStats& st, ViTWorkspace<T>& ws, LgvitDistillWo
   // backward through the heads only (the backbone is frozen: no input gradient)
   for (int k = 0; k < K; ++k)
     lgvit_head_backward<T>(nullptr, P.lgvit_grads(k), ws.dlogits[k], ws.dlgfeat[k], ws.lg[k], P.lgvit(k),
-                           ws.lgvit_shape(k, B), ws.lg_ws, BnMode::train);
+                           ws.lgvit_shape(k, B), ws.lg_ws, BnMode::train, ws.bn_group());
 }
 
 // Table entries stage 2 trains (the early-exit heads: every `exits.*` entry), one flag per entry,

@@ -210,9 +210,11 @@ struct ObjectiveWorkspace {
   std::vector<T*> probs, q, tlogp; // (M) x (B,C)
   std::vector<std::vector<std::int32_t>> labels;  // (M) x (B) reserved
   CoseeWorkspace cosee;            // the cosee scheme's buffers; its thresholds are set per step
+  std::vector<double> count, hint; // (M) per exit: samples (reduction remaining), BYOT mmrazor's sum |f_j - f_L|^2
   ObjectiveWorkspace() = default;
   ObjectiveWorkspace(const VitConfig& cfg, int max_batch, int cosee_thresholds = CoseeConfig{}.thresholds)
-      : cosee(cfg.num_exits(), max_batch, cosee_thresholds) {
+      : cosee(cfg.num_exits(), max_batch, cosee_thresholds),
+        count(std::size_t(cfg.num_exits())), hint(std::size_t(cfg.num_exits())) {
     const std::size_t BC = std::size_t(max_batch) * cfg.classes;
     const int M = cfg.num_exits();
     arena = Arena<T>(arena_round<T>(BC) * (1 + 3 * std::size_t(M)));
@@ -275,7 +277,7 @@ void cosee_objective(StepStats& st, ViTWorkspace<T>& ws, ObjectiveWorkspace<T>& 
     ws.dfeat_used[j] = false;
   }
   st.loss = cosee_loss<T>(st.cosee, ow.cosee, ws.dlogits.data(), ow.probs.data(), ws.logits.data(), labels, M, B, C,
-                          progress, o.cosee);
+                          progress, o.cosee, BatchShard{ws.batch_reduce, masks.global_batch, masks.first == 0});
   for (int j = 0; j < M; ++j) {
     st.n[j] = B;
     double ce = 0;
@@ -283,7 +285,7 @@ void cosee_objective(StepStats& st, ViTWorkspace<T>& ws, ObjectiveWorkspace<T>& 
       ce += ow.cosee.ce[std::size_t(j) * B + b];
       st.correct[j] += ow.cosee.correct[std::size_t(j) * B + b];
     }
-    st.ce[j] = ce / B;
+    st.ce[j] = ce / masks.norm_batch();
   }
 }
 }  // namespace detail
@@ -323,6 +325,28 @@ void objective_forward(StepStats& st, ViTWorkspace<T>& ws, ObjectiveWorkspace<T>
   }
   const T tau = T(o.kd_tau());
   if (o.uses_kd()) log_softmax_forward<T>(ow.teacher_logp, ws.teacher_logits, B, C, T(1) / tau);
+  // BYOT's hint sum_i |f_j,i - f_L,i|^2 over exit j's samples (f_j: exit j's class-token input).
+  auto hint_sq = [&](int j) {
+    const auto& idx = masks.exec[cfg.exits[j] - 1];
+    const T* f = ws.exit[j].x;  // (n, D)
+    double s = 0;
+    for (std::size_t i = 0; i < idx.size(); ++i)
+      for (int k = 0; k < D; ++k) {
+        const double d = double(f[i * D + k]) - double(ws.feat_target[std::size_t(idx[i]) * D + k]);
+        s += d * d;
+      }
+    return s;
+  };
+  // Under data parallelism (ws.batch_reduce) the batch statistics are the whole batch's: the
+  // `remaining` reduction's per-exit sample counts and BYOT mmrazor's hint sums (its norm is not a
+  // sum over samples; its value is counted in the loss of the shard holding position 0).
+  const bool hint_norm = o.scheme == Scheme::byot && o.byot == ByotVariant::mmrazor;
+  for (int j = 0; j < M; ++j) {
+    ow.count[j] = double(masks.exec[cfg.exits[j] - 1].size());
+    ow.hint[j] = hint_norm && exit_weights(o, cfg, j, p, progress).feat > 0 ? hint_sq(j) : 0.0;
+  }
+  if (o.reduction == LossReduction::remaining) batch_sum(ws.batch_reduce, ow.count.data(), M);
+  if (hint_norm) batch_sum(ws.batch_reduce, ow.hint.data(), M);
   for (int j = 0; j < M; ++j) {
     const auto& idx = masks.exec[cfg.exits[j] - 1];
     const int n = static_cast<int>(idx.size());
@@ -333,8 +357,9 @@ void objective_forward(StepStats& st, ViTWorkspace<T>& ws, ObjectiveWorkspace<T>
     lab.resize(static_cast<std::size_t>(n));
     for (int i = 0; i < n; ++i) lab[i] = labels[idx[i]];
     const ExitWeights e = exit_weights(o, cfg, j, p, progress);
-    // 1/B (reduction batch) or 1/n (remaining).
-    const T inv = o.reduction == LossReduction::batch ? T(1) / T(masks.norm_batch()) : T(1) / T(n);  // norm_batch: the global batch under data parallelism
+    // 1/B (reduction batch) or 1/n (remaining); under data parallelism B is the global batch
+    // (masks.norm_batch()) and n the exit's samples over every process.
+    const T inv = o.reduction == LossReduction::batch ? T(1) / T(masks.norm_batch()) : T(1) / T(ow.count[j]);
     T* z = ws.logits[j];
     T* dz = ws.dlogits[j];
     std::memset(dz, 0, sizeof(T) * std::size_t(n) * C);
@@ -362,15 +387,10 @@ void objective_forward(StepStats& st, ViTWorkspace<T>& ws, ObjectiveWorkspace<T>
     if (e.feat > 0) {  // BYOT's hint on class-token features f_j (exit j's input) vs f_L (detached)
       const T* f = ws.exit[j].x;  // (n, D)
       T* df = ws.dfeat[j];
-      double s = 0;
-      for (int i = 0; i < n; ++i)
-        for (int k = 0; k < D; ++k) {
-          const double d = double(f[std::size_t(i) * D + k]) - double(ws.feat_target[std::size_t(idx[i]) * D + k]);
-          s += d * d;
-        }
       // envit-legacy: (1/B) sum |d|^2, gradient 2 d / B; mmrazor: sqrt(sum |d|^2), gradient d / sqrt(.)
-      const bool norm = o.byot == ByotVariant::mmrazor;
-      st.feat[j] = norm ? std::sqrt(s) : s * double(inv);
+      const bool norm = hint_norm;
+      const double s = norm ? ow.hint[j] : hint_sq(j);
+      st.feat[j] = norm ? (masks.first == 0 ? std::sqrt(s) : 0.0) : s * double(inv);
       const double g = norm ? (s > 0 ? e.w * e.feat / std::sqrt(s) : 0.0) : 2 * e.w * e.feat * double(inv);
       for (int i = 0; i < n; ++i)
         for (int k = 0; k < D; ++k)

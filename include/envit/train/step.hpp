@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "envit/core/batch_reduce.hpp"
 #include "envit/core/error.hpp"
 #include "envit/model/dropout.hpp"
 #include "envit/optim/adamw.hpp"
@@ -50,9 +51,11 @@ struct StepSettings {
   bool lgvit_stage2 = false;                    // LGViT's second stage (heads only, distilled)
   const std::vector<char>* trainable = nullptr; // per table entry, or nullptr: every entry trains
   // Data parallelism: this process holds positions first .. first+batch-1 of a global batch of
-  // global_batch samples (0: the whole batch is here).
+  // global_batch samples (0: the whole batch is here); batch_reduce sums the batch statistics over
+  // the processes (core/batch_reduce.hpp; nullptr: one process).
   std::int64_t first = 0;
   int global_batch = 0;
+  const BatchReduce* batch_reduce = nullptr;
 };
 
 // Sums parameter gradients and step statistics over the processes of a data-parallel job
@@ -85,6 +88,7 @@ double train_step(StepWorkspace<T>& w, ViTParams<T>& P, AdamWState<T>& opt,
                   int batch, const ObjectiveConfig& o, const std::vector<double>& p, const StepSettings& s,
                   const GradReduce<T>& reduce = {}) {
   w.masks.draw(s.seed, s.step, p, batch, s.first, s.global_batch);
+  w.ws.batch_reduce = s.batch_reduce;
   P.zero_grads();
   if (s.lgvit_stage2) {
     w.ws.last_block_all_tokens = true;  // H reads every token of h_L

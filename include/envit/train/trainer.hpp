@@ -131,22 +131,31 @@ class Trainer {
   double last_grad_norm() const { return grad_norm_; }
 
   // Data parallelism over `world` processes: this one (`rank`) takes the contiguous shard
-  // [rank*B/world, (rank+1)*B/world) of every global batch of B = options().batch samples and
-  // `reduce` sums gradients and statistics over the processes (see GradReduce). The samples, their
-  // augmentation and masks in a step do not depend on `world`. Schemes whose loss needs statistics
-  // of the whole batch (cosee's signal range, LGViT's stage 2, the `remaining` reduction) are
-  // refused for world > 1.
-  void set_shard(int rank, int world, GradReduce<float> reduce) {
+  // [rank*B/world, (rank+1)*B/world) of every global batch of B = options().batch samples;
+  // `reduce` sums gradients and statistics over the processes (see GradReduce) and `batch` the
+  // batch statistics inside the step (core/batch_reduce.hpp: LGViT heads' BatchNorm, COSEE's signal
+  // range and calibration, the `remaining` reduction's counts, BYOT mmrazor's hint norm), so every
+  // process computes with the whole batch's values. The samples, their augmentation and masks in a
+  // step do not depend on `world`. Options that need batch statistics are refused for world > 1
+  // without `batch`; LGViT heads with block dropout are refused for world > 1 (a head whose block
+  // no sample of a shard ran would leave that process out of the heads' reductions).
+  void set_shard(int rank, int world, GradReduce<float> reduce, BatchReduce batch = {}) {
     ENVIT_CHECK(world >= 1 && rank >= 0 && rank < world && world <= opt_.batch, ValueError, "trainer: shard ", rank,
                 " of ", world, " processes needs 0 <= rank < processes <= batch (", opt_.batch, ")");
-    ENVIT_CHECK(world == 1 || (opt_.obj.scheme != Scheme::cosee && opt_.obj.scheme != Scheme::lgvit &&
-                               opt_.obj.reduction == LossReduction::batch),
-                ValueError, "trainer: data parallelism supports the batch loss reduction and every scheme but "
-                "cosee and lgvit (their losses use statistics of the whole batch); got scheme ",
-                scheme_name(opt_.obj.scheme));
+    const ObjectiveConfig& o = opt_.obj;
+    const bool stats = P_.config().lgvit() || o.scheme == Scheme::cosee || o.reduction == LossReduction::remaining ||
+                       (o.scheme == Scheme::byot && o.byot == ByotVariant::mmrazor);
+    ENVIT_CHECK(world == 1 || !stats || (batch.sum_fn && batch.max_fn), ValueError,
+                "trainer: data parallelism with scheme ", scheme_name(o.scheme), ", reduction ",
+                reduction_name(o.reduction), " and exit heads '", P_.config().exit_head,
+                "' needs batch statistics over the processes (a BatchReduce with sum and max)");
+    ENVIT_CHECK(world == 1 || !P_.config().lgvit() || !o.uses_dropout(), ValueError,
+                "trainer: data parallelism does not support LGViT exit heads with block dropout (scheme ",
+                scheme_name(o.scheme), ")");
     rank_ = rank;
     world_ = world;
     reduce_ = std::move(reduce);
+    batch_reduce_ = std::move(batch);
   }
   std::int64_t shard_begin() const { return std::int64_t(rank_) * opt_.batch / world_; }
   std::int64_t shard_end() const { return std::int64_t(rank_ + 1) * opt_.batch / world_; }
@@ -188,6 +197,7 @@ class Trainer {
     ss.adamw = opt_.adamw;
     ss.first = lo;
     ss.global_batch = world_ > 1 ? B : 0;
+    ss.batch_reduce = world_ > 1 && batch_reduce_.active() ? &batch_reduce_ : nullptr;
     grad_norm_ = train_step<float>(sw_, P_, adam_, images_.data(), labels_.data(), b, opt_.obj, probs_, ss, reduce_);
     if (opt_.obj.scheme == Scheme::cosee) {  // this step's signals join the epoch's range
       cosee_.acc_lo = std::min(cosee_.acc_lo, sw_.stats.cosee.signal_min);
@@ -289,6 +299,7 @@ class Trainer {
   double grad_norm_ = 0;
   int rank_ = 0, world_ = 1;
   GradReduce<float> reduce_;
+  BatchReduce batch_reduce_;
 };
 
 // Per-exit top-1 accuracy of the complete model on samples idx of d (no augmentation), through
