@@ -4,7 +4,8 @@
 //   valgrind --tool=callgrind --collect-atstart=no ./vec_ops_count gelu_fwd 5
 // Only the timed loop is collected (CALLGRIND_TOGGLE_COLLECT around it); divide the total Ir by
 // the iteration count. Without valgrind it prints the loop's wall time (indicative only).
-// valgrind 3.19 does not decode AVX-512: count builds made with -march=x86-64-v3 or without -march.
+// valgrind 3.19 does not decode AVX-512: count builds made with -march=x86-64-v3 or without -march
+// (a dispatched build picks the set valgrind's CPU reports; ENVIT_ISA=avx2 or =baseline forces one).
 // Ops: gelu_fwd gelu_bwd layernorm_fwd layernorm_bwd softmax_fwd softmax_bwd log_softmax_fwd
 //      attention_fwd attention_bwd mlp_fwd mlp_bwd block_fwd block_bwd
 #include <chrono>

@@ -1,7 +1,9 @@
 # cmake -DNM=nm -DOBJECTS=<objects> -DTAG=isa_<set> -DSET=<set> -P CheckKernelSymbols.cmake (test dispatch_symbols_<set>)
 # Fails when a kernel-set object file defines a global or weak symbol outside its instruction set's
 # namespace (TAG) or its gemm_kernels_<SET>() entry point: the linker could then hand that copy,
-# compiled with the set's -march, to code running on a CPU without those instructions.
+# compiled with the set's -march, to code running on a CPU without those instructions. Also fails
+# when one of the set's kernels (the packed GEMM and every row kernel of kernels/vec_kernels.hpp)
+# is not defined there, inside TAG.
 execute_process(COMMAND ${NM} -C --defined-only ${OBJECTS} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(rc)
   message(FATAL_ERROR "${NM} failed on ${OBJECTS}: ${err}")
@@ -21,10 +23,18 @@ foreach(line IN LISTS lines)
   endif()
   string(APPEND bad "  ${line}\n")
 endforeach()
+foreach(kernel gemm_pk::${TAG}::gemm_packed_run vec::${TAG}::gelu_forward vec::${TAG}::gelu_backward
+               vec::${TAG}::gelu_grad_mul vec::${TAG}::bias_gelu_rect vec::${TAG}::bias_residual_rect
+               vec::${TAG}::layernorm_forward vec::${TAG}::layernorm_backward vec::${TAG}::softmax_forward
+               vec::${TAG}::softmax_backward vec::${TAG}::log_softmax_forward vec::${TAG}::log_softmax_backward)
+  if(NOT out MATCHES "${kernel}[<(]")
+    string(APPEND bad "  missing: ${kernel}\n")
+  endif()
+endforeach()
 if(checked LESS 5)
   message(FATAL_ERROR "only ${checked} global symbols in ${OBJECTS}: not the kernel set's object file?")
 endif()
 if(bad)
-  message(FATAL_ERROR "symbols of the ${SET} kernel set outside namespace ${TAG}:\n${bad}")
+  message(FATAL_ERROR "symbols of the ${SET} kernel set outside namespace ${TAG}, or kernels missing:\n${bad}")
 endif()
-message(STATUS "${checked} global symbols, all in ${TAG} or gemm_kernels_${SET}()")
+message(STATUS "${checked} global symbols, all in ${TAG} or gemm_kernels_${SET}(); every kernel defined")

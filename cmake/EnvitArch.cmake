@@ -1,9 +1,10 @@
 # Kernel sets and architecture flags (see include/envit/kernels/dispatch.hpp).
 #
 # envit::dispatch — a small static library (installed and exported when ENVIT_DISPATCH is ON): the
-#   packed float GEMM compiled once per kernel set, each translation unit with its own flags
-#   (src/kernels/gemm_<set>.cpp: avx512 = -march=x86-64-v4, avx2 = -march=x86-64-v3, baseline =
-#   none; AArch64: baseline (NEON) only). Linking it defines ENVIT_DISPATCH, and the headers then
+#   packed float GEMM and the float row kernels (LayerNorm, softmax, GELU, GEMM epilogues) compiled
+#   once per kernel set, each translation unit with its own flags (src/kernels/kernel_set_<set>.cpp:
+#   avx512 = -march=x86-64-v4, avx2 = -march=x86-64-v3, baseline = none; AArch64: baseline (NEON)
+#   only). Linking it defines ENVIT_DISPATCH, and the headers then
 #   pick the best set the CPU has at run time. Without it the headers use the consumer's own flags
 #   (compile-time path, no indirection).
 # envit::arch — envit's own programs, benchmarks and tests only (not installed): envit::dispatch
@@ -31,7 +32,7 @@ if(ENVIT_DISPATCH)
                         OUTPUT_NAME envit_kernels)
   foreach(set ${ENVIT_KERNEL_SETS})
     # One object library per set: its flags apply to its one translation unit only.
-    add_library(envit_kernels_${set} OBJECT src/kernels/gemm_${set}.cpp)
+    add_library(envit_kernels_${set} OBJECT src/kernels/kernel_set_${set}.cpp)
     target_link_libraries(envit_kernels_${set} PRIVATE xsimd)
     target_include_directories(envit_kernels_${set} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/include)
     target_compile_features(envit_kernels_${set} PRIVATE cxx_std_20)

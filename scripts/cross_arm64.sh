@@ -3,8 +3,8 @@
 # g++-aarch64-linux-gnu and runs it under qemu-aarch64. One command; exits non-zero on any failure.
 # Needs: g++-aarch64-linux-gnu, qemu-user, zlib1g-dev:arm64 (scripts/setup.sh installs them).
 # Usage: scripts/cross_arm64.sh [build-dir]   (default build-arm64; JOBS sets the parallelism)
-# Subset: the code that differs on ARM: the GEMM (the dispatched baseline set = NEON) and the xsimd
-# vector kernels (GELU, softmax, LayerNorm, partial loads). Emulation is 10-50x slower than native,
+# Subset: the code that differs on ARM: the dispatched baseline kernel set (NEON): the GEMM and the
+# xsimd row kernels (GELU, softmax, LayerNorm, epilogues, partial loads). Emulation is 10-50x slower than native,
 # so the cases with large double references (test_gemm's cache-block sizes, test_vec's 200,000-point
 # GELU sweep and fused-block composition) are left to native runs; the rest runs in about a minute.
 set -euo pipefail

@@ -4,11 +4,14 @@
 // that never read past the end (guard page) and partial stores that never write past it,
 // position independence of elementwise results (batch invariance), and the fused residual /
 // overwrite paths of block.hpp against the unfused composition of the public ops.
-// Built three times by tests/vec.cmake: without -march (SSE2), and with x86-64-v3 / x86-64-v4
-// when the host runs them, so each batch width's tail code is exercised.
+// tests/vec.cmake links test_vec with envit::dispatch and runs it once per kernel set the host has
+// (ENVIT_ISA), so each batch width's tail code is exercised through the dispatched ops; one case
+// calls every runnable set's row kernels directly. test_vec_v4 builds the same file for the
+// compile-time path (-march=x86-64-v4, no dispatch).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -21,6 +24,7 @@
 #include <unistd.h>
 #endif
 
+#include "envit/kernels/dispatch.hpp"
 #include "envit/kernels/vec.hpp"
 #include "envit/ops/block.hpp"
 #include "envit/ops/gelu.hpp"
@@ -160,7 +164,7 @@ TEST_CASE("vec: GELU and normal CDF accuracy over -10..10 (step 1e-4)", "[vec][g
     if (v >= -5.0 && v != 0.0 && !(ey / std::abs(Y) <= y_rel)) { y_rel = ey / std::abs(Y); at_yr = i; }
     if (!(eg / std::max(std::abs(G), 1.0) <= g_hyb)) { g_hyb = eg / std::max(std::abs(G), 1.0); at_g = i; }
   }
-  INFO("batch width " << vec::W);
+  INFO("batch width " << vec::W << " (vec::normal_cdf), kernel set " << kernel_set_name() << " (gelu_forward/backward)");
   INFO("Phi: max abs err " << cdf_abs << " at x = " << x[at_cdf] << ", max rel err (x >= -5) " << cdf_rel);
   INFO("GELU: max hybrid err " << y_hyb << " at x = " << x[at_y] << ", max rel err (x >= -5) " << y_rel
                                << " at x = " << x[at_yr]);
@@ -269,8 +273,7 @@ TEST_CASE("vec: softmax / log_softmax rows of 1..70 columns vs double reference"
       softmax_forward(xi.data(), xi.data(), R, C, float(scale));
       CHECK(std::memcmp(xi.data(), y.data(), R * C * sizeof(float)) == 0);
       std::vector<float> ds(dy);
-      for (ptrdiff_t r = 0; r < R; ++r)
-        detail::softmax_row_backward(ds.data() + r * C, ds.data() + r * C, y.data() + r * C, C, float(scale), false);
+      detail::softmax_rows_backward(ds.data(), ds.data(), y.data(), R, C, float(scale), false);
       for (ptrdiff_t i = 0; i < R * C; ++i) dxr[i] -= 0.25;
       require_close("softmax dS in place", ds.data(), dxr.data(), R * C, 1e-4, 1e-6);
     }
@@ -330,7 +333,7 @@ TEST_CASE("vec: partial loads stop at n (inputs end at a PROT_NONE page)", "[vec
     gelu_backward(gy.data, gx.data, gx.data, n);
     // one row of n columns: softmax (+ backward in place), log-softmax, layernorm
     softmax_forward(gy.data, gx.data, 1, n);
-    detail::softmax_row_backward(gy.data, gy.data, gx.data, n, 1.f, false);
+    detail::softmax_rows_backward(gy.data, gy.data, gx.data, 1, n, 1.f, false);
     log_softmax_forward(gy.data, gx.data, 1, n);
     float mean, rstd;
     GuardedFloats gg(n), gb(n);
@@ -362,6 +365,121 @@ TEST_CASE("vec: load_part fills the rest and store_part leaves it untouched", "[
   std::vector<float> v(vec::W);
   for (ptrdiff_t i = 0; i < vec::W; ++i) v[i] = float((i * 7) % 5) - float(i);
   CHECK(vec::hmax(vec::load(v.data())) == *std::max_element(v.begin(), v.end()));
+}
+
+// ---------------------------------------------------------------------------- kernel sets
+
+// Every set this CPU can run (kernels/dispatch.hpp), its row kernels called directly: against the
+// double references at the tolerances above, bitwise repeatable, and position independent (an
+// element's bits do not depend on the length of the call it sits in).
+TEST_CASE("vec: every runnable kernel set's row kernels match the reference", "[vec][dispatch][ref]") {
+  const envit::detail::KernelSetChoice sets = envit::detail::runnable_kernel_sets();
+  REQUIRE(sets.count >= 1);
+  for (int si = 0; si < sets.count; ++si) {
+    const VecKernelSet& k = sets.sets[si]->vec;
+    INFO("kernel set " << sets.sets[si]->name);
+    REQUIRE(k.gelu_forward);
+    REQUIRE(k.log_softmax_backward);
+    for (ptrdiff_t n : {ptrdiff_t(1), ptrdiff_t(3), ptrdiff_t(8), ptrdiff_t(16), ptrdiff_t(21), ptrdiff_t(50),
+                        ptrdiff_t(65), ptrdiff_t(192)}) {
+      CAPTURE(n);
+      const ptrdiff_t R = 3, L = R * n;
+      const float scale = 0.25f;
+      auto x = random_vec<float>(L, 5000 + n, -6.0, 6.0), dy = random_vec<float>(L, 5100 + n);
+      auto gamma = random_vec<float>(n, 5200 + n, 0.5, 1.5), beta = random_vec<float>(n, 5300 + n);
+      // GELU: forward, accumulated backward, in-place derivative product
+      std::vector<float> y(L + 32, kSentinel), dx(L + 32, kSentinel), dm(dy);
+      dm.resize(L + 32, kSentinel);
+      std::fill(dx.begin(), dx.begin() + L, 0.25f);
+      k.gelu_forward(y.data(), x.data(), L);
+      k.gelu_backward(dx.data(), dy.data(), x.data(), L);
+      k.gelu_grad_mul(dm.data(), x.data(), L);
+      require_guard("gelu y", y, L);
+      require_guard("gelu dx", dx, L);
+      require_guard("gelu dm", dm, L);
+      std::vector<double> yr(L), gr(L), mr(L);
+      for (ptrdiff_t i = 0; i < L; ++i) {
+        yr[i] = gelu_ref(x[i]);
+        gr[i] = 0.25 + double(dy[i]) * gelu_grad_ref(x[i]);
+        mr[i] = double(dy[i]) * gelu_grad_ref(x[i]);
+      }
+      require_close("gelu y", y.data(), yr.data(), L, 1e-5, 1e-6);
+      require_close("gelu dx", dx.data(), gr.data(), L, 1e-5, 1e-6);
+      require_close("gelu grad_mul", dm.data(), mr.data(), L, 1e-5, 1e-6);
+      std::vector<float> ytail(n);  // the last row's elements alone: the same bits
+      k.gelu_forward(ytail.data(), x.data() + L - n, n);
+      CHECK(std::memcmp(ytail.data(), y.data() + L - n, n * sizeof(float)) == 0);
+      // softmax and log-softmax rows, forward and backward (accumulated and overwriting)
+      auto sr = softmax_ref(x, R, n, scale, false), lr = softmax_ref(x, R, n, scale, true);
+      std::vector<float> sm(L), ls(L), ds(L, 0.25f), dl(L, 0.25f), ds0(L, kSentinel);
+      k.softmax_forward(sm.data(), x.data(), R, n, scale);
+      k.log_softmax_forward(ls.data(), x.data(), R, n, scale);
+      k.softmax_backward(ds.data(), dy.data(), sm.data(), R, n, scale, true);
+      k.softmax_backward(ds0.data(), dy.data(), sm.data(), R, n, scale, false);
+      k.log_softmax_backward(dl.data(), dy.data(), ls.data(), R, n, scale);
+      require_close("softmax y", sm.data(), sr.data(), L, 1e-5, 1e-7);
+      require_close("log_softmax y", ls.data(), lr.data(), L, 1e-5, 1e-6);
+      std::vector<double> dsr(L), dlr(L), ds0r(L);
+      for (ptrdiff_t r = 0; r < R; ++r) {
+        double d = 0, t = 0;
+        for (ptrdiff_t c = 0; c < n; ++c) { d += double(dy[r * n + c]) * sr[r * n + c]; t += dy[r * n + c]; }
+        for (ptrdiff_t c = 0; c < n; ++c) {
+          ds0r[r * n + c] = scale * sr[r * n + c] * (double(dy[r * n + c]) - d);
+          dsr[r * n + c] = 0.25 + ds0r[r * n + c];
+          dlr[r * n + c] = 0.25 + scale * (double(dy[r * n + c]) - std::exp(lr[r * n + c]) * t);
+        }
+      }
+      require_close("softmax dx", ds.data(), dsr.data(), L, 1e-4, 1e-6);
+      require_close("softmax dx (overwrite)", ds0.data(), ds0r.data(), L, 1e-4, 1e-6);
+      require_close("log_softmax dx", dl.data(), dlr.data(), L, 1e-4, 1e-6);
+      // LayerNorm rows, forward and backward (dx = base + term; parameter partials accumulated)
+      auto ref = layernorm_ref(x, gamma, beta, dy, R, n, 1e-5);
+      std::vector<float> ln(L), mean(R), rstd(R), base(L, 0.5f), dln(L), pg(n, 0.f), pb(n, 0.f);
+      k.layernorm_forward(ln.data(), mean.data(), rstd.data(), x.data(), gamma.data(), beta.data(), R, n, 1e-5f);
+      k.layernorm_backward(dln.data(), base.data(), nullptr, pg.data(), pb.data(), dy.data(), x.data(), mean.data(),
+                           rstd.data(), gamma.data(), R, n);
+      require_close("layernorm y", ln.data(), ref.y.data(), L, 1e-5, 2e-6);
+      require_close("layernorm rstd", rstd.data(), ref.rstd.data(), R, 1e-5, 0.0);
+      for (auto& v : ref.dx) v += 0.5;
+      require_close("layernorm dx", dln.data(), ref.dx.data(), L, 1e-4, 1e-5);
+      require_close("layernorm dgamma", pg.data(), ref.dgamma.data(), n, 1e-5, 1e-5);
+      require_close("layernorm dbeta", pb.data(), ref.dbeta.data(), n, 1e-5, 1e-5);
+      // epilogues on the rectangle rows [1, 3) x columns [c0, n) of an (R, n) matrix
+      const ptrdiff_t c0 = n / 3;
+      std::vector<float> h(x), a(L, kSentinel), e(x);
+      k.bias_gelu_rect(h.data(), a.data(), beta.data(), n, 1, R, c0, n);
+      k.bias_residual_rect(e.data(), beta.data(), dy.data(), n, 1, R, c0, n);
+      for (ptrdiff_t r = 0; r < R; ++r)
+        for (ptrdiff_t c = 0; c < n; ++c) {
+          const ptrdiff_t i = r * n + c;
+          const bool in = r >= 1 && c >= c0;
+          const float hb = in ? x[i] + beta[c] : x[i];
+          INFO("epilogue element (" << r << ", " << c << ")");
+          REQUIRE(h[i] == hb);  // one float add: exact
+          REQUIRE(e[i] == (in ? (x[i] + beta[c]) + dy[i] : x[i]));
+          if (in) REQUIRE(std::abs(a[i] - gelu_ref(hb)) <= 1e-5 * std::abs(gelu_ref(hb)) + 1e-6);
+          else REQUIRE(a[i] == kSentinel);
+        }
+      // bitwise repeatable
+      std::vector<float> sm2(L), ln2(L), mean2(R), rstd2(R);
+      k.softmax_forward(sm2.data(), x.data(), R, n, scale);
+      k.layernorm_forward(ln2.data(), mean2.data(), rstd2.data(), x.data(), gamma.data(), beta.data(), R, n, 1e-5f);
+      CHECK(std::memcmp(sm.data(), sm2.data(), L * sizeof(float)) == 0);
+      CHECK(std::memcmp(ln.data(), ln2.data(), L * sizeof(float)) == 0);
+    }
+  }
+}
+
+// Run by the ctest entry vec_bad_isa in a fresh process with ENVIT_ISA set to an unknown set: the
+// first float op, above its threading grain, throws on the calling thread (an exception inside its
+// OpenMP region would terminate the process instead).
+TEST_CASE("vec: an unknown ENVIT_ISA is a ValueError from the first float op", "[.][bad_isa]") {
+  const char* env = std::getenv("ENVIT_ISA");
+  REQUIRE(env != nullptr);
+  REQUIRE(std::string(env) == "avx9");
+  std::vector<float> x(1 << 20, 0.5f), y(x.size());
+  CHECK_THROWS_AS(gelu_forward(y.data(), x.data(), ptrdiff_t(x.size())), ValueError);
+  CHECK_THROWS_AS(softmax_forward(y.data(), x.data(), 1024, 1024), ValueError);
 }
 
 // ------------------------------------------------------------------- block fusion equivalence

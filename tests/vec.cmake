@@ -1,32 +1,20 @@
-# xsimd float kernels (kernels/vec.hpp and the ops using them): accuracy, ragged tails, guard
-# pages, fused-block equivalence. Built once without -march (SSE2 batches, like every other test)
-# and once per wider ISA that the host can run, so the AVX2 (masked 8-lane) and AVX-512 (masked
-# 16-lane) tail paths are tested too.
+# xsimd float kernels (kernels/vec.hpp, kernels/vec_kernels.hpp and the ops using them): accuracy,
+# ragged tails, guard pages, position independence, fused-block equivalence.
+# test_vec: linked with envit::dispatch (when built): its discovered cases run the best kernel set,
+#   one case calls every runnable set's row kernels directly, and vec_isa_<set> runs the whole
+#   executable once more per lower set the host can run (ENVIT_ISA=<set>), so every set passes every
+#   test here (SSE2 4-lane, AVX2 8-lane and AVX-512 16-lane masked tails).
+# test_vec_v4: the header-only compile-time path with -march=x86-64-v4 (the AVX-512 kernels called
+#   directly, no dispatch), built only when the host can run it.
 envit_add_test(test_vec test_vec.cpp)
-
-include(CheckCXXSourceRuns)
-foreach(envit_vec_arch x86-64-v3 x86-64-v4)
-  string(REPLACE "-" "_" envit_vec_suffix ${envit_vec_arch})
-  string(REPLACE "x86_64_" "" envit_vec_suffix ${envit_vec_suffix})
-  set(CMAKE_REQUIRED_FLAGS "-march=${envit_vec_arch}")
-  check_cxx_source_runs([=[
-    int main() {
-    #if defined(__AVX512F__)
-      if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
-          !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq")) return 1;
-    #endif
-    #if defined(__AVX2__)
-      if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") ||
-          !__builtin_cpu_supports("bmi2")) return 1;
-    #endif
-      return 0;
-    }]=] ENVIT_HOST_RUNS_${envit_vec_suffix})
-  unset(CMAKE_REQUIRED_FLAGS)
-  if(ENVIT_HOST_RUNS_${envit_vec_suffix})
-    envit_add_test(test_vec_${envit_vec_suffix} test_vec.cpp)
-    # GCC 12's AVX-512 intrinsic headers (_mm512_undefined_* inside xsimd's and Eigen's kernels)
-    # trip -Wmaybe-uninitialized under -Wall; the warnings are in the system headers' expansions.
-    target_compile_options(test_vec_${envit_vec_suffix} PRIVATE -march=${envit_vec_arch}
-                           -Wno-maybe-uninitialized -Wno-uninitialized)
-  endif()
-endforeach()
+envit_test_kernel_sets(test_vec vec)
+if(TARGET envit_dispatch)
+  add_test(NAME vec_bad_isa COMMAND test_vec "[bad_isa]")
+  set_tests_properties(vec_bad_isa PROPERTIES ENVIRONMENT "ENVIT_ISA=avx9;OMP_NUM_THREADS=2" LABELS kernels)
+endif()
+if(ENVIT_HOST_X86_64_V4)
+  envit_add_test(test_vec_v4 test_vec.cpp)
+  # GCC 12's AVX-512 intrinsic headers (_mm512_undefined_* inside xsimd's and Eigen's kernels)
+  # trip -Wmaybe-uninitialized under -Wall; the warnings are in the system headers' expansions.
+  target_compile_options(test_vec_v4 PRIVATE -march=x86-64-v4 -Wno-maybe-uninitialized -Wno-uninitialized)
+endif()

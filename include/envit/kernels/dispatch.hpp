@@ -1,25 +1,30 @@
-// envit/kernels/dispatch.hpp — which packed GEMM kernel set runs: chosen once per process.
+// envit/kernels/dispatch.hpp — which kernel set runs: the packed float GEMM and the float row
+// kernels (kernels/vec_kernels.hpp: LayerNorm rows, softmax and log-softmax rows, GELU, the GEMM
+// epilogues), chosen together once per process.
 // Two ways to build, decided by the macro ENVIT_DISPATCH (set by linking the CMake target
 // envit::dispatch, never by the headers):
 //   * ENVIT_DISPATCH defined: the kernel sets are compiled separately, each translation unit with
-//     its own instruction-set flags (src/kernels/gemm_<set>.cpp, the envit::dispatch library):
-//     "avx512" (-march=x86-64-v4: AVX-512 F/BW/DQ/VL/CD), "avx2" (-march=x86-64-v3: AVX2, FMA,
-//     BMI) and "baseline" (no flags: SSE2 on x86-64, NEON on AArch64). The first GEMM picks the
-//     best set the CPU reports (cpuid, including the OS's register-state support), so one binary
-//     runs on any x86-64 and never executes an instruction the CPU lacks.
+//     its own instruction-set flags (src/kernels/kernel_set_<set>.cpp, the envit::dispatch
+//     library): "avx512" (-march=x86-64-v4: AVX-512 F/BW/DQ/VL/CD), "avx2" (-march=x86-64-v3: AVX2,
+//     FMA, BMI) and "baseline" (no flags: SSE2 on x86-64, NEON on AArch64). The first kernel call
+//     picks the best set the CPU reports (cpuid, including the OS's register-state support), so one
+//     binary runs on any x86-64 and never executes an instruction the CPU lacks. The ops call the
+//     row kernels through the set's table (envit::kernels below: one indirect call per row block or
+//     chunk).
 //   * otherwise (header-only use): the one kernel set of the including translation unit's own
 //     flags (xsimd's default arch: -march=native gives AVX-512 on such a CPU), called directly, no
 //     indirection.
-// ENVIT_ISA=avx512|avx2|baseline (environment) forces a set: for testing every set on one machine
-// and for A/B timing. A set the CPU cannot run, or any set but the compiled one without
-// ENVIT_DISPATCH, is an error (ValueError naming the variable), never a silent substitute.
-// Results are deterministic per kernel set (each set has its own register tile and so its own
-// thread tiles); sets differ from each other in the last bits (FMA vs separate multiply-add).
-// Element-wise kernels (kernels/vec.hpp) are not dispatched: they use the including translation
-// unit's flags (SSE2 in a build without -march).
+// ENVIT_ISA=avx512|avx2|baseline (environment) forces a set, GEMM and row kernels alike: for testing
+// every set on one machine and for A/B timing. A set the CPU cannot run, or any set but the
+// compiled one without ENVIT_DISPATCH, is an error (ValueError naming the variable), never a silent
+// substitute. Results are deterministic per kernel set (each set has its own register tile and so
+// its own thread tiles, and its own batch width in the row kernels); sets differ from each other in
+// the last bits (FMA vs separate multiply-add, lane count of the reductions). Double paths stay
+// scalar in the ops and use none of this.
 #pragma once
 #include <xsimd/xsimd.hpp>
 
+#include <cstddef>
 #include <cstdlib>
 #include <string>
 #include <string_view>
@@ -27,8 +32,10 @@
 
 #include "envit/core/error.hpp"
 #include "envit/kernels/gemm_types.hpp"
+#include "envit/kernels/isa.hpp"
 #if !defined(ENVIT_DISPATCH)
 #include "envit/kernels/gemm_packed.hpp"
+#include "envit/kernels/vec_kernels.hpp"
 #endif
 
 namespace envit {
@@ -82,7 +89,8 @@ inline KernelSetChoice runnable_kernel_sets() {
 #endif
   c.sets[c.count++] = &gemm_kernels_baseline();
 #else
-  static const GemmKernelSet ks = gemm_packed_kernels<xsimd::default_arch>(compile_time_set_name<xsimd::default_arch>());
+  static const GemmKernelSet ks =
+      gemm_packed_kernels<xsimd::default_arch>(compile_time_set_name<xsimd::default_arch>(), vec::vec_kernel_set());
   c.sets[c.count++] = &ks;
 #endif
   return c;
@@ -112,7 +120,7 @@ inline const GemmKernelSet& select_gemm_kernels() {
 }
 }  // namespace detail
 
-// The packed float GEMM kernel set in use: chosen on first use, then fixed for the process.
+// The kernel set in use (GEMM and row kernels): chosen on first use, then fixed for the process.
 inline const GemmKernelSet& gemm_kernels() {
   static const GemmKernelSet& k = detail::select_gemm_kernels();
   return k;
@@ -127,11 +135,67 @@ inline constexpr bool kernel_set_dispatched() {
   return false;
 #endif
 }
-// One line for `--version`/`--info`, e.g. "kernels: avx512 (chosen at run time; element-wise: sse2)".
+// One line for `--version`/`--info`, e.g. "kernels: avx512 (chosen at run time)": the set that runs
+// the GEMM and the float row kernels.
 inline std::string kernel_set_info() {
   return std::string("kernels: ") + kernel_set_name() +
-         (kernel_set_dispatched() ? " (chosen at run time" : " (fixed at compile time") +
-         "; element-wise: " + xsimd::default_arch::name() + ")";
+         (kernel_set_dispatched() ? " (chosen at run time)" : " (fixed at compile time)");
 }
+
+// The float row kernels as the ops call them (arguments as in kernels/vec_kernels.hpp): through the
+// kernel set in use when dispatched, else this translation unit's instances directly. In
+// kernels/isa.hpp's namespace like the kernels, so translation units with different flags never
+// share one of these.
+namespace kernels {
+inline namespace ENVIT_KERNEL_ISA_NS {
+#if defined(ENVIT_DISPATCH)
+#define ENVIT_VEC_KERNEL(f) gemm_kernels().vec.f
+#else
+#define ENVIT_VEC_KERNEL(f) vec::f
+#endif
+using P = std::ptrdiff_t;
+// Chooses the kernel set now (nothing to do without ENVIT_DISPATCH). The ops call it before a
+// parallel region, so that an ENVIT_ISA error is thrown on the calling thread, never inside an
+// OpenMP region (where an exception would terminate the program).
+inline void select() {
+#if defined(ENVIT_DISPATCH)
+  (void)gemm_kernels();
+#endif
+}
+inline void gelu_forward(float* y, const float* x, P n) { ENVIT_VEC_KERNEL(gelu_forward)(y, x, n); }
+inline void gelu_backward(float* dx, const float* dy, const float* x, P n) {
+  ENVIT_VEC_KERNEL(gelu_backward)(dx, dy, x, n);
+}
+inline void gelu_grad_mul(float* d, const float* h, P n) { ENVIT_VEC_KERNEL(gelu_grad_mul)(d, h, n); }
+inline void bias_gelu_rect(float* h, float* a, const float* b, P ld, P r0, P r1, P c0, P c1) {
+  ENVIT_VEC_KERNEL(bias_gelu_rect)(h, a, b, ld, r0, r1, c0, c1);
+}
+inline void bias_residual_rect(float* y, const float* b, const float* res, P ld, P r0, P r1, P c0, P c1) {
+  ENVIT_VEC_KERNEL(bias_residual_rect)(y, b, res, ld, r0, r1, c0, c1);
+}
+inline void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* gamma,
+                              const float* beta, P rows, P D, float eps) {
+  ENVIT_VEC_KERNEL(layernorm_forward)(y, mean, rstd, x, gamma, beta, rows, D, eps);
+}
+inline void layernorm_backward(float* dx, const float* base, const float* extra, float* pg, float* pb,
+                               const float* dy, const float* x, const float* mean, const float* rstd,
+                               const float* gamma, P rows, P D) {
+  ENVIT_VEC_KERNEL(layernorm_backward)(dx, base, extra, pg, pb, dy, x, mean, rstd, gamma, rows, D);
+}
+inline void softmax_forward(float* y, const float* x, P rows, P n, float scale) {
+  ENVIT_VEC_KERNEL(softmax_forward)(y, x, rows, n, scale);
+}
+inline void softmax_backward(float* dx, const float* dy, const float* y, P rows, P n, float scale, bool accumulate) {
+  ENVIT_VEC_KERNEL(softmax_backward)(dx, dy, y, rows, n, scale, accumulate);
+}
+inline void log_softmax_forward(float* y, const float* x, P rows, P n, float scale) {
+  ENVIT_VEC_KERNEL(log_softmax_forward)(y, x, rows, n, scale);
+}
+inline void log_softmax_backward(float* dx, const float* dy, const float* y, P rows, P n, float scale) {
+  ENVIT_VEC_KERNEL(log_softmax_backward)(dx, dy, y, rows, n, scale);
+}
+#undef ENVIT_VEC_KERNEL
+}  // namespace ENVIT_KERNEL_ISA_NS
+}  // namespace kernels
 
 }  // namespace envit

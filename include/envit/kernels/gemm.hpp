@@ -162,7 +162,10 @@ void gemm(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t
               ShapeError, "gemm: leading dimension too small (M=", M, " N=", N, " K=", K,
               " lda=", lda, " ldb=", ldb, " ldc=", ldc, ")");
   bool packed = false;  // read the backend once per call: all tiles use the same one
-  if constexpr (std::is_same_v<T, float>) packed = gemm_backend() == GemmBackend::packed;
+  if constexpr (std::is_same_v<T, float>) {
+    packed = gemm_backend() == GemmBackend::packed;
+    kernels::select();  // float epilogues run the set's row kernels inside the tiles' parallel region
+  }
   const GemmKernelSet* ks = packed ? &gemm_kernels() : nullptr;
   auto run = [&](std::ptrdiff_t m0, std::ptrdiff_t m1, std::ptrdiff_t n0, std::ptrdiff_t n1) {
     const T* a = ta == Trans::N ? A + m0 * lda : A + m0;

@@ -578,11 +578,13 @@ void pack_weight_t(float* dst, const float* W, std::ptrdiff_t n, std::ptrdiff_t 
 #undef ENVIT_GEMM_INLINE
 
 // One kernel set: the packed GEMM and its weight packing for one xsimd arch, behind plain function
-// pointers (kernels/dispatch.hpp picks one of these at run time; gemm.hpp calls it).
+// pointers, with the row kernels `vec` of the same translation unit (vec::vec_kernel_set() of
+// kernels/vec_kernels.hpp). kernels/dispatch.hpp picks one of these at run time; gemm.hpp calls it.
 template <class Arch>
-GemmKernelSet gemm_packed_kernels(const char* name) {
+GemmKernelSet gemm_packed_kernels(const char* name, const VecKernelSet& vec) {
   using Bk = detail::gemm_pk::Blocking<Arch>;
-  return {name, Bk::MR, Bk::NR, Bk::KC, &detail::gemm_pk::gemm_packed_run<Arch>, &detail::gemm_pk::pack_weight_t<Arch>};
+  return {name, Bk::MR, Bk::NR, Bk::KC, &detail::gemm_pk::gemm_packed_run<Arch>, &detail::gemm_pk::pack_weight_t<Arch>,
+          vec};
 }
 
 }  // namespace envit

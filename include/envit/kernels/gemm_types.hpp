@@ -1,6 +1,7 @@
 // envit/kernels/gemm_types.hpp — the vocabulary shared by the GEMM front end (gemm.hpp), the kernel
-// sets (dispatch.hpp) and the packed float kernel (gemm_packed.hpp): operand transposition, the fused
-// element-wise pass over C (a GEMM epilogue) and the table of one packed kernel set.
+// sets (dispatch.hpp), the packed float kernel (gemm_packed.hpp) and the float row kernels
+// (vec_kernels.hpp): operand transposition, the fused element-wise pass over C (a GEMM epilogue)
+// and the tables of one kernel set.
 // Not here: any arithmetic.
 #pragma once
 #include <cstddef>
@@ -31,7 +32,33 @@ GemmEpilogue make_epilogue(const F& f) {
           &f};
 }
 
-// The packed float GEMM of one instruction set (gemm_packed_kernels<Arch>() in gemm_packed.hpp).
+// The float element-wise and row kernels of one instruction set (vec::vec_kernel_set() in
+// vec_kernels.hpp, which documents each; the ops call them through kernels/dispatch.hpp). Serial;
+// rows contiguous (row stride = row length) unless a leading dimension ld is given.
+struct VecKernelSet {
+  void (*gelu_forward)(float* y, const float* x, std::ptrdiff_t n) = nullptr;
+  void (*gelu_backward)(float* dx, const float* dy, const float* x, std::ptrdiff_t n) = nullptr;
+  void (*gelu_grad_mul)(float* d, const float* h, std::ptrdiff_t n) = nullptr;
+  void (*bias_gelu_rect)(float* h, float* a, const float* b, std::ptrdiff_t ld, std::ptrdiff_t r0, std::ptrdiff_t r1,
+                         std::ptrdiff_t c0, std::ptrdiff_t c1) = nullptr;
+  void (*bias_residual_rect)(float* y, const float* b, const float* res, std::ptrdiff_t ld, std::ptrdiff_t r0,
+                             std::ptrdiff_t r1, std::ptrdiff_t c0, std::ptrdiff_t c1) = nullptr;
+  void (*layernorm_forward)(float* y, float* mean, float* rstd, const float* x, const float* gamma,
+                            const float* beta, std::ptrdiff_t rows, std::ptrdiff_t D, float eps) = nullptr;
+  void (*layernorm_backward)(float* dx, const float* base, const float* extra, float* pg, float* pb,
+                             const float* dy, const float* x, const float* mean, const float* rstd,
+                             const float* gamma, std::ptrdiff_t rows, std::ptrdiff_t D) = nullptr;
+  void (*softmax_forward)(float* y, const float* x, std::ptrdiff_t rows, std::ptrdiff_t n, float scale) = nullptr;
+  void (*softmax_backward)(float* dx, const float* dy, const float* y, std::ptrdiff_t rows, std::ptrdiff_t n,
+                           float scale, bool accumulate) = nullptr;
+  void (*log_softmax_forward)(float* y, const float* x, std::ptrdiff_t rows, std::ptrdiff_t n, float scale) = nullptr;
+  void (*log_softmax_backward)(float* dx, const float* dy, const float* y, std::ptrdiff_t rows, std::ptrdiff_t n,
+                               float scale) = nullptr;
+};
+
+// One kernel set: the packed float GEMM of one instruction set (gemm_packed_kernels<Arch>() in
+// gemm_packed.hpp) and, in vec, the float row kernels compiled for the same instruction set, so
+// that one choice per process covers both.
 //   run:  C(M,N) = alpha * op(A) op(B) + beta * C, single-threaded, as gemm_packed_run; bpre: op(B)
 //         pre-packed by pack_weight_t (then B is not read), else nullptr; epi (or nullptr) is called
 //         with coordinates offset by (row_off, col_off).
@@ -45,6 +72,7 @@ struct GemmKernelSet {
               std::ptrdiff_t ldc, const float* bpre, const GemmEpilogue* epi, std::ptrdiff_t row_off,
               std::ptrdiff_t col_off) = nullptr;
   void (*pack_weight_t)(float* dst, const float* W, std::ptrdiff_t n, std::ptrdiff_t k) = nullptr;
+  VecKernelSet vec;
 };
 
 }  // namespace envit

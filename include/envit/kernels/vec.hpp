@@ -1,23 +1,22 @@
-// envit/kernels/vec.hpp — shared xsimd helpers for the float elementwise and row kernels of
-// ops/{gelu,layernorm,softmax,attention,mlp}.hpp: one batch width (xsimd::batch<float> of the
-// translation unit's default arch: SSE2 without -march, AVX2 with x86-64-v3, AVX-512 with
-// x86-64-v4, NEON on AArch64), partial loads/stores for ragged tails, vectorised GELU pieces, and
-// the bias/residual pass that the ops run as a GEMM epilogue (detail::bias_residual_rect).
-// Float vectors only: double callers keep their scalar loops (gradient checks use std::erf /
-// std::exp). Not dispatched at run time (kernels/dispatch.hpp covers the GEMM): the arch is the
-// including translation unit's, and everything here sits in kernels/isa.hpp's namespace.
+// envit/kernels/vec.hpp — shared xsimd helpers for the float element-wise and row kernels
+// (kernels/vec_kernels.hpp): one batch width (xsimd::batch<float> of the translation unit's
+// default arch: SSE2 without -march, AVX2 with x86-64-v3, AVX-512 with x86-64-v4, NEON on
+// AArch64), partial loads/stores for ragged tails, horizontal reductions and vectorised GELU
+// pieces. Float vectors only: double callers keep their scalar loops (gradient checks use std::erf
+// / std::exp). The arch is the including translation unit's, and everything here sits in
+// kernels/isa.hpp's namespace: envit::dispatch compiles the kernels built on it once per kernel
+// set (kernels/dispatch.hpp), each with its set's flags.
 //
 // Tails are processed as a partial batch (masked load/store under AVX/AVX-512, a small stack
 // buffer otherwise), never by a scalar loop, so an element's value never depends on where it
 // falls relative to a chunk or row end: elementwise results are the same for any n and any
-// thread split (batch invariance of early-exit compaction).
-// Not here: any GEMM.
+// thread split (batch invariance of early-exit compaction), in every kernel set.
+// Not here: any GEMM, any op (vec_kernels.hpp).
 #pragma once
 #include <xsimd/xsimd.hpp>
 
 #include <cstddef>
 #include <cstdint>
-#include <type_traits>
 
 #include "envit/kernels/isa.hpp"
 
@@ -182,49 +181,3 @@ void map2(float* y, const float* a, const float* b, std::ptrdiff_t n, F&& f) {
 
 }  // namespace ENVIT_KERNEL_ISA_NS
 }  // namespace envit::vec
-
-namespace envit::detail {
-inline namespace ENVIT_KERNEL_ISA_NS {
-
-// The rectangle rows [r0, r1) x columns [c0, c1) of y (row stride C):
-// y[r, c] = (y[r, c] + b[c]) + res[r, c]; b and res may each be nullptr. Bias first, then
-// residual: the same roundings as linear_forward's bias pass followed by a residual add. res may
-// alias y. Serial: a GEMM epilogue (attention's qkv and projection, the MLP's fc2).
-template <class T>
-void bias_residual_rect(T* y, const T* b, const T* res, std::ptrdiff_t C, std::ptrdiff_t r0, std::ptrdiff_t r1,
-                        std::ptrdiff_t c0, std::ptrdiff_t c1) {
-  if (!b && !res) return;
-  const std::ptrdiff_t n = c1 - c0;
-  for (std::ptrdiff_t r = r0; r < r1; ++r) {
-    T* yr = y + r * C + c0;
-    const T* rr = res ? res + r * C + c0 : nullptr;
-    const T* br = b ? b + c0 : nullptr;
-    if constexpr (std::is_same_v<T, float>) {
-      using vec::fbatch;
-      std::ptrdiff_t i = 0;
-      for (; i + vec::W <= n; i += vec::W) {
-        fbatch v = vec::load(yr + i);
-        if (br) v += vec::load(br + i);
-        if (rr) v += vec::load(rr + i);
-        vec::store(yr + i, v);
-      }
-      if (i < n) {
-        const std::ptrdiff_t m = n - i;
-        fbatch v = vec::load_part(yr + i, m);
-        if (br) v += vec::load_part(br + i, m);
-        if (rr) v += vec::load_part(rr + i, m);
-        vec::store_part(yr + i, v, m);
-      }
-    } else {
-      for (std::ptrdiff_t i = 0; i < n; ++i) {
-        T v = yr[i];
-        if (br) v += br[i];
-        if (rr) v += rr[i];
-        yr[i] = v;
-      }
-    }
-  }
-}
-
-}  // namespace ENVIT_KERNEL_ISA_NS
-}  // namespace envit::detail

@@ -7,18 +7,19 @@
 // inside each (timm: qkv.reshape(B, N, 3, H, E)). Per (b, h) the head's q, k, v are strided views
 // (row stride 3D) into qkv, and the head's context is written at columns h*E of ctx (row stride D):
 // no transposes or per-head copies are materialised. The row softmax and its backward are
-// softmax.hpp's row kernels (xsimd for float). The qkv bias and the output projection's bias (plus
-// the block's residual, when block.hpp passes one) are added as GEMM epilogues (GemmEpilogue: on
-// each block of the output as soon as it is final, while it is in cache).
+// softmax.hpp's row kernels (for float the kernel set's, kernels/dispatch.hpp). The qkv bias and
+// the output projection's bias (plus the block's residual, when block.hpp passes one) are added as
+// GEMM epilogues (GemmEpilogue: on each block of the output as soon as it is final, while it is in
+// cache).
 #pragma once
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <type_traits>
 
 #include "envit/core/error.hpp"
 #include "envit/core/parallel.hpp"
 #include "envit/kernels/gemm.hpp"
-#include "envit/kernels/vec.hpp"
 #include "envit/ops/linear.hpp"
 #include "envit/ops/softmax.hpp"
 
@@ -102,6 +103,7 @@ void attention_forward_impl(T* y, AttentionCache<T> c, const T* x, AttentionPara
   const GemmEpilogue qkv_epi = make_epilogue(qkv_bias);
   gemm_weight_t<T>(R, 3 * D, D, T(1), x, D, p.qkv_w, p.qkv_wp, T(0), c.qkv, 3 * D, &qkv_epi);
   // Each (b, h) owns disjoint slices of att and ctx; GEMMs inside a parallel region stay serial.
+  if constexpr (std::is_same_v<T, float>) kernels::select();
   parallel_for(s.batch * H, 4.0 * double(Q * N * E) + 8.0 * double(Q * N),
                [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
     for (std::ptrdiff_t i = i0; i < i1; ++i) {
@@ -111,7 +113,7 @@ void attention_forward_impl(T* y, AttentionCache<T> c, const T* x, AttentionPara
       const T* v = q + 2 * D;
       T* P = c.att + i * Q * N;                    // (Q, N)
       gemm<T>(Trans::N, Trans::T, Q, N, E, scale, q, 3 * D, k, 3 * D, T(0), P, N);
-      for (std::ptrdiff_t r = 0; r < Q; ++r) softmax_row<T>(P + r * N, P + r * N, N, T(1));
+      softmax_rows<T>(P, P, Q, N, T(1));
       gemm<T>(Trans::N, Trans::N, Q, E, N, T(1), P, N, v, 3 * D, T(0), c.ctx + b * Q * D + h * E, D);
     }
   });
@@ -139,6 +141,7 @@ void attention_backward_impl(T* dx, bool overwrite_dx, AttentionGrads<T> g, cons
   const T scale = T(1) / std::sqrt(T(E));
   gemm<T>(Trans::N, Trans::N, RQ, D, D, T(1), dy, D, p.proj_w, D, T(0), w.dctx, D);
   linear_backward<T>(nullptr, {g.dproj_w, g.dproj_b}, dy, c.ctx, {p.proj_w, p.proj_b}, {RQ, D, D});
+  if constexpr (std::is_same_v<T, float>) kernels::select();
   parallel_for(s.batch * H, 8.0 * double(Q * N * E) + 6.0 * double(Q * N),
                [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
     for (std::ptrdiff_t i = i0; i < i1; ++i) {
@@ -155,8 +158,7 @@ void attention_backward_impl(T* dx, bool overwrite_dx, AttentionGrads<T> g, cons
       const T* dc = w.dctx + b * Q * D + h * E;  // (Q, E), row stride D
       gemm<T>(Trans::N, Trans::T, Q, N, E, T(1), dc, D, v, 3 * D, T(0), dS, N);   // dP
       gemm<T>(Trans::T, Trans::N, N, E, Q, T(1), P, N, dc, D, T(0), dv, 3 * D);   // dv
-      for (std::ptrdiff_t r = 0; r < Q; ++r)                                       // dS in place
-        softmax_row_backward<T>(dS + r * N, dS + r * N, P + r * N, N, scale, false);
+      softmax_rows_backward<T>(dS, dS, P, Q, N, scale, false);                     // dS in place
       gemm<T>(Trans::N, Trans::N, Q, E, N, T(1), dS, N, k, 3 * D, T(0), dq, 3 * D);  // dq
       gemm<T>(Trans::T, Trans::N, N, E, Q, T(1), dS, N, q, 3 * D, T(0), dk, 3 * D);  // dk
       for (std::ptrdiff_t r = Q; r < N; ++r) std::fill(dq + r * 3 * D, dq + r * 3 * D + E, T(0));

@@ -2,7 +2,8 @@
 // Phi(x) = 0.5 * (1 + erf(x / sqrt 2)) = 0.5 * erfc(-x / sqrt 2). Elementwise; the tanh
 // approximation is deliberately absent.
 // float: xsimd batches (kernels/vec.hpp: Phi via erfc, abs error <= 1.3e-7, relative on the
-// negative tail too); double: scalar std::erf / std::exp (the gradient checks' reference).
+// negative tail too), the kernel set's (kernels/dispatch.hpp); double: scalar std::erf / std::exp
+// (the gradient checks' reference).
 // Letters: N = element count.
 #pragma once
 #include <cmath>
@@ -10,7 +11,7 @@
 #include <type_traits>
 
 #include "envit/core/parallel.hpp"
-#include "envit/kernels/vec.hpp"
+#include "envit/kernels/dispatch.hpp"
 
 namespace envit {
 
@@ -34,8 +35,9 @@ void gelu_forward(T* y,              // (N)  overwritten; may alias x
                   const T* x,        // (N)
                   std::ptrdiff_t n) {
   if constexpr (std::is_same_v<T, float>) {
+    kernels::select();
     parallel_for(n, 20.0, [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
-      vec::map(y + i0, x + i0, i1 - i0, [](const vec::fbatch& v) { return vec::gelu(v); });
+      kernels::gelu_forward(y + i0, x + i0, i1 - i0);
     });
   } else {
     parallel_for(n, 20.0, [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
@@ -52,18 +54,10 @@ void gelu_backward(T* dx,             // (N)  accumulated (+=)
                    const T* x,        // (N)  the forward input
                    std::ptrdiff_t n) {
   if constexpr (std::is_same_v<T, float>) {
+    // dx = fma(dy, GELU'(x), dx): one pass, dx read once.
+    kernels::select();
     parallel_for(n, 30.0, [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
-      // dx = fma(dy, GELU'(x), dx): one pass, dx read once.
-      std::ptrdiff_t i = i0;
-      for (; i + vec::W <= i1; i += vec::W)
-        vec::store(dx + i, xsimd::fma(vec::load(dy + i), vec::gelu_grad(vec::load(x + i)), vec::load(dx + i)));
-      if (i < i1) {
-        const std::ptrdiff_t m = i1 - i;
-        vec::store_part(dx + i,
-                        xsimd::fma(vec::load_part(dy + i, m), vec::gelu_grad(vec::load_part(x + i, m)),
-                                   vec::load_part(dx + i, m)),
-                        m);
-      }
+      kernels::gelu_backward(dx + i0, dy + i0, x + i0, i1 - i0);
     });
   } else {
     parallel_for(n, 30.0, [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {

@@ -3,6 +3,7 @@
 // Letters: R = rows (B*T or a sub-batch), I = in features, O = out features.
 #pragma once
 #include <cstddef>
+#include <type_traits>
 
 #include "envit/core/error.hpp"
 #include "envit/core/parallel.hpp"
@@ -13,6 +14,32 @@ namespace envit {
 struct LinearShape { std::ptrdiff_t rows, in, out; };
 template <class T> struct LinearParams { const T* w; const T* b; };  // w (O,I); b (O) or nullptr
 template <class T> struct LinearGrads { T* dw; T* db; };             // same shapes, accumulated (+=)
+
+namespace detail {
+// The rectangle rows [r0, r1) x columns [c0, c1) of y (row stride C):
+// y[r, c] = (y[r, c] + b[c]) + res[r, c]; b and res may each be nullptr. Bias first, then
+// residual: the same roundings as linear_forward's bias pass followed by a residual add. res may
+// alias y. Serial: a GEMM epilogue (attention's qkv and projection, the MLP's fc2). float: the
+// kernel set's (kernels/dispatch.hpp).
+template <class T>
+void bias_residual_rect(T* y, const T* b, const T* res, std::ptrdiff_t C, std::ptrdiff_t r0, std::ptrdiff_t r1,
+                        std::ptrdiff_t c0, std::ptrdiff_t c1) {
+  if (!b && !res) return;
+  if constexpr (std::is_same_v<T, float>) {
+    kernels::bias_residual_rect(y, b, res, C, r0, r1, c0, c1);
+  } else {
+    for (std::ptrdiff_t r = r0; r < r1; ++r) {
+      T* yr = y + r * C;
+      for (std::ptrdiff_t i = c0; i < c1; ++i) {
+        T v = yr[i];
+        if (b) v += b[i];
+        if (res) v += res[r * C + i];
+        yr[i] = v;
+      }
+    }
+  }
+}
+}  // namespace detail
 
 inline void linear_check(const LinearShape& s) {
   ENVIT_CHECK(s.rows >= 0 && s.in > 0 && s.out > 0, ShapeError, "linear: invalid shape rows=",

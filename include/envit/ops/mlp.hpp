@@ -12,7 +12,6 @@
 #include "envit/core/error.hpp"
 #include "envit/core/parallel.hpp"
 #include "envit/kernels/gemm.hpp"
-#include "envit/kernels/vec.hpp"
 #include "envit/ops/gelu.hpp"
 #include "envit/ops/linear.hpp"
 
@@ -71,30 +70,14 @@ void mlp_forward_impl(T* y, MlpCache<T> c, const T* x, MlpParams<T> p, MlpShape 
   const std::ptrdiff_t R = s.rows, D = s.dim, F = s.hidden;
   // h = acc + b1;  a = GELU(h), fused into the fc1 GEMM (per block of h while it is in cache)
   const auto bias_gelu = [&](std::ptrdiff_t r0, std::ptrdiff_t r1, std::ptrdiff_t c0, std::ptrdiff_t c1) {
-    const std::ptrdiff_t n = c1 - c0;
-    const T* br = p.fc1_b ? p.fc1_b + c0 : nullptr;
-    for (std::ptrdiff_t r = r0; r < r1; ++r) {
-      T* hr = c.h + r * F + c0;
-      T* ar = c.a + r * F + c0;
-      if constexpr (std::is_same_v<T, float>) {
-        using vec::fbatch;
-        std::ptrdiff_t i = 0;
-        for (; i + vec::W <= n; i += vec::W) {
-          fbatch v = vec::load(hr + i);
-          if (br) v += vec::load(br + i);
-          vec::store(hr + i, v);
-          vec::store(ar + i, vec::gelu(v));
-        }
-        if (i < n) {
-          const std::ptrdiff_t m = n - i;
-          fbatch v = vec::load_part(hr + i, m);
-          if (br) v += vec::load_part(br + i, m);
-          vec::store_part(hr + i, v, m);
-          vec::store_part(ar + i, vec::gelu(v), m);
-        }
-      } else {
-        for (std::ptrdiff_t i = 0; i < n; ++i) {
-          if (br) hr[i] += br[i];
+    if constexpr (std::is_same_v<T, float>) {
+      kernels::bias_gelu_rect(c.h, c.a, p.fc1_b, F, r0, r1, c0, c1);
+    } else {
+      for (std::ptrdiff_t r = r0; r < r1; ++r) {
+        T* hr = c.h + r * F;
+        T* ar = c.a + r * F;
+        for (std::ptrdiff_t i = c0; i < c1; ++i) {
+          if (p.fc1_b) hr[i] += p.fc1_b[i];
           ar[i] = gelu_scalar(hr[i]);
         }
       }
@@ -121,9 +104,9 @@ void mlp_backward_impl(T* dx, bool overwrite_dx, MlpGrads<T> g, const T* dy, con
   // Same derivative as gelu_backward, applied in place (gelu_backward accumulates, which would
   // need a second zeroed (R, F) buffer).
   if constexpr (std::is_same_v<T, float>) {
+    kernels::select();
     parallel_for(R * F, 30.0, [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
-      vec::map2(w.dh + i0, w.dh + i0, c.h + i0, i1 - i0,
-                [](const vec::fbatch& d, const vec::fbatch& h) { return d * vec::gelu_grad(h); });
+      kernels::gelu_grad_mul(w.dh + i0, c.h + i0, i1 - i0);
     });
   } else {
     parallel_for(R * F, 30.0, [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
