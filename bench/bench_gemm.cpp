@@ -39,9 +39,11 @@ using envit::Trans;
 using idx = std::ptrdiff_t;
 
 // ---- peak probe -----------------------------------------------------------------------------------
-// kChains independent FMA chains per thread (more than latency x FMA ports on any current x86),
-// `iters` rounds each: 2 * W * kChains * iters flops per thread.
-constexpr int kChains = 16;
+// kChains independent FMA chains per thread (more than latency x FMA ports, 4 x 2, on any current
+// x86), `iters` rounds each: 2 * W * kChains * iters flops per thread. 12 chains plus the two
+// operands fit the 16 vector registers of SSE2/AVX2: 16 chains would spill there (an AVX2 probe
+// then read 140 GFLOP/s on 2 threads where the AVX2 GEMM runs at 220).
+constexpr int kChains = 12;
 using VF = xsimd::batch<float>;
 
 // Operands come from volatiles so the compiler cannot fold the chains (GCC's constant propagation
@@ -54,7 +56,7 @@ __attribute__((noinline)) float fma_chains(long iters) {
   for (int i = 0; i < kChains; ++i) acc[i] = VF(init + 1e-3f * float(i));
   const VF x(g_x), y(g_y);
   for (long it = 0; it < iters; ++it) {
-#pragma GCC unroll 16
+#pragma GCC unroll 12
     for (int i = 0; i < kChains; ++i) acc[i] = xsimd::fma(acc[i], x, y);
   }
   VF s = acc[0];

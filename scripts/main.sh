@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# README command 1: install what is missing, build, train EnViT on Fashion-MNIST (about 6-12 min on 2
+# README command 1: install what is missing, build, train EnViT on Fashion-MNIST (about 5-12 min on 2
 # cores), evaluate it (per-exit accuracy, early-exit sweep with MAC and wall-clock speed-ups,
 # calibration on a validation split) and draw the accuracy/speed-up plot.
 # Outputs: out/readme/{last.safetensors, log.jsonl, eval/{sweep.csv, eval.json, tradeoff.svg, ...}}.

@@ -44,7 +44,7 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
                                           "checkpoint is kept).\n");
   c->add_option("--preset", a.preset,
                 "starting point for the model and schedule flags (envit/model/config.hpp): readme (the README job, "
-                "6-12 minutes on 2 cores), tiny28 (dim 192, depth 12, 3 heads), vit-b16")
+                "5-12 minutes on 2 cores), tiny28 (dim 192, depth 12, 3 heads), vit-b16")
       ->capture_default_str()->check(CLI::IsMember(vit_preset_names()))->group("Presets");
   const std::string g_method = "Method";
   c->add_option("--scheme", a.scheme, "training scheme")
