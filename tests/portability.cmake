@@ -3,8 +3,9 @@
 #     program under qemu-x86_64 -cpu Haswell (AVX2, no AVX-512) and -cpu Nehalem (SSE4.2 only):
 #     exit 0, no signal (tests/portability/qemu_train_eval.sh). Only for builds without ENVIT_ARCH
 #     (with it the program requires that CPU level by design).
-#   portability_arm64: scripts/cross_arm64.sh — the library test subset cross-built with
-#     g++-aarch64-linux-gnu and run under qemu-aarch64 (its own build tree in <build>/arm64).
+#   portability_arm64: scripts/cross_arm64.sh — the kernel test subset and the `envit` program
+#     cross-built with g++-aarch64-linux-gnu and run under qemu-aarch64 (the same short training and
+#     evaluation, one thread; its own build tree in <build>/arm64).
 set(envit_fmnist /usr/share/datasets/fashion-mnist)
 find_program(ENVIT_QEMU_X86_64 qemu-x86_64)
 if(ENVIT_QEMU_X86_64 AND ENVIT_BUILD_EXAMPLES AND NOT ENVIT_ARCH AND NOT ENVIT_SANITIZE
