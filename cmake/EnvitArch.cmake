@@ -37,6 +37,12 @@ if(ENVIT_DISPATCH)
     target_include_directories(envit_kernels_${set} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/include)
     target_compile_features(envit_kernels_${set} PRIVATE cxx_std_20)
     target_compile_options(envit_kernels_${set} PRIVATE ${envit_flags_${set}} -Wall -Wextra)
+    # Always -O3, as in Release: below it (Debug, the sanitizer build's -O1) GCC leaves xsimd's
+    # arch-templated helpers (exp, erfc, horner) out of line as weak symbols, and the avx512 set's
+    # object also instantiates some for fma3<avx2>; the linker may then give the avx2 set the copy
+    # compiled with -march=x86-64-v4. Inlined, nothing arch-specific is left to merge
+    # (dispatch_symbols_<set> checks this in every build type).
+    target_compile_options(envit_kernels_${set} PRIVATE $<$<NOT:$<CONFIG:Release>>:-O3>)
     set_target_properties(envit_kernels_${set} PROPERTIES POSITION_INDEPENDENT_CODE ON)
     target_sources(envit_dispatch PRIVATE $<TARGET_OBJECTS:envit_kernels_${set}>)
   endforeach()
