@@ -5,7 +5,7 @@
 #     (with it the program requires that CPU level by design).
 #   portability_arm64: scripts/cross_arm64.sh — the kernel test subset and the `envit` program
 #     cross-built with g++-aarch64-linux-gnu and run under qemu-aarch64 (the same short training and
-#     evaluation, one thread; its own build tree in <build>/arm64).
+#     evaluation, two threads; its own build tree in <build>/arm64).
 set(envit_fmnist /usr/share/datasets/fashion-mnist)
 find_program(ENVIT_QEMU_X86_64 qemu-x86_64)
 if(ENVIT_QEMU_X86_64 AND ENVIT_BUILD_EXAMPLES AND NOT ENVIT_ARCH AND NOT ENVIT_SANITIZE
