@@ -26,6 +26,9 @@ if(NOT xsimd_DIR)
   endif()
 endif()
 find_program(ENVIT_QEMU_AARCH64 qemu-aarch64)
+# The guest loads the cross toolchain's C runtime, the same glibc build as its dynamic loader (the
+# multiarch libc6:arm64 that zlib1g-dev:arm64 installs is another build; docs/portability.md).
 if(ENVIT_QEMU_AARCH64)
-  set(CMAKE_CROSSCOMPILING_EMULATOR ${ENVIT_QEMU_AARCH64} -L /usr/aarch64-linux-gnu)
+  set(CMAKE_CROSSCOMPILING_EMULATOR ${ENVIT_QEMU_AARCH64} -L /usr/aarch64-linux-gnu
+      -E LD_LIBRARY_PATH=/usr/aarch64-linux-gnu/lib)
 endif()

@@ -1,9 +1,11 @@
 // envit/core/error.hpp — the exception types and check macros every envit header uses.
 // Does not log or abort: every failure is an exception whose message names what was wrong.
 #pragma once
+#include <cmath>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace envit {
 
@@ -17,9 +19,20 @@ struct ValueError : Error { using Error::Error; };
 struct IoError : Error { using Error::Error; };
 
 namespace detail {
+// Writes one message part; a NaN prints as "nan" whatever its sign bit, which differs between CPUs
+// for the same computation (x86-64 and ARM64), so a message reads the same on every CPU.
+template <class A> void cat_part(std::ostringstream& os, const A& a) {
+  if constexpr (std::is_floating_point_v<A>) {
+    if (std::isnan(a)) {
+      os << "nan";
+      return;
+    }
+  }
+  os << a;
+}
 template <class... A> std::string cat(const A&... a) {
   std::ostringstream os;
-  (os << ... << a);
+  (cat_part(os, a), ...);
   return os.str();
 }
 }  // namespace detail

@@ -7,6 +7,7 @@
 #include <sstream>
 #include <string>
 
+#include "envit/core/error.hpp"
 #include "envit/core/finite.hpp"
 #include "envit/model/params.hpp"
 #include "envit/train/objective.hpp"
@@ -45,7 +46,8 @@ inline std::string non_finite_terms(const StepStats& s, const VitConfig& cfg) {
       if (terms[t]->size() <= std::size_t(j) || std::isfinite((*terms[t])[std::size_t(j)])) continue;
       os << (first ? (os.tellp() > 0 ? "; " : "") : ", ");
       if (first) os << "exit " << j + 1 << " (after block " << cfg.exits[std::size_t(j)] << "): ";
-      os << names[t] << " = " << (*terms[t])[std::size_t(j)];
+      os << names[t] << " = ";
+      detail::cat_part(os, (*terms[t])[std::size_t(j)]);  // "nan" whatever the sign bit
       first = false;
     }
   }
