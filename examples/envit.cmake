@@ -7,8 +7,8 @@ target_compile_options(envit_cli PRIVATE -Wall -Wextra)
 # `envit train --scheme beem|cosee` + `envit eval --rule beem|energy` end to end (seconds).
 if(ENVIT_BUILD_TESTS)
   add_test(NAME "envit cli: beem and cosee train, eval sweeps and calibrates"
-           COMMAND bash ${PROJECT_SOURCE_DIR}/tests/cli_baselines.sh $<TARGET_FILE:envit_cli>
-                   ${CMAKE_CURRENT_BINARY_DIR}/cli_baselines)
+           COMMAND bash ${PROJECT_SOURCE_DIR}/tests/cli_baselines.sh ${CMAKE_CURRENT_BINARY_DIR}/cli_baselines
+                   ${CMAKE_CROSSCOMPILING_EMULATOR} $<TARGET_FILE:envit_cli>)
 endif()
 
 if(ENVIT_MPI)  # top-level CMakeLists.txt: data-parallel `mpirun -np R envit train` (examples/envit/dist.hpp)

@@ -2,6 +2,7 @@
 // (all four Trans combinations, alpha/beta variants, sizes around the register tile, the SIMD width
 // and the cache blocks, padded leading dimensions, beta == 0 over NaN garbage, K == 0), the Eigen
 // backend for float and double, bitwise reproducibility (also of A read in place against A packed),
+// row invariance (a row's result independent of the call's other rows) for every backend and type,
 // thread tiling, the no-allocation property of the pack buffers, and the kernel sets
 // (kernels/dispatch.hpp): each runnable set against the reference in one process, ENVIT_ISA's
 // choice and its errors. Built as test_gemm (linked with envit::dispatch; tests/gemm.cmake runs it
@@ -48,6 +49,10 @@ void* operator new(std::size_t n, std::align_val_t al) {
   throw std::bad_alloc();
 }
 void* operator new[](std::size_t n, std::align_val_t al) { return ::operator new(n, al); }
+// GCC 12 flags free() in these replacements as mismatched with operator new once both are inlined
+// into a caller (-Wmismatched-new-delete); the pair is matched: every operator new above mallocs.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
@@ -56,6 +61,7 @@ void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
 
 #if defined(ENVIT_DISPATCH)
 #define ARCH_NAME "dispatched: "
@@ -211,33 +217,51 @@ TEST_CASE(ARCH_NAME "gemm packed: every ragged row count runs its short register
       }
 }
 
+// The same leading rows of A in calls of M rows, on 1 and 2 threads (row or column splits): the
+// shared rows of C are bitwise equal. M runs through the backend's ragged row panels (the packed
+// kernel's shorter register tiles; Eigen's leftover rows, which gemm_eigen_serial pads to a full
+// panel) and K through one and several of Eigen's K blocks. Model code relies on this (sub-batches,
+// the shared-prefix teacher, early-exit compaction against the all-exits simulation).
+template <class T>
+void check_row_invariance(GemmBackend backend, idx mr) {
+  BackendGuard g;
+  envit::set_gemm_backend(backend);
+  const idx N = 100, Mmax = 4 * mr + 3;
+  for (idx K : {idx(77), idx(1000)})
+    for (Trans ta : kTrans)
+      for (Trans tb : kTrans) {
+        Problem<T> big(ta, tb, Mmax, N, K, T(1), T(0), 0, 9);
+        envit::set_num_threads(1);
+        const std::vector<T> ref = big.run();
+        for (int threads : {1, 2})
+          for (idx M : {idx(1), idx(2), idx(8), mr - 1, mr, mr + 1, Mmax - 5, Mmax}) {
+            envit::set_num_threads(threads);
+            std::vector<T> A(big.A), C(static_cast<std::size_t>(M * N), T(0));
+            const idx lda = ta == Trans::N ? big.lda : M;  // A stored (K, M) when transposed: take M columns
+            if (ta == Trans::T)
+              for (idx k = 0; k < K; ++k)
+                for (idx i = 0; i < M; ++i) A[k * lda + i] = big.A[k * big.lda + i];
+            envit::gemm<T>(ta, tb, M, N, K, T(1), A.data(), lda, big.B.data(), big.ldb, T(0), C.data(), N);
+            INFO("gemm " << tname(ta) << tname(tb) << " M=" << M << " K=" << K << " threads=" << threads);
+            for (idx i = 0; i < M; ++i)
+              REQUIRE(std::memcmp(C.data() + i * N, ref.data() + i * big.ldc, sizeof(T) * std::size_t(N)) == 0);
+          }
+      }
+}
+
 TEST_CASE(ARCH_NAME "gemm packed: a row's result does not depend on the other rows in the call",
           "[gemm][determinism]") {
-  BackendGuard g;
-  envit::set_gemm_backend(GemmBackend::packed);
-  // The same leading rows of A in calls of M rows (ragged last panels run shorter register
-  // tiles), on 1 and 2 threads (row or column splits): the shared rows of C are bitwise equal.
-  // Model code relies on this (sub-batches, the shared-prefix teacher, early-exit compaction).
-  const idx N = 100, K = 77, Mmax = 4 * envit::gemm_kernels().mr + 3;
-  for (Trans ta : kTrans)
-    for (Trans tb : kTrans) {
-      Problem<float> big(ta, tb, Mmax, N, K, 1.0f, 0.0f, 0, 9);
-      envit::set_num_threads(1);
-      const std::vector<float> ref = big.run();
-      for (int threads : {1, 2})
-        for (idx M : {idx(1), idx(8), idx(envit::gemm_kernels().mr), Mmax - 5, Mmax}) {
-          envit::set_num_threads(threads);
-          std::vector<float> A(big.A), C(static_cast<std::size_t>(M * N), 0.0f);
-          const idx lda = ta == Trans::N ? big.lda : M;  // A stored (K, M) when transposed: take M columns
-          if (ta == Trans::T)
-            for (idx k = 0; k < K; ++k)
-              for (idx i = 0; i < M; ++i) A[k * lda + i] = big.A[k * big.lda + i];
-          envit::gemm<float>(ta, tb, M, N, K, 1.0f, A.data(), lda, big.B.data(), big.ldb, 0.0f, C.data(), N);
-          INFO("gemm " << tname(ta) << tname(tb) << " M=" << M << " threads=" << threads);
-          for (idx i = 0; i < M; ++i)
-            REQUIRE(std::memcmp(C.data() + i * N, ref.data() + i * big.ldc, sizeof(float) * std::size_t(N)) == 0);
-        }
-    }
+  check_row_invariance<float>(GemmBackend::packed, envit::gemm_kernels().mr);
+}
+
+TEST_CASE(ARCH_NAME "gemm Eigen: a row's result does not depend on the other rows in the call",
+          "[gemm][determinism][eigen]") {
+  SECTION("float") {
+    check_row_invariance<float>(GemmBackend::eigen, Eigen::internal::gebp_traits<float, float>::mr);
+  }
+  SECTION("double") {
+    check_row_invariance<double>(GemmBackend::eigen, Eigen::internal::gebp_traits<double, double>::mr);
+  }
 }
 
 // A row-major A whose row stride is at most the packed panel's (KC, ENVIT_GEMM_KC = 768), with K in one

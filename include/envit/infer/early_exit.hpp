@@ -11,7 +11,7 @@
 // The *_dataset wrappers run a whole dataset in chunks of at most max_batch samples.
 // In all three, only the class token is read after the last block (by the final exit head), so the
 // last block runs on the class tokens alone (block_forward_first_token: ~20% of a block's work at
-// tiny28) when the GEMM is row-invariant (packed float); its other token rows are left stale.
+// tiny28); its other token rows are left stale.
 //
 // Memory: InferenceWorkspace plans everything once from the config and the largest batch (two
 // state buffers, one patch-embedding cache, one scratch block cache and one scratch exit-head cache
@@ -20,9 +20,8 @@
 // The block scratch (qkv, attention probabilities, MLP hidden: ~(6D + 2F) floats per token plus
 // H*N per token) is sized for `block_batch` samples, not the whole batch: a block runs on a larger
 // batch in consecutive sample chunks of at most that many (balanced). Attention never mixes samples
-// and the packed float GEMM is row-invariant, so every row is bitwise what one call over the whole
-// batch gives (tested); with the Eigen backend rows may move in the last bits, as between batch
-// sizes anyway. Default: chunks of >= 4096 token rows, so the GEMMs stay long while the scratch
+// and the GEMM is row-invariant (kernels/gemm.hpp), so every row is bitwise what one call over the
+// whole batch gives (tested). Default: chunks of >= 4096 token rows, so the GEMMs stay long while the scratch
 // stays small (ViT-B/16 at batch 128 plans block scratch for 21 samples; the pass then peaks at
 // about 1.2 GB, against 2.3 GB with scratch for the whole batch; docs/performance.md).
 //
@@ -31,17 +30,10 @@
 // model's logits. The decisions therefore agree exactly whenever every row's logits are bitwise
 // independent of the batch the row was computed in:
 //   - blocks run on all live rows at once (GEMMs with M = rows * tokens); that relies on the GEMM
-//     being batch-invariant. The packed float GEMM is, by design (any build). Eigen's GEMM (double,
-//     and float with GemmBackend::eigen) was measured invariant at these shapes in the default
-//     SSE2 build but NOT with -march=x86-64-v4: there its tail-row kernels differ and exits'
-//     logits move by up to ~5e-6 (float) / ~1e-14 (double) between batch sizes.
-//   - exit heads run ONE SAMPLE AT A TIME (a GEMM with M = 1, always from the same scratch rows).
-//     Batched, their M would be the live sample count and N = C (often not a multiple of the
-//     register tile), exactly where Eigen switches algorithms (GEMV at M = 1, another kernel for
-//     the M % SIMD-width tail rows): measured 1e-7 (float) / 4e-16 (double) differences, enough to
-//     flip a decision at a tied threshold (seen in double and float/Eigen tests). A head is D*C MACs against a block's N*(4D^2 + 2DF),
-//     so this costs nothing measurable. Consequently infer_all_exits' logits may differ from
-//     vit_forward_full's (batched heads) in the last bits with the Eigen backend.
+//     being row-invariant, which every backend is (kernels/gemm.hpp; tested there and here, natively
+//     and under qemu-aarch64).
+//   - exit heads run one sample at a time (a GEMM with M = 1, always from the same scratch rows).
+//     A head is D*C MACs against a block's N*(4D^2 + 2DF), so this costs nothing measurable.
 // Letters: B batch, N tokens, D dim, C classes, L depth, M exits.
 #pragma once
 #include <algorithm>
@@ -221,7 +213,7 @@ void infer_block(InferenceWorkspace<T>& ws, const ViTParams<T>& P, int l, T* y, 
     const int n = int(b1 - b0);
     T* yc = y + b0 * row;
     const T* xc = x + b0 * row;
-    if (l == ws.cfg.depth - 1) block_forward_for_class_token<T>(yc, ws.block, xc, bp, ws.block_shape(n), eps);
+    if (l == ws.cfg.depth - 1) block_forward_first_token<T>(yc, ws.block, xc, bp, ws.block_shape(n), eps);
     else block_forward<T>(yc, ws.block, xc, bp, ws.block_shape(n), eps);
   }
 }

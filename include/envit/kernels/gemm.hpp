@@ -3,9 +3,12 @@
 // Threads: envit splits C into per-thread tiles itself (rows of C or columns of C, whichever the
 // cost estimate in detail::gemm_tile prefers) and runs a single-threaded product per tile, so each
 // element of C is computed by exactly one thread in a fixed order: bitwise-deterministic for a
-// fixed thread count, no reductions across threads (K is never split). With the packed backend the
-// tiles start at multiples of its register tile, so results are even identical across thread
-// counts (tested); with Eigen they are not. A second thread is used above ~1 MFLOP per thread.
+// fixed thread count, no reductions across threads (K is never split). Rows are invariant with both
+// backends: a row of C depends on its own row of op(A) only, not on the call's other rows (tested
+// in test_gemm, natively and under qemu-aarch64), which is what lets early exit drop rows and still
+// agree bitwise with the complete model. The tiles start at multiples of the backend's register
+// blocking, so results are also identical across thread counts (tested). A second thread is used
+// above ~1 MFLOP per thread.
 // Called from inside a parallel region it stays serial (never nests).
 // Backends: for float, envit's packed xsimd micro-kernel (kernels/gemm_packed.hpp, the default; its
 // instruction set is chosen as kernels/dispatch.hpp says) or Eigen; double always uses Eigen.
@@ -19,6 +22,7 @@
 #include <cstddef>
 #include <memory>
 #include <type_traits>
+#include <vector>
 
 #include "envit/core/error.hpp"
 #include "envit/core/parallel.hpp"
@@ -45,6 +49,15 @@ inline GemmBackend gemm_backend() { return detail::gemm_backend_ref().load(); }
 // Calls Eigen's blocked GEMM kernel directly (general_matrix_matrix_product, the routine behind
 // Eigen's `noalias() +=` products) without its parallel driver: envit's tiles already use every
 // thread, and Eigen::setNbThreads is process-wide, so the caller's Eigen setting is left alone.
+// Row invariance: for a row-major C, Eigen computes C^T = op(B)^T op(A)^T, so our rows are the
+// columns of its kernel, which it runs in panels of nr (gebp_traits::nr, 4) and, for the N % nr
+// leftover, one at a time with code that orders the sums over k differently (measured: up to
+// 1.7e-5 relative in float and 1e-13 in double, on x86-64 and aarch64). Here whole panels run in
+// place and the M % nr leftover rows run as one zero-padded panel from a per-thread copy: every row
+// goes through the same code, in the same order, so its result depends on its own row of op(A) only
+// (Eigen's K blocking depends on K alone). Our columns are its rows, in panels of
+// gebp_traits::mr: gemm's column tiles start at multiples of that (detail::eigen_tile_cols), so a column is
+// computed the same way whatever the thread count.
 template <class T>
 void gemm_eigen_serial(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K,
                        T alpha, const T* A, std::ptrdiff_t lda, const T* B, std::ptrdiff_t ldb,
@@ -57,22 +70,51 @@ void gemm_eigen_serial(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, s
   else if (beta != T(1)) c *= beta;
   if (K <= 0 || alpha == T(0)) return;
   using Eigen::Index;
-  auto run = [&]<int LhsOrder, int RhsOrder>() {
+  constexpr int R = Eigen::RowMajor, Cm = Eigen::ColMajor;
+  auto run = [&]<int LhsOrder, int RhsOrder>(Index m, const T* a, Index la, T* cc, Index lc) {
     Eigen::internal::gemm_blocking_space<Eigen::RowMajor, T, T, Eigen::Dynamic, Eigen::Dynamic, Eigen::Dynamic>
-        blocking(M, N, K, 1, true);
+        blocking(m, N, K, 1, true);
     Eigen::internal::general_matrix_matrix_product<Index, T, LhsOrder, false, T, RhsOrder, false, Eigen::RowMajor,
-                                                   1>::run(M, N, K, A, lda, B, ldb, C, 1, ldc, alpha, blocking,
+                                                   1>::run(m, N, K, a, la, B, ldb, cc, 1, lc, alpha, blocking,
                                                            nullptr);
   };
   // op(A) row-major (M, K) when ta == N; A^T stored (K, M) row-major is op(A) column-major.
-  constexpr int R = Eigen::RowMajor, Cm = Eigen::ColMajor;
-  if (ta == Trans::N && tb == Trans::N) run.template operator()<R, R>();
-  else if (ta == Trans::N) run.template operator()<R, Cm>();
-  else if (tb == Trans::N) run.template operator()<Cm, R>();
-  else run.template operator()<Cm, Cm>();
+  auto run_b = [&]<int LhsOrder>(Index m, const T* a, Index la, T* cc, Index lc) {
+    if (tb == Trans::N) run.template operator()<LhsOrder, R>(m, a, la, cc, lc);
+    else run.template operator()<LhsOrder, Cm>(m, a, la, cc, lc);
+  };
+  constexpr Index nr = Eigen::internal::gebp_traits<T, T>::nr;
+  const Index whole = M / nr * nr, rest = M - whole;
+  if (whole > 0) {
+    if (ta == Trans::N) run_b.template operator()<R>(whole, A, lda, C, ldc);
+    else run_b.template operator()<Cm>(whole, A, lda, C, ldc);
+  }
+  if (rest == 0) return;
+  // The leftover rows: op(A) rows whole..M-1 and their rows of C, zero-padded to nr rows.
+  thread_local std::vector<T> buf;  // grows to the largest nr * (K + N) seen, then stays
+  const std::size_t need = std::size_t(nr) * std::size_t(K + N);
+  if (buf.size() < need) buf.resize(need);
+  T* a = buf.data();
+  T* cc = a + nr * K;
+  std::fill(buf.begin(), buf.begin() + std::ptrdiff_t(need), T(0));
+  for (Index i = 0; i < rest; ++i) {
+    if (ta == Trans::N) std::copy_n(A + (whole + i) * lda, K, a + i * K);
+    else
+      for (Index k = 0; k < K; ++k) a[i * K + k] = A[k * lda + whole + i];
+    std::copy_n(C + (whole + i) * ldc, N, cc + i * N);
+  }
+  run_b.template operator()<R>(nr, a, K, cc, N);
+  for (Index i = 0; i < rest; ++i) std::copy_n(cc + i * N, N, C + (whole + i) * ldc);
 }
 
 namespace detail {
+// Granularity of gemm's per-thread tiles with the Eigen backend: rows in multiples of 4 panels of
+// Eigen's nr, columns in multiples of its mr (see gemm_eigen_serial).
+template <class T>
+constexpr std::ptrdiff_t eigen_tile_rows() { return 4 * Eigen::internal::gebp_traits<T, T>::nr; }
+template <class T>
+constexpr std::ptrdiff_t eigen_tile_cols() { return Eigen::internal::gebp_traits<T, T>::mr; }
+
 // The packed kernel set in use: through its function pointers when dispatched, else the
 // compile-time instantiation called directly.
 inline void gemm_packed_call(const GemmKernelSet& ks, Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N,
@@ -181,18 +223,9 @@ void gemm(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t
     gemm_eigen_serial<T>(ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b, ldb, beta, c, ldc);
     if (epi && m1 > m0 && n1 > n0) (*epi)(m0, m1, n0, n1);
   };
-  const std::ptrdiff_t mu = packed ? ks->mr : 16, nu = packed ? ks->nr : 16;
+  const std::ptrdiff_t mu = packed ? ks->mr : detail::eigen_tile_rows<T>();
+  const std::ptrdiff_t nu = packed ? ks->nr : detail::eigen_tile_cols<T>();
   detail::gemm_over_tiles(M, N, K, mu, nu, /*b_packed=*/false, run);
-}
-
-// True when a row of C = op(A) op(B) does not depend on the other rows of the call (nor on the
-// thread count): the packed float backend (by construction; tested). Code that computes some rows
-// separately and must match the full product bitwise (early-exit inference's class-token-only last
-// block) checks this. Eigen's GEMM is not row-invariant (its row blocking and tail-row kernels
-// depend on M).
-template <class T>
-bool gemm_rows_invariant() {
-  return std::is_same_v<T, float> && gemm_backend() == GemmBackend::packed;
 }
 
 // Floats pack_weight_t writes for a weight of n rows (outputs) and k columns (inputs).

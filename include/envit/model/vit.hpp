@@ -228,10 +228,10 @@ void vit_forward_train(ViTWorkspace<T>& ws, const ViTParams<T>& P,
 // branch) recorded: block l runs, as one compact sub-batch, for every sample that skipped some block
 // <= l, on its branch state. Afterwards `branch` holds the complete model's h_L for all B samples
 // (rows of samples that skipped nothing are copied from ws.h, whose class tokens are theirs of h_L). The values are
-// vit_forward_full's (bitwise with the packed float GEMM, whose rows do not depend on the other
-// rows of a call; tested), at the cost of only the blocks where the two passes differ. Only the
-// class-token rows of h_L are final for the samples that branched (the last block runs on class
-// tokens alone with the packed float GEMM): what the teacher reads.
+// vit_forward_full's (bitwise: the GEMM's rows do not depend on the other rows of a call; tested),
+// at the cost of only the blocks where the two passes differ. Only the class-token rows of h_L are
+// final for the samples that branched (the last block runs on class tokens alone): what the
+// teacher reads.
 // Uses ws.dsub_in, ws.sub_out and the scratch caches: call it between vit_forward_train and
 // vit_backward_train (which reads none of them), with the same masks.
 template <class T>
@@ -249,8 +249,8 @@ void vit_complete_branches(ViTWorkspace<T>& ws, const ViTParams<T>& P, const Lay
     if (n == 0) continue;
     gather_rows<T>(ws.dsub_in, branch, idx.data(), n, row);
     if (l == cfg.depth - 1)  // only the class token of h_L is read
-      block_forward_for_class_token<T>(ws.sub_out, ws.scratch_block, ws.dsub_in, P.block(l), ws.block_shape(n),
-                                       T(cfg.ln_eps));
+      block_forward_first_token<T>(ws.sub_out, ws.scratch_block, ws.dsub_in, P.block(l), ws.block_shape(n),
+                                   T(cfg.ln_eps));
     else
       block_forward<T>(ws.sub_out, ws.scratch_block, ws.dsub_in, P.block(l), ws.block_shape(n), T(cfg.ln_eps));
     scatter_rows<T>(branch, ws.sub_out, idx.data(), n, row);

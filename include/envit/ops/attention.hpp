@@ -87,8 +87,8 @@ namespace detail {
 // only for the first `queries` tokens of each sample; y and residual are then (B*queries, D)
 // compact rows, c.att holds B*H*queries score rows of N and c.ctx B*queries rows. queries = 1 is
 // the class token alone, all a model's last block needs when only the final exit head reads it.
-// A query row goes through the same GEMM, softmax and epilogue calls either way, so with a
-// row-invariant GEMM (the packed float kernel) its output is bitwise the full forward's.
+// A query row goes through the same GEMM, softmax and epilogue calls either way, and the GEMM is
+// row-invariant (kernels/gemm.hpp), so its output is bitwise the full forward's.
 template <class T>
 void attention_forward_impl(T* y, AttentionCache<T> c, const T* x, AttentionParams<T> p, AttentionShape s,
                             const T* residual, std::ptrdiff_t queries = 0) {

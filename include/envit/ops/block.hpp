@@ -118,8 +118,8 @@ void block_forward(T* y,               // (B, N, D)  overwritten; must not alias
 // afterwards (the final exit head): keys and values still need LayerNorm 1 and the qkv product on
 // all B*N rows, but the class token's attention row, the projection, LayerNorm 2 and the MLP run on
 // B rows instead of B*N (at N = 50, D = 192, F = 768: ~20% of the block's multiply-adds). The
-// rows written are bitwise block_forward's when the GEMM is row-invariant (the packed float
-// backend; tested). The cache then holds what block_backward_first_token needs (c.x1, c.ln2, the
+// rows written are bitwise block_forward's, since every GEMM backend is row-invariant (gemm.hpp;
+// tested). The cache then holds what block_backward_first_token needs (c.x1, c.ln2, the
 // MLP cache and the attention's att/ctx as B compact rows; c.ln1 and the qkv on all rows).
 // Needs N >= 2 (the cache's rows B..2B-1 of x1 serve as scratch), which every ViT has (patches + 1).
 template <class T>
@@ -182,16 +182,6 @@ void block_backward_first_token(T* dx,            // (B, N, D)  accumulated (+=)
   detail::layernorm_backward_impl<T>(dx, /*base=*/static_cast<const T*>(dx), /*extra=*/nullptr,
                                      {g.dnorm1_w, g.dnorm1_b}, w.dln, x, c.norm1, {p.norm1_w, p.norm1_b}, {R, D},
                                      w.ln_scratch);
-}
-
-// A model's last block when only the class tokens of its output will be read (exit heads):
-// block_forward_first_token when the GEMM is row-invariant (packed float: bitwise the same class
-// tokens), otherwise block_forward (Eigen's GEMM is not row-invariant, and early-exit inference
-// relies on rows not depending on the batch they ran in).
-template <class T>
-void block_forward_for_class_token(T* y, BlockCache<T> c, const T* x, BlockParams<T> p, BlockShape s, T eps) {
-  if (gemm_rows_invariant<T>()) block_forward_first_token<T>(y, c, x, p, s, eps);
-  else block_forward<T>(y, c, x, p, s, eps);
 }
 
 // With x1 = x + attn(ln1(x)) and y = x1 + mlp(ln2(x1)):
