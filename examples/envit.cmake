@@ -6,9 +6,10 @@ target_link_libraries(envit_cli PRIVATE envit::envit envit::arch envit::cli)
 target_compile_options(envit_cli PRIVATE -Wall -Wextra)
 # `envit train --scheme beem|cosee` + `envit eval --rule beem|energy` end to end (seconds).
 if(ENVIT_BUILD_TESTS)
+  envit_program(envit envit_cli)
   add_test(NAME "envit cli: beem and cosee train, eval sweeps and calibrates"
-           COMMAND bash ${PROJECT_SOURCE_DIR}/tests/cli_baselines.sh ${CMAKE_CURRENT_BINARY_DIR}/cli_baselines
-                   ${CMAKE_CROSSCOMPILING_EMULATOR} $<TARGET_FILE:envit_cli>)
+           COMMAND bash ${PROJECT_SOURCE_DIR}/tests/cli_baselines.sh ${envit}
+                   ${CMAKE_CURRENT_BINARY_DIR}/cli_baselines)
 endif()
 
 if(ENVIT_MPI)  # top-level CMakeLists.txt: data-parallel `mpirun -np R envit train` (examples/envit/dist.hpp)

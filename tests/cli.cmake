@@ -5,13 +5,11 @@ target_include_directories(test_cli_outputs PRIVATE ${PROJECT_SOURCE_DIR}/exampl
 
 if(ENVIT_BUILD_EXAMPLES)
   set(check ${CMAKE_CURRENT_SOURCE_DIR}/cli/run_check.cmake)
-  # A cross build (cmake/toolchain-aarch64.cmake) runs the program under its emulator (qemu): the
-  # scripts below take it as -DEMU=<command|arguments>, run_check.cmake's convention.
-  string(REPLACE ";" "|" emu "${CMAKE_CROSSCOMPILING_EMULATOR}")
+  envit_program(envit envit_cli)
   # envit_cli_test(name RC <code> ARGS a|b|c [OUT re] [ERR re] [NOT_ERR re] [OMP n|unset])
   function(envit_cli_test name)
     cmake_parse_arguments(T "" "RC;ARGS;OUT;ERR;NOT_ERR;OMP" "" ${ARGN})
-    set(defs -DCMD=$<TARGET_FILE:envit_cli> "-DARGS=${T_ARGS}" -DRC=${T_RC} "-DEMU=${emu}")
+    set(defs -DCMD=${envit} "-DARGS=${T_ARGS}" -DRC=${T_RC})
     foreach(k OUT ERR NOT_ERR OMP)
       if(DEFINED T_${k})
         list(APPEND defs "-D${k}=${T_${k}}")
@@ -55,7 +53,7 @@ if(ENVIT_BUILD_EXAMPLES)
                    --patch 7 --batch 64 --threads 2 --out ${run_dir})
   set_tests_properties("envit cli: tiny checkpoint for eval" PROPERTIES FIXTURES_SETUP envit_cli_tiny)
   add_test(NAME "envit cli: eval --exit-thresholds, JSON/CSV/SVG outputs"
-           COMMAND ${CMAKE_COMMAND} -DENVIT=$<TARGET_FILE:envit_cli> "-DEMU=${emu}" "-DCKPT=${run_dir}/last.safetensors"
+           COMMAND ${CMAKE_COMMAND} -DENVIT=${envit} "-DCKPT=${run_dir}/last.safetensors"
                    "-DOUT=${CMAKE_CURRENT_BINARY_DIR}/cli_runs/eval" -P ${CMAKE_CURRENT_SOURCE_DIR}/cli/eval_exit_thresholds.cmake)
   set_tests_properties("envit cli: eval --exit-thresholds, JSON/CSV/SVG outputs" PROPERTIES FIXTURES_REQUIRED envit_cli_tiny)
 endif()

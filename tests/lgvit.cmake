@@ -3,8 +3,9 @@ envit_add_test(test_lgvit_ops test_lgvit_ops.cpp)
 envit_add_test(test_lgvit_model test_lgvit_model.cpp)
 # The program end to end (seconds): needs the examples and Fashion-MNIST.
 if(ENVIT_BUILD_EXAMPLES AND EXISTS /usr/share/datasets/fashion-mnist)
+  envit_program(envit envit_cli)
   add_test(NAME lgvit_cli_train_eval
-           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/lgvit_cli_test.sh $<TARGET_FILE:envit_cli>
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/lgvit_cli_test.sh ${envit}
                    ${CMAKE_CURRENT_BINARY_DIR}/lgvit_cli_run)
   set_tests_properties(lgvit_cli_train_eval PROPERTIES LABELS "cli" TIMEOUT 300)
 endif()

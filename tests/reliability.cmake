@@ -7,9 +7,11 @@ envit_add_test(reliability reliability/test_faults.cpp reliability/test_fuzz_reg
 if(ENVIT_BUILD_EXAMPLES)
   add_executable(envit_fault_data reliability/fault_data.cpp)
   target_link_libraries(envit_fault_data PRIVATE envit::envit)
+  envit_program(envit envit_cli)
+  envit_program(fault_data envit_fault_data)
   foreach(t geometry interrupt kill_resume disk_full lock)
     add_test(NAME "fault: ${t}" COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/reliability/faults.sh ${t}
-             $<TARGET_FILE:envit_cli> $<TARGET_FILE:envit_fault_data>)
+             ${envit} ${fault_data})
     set_tests_properties("fault: ${t}" PROPERTIES LABELS fault TIMEOUT 300)
   endforeach()
 endif()

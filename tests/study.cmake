@@ -2,8 +2,9 @@
 # envit plus a scheme the program does not know, checks the report, then reruns and checks that every
 # run came from the cache. Needs the envit program, so only when examples are built. Label: study.
 if(ENVIT_BUILD_EXAMPLES)
+  envit_program(envit envit_cli)
   add_test(NAME study_quick
            COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/study_quick.sh ${CMAKE_SOURCE_DIR}
-                   $<TARGET_FILE:envit_cli> ${CMAKE_CURRENT_BINARY_DIR}/study-quick)
+                   ${envit} ${CMAKE_CURRENT_BINARY_DIR}/study-quick)
   set_tests_properties(study_quick PROPERTIES LABELS study TIMEOUT 400)
 endif()

@@ -5,13 +5,11 @@
 # Also: eval.json parses (string(JSON) is strict), the sweep's threshold +inf is written as null,
 # sweep.csv quotes the per-exit thresholds (a field with commas), the SVG's label (the run
 # directory's name "r&d <1>") is XML-escaped, and no temporary file is left.
-# -DEMU=<emulator command, arguments separated by |>: runs envit under it (a cross build's qemu).
-string(REPLACE "|" ";" emu "${EMU}")
 foreach(case "2,0;1;0|N|0" "0,2;0;N|0|0")
   list(GET case 0 thr)
   list(GET case 1 exit_j)
   list(GET case 2 hist)
-  execute_process(COMMAND ${emu} ${ENVIT} eval --checkpoint ${CKPT} --threads 2 --time-samples 100 --stream-samples 0
+  execute_process(COMMAND ${ENVIT} eval --checkpoint ${CKPT} --threads 2 --time-samples 100 --stream-samples 0
                           --repeats 1 --points 3 --exit-thresholds ${thr} --out ${OUT}
                   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   if(NOT rc EQUAL 0)

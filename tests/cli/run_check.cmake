@@ -1,7 +1,7 @@
 # Runs one program and checks its exit code and output (ctest: `cmake -P` this script).
 #   -DCMD=<program> "-DARGS=a|b|c" (arguments separated by |) -DRC=<expected exit code>
 #   [-DOUT=<regex stdout must match>] [-DERR=<regex stderr must match>] [-DNOT_ERR=<regex it must not>]
-#   [-DOMP=<value for OMP_NUM_THREADS, or "unset">] [-DEMU=<emulator command, arguments separated by |>]
+#   [-DOMP=<value for OMP_NUM_THREADS, or "unset">]
 # -DOMP=unset also checks OUT against the processor count `nproc` reports (OUT may hold @NPROC@).
 if(DEFINED OMP)
   if(OMP STREQUAL "unset")
@@ -13,8 +13,7 @@ if(DEFINED OMP)
   endif()
 endif()
 string(REPLACE "|" ";" args "${ARGS}")
-string(REPLACE "|" ";" emu "${EMU}")
-execute_process(COMMAND ${emu} ${CMD} ${args} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+execute_process(COMMAND ${CMD} ${args} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 set(report "command: ${CMD} ${args}\nexit code: ${rc}\n--- stdout:\n${out}\n--- stderr:\n${err}")
 if(NOT rc STREQUAL RC)
   message(FATAL_ERROR "expected exit code ${RC}, got ${rc}\n${report}")

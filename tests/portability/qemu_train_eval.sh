@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # A short training and evaluation of the `envit` program under qemu user-mode emulation of another
-# CPU (qemu-x86_64 -cpu Haswell/Nehalem; qemu-aarch64 for the ARM64 cross build, with QEMU_LD_PREFIX
-# set to the target's sysroot): the program must run there to the end, print the per-exit test
-# accuracy, exit 0 and never die of a signal (SIGILL: an instruction the emulated CPU lacks).
+# CPU (qemu-x86_64 -cpu Haswell/Nehalem; the ARM64 cross build's emulator, qemu-aarch64): the
+# program must run there to the end, print the per-exit test accuracy, exit 0 and never die of a
+# signal (SIGILL: an instruction the emulated CPU lacks).
 # Usage: qemu_train_eval.sh <qemu> <cpu model> <envit> <work dir> <fashion-mnist dir> [kernel set] [threads]
+#   <qemu> "-": <envit> already runs under its emulator (a cross build's tests/run/envit_cli
+#   wrapper, tests/CMakeLists.txt); <cpu model> then only names it in messages.
 # Emulation is 10-50x slower than native, so everything is small: a 128-image training / 64-image
 # test cut of Fashion-MNIST (IDX headers rewritten), the readme preset narrowed to D = 48, 4 blocks,
 # 2 steps of 64 images, and an evaluation sweep of 2 thresholds. [kernel set]: the set the program must report
 # in `envit --version` when it prints one ("kernels: <set> ..."). [threads]: --threads (default 2).
 set -euo pipefail
 qemu=$1 cpu=$2 envit=$3 work=$4 src=$5 want=${6:-} threads=${7:-2}
-emu="$(basename "$qemu") -cpu $cpu"
+if [ "$qemu" = - ]; then
+  program=("$envit") emu="the $cpu emulator"
+else
+  program=("$qemu" -cpu "$cpu" "$envit") emu="$(basename "$qemu") -cpu $cpu"
+fi
 rm -rf "$work"
 mkdir -p "$work/data"
 
@@ -35,7 +41,7 @@ cut_idx t10k-labels-idx1-ubyte 64 8 1
 
 run() {  # runs the program under the emulated CPU; a signal or a non-zero exit fails the test
   local rc=0
-  "$qemu" -cpu "$cpu" "$envit" "$@" > "$work/$1.log" 2>&1 || rc=$?
+  "${program[@]}" "$@" > "$work/$1.log" 2>&1 || rc=$?
   cat "$work/$1.log"
   if [ "$rc" -ge 128 ]; then
     echo "portability: envit $1 under $emu died of signal $((rc - 128))" >&2
@@ -47,7 +53,7 @@ run() {  # runs the program under the emulated CPU; a signal or a non-zero exit 
 }
 
 if [ -n "$want" ]; then
-  version=$("$qemu" -cpu "$cpu" "$envit" --version 2>/dev/null || true)
+  version=$("${program[@]}" --version 2>/dev/null || true)
   if grep -q "kernels:" <<<"$version"; then
     grep -q "kernels: $want" <<<"$version" ||
       { echo "portability: $emu: expected kernel set $want, envit reports: $version" >&2; exit 1; }
