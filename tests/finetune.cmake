@@ -9,5 +9,6 @@ if(ENVIT_BUILD_EXAMPLES AND EXISTS /usr/share/datasets/fashion-mnist)
   add_test(NAME finetune_e2e
            COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/finetune_e2e.sh ${envit} ${make_folder}
                    ${CMAKE_CURRENT_BINARY_DIR}/finetune_e2e)
-  set_tests_properties(finetune_e2e PROPERTIES LABELS e2e TIMEOUT 600)
+  set_tests_properties(finetune_e2e PROPERTIES LABELS e2e)
+  envit_test_timeout(finetune_e2e 600)
 endif()

@@ -12,6 +12,7 @@ if(ENVIT_BUILD_EXAMPLES)
   foreach(t geometry interrupt kill_resume disk_full lock)
     add_test(NAME "fault: ${t}" COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/reliability/faults.sh ${t}
              ${envit} ${fault_data})
-    set_tests_properties("fault: ${t}" PROPERTIES LABELS fault TIMEOUT 300)
+    set_tests_properties("fault: ${t}" PROPERTIES LABELS fault)
+    envit_test_timeout("fault: ${t}" 300)
   endforeach()
 endif()

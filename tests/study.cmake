@@ -6,5 +6,6 @@ if(ENVIT_BUILD_EXAMPLES)
   add_test(NAME study_quick
            COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/study_quick.sh ${CMAKE_SOURCE_DIR}
                    ${envit} ${CMAKE_CURRENT_BINARY_DIR}/study-quick)
-  set_tests_properties(study_quick PROPERTIES LABELS study TIMEOUT 400)
+  set_tests_properties(study_quick PROPERTIES LABELS study)
+  envit_test_timeout(study_quick 400)
 endif()

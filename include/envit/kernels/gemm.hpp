@@ -55,9 +55,9 @@ inline GemmBackend gemm_backend() { return detail::gemm_backend_ref().load(); }
 // 1.7e-5 relative in float and 1e-13 in double, on x86-64 and aarch64). Here whole panels run in
 // place and the M % nr leftover rows run as one zero-padded panel from a per-thread copy: every row
 // goes through the same code, in the same order, so its result depends on its own row of op(A) only
-// (Eigen's K blocking depends on K alone). Our columns are its rows, in panels of
-// gebp_traits::mr: gemm's column tiles start at multiples of that (detail::eigen_tile_cols), so a column is
-// computed the same way whatever the thread count.
+// (Eigen's K blocking depends on K alone). Our columns are its rows, in panels of gebp_traits::mr:
+// gemm's column tiles start at multiples of that (detail::eigen_tile_cols), so a column is computed
+// the same way whatever the thread count.
 template <class T>
 void gemm_eigen_serial(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K,
                        T alpha, const T* A, std::ptrdiff_t lda, const T* B, std::ptrdiff_t ldb,
