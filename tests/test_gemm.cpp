@@ -8,7 +8,8 @@
 // choice and its errors. Built as test_gemm (linked with envit::dispatch; tests/gemm.cmake runs it
 // once per kernel set the host can run, ENVIT_ISA=avx512|avx2|baseline) and test_gemm_native (the
 // header-only compile-time path with -march=x86-64-v4, when the host runs it). [slow]: the three
-// cases with large double references (seconds natively, minutes under qemu-aarch64, which skips them).
+// cases with large double references (seconds natively, 12-36 s each under qemu-aarch64; the subset
+// scripts/cross_arm64.sh runs leaves them out).
 //
 // Tolerance (float vs double reference), per element of C:
 //   |c - ref| <= 1e-6 + 1e-5 * sqrt(1 + K/64) * (|alpha| * sum_k |a_ik| |b_kj| + |beta| * |c0_ij|)

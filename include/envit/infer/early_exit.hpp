@@ -21,9 +21,9 @@
 // H*N per token) is sized for `block_batch` samples, not the whole batch: a block runs on a larger
 // batch in consecutive sample chunks of at most that many (balanced). Attention never mixes samples
 // and the GEMM is row-invariant (kernels/gemm.hpp), so every row is bitwise what one call over the
-// whole batch gives (tested). Default: chunks of >= 4096 token rows, so the GEMMs stay long while the scratch
-// stays small (ViT-B/16 at batch 128 plans block scratch for 21 samples; the pass then peaks at
-// about 1.2 GB, against 2.3 GB with scratch for the whole batch; docs/performance.md).
+// whole batch gives (tested). Default: chunks of >= 4096 token rows, so the GEMMs stay long while
+// the scratch stays small (ViT-B/16 at batch 128 plans block scratch for 21 samples; the pass then
+// peaks at about 1.2 GB, against 2.3 GB with scratch for the whole batch; docs/performance.md).
 //
 // Agreement with the simulation: the decision for a row is exit_score + ExitCriterion::fires on
 // that row's logits (infer/criteria.hpp), exactly as exit_decide applies them to the complete
