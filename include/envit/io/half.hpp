@@ -1,4 +1,4 @@
-// envit/io/half.hpp — IEEE binary16 (F16) and bfloat16 (BF16) <-> float, and a safetensors tensor
+// envit/io/half.hpp — IEEE binary16 (F16) -> float (BF16: core/bf16.hpp), and a safetensors tensor
 // of any float dtype (F64, F32, F16, BF16) widened or narrowed to float. Bit manipulation only, no
 // hardware half types; every F16 and BF16 value (subnormals, infinities, NaN) converts exactly.
 #pragma once
@@ -8,20 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "envit/core/bf16.hpp"
 #include "envit/core/error.hpp"
 #include "envit/io/safetensors.hpp"
 
 namespace envit {
-
-inline float bf16_to_float(std::uint16_t h) { return std::bit_cast<float>(static_cast<std::uint32_t>(h) << 16); }
-
-// Round to nearest even (NaN stays a quiet NaN), as torch's float -> bfloat16 cast.
-inline std::uint16_t float_to_bf16(float f) {
-  std::uint32_t u = std::bit_cast<std::uint32_t>(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((u >> 16) | 0x40);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<std::uint16_t>(u >> 16);
-}
 
 inline float f16_to_float(std::uint16_t h) {
   const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
