@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <numeric>
 
+#include "skip.hpp"
 #include "envit/data/idx.hpp"
 #include "envit/train/trainer.hpp"
 
@@ -189,8 +190,7 @@ TEST_CASE("short EnViT training on real Fashion-MNIST beats chance by a wide mar
     train = fashion_mnist_load(kFashionMnistDir, true);
     test = fashion_mnist_load(kFashionMnistDir, false);
   } catch (const IoError& e) {
-    WARN("Fashion-MNIST not installed, skipping: " << e.what());
-    return;
+    ENVIT_SKIP("Fashion-MNIST not installed: " << e.what());
   }
   VitConfig cfg;
   cfg.image_size = 28; cfg.channels = 1; cfg.patch = 7; cfg.dim = 32; cfg.depth = 4; cfg.heads = 2;

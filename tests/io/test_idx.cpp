@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "skip.hpp"
 #include "envit/data/idx.hpp"
 #include "io/io_util.hpp"
 
@@ -143,8 +144,7 @@ TEST_CASE("missing IDX files say how to get Fashion-MNIST", "[io][idx]") {
 TEST_CASE("the real Fashion-MNIST test set reads", "[io][idx][real]") {
   if (!io::file_exists(std::string(kFashionMnistDir) + "/t10k-images-idx3-ubyte.gz") &&
       !io::file_exists(std::string(kFashionMnistDir) + "/t10k-images-idx3-ubyte")) {
-    WARN(kFashionMnistDir << " not present (apt-get install dataset-fashion-mnist): skipping");
-    return;
+    ENVIT_SKIP(kFashionMnistDir << " not present (apt-get install dataset-fashion-mnist)");
   }
   Dataset d = fashion_mnist_load(kFashionMnistDir, false);
   CHECK(d.n == 10000);

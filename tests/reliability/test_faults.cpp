@@ -15,6 +15,7 @@
 #include <limits>
 #include <numeric>
 
+#include "skip.hpp"
 #include "envit/data/idx.hpp"
 #include "envit/io/dir_lock.hpp"
 #include "envit/train/interrupt.hpp"
@@ -239,8 +240,7 @@ TEST_CASE("a write onto a full file system fails with ENOSPC and keeps the old f
   });
   REQUIRE(WIFEXITED(status));
   if (WEXITSTATUS(status) == 77) {
-    WARN("cannot mount a tmpfs here (no user namespaces); the file-size-limit test covers the write path");
-    return;
+    ENVIT_SKIP("cannot mount a tmpfs here (no user namespaces); the file-size-limit test covers the write path");
   }
   CHECK(WEXITSTATUS(status) == 0);
 }
