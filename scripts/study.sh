@@ -203,7 +203,7 @@ plan_seconds() {  # LABEL FLAGS RUN_DIR: estimated CPU seconds still needed (0 w
   if [[ $DESIGN == paper ]]; then
     local n_train n_eval
     n_train=$(find "$DATA/train" -type f | wc -l)
-    n_eval=$(find "$DATA/val" "$DATA/test" -type f 2>/dev/null | wc -l)
+    n_eval=$(find "$DATA/val" "$DATA/test" -type f 2>/dev/null | wc -l || true)
     steps=$(( (n_train - P_VAL) / 128 * P_EPOCHS ))
     sec=$(python3 -c "print(round($steps * $PAPER_STEP_S + ($n_eval + $P_VAL + 300 * 15) / $PAPER_IMG_S))")
   else
