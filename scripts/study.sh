@@ -188,11 +188,13 @@ fingerprint() {
 }
 
 # ---- CPU-time estimate for --plan --------------------------------------------------------------
-# Seconds per training step on 1 thread of the study's model (dim 64, 12 blocks, batch 128), measured
-# with 1-epoch runs (15 steps) of the regime design on the 2-core AMD EPYC VM of docs/performance.md
-# at load 8-10 (docs/results.md, "CPU time"); other schemes take vit-ee's. One evaluation: EVAL_S.
-declare -A STEP_S=([vit-ee]=0.13 [envit-sd]=0.12 [envit-kd]=0.14 [envit]=0.16)
-EVAL_S=20
+# CPU seconds (user + system, 1 thread) per training step of the study's model (dim 64, 12 blocks,
+# batch 128), the epoch's validation pass included: a 2-epoch minus a 1-epoch run of the regime
+# design's flags (15 steps an epoch; the backbone: 40 minus 20 steps of its recipe); one evaluation
+# (EVAL_S) likewise. Measured on the 2-core AMD EPYC VM of docs/performance.md at load 10, which
+# inflates CPU time too; schemes not listed take vit-ee's.
+declare -A STEP_S=([vit-ee]=0.257 [envit-sd]=0.255 [envit-kd]=0.187 [envit]=0.233 [backbone]=0.303)
+EVAL_S=6.3
 # Paper design: ViT-B/16 at 224x224, 2 threads: 45.3 s per batch-128 step (docs/performance.md, 3 x the
 # measured batch-128 forward of 8.47 img/s), evaluation at 8.47 img/s.
 PAPER_STEP_S=45.3 PAPER_IMG_S=8.47

@@ -21,7 +21,7 @@ run() {
 plan=$(run --plan 2>&1) || { echo "$plan"; fail "--plan"; }
 [[ $(grep -c " to-train " <<< "$plan") == 2 ]] || { echo "$plan"; fail "--plan does not list 2 runs to train"; }
 # 160 / 128 = 1 step x 45.3 s + (30 evaluation + 40 validation + 4,500 timing images) / 8.47 img/s = 585 s a run.
-grep -q "estimated" <<< "$plan" && grep -q "(1170 s;" <<< "$plan" || { echo "$plan"; fail "--plan estimate"; }
+grep -q "estimated" <<< "$plan" && grep -q "(1170 s)" <<< "$plan" || { echo "$plan"; fail "--plan estimate"; }
 run > run1.log 2>&1 || { cat run1.log; fail "first run"; }
 D="$OUT/docs/paper"
 for s in vit-ee envit; do
@@ -43,8 +43,8 @@ log = [json.loads(l) for l in open(d + "/log.jsonl")]
 assert len(log) == 1 and log[0]["step"] == 1, log
 PY
 done
-grep -q "loaded hf" "$OUT/study/runs/"*/train.log || fail "the runs did not load the Hugging Face directory"
-grep -q "data: folder, 160 train / 30 val samples" "$OUT/study/runs/"*/train.log || fail "folder split sizes"
+grep -q "loaded $OUT/hf (hf)" "$OUT/study/runs/"*/train.log || fail "the runs did not load the Hugging Face directory"
+grep -q "data: folder, 160 train / 40 val samples" "$OUT/study/runs/"*/train.log || fail "folder split sizes"
 grep -q "^| envit | 1 |" "$D/tables.md" || fail "tables.md has no envit row"
 n=$(grep -c "^paper," "$D/runs.csv")
 [[ $n == 10 ]] || fail "runs.csv has $n rows, expected 10 (2 runs x (2 exits + 3 points))"
