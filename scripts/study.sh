@@ -252,7 +252,7 @@ run_one() {
     echo $((SECONDS - t0)) > "$dir/done"
     # The machine that trained it: CPU model and the kernel set in use (envit --version).
     printf '{"cpu":"%s","kernels":"%s"}\n' "$(grep -m1 '^model name' /proc/cpuinfo | sed 's/^[^:]*: *//')" \
-      "$("$ENVIT" --version | tail -n 1 | tr -d '"')" > "$dir/machine.json"
+      "$("$ENVIT" --version | tail -n 1 | sed 's/^kernels: //' | tr -d '"')" > "$dir/machine.json"
   fi
   [[ "$scheme" == backbone ]] && return 0
   local rule ekey

@@ -657,7 +657,7 @@ def regime_verdict(runs, seeds_req):
     L, S = acc.get("long", {}), acc.get("short", {})
     need = ["vit-ee", "envit-sd", "envit-kd", "envit"]
     have = {st: sorted(set.intersection(*[set(a.get(s, {})) for s in need])) for st, a in (("long", L), ("short", S))}
-    o.append("Seeds with all four schemes: LONG %s, SHORT %s (of %s)." % (
+    o.append("Seeds with all four schemes: LONG %s, SHORT %s (seeds requested: %s)." % (
         " ".join(map(str, have["long"])) or "none", " ".join(map(str, have["short"])) or "none", " ".join(seeds_req)))
     if len(have["long"]) < len(seeds_req) or len(have["short"]) < len(seeds_req):
         o.append("\n**Verdict: not yet determined** — the design is incomplete (criteria need every seed).")
@@ -667,8 +667,9 @@ def regime_verdict(runs, seeds_req):
     vit = by[("long", "vit-ee")]
     tr = [100 * vit[k]["log"][-1]["train_acc"][-1] for k in seeds]
     val = [[100 * e["val_acc"][-1] for e in vit[k]["log"]] for k in seeds]
-    last10 = [mean([v[i] for v in val]) for i in range(len(val[0]) - 10, len(val[0]))]
-    sl = slope(last10)
+    n_ep = min(len(v) for v in val)
+    last10 = [mean([v[i] for v in val]) for i in range(max(0, n_ep - 10), n_ep)]
+    sl = slope(last10) if len(last10) > 1 else 0.0
     gap = mean([L["vit-ee"][k][-1] - L["vit-ee"][k][0] for k in seeds])
     p1 = mean(tr) >= 97.0 and sl <= 0.05
     p2 = gap >= 6.0
