@@ -573,6 +573,10 @@ def analyse(csv_path, tables_md):
              "**%.2fx**. BEEM's calibrated points reach %.2f-%.2fx.\n" % (
                  "{:,}".format(full), ", ".join("{:,}".format(c) for c in to_exit), n, err,
                  full / to_exit[0], full / to_exit[1], full / to_exit[1], min(beem), max(beem)))
+    rf, rc = study_macs(dim=96, mlp=192, depth=6, exits=(2, 4, 6))  # the README model (preset readme)
+    o.append("The README model (preset `readme`: dim 96, 6 blocks, exits after blocks 2, 4, 6) costs %s MACs "
+             "without exits and %s to leave at exit 2: there the cap is **%.2fx** (exit 1 alone: %.2fx).\n" % (
+                 "{:,}".format(rf), "{:,}".format(rc[1]), rf / rc[1], rf / rc[0]))
     return "\n".join(o)
 
 
