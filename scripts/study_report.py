@@ -720,6 +720,27 @@ def regime_verdict(runs, seeds_req):
     return o
 
 
+def clipping_rows(absolute, weightsum, settings):
+    """The clipping confound measured: each scheme's mean difference from vit-ee per exit under
+    absolute clipping (the first study's runs.csv) and under weight-sum clipping (the rerun)."""
+    o = ["Scheme minus vit-ee per exit (points, mean over seeds), absolute clipping (the first study) → "
+         "weight-sum clipping (the rerun):\n",
+         "| setting | scheme | " + " | ".join("exit %d" % (j + 1) for j in range(6)) + " |",
+         "|---|---|" + "---|" * 6]
+    for st in settings:
+        a, w = absolute.get(st, {}), weightsum.get(st, {})
+        for sc in sorted(set(a) & set(w)):
+            if sc == "vit-ee" or "vit-ee" not in a or "vit-ee" not in w:
+                continue
+            cells = []
+            for j in range(6):
+                da = mean([a[sc][k][j] - a["vit-ee"][k][j] for k in a[sc] if k in a["vit-ee"]])
+                dw = [w[sc][k][j] - w["vit-ee"][k][j] for k in w[sc] if k in w["vit-ee"]]
+                cells.append("%+.2f → %s" % (da, "%+.2f" % mean(dw) if dw else "—"))
+            o.append("| %s | %s | %s |" % (st, sc, " | ".join(cells)))
+    return o
+
+
 def design_report(design, docs, schemes, seeds, settings, results):
     ddir = os.path.join(docs, design)
     runs = [r for r in load_design(ddir) if r["scheme"] in schemes and r["setting"] in settings]
@@ -761,6 +782,10 @@ def design_report(design, docs, schemes, seeds, settings, results):
         o.append("")
         if design == "regime":
             o += regime_verdict(runs, seeds)
+            o.append("")
+        first = os.path.join(docs, "runs.csv")
+        if design == "rerun-weightsum" and os.path.exists(first):
+            o += clipping_rows(exit_acc_csv(first), exit_acc_runs(runs), settings)
             o.append("")
         o.append(body.replace("### ", "#### "))
     if results:
