@@ -782,6 +782,13 @@ def design_report(design, docs, schemes, seeds, settings, results):
         o.append("")
         if design == "regime":
             o += regime_verdict(runs, seeds)
+            acc = exit_acc_runs(runs)
+            one, multi = acc.get("long-x12", {}).get("vit-ee", {}), acc.get("long", {}).get("vit-ee", {})
+            common = sorted(set(one) & set(multi))
+            if common:
+                m, _, p = paired_t([one[k][-1] for k in common], [multi[k][-1] for k in common])
+                o.append("- single-exit model minus ViT-EE's final exit (LONG, %d seeds): %+.2f points (p %s)" % (
+                    len(common), m, fmt_p(p)))
             o.append("")
         first = os.path.join(docs, "runs.csv")
         if design == "rerun-weightsum" and os.path.exists(first):
