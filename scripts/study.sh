@@ -68,7 +68,7 @@ while [[ $# -gt 0 ]]; do
     --epochs) P_EPOCHS="$2"; shift ;;
     --val) P_VAL="$2"; shift ;;
     --lr) P_LR="$2"; shift ;;
-    -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "study.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
