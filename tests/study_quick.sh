@@ -46,4 +46,48 @@ assert abs(r.t_cdf(0.0, 3) - 0.5) < 1e-12
 m, t, p = r.paired_t([1.0, 2.0, 3.0], [0.0, 0.5, 1.0])
 assert abs(m - 1.5) < 1e-12 and abs(t - 5.196152) < 1e-5 and abs(p - 0.035098) < 1e-4, (m, t, p)
 PY
+# The first study's checks from the committed runs.csv, and the regime study's verdict on synthetic runs.
+python3 - "$ROOT/scripts" "$ROOT/docs/study/runs.csv" <<'PY' || fail "study_report checks"
+import sys
+sys.path.insert(0, sys.argv[1])
+import study_report as r
+want = [0.54, 0.35, 0.77, 1.23, 0.90, 1.73]  # the paper's Table 4: envit - envit-sd - envit-kd + vit-ee
+assert all(abs(a - b) < 1e-9 for a, b in zip(r.paper_interaction(), want)), r.paper_interaction()
+full, to_exit = r.study_macs()
+assert full == 7179392 and to_exit[0] == 1238912 and to_exit[1] == 2427648, (full, to_exit)
+acc = r.exit_acc_csv(sys.argv[2])
+rows, per_seed = r.interaction_rows(acc, ["scratch", "finetune"])
+ft1 = [l for l in rows if l.startswith("| finetune | 1 |")][0]
+assert "-1.68 ± 0.64 | −−− | 0.045 | +0.54" in ft1, ft1
+text = r.analyse(sys.argv[2], "")
+assert "9998/10000/10000 | 80.98 | 5.79x" in text and "capped at **2.96x**" in text, text
+
+def run(setting, scheme, seed, exits, train_final=0.99):
+    log = [{"train_acc": [0.9] * 5 + [train_final], "val_acc": [0.8] * 6} for _ in range(60)]
+    return {"setting": setting, "scheme": scheme, "seed": seed, "ev": {"exit_accuracy": exits}, "log": log}
+
+def design(long_delta, short_delta, train_final=0.99):
+    base = [0.70, 0.75, 0.78, 0.80, 0.81, 0.82]
+    runs = []
+    for k in range(5):
+        e = 0.001 * (k - 2)
+        for st, d in (("long", long_delta), ("short", short_delta)):
+            runs.append(run(st, "vit-ee", k, base, train_final))
+            runs.append(run(st, "envit-sd", k, base))
+            runs.append(run(st, "envit-kd", k, base))
+            runs.append(run(st, "envit", k, [b + x + e for b, x in zip(base, d)]))
+    return runs
+
+seeds = "0 1 2 3 4".split()
+v = r.regime_verdict(design([0.02, 0.02, 0.01, 0, 0, 0], [-0.01] * 6), seeds)[-1]
+assert "confirms" in v, v
+v = r.regime_verdict(design([-0.01] * 6, [-0.01] * 6), seeds)[-1]
+assert "refutes" in v, v
+v = r.regime_verdict(design([0.02, 0.02, 0.01, 0, 0, 0], [-0.01] * 6, train_final=0.90), seeds)[-1]
+assert "inconclusive: a precondition fails (saturation)" in v, v
+v = r.regime_verdict(design([0.02, 0.02, 0.01, -0.01, 0, 0], [-0.01] * 6), seeds)[-1]
+assert "inconclusive: neither" in v, v
+v = r.regime_verdict(design([0.02] * 6, [-0.01] * 6)[:-1], seeds)[-1]
+assert "not yet determined" in v, v
+PY
 echo "study_quick: 1 passed, 0 failed"
