@@ -200,6 +200,39 @@ inline void pack_weight_t(void* dst, const float* W, std::ptrdiff_t n, std::ptrd
   gemm_bf16::pack_b<kNR>(Trans::T, W, k, k, n, static_cast<std::uint32_t*>(dst), panel_pairs(k));
 }
 
+// GemmKernelSet::probe_bf16: tdpbf16ps into four independent accumulator tiles (tmm0-3) from two
+// A and two B tiles loaded once; each instruction is 16 x 16 x 32 multiply-adds (16384 flops).
+inline float probe(long iters, float x, float y, double* flops) {
+  alignas(64) std::uint32_t a[16 * 16], b[16 * 16];
+  const __m512i wa = gemm_bf16::pairs_interleaved(_mm512_set1_ps(x), _mm512_set1_ps(x));
+  const __m512i wb = gemm_bf16::pairs_interleaved(_mm512_set1_ps(y), _mm512_set1_ps(y));
+  for (int r = 0; r < 16; ++r) _mm512_store_si512(a + 16 * r, wa), _mm512_store_si512(b + 16 * r, wb);
+  static const TileConfig cfg{};
+  _tile_loadconfig(&cfg);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  _tile_loadd(4, a, 64);
+  _tile_loadd(5, a, 64);
+  _tile_loadd(6, b, 64);
+  _tile_loadd(7, b, 64);
+  for (long it = 0; it < iters; ++it) {
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  alignas(64) float out[4][16 * 16];
+  _tile_stored(0, out[0], 64);
+  _tile_stored(1, out[1], 64);
+  _tile_stored(2, out[2], 64);
+  _tile_stored(3, out[3], 64);
+  _tile_release();
+  *flops = 4.0 * 16384.0 * double(iters);
+  return out[0][0] + out[1][17] + out[2][34] + out[3][255];
+}
+
 // The "amx" BF16 product on top of a kernel set (its FP32 GEMM and row kernels unchanged).
 inline GemmKernelSet with_bf16(GemmKernelSet ks, const char* name) {
   ks.name = name;
@@ -209,6 +242,7 @@ inline GemmKernelSet with_bf16(GemmKernelSet ks, const char* name) {
   ks.run_bf16 = &run;
   ks.packed_weight_bf16_bytes = &packed_weight_bytes;
   ks.pack_weight_t_bf16 = &pack_weight_t;
+  ks.probe_bf16 = &probe;
   return ks;
 }
 

@@ -274,6 +274,24 @@ inline void pack_weight_t(void* dst, const float* W, std::ptrdiff_t n, std::ptrd
   pack_b<kNR>(Trans::T, W, k, k, n, static_cast<std::uint32_t*>(dst));
 }
 
+// GemmKernelSet::probe_bf16: 16 independent vdpbf16ps chains (16 lanes x 2 pairs x 2 flops = 64
+// flops per instruction); 16 accumulators + 2 operands fit the 32 zmm.
+inline float probe(long iters, float x, float y, double* flops) {
+  constexpr int kChains = 16;
+  __m512 acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_ps(1e-3f * float(i));
+  const __m512bh a = _mm512_cvtne2ps_pbh(_mm512_set1_ps(x), _mm512_set1_ps(x));
+  const __m512bh b = _mm512_cvtne2ps_pbh(_mm512_set1_ps(y), _mm512_set1_ps(y));
+  for (long it = 0; it < iters; ++it) {
+#pragma GCC unroll 16
+    for (int i = 0; i < kChains; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
+  }
+  __m512 s = acc[0];
+  for (int i = 1; i < kChains; ++i) s = _mm512_add_ps(s, acc[i]);
+  *flops = 64.0 * kChains * double(iters);
+  return _mm512_reduce_add_ps(s);
+}
+
 // The "avx512_bf16" BF16 product on top of a kernel set (its FP32 GEMM and row kernels unchanged).
 inline GemmKernelSet with_bf16(GemmKernelSet ks, const char* name) {
   ks.name = name;
@@ -283,6 +301,7 @@ inline GemmKernelSet with_bf16(GemmKernelSet ks, const char* name) {
   ks.run_bf16 = &run;
   ks.packed_weight_bf16_bytes = &packed_weight_bytes;
   ks.pack_weight_t_bf16 = &pack_weight_t;
+  ks.probe_bf16 = &probe;
   return ks;
 }
 
