@@ -235,15 +235,7 @@ inline float probe(long iters, float x, float y, double* flops) {
 
 // The "amx" BF16 product on top of a kernel set (its FP32 GEMM and row kernels unchanged).
 inline GemmKernelSet with_bf16(GemmKernelSet ks, const char* name) {
-  ks.name = name;
-  ks.bf16 = "amx";
-  ks.bf16_native = true;
-  ks.bf16_mr = kMR, ks.bf16_nr = kNR;
-  ks.run_bf16 = &run;
-  ks.packed_weight_bf16_bytes = &packed_weight_bytes;
-  ks.pack_weight_t_bf16 = &pack_weight_t;
-  ks.probe_bf16 = &probe;
-  return ks;
+  return gemm_bf16::with_native_bf16(ks, name, "amx", kMR, kNR, &run, &packed_weight_bytes, &pack_weight_t, &probe);
 }
 
 }  // namespace ENVIT_KERNEL_ISA_NS

@@ -292,17 +292,26 @@ inline float probe(long iters, float x, float y, double* flops) {
   return _mm512_reduce_add_ps(s);
 }
 
-// The "avx512_bf16" BF16 product on top of a kernel set (its FP32 GEMM and row kernels unchanged).
-inline GemmKernelSet with_bf16(GemmKernelSet ks, const char* name) {
+// Kernel set `ks` (its FP32 GEMM and row kernels unchanged) named `name`, with the native BF16
+// product `how` (register tile mr x nr) given by its functions.
+inline GemmKernelSet with_native_bf16(GemmKernelSet ks, const char* name, const char* how, int mr, int nr,
+                                      decltype(GemmKernelSet::run_bf16) run_fn,
+                                      decltype(GemmKernelSet::packed_weight_bf16_bytes) bytes_fn,
+                                      decltype(GemmKernelSet::pack_weight_t_bf16) pack_fn,
+                                      decltype(GemmKernelSet::probe_bf16) probe_fn) {
   ks.name = name;
-  ks.bf16 = "avx512_bf16";
+  ks.bf16 = how;
   ks.bf16_native = true;
-  ks.bf16_mr = kMR, ks.bf16_nr = kNR;
-  ks.run_bf16 = &run;
-  ks.packed_weight_bf16_bytes = &packed_weight_bytes;
-  ks.pack_weight_t_bf16 = &pack_weight_t;
-  ks.probe_bf16 = &probe;
+  ks.bf16_mr = mr, ks.bf16_nr = nr;
+  ks.run_bf16 = run_fn;
+  ks.packed_weight_bf16_bytes = bytes_fn;
+  ks.pack_weight_t_bf16 = pack_fn;
+  ks.probe_bf16 = probe_fn;
   return ks;
+}
+// The "avx512_bf16" BF16 product on top of a kernel set.
+inline GemmKernelSet with_bf16(GemmKernelSet ks, const char* name) {
+  return with_native_bf16(ks, name, "avx512_bf16", kMR, kNR, &run, &packed_weight_bytes, &pack_weight_t, &probe);
 }
 
 }  // namespace ENVIT_KERNEL_ISA_NS
