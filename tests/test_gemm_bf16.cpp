@@ -289,8 +289,10 @@ TEST_CASE("bf16 gemm: within the FP32-accumulation bound of the BF16-rounded dou
   }
   SECTION("K up to 3072 (one and several K blocks), ragged M and N") {
     struct S { idx M, N, K; };
+    // {9, 1100, 1600}: K in three blocks and N in two column blocks (the packed B block's limit)
     const S sizes[] = {{mr + 3, nr + 5, 192}, {29, 53, 767}, {2 * mr + 1, 33, 768}, {17, 2 * nr + 1, 769},
-                       {31, 47, 1537},        {13, 37, 2000}, {mr + 1, nr + 1, 3072}, {37, 19, 3072}};
+                       {31, 47, 1537},        {13, 37, 2000}, {mr + 1, nr + 1, 3072}, {37, 19, 3072},
+                       {9, 1100, 1600}};
     for (const S& s : sizes)
       for (Trans ta : kTrans)
         for (Trans tb : kTrans) {
@@ -357,7 +359,7 @@ TEST_CASE("bf16 gemm: the fused epilogue sees final values, each element once", 
   for (int threads : {1, 2}) {
     envit::set_num_threads(threads);
     for (const auto& sh : {std::array<idx, 3>{300, 97, 200}, std::array<idx, 3>{13, 611, 70},
-                           std::array<idx, 3>{29, 50, 1537}}) {
+                           std::array<idx, 3>{29, 50, 1537}, std::array<idx, 3>{13, 1100, 1600}}) {
       Bf p(Trans::N, Trans::T, sh[0], sh[1], sh[2], 1.0f, 0.5f, 1, 41);
       const std::vector<float> plain = p.run();
       std::vector<float> C = p.C0;
