@@ -1,26 +1,35 @@
-// envit/kernels/dispatch.hpp — which kernel set runs: the packed float GEMM and the float row
-// kernels (kernels/vec_kernels.hpp: LayerNorm rows, softmax and log-softmax rows, GELU, the GEMM
-// epilogues), chosen together once per process.
+// envit/kernels/dispatch.hpp — which kernel set runs: the packed float GEMM, its BF16 product and
+// the float row kernels (kernels/vec_kernels.hpp: LayerNorm rows, softmax and log-softmax rows,
+// GELU, the GEMM epilogues), chosen together once per process.
 // Two ways to build, decided by the macro ENVIT_DISPATCH (set by linking the CMake target
 // envit::dispatch, never by the headers):
 //   * ENVIT_DISPATCH defined: the kernel sets are compiled separately, each translation unit with
 //     its own instruction-set flags (src/kernels/kernel_set_<set>.cpp, the envit::dispatch
 //     library): "avx512" (-march=x86-64-v4: AVX-512 F/BW/DQ/VL/CD), "avx2" (-march=x86-64-v3: AVX2,
-//     FMA, BMI) and "baseline" (no flags: SSE2 on x86-64, NEON on AArch64). The first kernel call
-//     picks the best set the CPU reports (cpuid, including the OS's register-state support), so one
-//     binary runs on any x86-64 and never executes an instruction the CPU lacks. The ops call the
-//     row kernels through the set's table (envit::kernels below: one indirect call per row block or
-//     chunk).
+//     FMA, BMI) and "baseline" (no flags: SSE2 on x86-64, NEON on AArch64) each with an emulated
+//     BF16 product (their FP32 micro-kernel on operands rounded to BF16 while packing); and two sets
+//     with BF16 instructions, whose FP32 GEMM and row kernels are the avx512 set's own functions
+//     (bitwise the same FP32 results): "avx512_bf16" (-mavx512bf16: vdpbf16ps,
+//     kernels/gemm_bf16_avx512.hpp) and "amx" (-mamx-tile -mamx-bf16: tdpbf16ps on tiles,
+//     kernels/gemm_bf16_amx.hpp). The first kernel call picks the best set the CPU reports, in the
+//     order amx > avx512_bf16 > avx512 > avx2 > baseline (cpuid, including the OS's register-state
+//     support; for amx also the Linux permission for the tile data, detail::amx_usable(); a refusal
+//     means the next set), so one binary runs on any x86-64 and never executes an instruction the
+//     CPU lacks. The ops call the row kernels through the set's table (envit::kernels below: one
+//     indirect call per row block or chunk).
 //   * otherwise (header-only use): the one kernel set of the including translation unit's own
-//     flags (xsimd's default arch: -march=native gives AVX-512 on such a CPU), called directly, no
-//     indirection.
-// ENVIT_ISA=avx512|avx2|baseline (environment) forces a set, GEMM and row kernels alike: for testing
-// every set on one machine and for A/B timing. A set the CPU cannot run, or any set but the
-// compiled one without ENVIT_DISPATCH, is an error (ValueError naming the variable), never a silent
-// substitute. Results are deterministic per kernel set (each set has its own register tile and so
-// its own thread tiles, and its own batch width in the row kernels); sets differ from each other in
-// the last bits (FMA vs separate multiply-add, lane count of the reductions). Double paths stay
-// scalar in the ops and use none of this.
+//     flags (xsimd's default arch: -march=native gives AVX-512 on such a CPU; with -mavx512bf16 as
+//     well, the vdpbf16ps BF16 product, named "avx512_bf16"), called directly, no indirection.
+//     AMX is only used through envit::dispatch (it needs the run-time permission above).
+// ENVIT_ISA=amx|avx512_bf16|avx512|avx2|baseline (environment) forces a set, GEMM and row kernels
+// alike: for testing every set on one machine and for A/B timing. A set the CPU cannot run, or any
+// set but the compiled one without ENVIT_DISPATCH, is an error (ValueError naming the variable),
+// never a silent substitute. Results are deterministic per kernel set (each set has its own register
+// tiles and so its own thread tiles, and its own batch width in the row kernels); sets differ from
+// each other in the last bits (FMA vs separate multiply-add, lane count of the reductions, BF16
+// summation order) except the AVX-512 family's FP32 results, which are one code. The native BF16
+// instructions flush subnormal BF16 inputs and FP32 results to zero (DAZ/FTZ); the emulated
+// product does not. Double paths stay scalar in the ops and use none of this.
 #pragma once
 #include <xsimd/xsimd.hpp>
 
@@ -36,6 +45,16 @@
 #if !defined(ENVIT_DISPATCH)
 #include "envit/kernels/gemm_packed.hpp"
 #include "envit/kernels/vec_kernels.hpp"
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+#include "envit/kernels/gemm_bf16_avx512.hpp"
+#endif
+#endif
+#if defined(ENVIT_DISPATCH) && defined(__x86_64__)
+#include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #endif
 
 namespace envit {
@@ -47,12 +66,40 @@ const GemmKernelSet& gemm_kernels_baseline();
 #if defined(__x86_64__)
 const GemmKernelSet& gemm_kernels_avx2();
 const GemmKernelSet& gemm_kernels_avx512();
+const GemmKernelSet& gemm_kernels_avx512_bf16();
+const GemmKernelSet& gemm_kernels_amx();
+
+// AMX as the "amx" set needs it: the CPU reports AMX-TILE and AMX-BF16 (cpuid leaf 7, EDX bits 24
+// and 22), the OS enables the tile state (XCR0 bits 17 XTILECFG and 18 XTILEDATA, read with xgetbv
+// once OSXSAVE is set), and Linux grants this process the tile data state
+// (arch_prctl(ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18), process-wide, asked once).
+// A refusal (older kernel, seccomp, a hypervisor hiding the state) means no AMX: the next set runs.
+inline bool amx_usable() {
+  static const bool ok = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    if (!((d >> 24) & 1u) || !((d >> 22) & 1u)) return false;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1u)) return false;  // OSXSAVE: xgetbv allowed
+    unsigned lo = 0, hi = 0;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0u));
+    if (((lo >> 17) & 3u) != 3u) return false;
+#if defined(__linux__)
+    return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+#else
+    return false;
+#endif
+  }();
+  return ok;
+}
 #endif
 #else
 // The name of the compile-time kernel set: the dispatched set with the same instructions, else
 // xsimd's name of the arch.
 template <class Arch>
 constexpr const char* compile_time_set_name() {
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+  if constexpr (xsimd::batch<float, Arch>::size == 16) return "avx512_bf16";
+#endif
   if constexpr (xsimd::batch<float, Arch>::size == 16) return "avx512";
   else if constexpr (std::is_same_v<Arch, xsimd::fma3<xsimd::avx2>>) return "avx2";
 #if defined(__x86_64__)
@@ -64,9 +111,13 @@ constexpr const char* compile_time_set_name() {
 }
 #endif
 
-// The sets this CPU can run, best first. Dispatched builds only know avx512, avx2 and baseline.
+// Every kernel set name ENVIT_ISA accepts, best first (a build or CPU may run only some of them).
+inline constexpr const char* kKernelSetNames[] = {"amx", "avx512_bf16", "avx512", "avx2", "baseline"};
+
+// The sets this CPU can run, best first (dispatched builds: amx, avx512_bf16, avx512, avx2,
+// baseline; otherwise the one compile-time set).
 struct KernelSetChoice {
-  const GemmKernelSet* sets[3] = {nullptr, nullptr, nullptr};
+  const GemmKernelSet* sets[5] = {nullptr, nullptr, nullptr, nullptr, nullptr};
   int count = 0;
 };
 inline KernelSetChoice runnable_kernel_sets() {
@@ -84,13 +135,22 @@ inline KernelSetChoice runnable_kernel_sets() {
 #else
   const bool v3 = __builtin_cpu_supports("x86-64-v3"), v4 = __builtin_cpu_supports("x86-64-v4");
 #endif
+  const bool bf16 = v4 && __builtin_cpu_supports("avx512bf16");
+  if (bf16 && amx_usable()) c.sets[c.count++] = &gemm_kernels_amx();
+  if (bf16) c.sets[c.count++] = &gemm_kernels_avx512_bf16();
   if (v4) c.sets[c.count++] = &gemm_kernels_avx512();
   if (v3) c.sets[c.count++] = &gemm_kernels_avx2();
 #endif
   c.sets[c.count++] = &gemm_kernels_baseline();
 #else
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+  // built with -mavx512bf16: the vdpbf16ps product on the compile-time FP32 kernels
+  static const GemmKernelSet ks = gemm_bf16::with_bf16(
+      gemm_packed_kernels<xsimd::default_arch>("avx512_bf16", vec::vec_kernel_set()), "avx512_bf16");
+#else
   static const GemmKernelSet ks =
       gemm_packed_kernels<xsimd::default_arch>(compile_time_set_name<xsimd::default_arch>(), vec::vec_kernel_set());
+#endif
   c.sets[c.count++] = &ks;
 #endif
   return c;
@@ -107,8 +167,10 @@ inline const GemmKernelSet& select_gemm_kernels() {
     if (want == c.sets[i]->name) return *c.sets[i];
     names += std::string(i ? ", " : "") + c.sets[i]->name;
   }
-  ENVIT_CHECK(want == "avx512" || want == "avx2" || want == "baseline", ValueError, "ENVIT_ISA=", want,
-              ": unknown kernel set (expected avx512, avx2 or baseline)");
+  bool known = false;
+  for (const char* n : kKernelSetNames) known |= want == n;
+  ENVIT_CHECK(known, ValueError, "ENVIT_ISA=", want,
+              ": unknown kernel set (expected amx, avx512_bf16, avx512, avx2 or baseline)");
 #if defined(ENVIT_DISPATCH)
   ENVIT_CHECK(false, ValueError, "ENVIT_ISA=", want, ": this CPU cannot run that kernel set (it can run: ", names,
               ")");
@@ -135,11 +197,15 @@ inline constexpr bool kernel_set_dispatched() {
   return false;
 #endif
 }
-// One line for `--version`/`--info`, e.g. "kernels: avx512 (chosen at run time)": the set that runs
-// the GEMM and the float row kernels.
+// One line for `--version`/`--info`, e.g. "kernels: avx512_bf16 (chosen at run time); bf16 products:
+// native (avx512_bf16)": the set that runs the GEMM and the float row kernels, and how its BF16
+// product runs (native instructions, or emulated: the FP32 kernels on BF16-rounded operands).
 inline std::string kernel_set_info() {
-  return std::string("kernels: ") + kernel_set_name() +
-         (kernel_set_dispatched() ? " (chosen at run time)" : " (fixed at compile time)");
+  const GemmKernelSet& ks = gemm_kernels();
+  return std::string("kernels: ") + ks.name +
+         (kernel_set_dispatched() ? " (chosen at run time)" : " (fixed at compile time)") + "; bf16 products: " +
+         (ks.bf16_native ? std::string("native (") + ks.bf16 + ")"
+                         : std::string("emulated (FP32 kernels on BF16-rounded operands)"));
 }
 
 // The float row kernels as the ops call them (arguments as in kernels/vec_kernels.hpp): through the
