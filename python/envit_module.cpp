@@ -130,9 +130,14 @@ void check_threshold(ExitRule r, bool entropy_normalized, double t, int M, const
   }
 }
 
-std::vector<double> to_doubles(const py::handle& h) {
-  if (py::isinstance<py::float_>(h) || py::isinstance<py::int_>(h)) return {h.cast<double>()};
-  return py::cast<std::vector<double>>(h);
+std::vector<double> to_doubles(const py::handle& h, const char* what) {
+  try {
+    if (py::isinstance<py::float_>(h) || py::isinstance<py::int_>(h)) return {h.cast<double>()};
+    return py::cast<std::vector<double>>(h);
+  } catch (const py::cast_error&) {
+    throw ValueError(detail::cat(what, " must be a number or a sequence of numbers, got ",
+                                 std::string(py::str(py::repr(h)))));
+  }
 }
 
 // ---- the model ----------------------------------------------------------------------------------
@@ -152,7 +157,7 @@ class Model {
                   "' is an envit checkpoint: classes, exits and image_size come from it (convert it to change them)");
       P_ = std::make_unique<ViTParams<float>>(cfg_, false);
       load_weights(file_, *P_, false);
-      if (file_.metadata.count("norm.mean")) stats = ChannelStats::from_map(file_.metadata, cfg_.channels, file_.where());
+      if (file_.metadata.count("data.mean")) stats = ChannelStats::from_map(file_.metadata, cfg_.channels, file_.where());
     } else {  // as `envit convert` reads it
       Pretrained src = pretrained_read(path, fmt, {heads, ln_eps});
       const int k = classes ? classes : src.cfg.classes;
@@ -198,7 +203,7 @@ class Model {
 
   ExitCriterion criterion(const py::object& threshold, const std::string& rule, const py::object& beem_weights,
                           bool entropy_normalized, const char* who) const {
-    ExitCriterion c{parse_exit_rule(rule), to_doubles(threshold), entropy_normalized, {}};
+    ExitCriterion c{parse_exit_rule(rule), to_doubles(threshold, "threshold"), entropy_normalized, {}};
     if (c.rule == ExitRule::beem) c.weights = beem(beem_weights);
     for (double t : c.thresholds) check_threshold(c.rule, entropy_normalized, t, M(), who);
     c.validate(M());
@@ -240,7 +245,7 @@ class Model {
       ENVIT_CHECK(thresholds.cast<std::string>() == "auto", ValueError, "sweep: thresholds must be 'auto' or numbers, got '",
                   thresholds.cast<std::string>(), "'");
     else
-      thr = to_doubles(thresholds);
+      thr = to_doubles(thresholds, "thresholds");
     for (double t : thr) check_threshold(base.rule, entropy_normalized, t, M(), "sweep");
     const auto [scores, lab] = scores_of(a, labels, base, batch, "sweep");
     if (automatic) thr = threshold_candidates(scores, points);
@@ -316,7 +321,7 @@ class Model {
                   " numbers (for BEEM-A pass model.beem_weights_accuracy(val_images, val_labels))");
       return beem_weights_cost(macs_);
     }
-    std::vector<double> v = to_doubles(w);
+    std::vector<double> v = to_doubles(w, "beem_weights");
     ENVIT_CHECK(int(v.size()) == M(), ValueError, "beem_weights: ", v.size(), " values for ", M(), " exits");
     return v;
   }

@@ -55,6 +55,8 @@ def test_threshold_errors(model, x):
         model.predict(x, 2.5, rule="patience")
     with pytest.raises(ValueError, match="outside \\[0, 1\\] for rule entropy"):
         model.predict(x, 2.0, rule="entropy")
+    with pytest.raises(ValueError, match="threshold must be a number or a sequence of numbers, got None"):
+        model.predict(x, None)
     with pytest.raises(ValueError, match="unknown exit rule 'fastest'"):
         model.predict(x, 0.5, rule="fastest")
     with pytest.raises(ValueError, match="2 thresholds for 4 exits"):

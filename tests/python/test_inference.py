@@ -9,15 +9,29 @@ import envit
 from conftest import DATA, read_safetensors
 
 
-def test_load_reports_config_exits_and_macs(model):
+def thr(t):
+    return float("inf") if t is None else t  # eval.json writes the "never" threshold (inf) as null
+
+
+def run_macs_full(model):
+    # eq. 19's baseline: patch embedding, every block, the final head (include/envit/infer/macs.hpp)
+    c = model.config
+    n, d, f, k = (c["image_size"] // c["patch"]) ** 2 + 1, c["dim"], c["mlp_hidden"], c["classes"]
+    embed = (n - 1) * d * c["channels"] * c["patch"] ** 2
+    block = n * (4 * d * d + 2 * d * f) + 2 * n * n * d
+    return embed + c["depth"] * block + d * k
+
+
+def test_load_reports_config_exits_and_macs(run, model):
     assert model.exits == [1, 2, 3, 4]
     assert model.num_exits == 4 and model.classes == 10 and model.image_shape == (1, 28, 28)
     c = model.config
     assert (c["dim"], c["depth"], c["heads"], c["mlp_hidden"], c["patch"]) == (32, 4, 2, 64, 7)
     macs = model.macs_per_exit
     assert len(macs) == 4 and all(a < b for a, b in zip(macs, macs[1:]))
-    assert macs[-1] == model.macs_full
+    assert model.macs_full == run_macs_full(model)
     assert model.metadata["train.scheme"] == "envit"
+    assert model.macs_full == run["eval"]["macs_full"]
 
 
 def test_logits_bitwise_equal_to_the_program(run, model):
@@ -51,7 +65,7 @@ def test_real_early_exit_histograms_equal_the_program(run, model):
     sweep = run["eval"]["sweep"]
     assert len(sweep) >= 3 and run["eval"]["mismatches"] == 0
     for point in sweep:
-        pred, exit_ = model.predict(images, point["threshold"])
+        pred, exit_ = model.predict(images, thr(point["threshold"]))
         assert pred.dtype == np.int32 and exit_.dtype == np.int32
         hist = np.bincount(exit_, minlength=4).tolist()
         assert hist == point["histogram"], f"threshold {point['threshold']}"
@@ -73,7 +87,7 @@ def test_sweep_equals_the_program(run, model):
     images, labels = model.test_set()
     s = model.sweep(images, labels, points=8)
     ev = run["eval"]
-    assert s["threshold"].tolist() == [p["threshold"] for p in ev["sweep"]]
+    assert s["threshold"].tolist() == [thr(p["threshold"]) for p in ev["sweep"]]
     assert s["accuracy"].tolist() == [p["accuracy"] for p in ev["sweep"]]
     assert s["speedup_macs"].tolist() == [p["speedup_macs"] for p in ev["sweep"]]
     assert s["histogram"].tolist() == [p["histogram"] for p in ev["sweep"]]
