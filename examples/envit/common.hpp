@@ -79,6 +79,21 @@ inline Dataset load_checkpoint_dataset(const std::string& name, const std::strin
   return d;
 }
 
+// The validation split carved at training time (the run's --skip, --subset, --classes, --val and
+// seed, from the checkpoint's metadata) as a dataset of its own, in split order.
+inline Dataset checkpoint_validation_set(const StFile& ckpt, const std::string& path, const VitConfig& cfg,
+                                         const std::string& name, const std::string& dir, const char* why) {
+  const SplitSpec spec = SplitSpec::from_map(ckpt.metadata, ckpt.where());
+  ENVIT_CHECK(spec.n_val > 0, UsageError, why, " needs a validation split: train with --val N (checkpoint '", path,
+              "' has none)");
+  Dataset train = load_checkpoint_dataset(name, dir, true, ckpt, cfg);
+  train.check_fits(cfg.channels, cfg.image_size, cfg.image_size, cfg.classes, "checkpoint '" + path + "'");
+  const std::vector<std::int64_t> used = spec.samples(train);  // --skip, --subset, --classes of the run
+  train = dataset_subset(train, used.data(), std::int64_t(used.size()));
+  const Split sp = split_train_val(train.n, spec.n_val, spec.seed);
+  return dataset_subset(train, sp.val.data(), std::int64_t(sp.val.size()));
+}
+
 inline void make_dirs(const std::string& path) {
   std::string cur;
   for (std::size_t i = 0; i <= path.size(); ++i) {

@@ -43,18 +43,13 @@ void load_images(std::vector<float>& images, std::vector<std::int32_t>& labels, 
 void validation_logits(std::vector<float>& vlog, std::vector<std::int32_t>& vlab, const Loaded& L,
                        const std::string& dataset, const std::string& data_dir, int batch,
                        InferenceWorkspace<float>& ws, const ViTParams<float>& P, const char* why) {
-  const SplitSpec spec = SplitSpec::from_map(L.file.metadata, L.file.where());
-  ENVIT_CHECK(spec.n_val > 0, UsageError, why, " needs a validation split: train with --val N (checkpoint '", L.path,
-              "' has none)");
-  Dataset train = load_checkpoint_dataset(dataset, data_dir, true, L.file, L.cfg);
-  train.check_fits(L.cfg.channels, L.cfg.image_size, L.cfg.image_size, L.cfg.classes, "checkpoint '" + L.path + "'");
-  const std::vector<std::int64_t> used = spec.samples(train);  // --skip, --subset, --classes of the run
-  train = dataset_subset(train, used.data(), std::int64_t(used.size()));
-  const Split sp = split_train_val(train.n, spec.n_val, spec.seed);
+  const Dataset val = checkpoint_validation_set(L.file, L.path, L.cfg, dataset, data_dir, why);
+  std::vector<std::int64_t> all(std::size_t(val.n));
+  std::iota(all.begin(), all.end(), 0);
   std::vector<float> vimg;
-  load_images(vimg, vlab, train, sp.val, L.norm);
-  vlog.resize(std::size_t(L.cfg.num_exits()) * sp.val.size() * L.cfg.classes);
-  infer_all_exits_dataset<float>(ws, P, vimg.data(), int(sp.val.size()), vlog.data(), batch);
+  load_images(vimg, vlab, val, all, L.norm);
+  vlog.resize(std::size_t(L.cfg.num_exits()) * all.size() * L.cfg.classes);
+  infer_all_exits_dataset<float>(ws, P, vimg.data(), int(all.size()), vlog.data(), batch);
 }
 
 // --beem-weights: cost (BEEM-C), accuracy (BEEM-A: each exit's validation accuracy) or M values.

@@ -18,7 +18,7 @@
 #include "envit/train/trainer.hpp"
 #include "progress.hpp"
 #include "report.hpp"
-#include "warmup.hpp"
+#include "train_setup.hpp"
 
 namespace envit::cli {
 
@@ -156,133 +156,22 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
 }
 
 int run_train(const TrainArgs& a, const CLI::App& c) {
-  const VitPreset& preset = vit_preset(a.preset);
   auto given = [&](const char* flag) { return c.count(flag) > 0; };
   set_num_threads(a.threads);
-
-  std::optional<Pretrained> src;
-  if (!a.init.empty())
-    src = pretrained_read(a.init, parse_weight_format(a.init_format),
-                          {given("--heads") ? a.heads : 0, given("--ln-eps") ? a.ln_eps : -1.0});
-  const bool folder = a.dataset == "folder";
-  int image_size = given("--image-size") ? a.image_size : src ? src->cfg.image_size : folder ? 224 : 0;
-  const int channels = src ? src->cfg.channels : 0;
-  Dataset train, test;
-  std::string test_name = "test";
-  if (folder) {
-    ImageFolderData fd = image_folder_load(
-        a.data, folder_options(a.data, image_size, channels ? channels : 3, std::uint64_t(a.seed), a.folder_val,
-                               a.crop_fraction));
-    train = std::move(fd.train);
-    test = std::move(fd.eval);
-    test_name = fd.eval_name;
-  } else {
-    train = load_dataset(a.dataset, a.data, true);
-    test = load_dataset(a.dataset, a.data, false);
-  }
-  SplitSpec spec;
-  spec.skip = a.skip, spec.subset = a.subset, spec.classes = a.classes;
-  ENVIT_CHECK(a.skip + a.subset <= train.n && a.skip < train.n, UsageError, "--skip ", a.skip, " and --subset ",
-              a.subset, " do not fit in the training set (", train.n, " samples)");
-  for (int cl : a.classes)
-    ENVIT_CHECK(cl < train.classes, UsageError, "--classes: label ", cl, " is outside [0, ", train.classes, ") of '",
-                train.name, "'");
-  if (a.skip > 0 || a.subset > 0 || !a.classes.empty()) {
-    const std::vector<std::int64_t> used = spec.samples(train);
-    train = dataset_subset(train, used.data(), std::int64_t(used.size()));
-  }
-
-  // The splits of one dataset share a geometry; a mismatch is a broken dataset, not something to resize away.
-  ENVIT_CHECK(test.c == train.c && test.h == train.h && test.w == train.w, ValueError, "dataset '", test.name,
-              "' has ", test.c, "x", test.h, "x", test.w, " images (C x H x W), its training split '", train.name,
-              "' has ", train.c, "x", train.h, "x", train.w);
-  if (image_size == 0) image_size = train.h;
-  fit_dataset(train, image_size, channels ? channels : train.c);
-  fit_dataset(test, image_size, channels ? channels : train.c);
-
-  // The preset's model with the dataset's image size, channels and classes, and the flags given;
-  // with --init, the source's architecture.
-  VitConfig cfg = preset.config;
-  cfg.image_size = image_size;
-  cfg.channels = train.c;
-  if (given("--patch")) cfg.patch = a.patch;
-  if (given("--dim")) cfg.dim = a.dim;
-  if (given("--depth")) cfg.depth = a.depth;
-  if (given("--heads")) cfg.heads = a.heads;
-  if (given("--mlp")) cfg.mlp_hidden = a.mlp;
-  cfg.classes = train.classes;
-  cfg.exits = !a.exits.empty() ? a.exits : given("--depth") ? VitConfig::every_other(cfg.depth) : preset.config.exits;
-  cfg.ln_eps = a.ln_eps;
-  if (src) cfg = pretrained_run_config(*src, image_size, train.classes, a.exits);
-  if (a.scheme == "lgvit") cfg.exit_head = "lgvit";
-  as_usage_error([&] { cfg.validate(); });
-  for (const Dataset* d : {&train, &test}) d->check_fits(cfg.channels, cfg.image_size, cfg.image_size, cfg.classes, "the model");
-
-  TrainOptions o;
-  o.obj.scheme = parse_scheme(a.scheme);
-  o.obj.lgvit_stage1_frac = a.lgvit_stage1_frac;
-  o.obj.lgvit_kd_per_class = !a.lgvit_kd_per_batch;
-  o.obj.lgvit_teacher_ln = a.lgvit_teacher_ln;
-  o.obj.lgvit_detach_hom = a.lgvit_detach_hom;
-  o.obj.p_max = a.p_max;
-  o.obj.alpha = a.alpha;
-  o.obj.tau = a.tau;
-  o.obj.teacher = parse_teacher(a.teacher);
-  o.obj.set_byot(parse_byot_variant(a.byot_variant));
-  o.obj.reduction = parse_reduction(a.reduction);
-  o.clip_mode = parse_clip_mode(a.clip_mode);
-  o.epochs = given("--epochs") ? a.epochs : preset.epochs;
-  o.max_steps = a.steps;
-  o.batch = a.batch;
-  o.lr = given("--lr") ? a.lr : preset.lr;
-  o.min_lr = a.min_lr;
-  o.adamw.weight_decay = a.weight_decay;
-  o.clip = a.clip;
-  o.seed = std::uint64_t(a.seed);
-  o.aug.crop_pad = given("--crop-pad") ? a.crop_pad : preset.crop_pad;
-  o.aug.hflip = a.hflip;
-  o.aug.rrc_min_scale = given("--rrc-scale") ? a.rrc_scale : folder ? 0.08 : 0.0;
-
-  ENVIT_CHECK(a.val < train.n, UsageError, "--val ", a.val, " leaves no training samples (the set has ", train.n, ")");
-  const std::int64_t n_val = a.val;
-  spec.n_val = n_val, spec.seed = o.seed;
-  Split split = split_train_val(train.n, n_val, o.seed);  // of the subset: SplitSpec{subset, n_val, seed}
-  std::string norm_spec = a.norm;
-  ChannelStats stats;
-  if (norm_spec == "auto" && src && int(src->mean.size()) == train.c) {
-    stats = {src->mean, src->std};
-    norm_spec = "recorded in " + src->norm_origin;
-  } else {
-    if (norm_spec == "auto") norm_spec = "dataset";
-    as_usage_error([&] {
-      stats = norm_stats(norm_spec, train.c, [&] {
-        return channel_stats(train, split.train.data(), std::int64_t(split.train.size()));
-      });
-    });
-  }
-  Normalizer norm(stats);
-  const Dataset& eval_set = n_val > 0 ? train : test;
-  std::vector<std::int64_t> eval_idx = n_val > 0 ? split.val : std::vector<std::int64_t>(std::size_t(test.n));
-  if (n_val == 0) std::iota(eval_idx.begin(), eval_idx.end(), 0);
-  const char* eval_name = n_val > 0 ? "val" : test_name.c_str();
-
-  StFile resume_file;
-  std::optional<std::int64_t> resumed_warmup;
-  if (!a.resume.empty()) {
-    resume_file = safetensors_read(a.resume);
-    resumed_warmup = resume_file.meta_int("train.warmup_steps");
-  }
-  // The warm-up depends on the run's length: the Trainer's step count (the last partial batch of
-  // each epoch is dropped; --steps caps the total), checked against the Trainer's below.
-  const std::int64_t per_epoch = std::int64_t(split.train.size()) / o.batch;
-  const std::int64_t total_steps =
-      o.max_steps >= 0 ? std::min<std::int64_t>(o.max_steps, per_epoch * o.epochs) : per_epoch * o.epochs;
-  const Warmup warm = resolve_warmup(
-      total_steps, given("--warmup-steps") ? std::optional<std::int64_t>(a.warmup_steps) : std::nullopt,
-      given("--warmup-frac") ? std::optional<double>(a.warmup_frac) : std::nullopt, resumed_warmup,
-      std::int64_t(preset.warmup_steps), preset.name);
-  o.warmup_steps = warm.steps;
-  if (!warm.note.empty()) std::fprintf(stderr, "note: %s\n", warm.note.c_str());
+  TrainSetup s = train_setup(a, given);
+  const std::optional<Pretrained>& src = s.src;
+  const Dataset& train = s.train;
+  const VitConfig& cfg = s.cfg;
+  const TrainOptions& o = s.o;
+  const Split& split = s.split;
+  const std::string& norm_spec = s.norm_spec;
+  const ChannelStats& stats = s.stats;
+  const StFile& resume_file = s.resume_file;
+  const Normalizer& norm = s.norm;
+  const Dataset& eval_set = s.eval_set();
+  const std::vector<std::int64_t> eval_idx = s.eval_idx();
+  const char* eval_name = s.eval_name();
+  const std::int64_t total_steps = s.total_steps;
 
   Trainer tr(cfg, o, train, split.train, stats);
   Dist& mp = dist();
@@ -290,14 +179,7 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   const bool root = mp.root();  // rank 0 alone prints, logs and writes checkpoints
   ENVIT_CHECK(tr.total_steps() == total_steps, std::logic_error, "envit train: the run has ", tr.total_steps(),
               " steps, the warm-up was sized for ", total_steps);
-  std::map<std::string, std::string> extra = spec.to_map();
-  extra.erase("train.seed");  // the trainer records its own
-  extra["data.dataset"] = a.dataset;
-  extra["data.norm"] = norm_spec;
-  if (folder) {
-    extra["data.folder_val"] = std::to_string(a.folder_val);
-    extra["data.crop_fraction"] = std::to_string(a.crop_fraction);
-  }
+  const std::map<std::string, std::string>& extra = s.extra;
   if (a.print_config && root) {
     for (auto& [k, v] : cfg.to_map()) std::printf("config.%s=%s\n", k.c_str(), v.c_str());
     for (auto& [k, v] : tr.metadata(extra)) std::printf("%s=%s\n", k.c_str(), v.c_str());

@@ -1,0 +1,197 @@
+// examples/envit/train_setup.hpp — how `envit train`'s flags become a training run: the datasets
+// (named, a folder of images, or given in memory), the model configuration from the preset, the
+// flags and --init, the trainer's options, the validation split, the normalisation, the warm-up and
+// the metadata every checkpoint carries. Shared by `envit train` (train.cpp) and the Python module
+// (python/envit_module.cpp), so both configure a run identically.
+// Not here: the training loop, output directories, locks, logs, signals (each caller has its own).
+#pragma once
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <numeric>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+#include "common.hpp"
+#include "envit/data/normalize.hpp"
+#include "envit/io/pretrained.hpp"
+#include "envit/train/trainer.hpp"
+#include "warmup.hpp"
+
+namespace envit::cli {
+
+// Datasets given in memory instead of by --dataset/--data (the Python module's arrays).
+struct GivenData {
+  Dataset train, test;
+};
+
+struct TrainSetup {
+  const VitPreset* preset = nullptr;
+  std::optional<Pretrained> src;  // --init
+  bool folder = false;
+  Dataset train, test;            // train: after --skip/--subset/--classes; both fitted to the model
+  std::string test_name = "test";
+  SplitSpec spec;
+  VitConfig cfg;
+  TrainOptions o;
+  Split split;                    // of `train`: the trainer's samples and the validation samples
+  std::string norm_spec;
+  ChannelStats stats;
+  Normalizer norm;                // of `stats`
+  StFile resume_file;             // --resume, read
+  std::int64_t total_steps = 0;   // the run's steps as the warm-up was sized (the Trainer's count)
+  std::map<std::string, std::string> extra;  // checkpoint metadata beyond the trainer's own
+  const Dataset& eval_set() const { return spec.n_val > 0 ? train : test; }
+  std::vector<std::int64_t> eval_idx() const {
+    if (spec.n_val > 0) return split.val;
+    std::vector<std::int64_t> v(std::size_t(test.n));
+    std::iota(v.begin(), v.end(), 0);
+    return v;
+  }
+  const char* eval_name() const { return spec.n_val > 0 ? "val" : test_name.c_str(); }
+};
+
+// Resolves `a` (with `given(flag)`: was the flag given, so that presets fill the rest) into a run.
+// `data` replaces --dataset/--data when set. Prints what `envit train` prints before it builds the
+// trainer (dataset resizing, a warm-up note) on stderr.
+inline TrainSetup train_setup(const TrainArgs& a, const std::function<bool(const char*)>& given,
+                              std::optional<GivenData> data = std::nullopt) {
+  TrainSetup s;
+  s.preset = &vit_preset(a.preset);
+  const VitPreset& preset = *s.preset;
+  if (!a.init.empty())
+    s.src = pretrained_read(a.init, parse_weight_format(a.init_format),
+                            {given("--heads") ? a.heads : 0, given("--ln-eps") ? a.ln_eps : -1.0});
+  const std::optional<Pretrained>& src = s.src;
+  s.folder = !data && a.dataset == "folder";
+  const bool folder = s.folder;
+  int image_size = given("--image-size") ? a.image_size : src ? src->cfg.image_size : folder ? 224 : 0;
+  const int channels = src ? src->cfg.channels : 0;
+  Dataset& train = s.train;
+  Dataset& test = s.test;
+  if (data) {
+    train = std::move(data->train);
+    test = std::move(data->test);
+  } else if (folder) {
+    ImageFolderData fd = image_folder_load(
+        a.data, folder_options(a.data, image_size, channels ? channels : 3, std::uint64_t(a.seed), a.folder_val,
+                               a.crop_fraction));
+    train = std::move(fd.train);
+    test = std::move(fd.eval);
+    s.test_name = fd.eval_name;
+  } else {
+    train = load_dataset(a.dataset, a.data, true);
+    test = load_dataset(a.dataset, a.data, false);
+  }
+  SplitSpec& spec = s.spec;
+  spec.skip = a.skip, spec.subset = a.subset, spec.classes = a.classes;
+  ENVIT_CHECK(a.skip + a.subset <= train.n && a.skip < train.n, UsageError, "--skip ", a.skip, " and --subset ",
+              a.subset, " do not fit in the training set (", train.n, " samples)");
+  for (int cl : a.classes)
+    ENVIT_CHECK(cl < train.classes, UsageError, "--classes: label ", cl, " is outside [0, ", train.classes, ") of '",
+                train.name, "'");
+  if (a.skip > 0 || a.subset > 0 || !a.classes.empty()) {
+    const std::vector<std::int64_t> used = spec.samples(train);
+    train = dataset_subset(train, used.data(), std::int64_t(used.size()));
+  }
+
+  // The splits of one dataset share a geometry; a mismatch is a broken dataset, not something to resize away.
+  ENVIT_CHECK(test.c == train.c && test.h == train.h && test.w == train.w, ValueError, "dataset '", test.name,
+              "' has ", test.c, "x", test.h, "x", test.w, " images (C x H x W), its training split '", train.name,
+              "' has ", train.c, "x", train.h, "x", train.w);
+  if (image_size == 0) image_size = train.h;
+  fit_dataset(train, image_size, channels ? channels : train.c);
+  fit_dataset(test, image_size, channels ? channels : train.c);
+
+  // The preset's model with the dataset's image size, channels and classes, and the flags given;
+  // with --init, the source's architecture.
+  VitConfig& cfg = s.cfg;
+  cfg = preset.config;
+  cfg.image_size = image_size;
+  cfg.channels = train.c;
+  if (given("--patch")) cfg.patch = a.patch;
+  if (given("--dim")) cfg.dim = a.dim;
+  if (given("--depth")) cfg.depth = a.depth;
+  if (given("--heads")) cfg.heads = a.heads;
+  if (given("--mlp")) cfg.mlp_hidden = a.mlp;
+  cfg.classes = train.classes;
+  cfg.exits = !a.exits.empty() ? a.exits : given("--depth") ? VitConfig::every_other(cfg.depth) : preset.config.exits;
+  cfg.ln_eps = a.ln_eps;
+  if (src) cfg = pretrained_run_config(*src, image_size, train.classes, a.exits);
+  if (a.scheme == "lgvit") cfg.exit_head = "lgvit";
+  as_usage_error([&] { cfg.validate(); });
+  for (const Dataset* d : {&train, &test}) d->check_fits(cfg.channels, cfg.image_size, cfg.image_size, cfg.classes, "the model");
+
+  TrainOptions& o = s.o;
+  o.obj.scheme = parse_scheme(a.scheme);
+  o.obj.lgvit_stage1_frac = a.lgvit_stage1_frac;
+  o.obj.lgvit_kd_per_class = !a.lgvit_kd_per_batch;
+  o.obj.lgvit_teacher_ln = a.lgvit_teacher_ln;
+  o.obj.lgvit_detach_hom = a.lgvit_detach_hom;
+  o.obj.p_max = a.p_max;
+  o.obj.alpha = a.alpha;
+  o.obj.tau = a.tau;
+  o.obj.teacher = parse_teacher(a.teacher);
+  o.obj.set_byot(parse_byot_variant(a.byot_variant));
+  o.obj.reduction = parse_reduction(a.reduction);
+  o.clip_mode = parse_clip_mode(a.clip_mode);
+  o.epochs = given("--epochs") ? a.epochs : preset.epochs;
+  o.max_steps = a.steps;
+  o.batch = a.batch;
+  o.lr = given("--lr") ? a.lr : preset.lr;
+  o.min_lr = a.min_lr;
+  o.adamw.weight_decay = a.weight_decay;
+  o.clip = a.clip;
+  o.seed = std::uint64_t(a.seed);
+  o.aug.crop_pad = given("--crop-pad") ? a.crop_pad : preset.crop_pad;
+  o.aug.hflip = a.hflip;
+  o.aug.rrc_min_scale = given("--rrc-scale") ? a.rrc_scale : folder ? 0.08 : 0.0;
+
+  ENVIT_CHECK(a.val < train.n, UsageError, "--val ", a.val, " leaves no training samples (the set has ", train.n, ")");
+  spec.n_val = a.val, spec.seed = o.seed;
+  s.split = split_train_val(train.n, spec.n_val, o.seed);  // of the subset: SplitSpec{subset, n_val, seed}
+  s.norm_spec = a.norm;
+  if (s.norm_spec == "auto" && src && int(src->mean.size()) == train.c) {
+    s.stats = {src->mean, src->std};
+    s.norm_spec = "recorded in " + src->norm_origin;
+  } else {
+    if (s.norm_spec == "auto") s.norm_spec = "dataset";
+    as_usage_error([&] {
+      s.stats = norm_stats(s.norm_spec, train.c, [&] {
+        return channel_stats(train, s.split.train.data(), std::int64_t(s.split.train.size()));
+      });
+    });
+  }
+  s.norm = Normalizer(s.stats);
+
+  std::optional<std::int64_t> resumed_warmup;
+  if (!a.resume.empty()) {
+    s.resume_file = safetensors_read(a.resume);
+    resumed_warmup = s.resume_file.meta_int("train.warmup_steps");
+  }
+  // The warm-up depends on the run's length: the Trainer's step count (the last partial batch of
+  // each epoch is dropped; --steps caps the total), checked against the Trainer's by the caller.
+  const std::int64_t per_epoch = std::int64_t(s.split.train.size()) / o.batch;
+  const std::int64_t total_steps = s.total_steps =
+      o.max_steps >= 0 ? std::min<std::int64_t>(o.max_steps, per_epoch * o.epochs) : per_epoch * o.epochs;
+  const Warmup warm = resolve_warmup(
+      total_steps, given("--warmup-steps") ? std::optional<std::int64_t>(a.warmup_steps) : std::nullopt,
+      given("--warmup-frac") ? std::optional<double>(a.warmup_frac) : std::nullopt, resumed_warmup,
+      std::int64_t(preset.warmup_steps), preset.name);
+  o.warmup_steps = warm.steps;
+  if (!warm.note.empty()) std::fprintf(stderr, "note: %s\n", warm.note.c_str());
+
+  s.extra = spec.to_map();
+  s.extra.erase("train.seed");  // the trainer records its own
+  s.extra["data.dataset"] = a.dataset;
+  s.extra["data.norm"] = s.norm_spec;
+  if (folder) {
+    s.extra["data.folder_val"] = std::to_string(a.folder_val);
+    s.extra["data.crop_fraction"] = std::to_string(a.crop_fraction);
+  }
+  return s;
+}
+
+}  // namespace envit::cli
