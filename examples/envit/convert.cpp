@@ -65,7 +65,7 @@ int run_convert(const ConvertArgs& a, const CLI::App& c) {
     });
   }
   // An envit checkpoint's own exit heads: those ONNX export refuses are named before reading further.
-  if (a.to == "onnx" && parse_weight_format(a.from) != WeightFormat::hf && !detail::is_dir(a.src)) {
+  if (a.to == "onnx" && parse_weight_format(a.from) != WeightFormat::hf && !envit::detail::is_dir(a.src)) {
     const StFile f = safetensors_read(a.src);
     if (f.meta_or("format", "").rfind("envit-checkpoint", 0) == 0) try {
         onnx_check_exportable(checkpoint_config(f), onnx);

@@ -25,7 +25,7 @@ run() {  # run LOG CMD...: the command's output goes to LOG, shown when it fails
 case $part in
 models)
   rm -rf "$dir" && mkdir -p "$dir"
-  run "$dir/train.log" "$envit" train --preset readme --subset 2048 --val 0 --batch 64 --steps 60 --epochs 1 \
+  run "$dir/train.log" "$envit" train --preset readme --subset 2048 --val 0 --batch 64 --epochs 1 \
     --threads 1 --out "$dir/run"
   ckpt=$dir/run/last.safetensors
   run "$dir/convert_all.log" "$envit" convert --to onnx "$ckpt" --out "$dir/all.onnx"

@@ -62,3 +62,48 @@ TEST_CASE("ONNX messages", "[protobuf][onnx]") {
   CHECK(hex(ox::encode_attr(ox::attr_ints("perm", {0, 2, 1}))) == "0a 04 70 65 72 6d 40 00 40 02 40 01 a0 01 07");
   CHECK(hex(ox::encode_attr(ox::attr_f("epsilon", 1.0f))) == "0a 07 65 70 73 69 6c 6f 6e 15 00 00 80 3f a0 01 01");
 }
+
+TEST_CASE("ONNX export refuses what it cannot write, by name", "[onnx]") {
+  using namespace envit;
+  VitConfig lg = vit_preset("readme").config;
+  lg.exit_head = "lgvit";
+  const ViTParams<float> P(lg, false);
+  CHECK_THROWS_WITH(onnx_graph(P), Catch::Contains("LGViT exit heads (exit_head 'lgvit': conv1_1, attn_r2)"));
+  const ViTParams<float> Q(vit_preset("readme").config, false);
+  for (ExitRule r : {ExitRule::patience, ExitRule::beem, ExitRule::energy}) {
+    OnnxExportOptions o{OnnxGraphKind::early_exit, r, true, {}};
+    CHECK_THROWS_WITH(onnx_graph(Q, o), Catch::Contains(std::string("exit rule '") + exit_rule_name(r) + "' is not exported"));
+    o.kind = OnnxGraphKind::all_exits;  // the rule matters only to the early-exit graph
+    CHECK_NOTHROW(onnx_graph(Q, o));
+  }
+}
+
+TEST_CASE("ONNX early-exit graph: one If per exit before the last, nested in the else branches", "[onnx]") {
+  using namespace envit;
+  VitConfig c = vit_preset("readme").config;  // exits after blocks 2, 4, 6
+  const ViTParams<float> P(c, false);
+  const onnx::Graph g = onnx_graph(P, {OnnxGraphKind::early_exit, ExitRule::entropy, true, {}});
+  REQUIRE(g.outputs.size() == 3);
+  CHECK(g.outputs[0].name == "prediction");
+  CHECK(g.outputs[1].name == "exit");
+  CHECK(g.outputs[2].name == "logits");
+  // Count the blocks (one LayerNormalization pair each, plus one per exit head) per nesting level.
+  const onnx::Graph* level = &g;
+  std::vector<int> layernorms;
+  while (level) {
+    int ln = 0;
+    const onnx::Graph* next = nullptr;
+    for (const onnx::Node& n : level->nodes) {
+      ln += n.op == "LayerNormalization";
+      if (n.op == "If")
+        for (const onnx::Attr& a : n.attrs)
+          if (a.name == "else_branch") next = a.g.get();
+    }
+    layernorms.push_back(ln);
+    level = next;
+  }
+  // top level: blocks 1-2 (4 LayerNorms) + head 0; then blocks 3-4 + head 1; then blocks 5-6 + head 2.
+  CHECK(layernorms == std::vector<int>{5, 5, 5});
+  // Weights live in the root graph only.
+  CHECK(g.inits.size() > P.table().size() / 2);
+}
