@@ -2,11 +2,14 @@
 // the first n Fashion-MNIST test images normalised as the checkpoint records, every exit's logits
 // from the evaluator (infer_all_exits) and, per threshold of a sweep, the exit and prediction of
 // envit's real early exit (early_exit_one, batch 1) with the score of every exit in double.
-//   onnx_reference CHECKPOINT FASHION_MNIST_DIR N OUT.safetensors RULE T1,T2,...
+//   onnx_reference CHECKPOINT FASHION_MNIST_DIR N OUT.safetensors RULE T1,T2,...|auto
+// auto: nine thresholds between the exit-0 scores at the 10%, 20%, ..., 90% quantiles (midway
+// between two neighbouring scores), so every model, however little trained, exits at several exits.
 //   onnx_reference --random PRESET EXIT_HEAD OUT.safetensors   (a randomly initialised checkpoint of
 //                  a preset, e.g. vit-b16, with linear or lgvit exit heads; ImageNet normalisation)
 // OUT holds images (N, C, H, W) f32, logits (M, N, C) f32, thresholds (K) f64, exit and pred
 // (K, N) i32, scores (M, N) f64 (exit_score of each exit's logits under RULE).
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <numeric>
@@ -45,10 +48,6 @@ int main(int argc, char** argv) {
     const Dataset test = fashion_mnist_load(argv[2], false);
     const int n = std::atoi(argv[3]), M = c.num_exits(), C = c.classes;
     const ExitRule rule = parse_exit_rule(argv[5]);
-    std::vector<double> thr;
-    std::stringstream ss(argv[6]);
-    for (std::string item; std::getline(ss, item, ',');) thr.push_back(std::stod(item));
-    const int K = int(thr.size());
 
     std::vector<std::int64_t> idx(std::size_t(n), 0);
     std::iota(idx.begin(), idx.end(), 0);
@@ -56,6 +55,8 @@ int main(int argc, char** argv) {
     std::vector<float> images(std::size_t(n) * img), logits(std::size_t(M) * n * C);
     make_batch(images.data(), nullptr, test, idx.data(), n, norm, Augment{}, 0, 0);
     InferenceWorkspace<float> ws(c, 64), ws1(c, 1);
+    ws.prepack(P);
+    ws1.prepack(P);
     infer_all_exits_dataset<float>(ws, P, images.data(), n, logits.data(), 64);
 
     ExitCriterion base{rule, {0.0}, true, {}};
@@ -65,6 +66,19 @@ int main(int argc, char** argv) {
       for (int j = 0; j < M; ++j)
         scores[std::size_t(j) * n + i] = exit_score(base, logits.data() + (std::size_t(j) * n + i) * C, C, track).score;
     }
+    std::vector<double> thr;
+    if (std::string(argv[6]) == "auto") {
+      std::vector<double> s0(scores.begin(), scores.begin() + n);
+      std::sort(s0.begin(), s0.end());
+      for (int q = 1; q <= 9; ++q) {
+        const std::size_t i = std::size_t(q) * std::size_t(n) / 10;
+        thr.push_back(0.5 * (s0[i - 1] + s0[i]));
+      }
+    } else {
+      std::stringstream ss(argv[6]);
+      for (std::string item; std::getline(ss, item, ',');) thr.push_back(std::stod(item));
+    }
+    const int K = int(thr.size());
     std::vector<std::int32_t> ex(std::size_t(K) * n), pr(std::size_t(K) * n);
     for (int k = 0; k < K; ++k)
       for (int i = 0; i < n; ++i) {
