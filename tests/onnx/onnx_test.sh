@@ -29,8 +29,8 @@ models)
   run "$dir/convert_all.log" "$envit" convert --to onnx "$ckpt" --out "$dir/all.onnx"
   run "$dir/convert_conf.log" "$envit" convert --to onnx --early-exit confidence "$ckpt" --out "$dir/early_confidence.onnx"
   run "$dir/convert_entropy.log" "$envit" convert --to onnx --early-exit entropy "$ckpt" --out "$dir/early_entropy.onnx"
-  run "$dir/ref_conf.log" "$reference" "$ckpt" "$fmnist" $n "$dir/ref_confidence.safetensors" confidence auto
-  run "$dir/ref_entropy.log" "$reference" "$ckpt" "$fmnist" $n "$dir/ref_entropy.safetensors" entropy auto
+  run "$dir/ref_conf.log" env OMP_NUM_THREADS=1 "$reference" "$ckpt" "$fmnist" $n "$dir/ref_confidence.safetensors" confidence auto
+  run "$dir/ref_entropy.log" env OMP_NUM_THREADS=1 "$reference" "$ckpt" "$fmnist" $n "$dir/ref_entropy.safetensors" entropy auto
   echo "onnx models: ok ($(grep -o 'exits \[[0-9,]*\]' "$dir/convert_all.log" | head -1))"
   ;;
 checker)
