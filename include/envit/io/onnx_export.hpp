@@ -54,7 +54,7 @@ struct Tensor {
 };
 struct Graph;
 struct Attr {
-  enum Kind : int { kFloatAttr = 1, kInt = 2, kTensorAttr = 4, kGraph = 5, kInts = 7 };
+  enum Kind : int { kFloatAttr = 1, kInt = 2, kGraph = 5, kInts = 7 };  // AttributeProto.AttributeType
   std::string name;
   Kind kind = kInt;
   std::int64_t i = 0;
@@ -117,7 +117,6 @@ inline std::string encode_attr(const Attr& a) {
     case Attr::kInt: w.varint(3, a.i); break;
     case Attr::kGraph: w.bytes(6, encode_graph(*a.g)); break;
     case Attr::kInts: for (std::int64_t x : a.ints) w.varint(8, x); break;
-    case Attr::kTensorAttr: break;
   }
   w.varint(20, a.kind);
   return w.take();
