@@ -25,8 +25,9 @@ export OMP_NUM_THREADS=$threads
 # 1. envit: calibrate the 2x threshold, then time its full model and early exit at that threshold.
 "$envit" eval --checkpoint "$ckpt" --target-speedup 2 --batch 128 --time-samples "$n" --stream-samples 0 \
   --repeats "$repeats" --threads "$threads" --out "$out/calibrate" > "$out/calibrate.log"
-thr=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['calibration'][0]['threshold'])" "$out/calibrate/eval.json" 2>/dev/null ||
-      grep -o 'threshold [0-9.e+-]*' "$out/calibrate.log" | head -1 | cut -d' ' -f2)
+thr=$(python3 -c "import json,sys; print(repr(json.load(open(sys.argv[1]))['checkpoints'][0]['calibration'][0]['threshold']))" \
+      "$out/calibrate/eval.json")
+grep "calibrated on" "$out/calibrate.log" | sed 's/^ */  /'
 "$envit" eval --checkpoint "$ckpt" --thresholds "$thr" --batch 128 --time-samples "$n" --stream-samples "$n" \
   --repeats "$repeats" --threads "$threads" --out "$out/envit" > "$out/envit.log"
 echo "envit ($threads threads, $n test images, confidence threshold $thr calibrated for 2x MACs):"
