@@ -3,8 +3,8 @@
 // directory (io/pretrained.hpp); output: an envit weights-only checkpoint (timm names, config and
 // normalisation in the metadata; what `--to timm` writes too) or a Hugging Face directory
 // (io/pretrained_export.hpp), or an ONNX model (io/onnx_export.hpp): every exit's logits, or with
-// --early-exit RULE the early-exit graph. Exit heads can be added (fresh), the position embedding resampled to
-// another image size and the classifier replaced; every change is reported.
+// --early-exit RULE the early-exit graph. Exit heads can be added (fresh), the position embedding
+// resampled to another image size and the classifier replaced; every change is reported.
 //   envit convert --from hf DIR --out vit.safetensors [--image-size S] [--exits 4,8,12]
 //   envit convert --to hf run/last.safetensors --out hf_dir
 //   envit convert --to onnx run/last.safetensors --out vit.onnx [--early-exit confidence|entropy]
@@ -61,7 +61,7 @@ int run_convert(const ConvertArgs& a, const CLI::App& c) {
     onnx.kind = OnnxGraphKind::early_exit;
     as_usage_error([&] {
       onnx.rule = parse_exit_rule(a.early_exit);
-      onnx_check_exportable(VitConfig{}, onnx);
+      onnx_check_rule(onnx);
     });
   }
   // An envit checkpoint's own exit heads: those ONNX export refuses are named before reading further.
@@ -97,21 +97,20 @@ int run_convert(const ConvertArgs& a, const CLI::App& c) {
     });
     norm_name = a.norm;
   }
+  std::map<std::string, std::string> norm_meta;  // data.mean, data.std, data.norm (when known)
+  if (!norm.mean.empty()) {
+    norm_meta = norm.to_map();
+    norm_meta["data.norm"] = norm_name;
+  }
   if (a.to == "hf") {
     pretrained_save_hf(a.out, P, norm.mean, norm.std);
   } else if (a.to == "onnx") {
-    if (!norm.mean.empty()) {
-      for (auto& [k, v] : norm.to_map()) onnx.metadata[k] = v;
-      onnx.metadata["data.norm"] = norm_name;
-    }
+    onnx.metadata = norm_meta;
     onnx_save(a.out, P, onnx);
   } else {
-    std::map<std::string, std::string> meta{{"convert.source", a.src},
-                                            {"convert.source_format", weight_format_name(src.format)}};
-    if (!norm.mean.empty()) {
-      for (auto& [k, v] : norm.to_map()) meta[k] = v;
-      meta["data.norm"] = norm_name;
-    }
+    std::map<std::string, std::string> meta = norm_meta;
+    meta["convert.source"] = a.src;
+    meta["convert.source_format"] = weight_format_name(src.format);
     checkpoint_save(a.out, P, static_cast<const AdamWState<float>*>(nullptr), meta);
   }
   std::fprintf(stderr, "wrote %s (%s): %s\n", a.out.c_str(), a.to.c_str(), cfg.str().c_str());

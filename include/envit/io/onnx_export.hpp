@@ -226,6 +226,13 @@ struct OnnxExportOptions {
   std::map<std::string, std::string> metadata;  // extra metadata_props (e.g. the normalisation)
 };
 
+// Throws ValueError naming the rule when the early-exit graph is asked for another rule than
+// confidence or entropy.
+inline void onnx_check_rule(const OnnxExportOptions& o) {
+  if (o.kind == OnnxGraphKind::early_exit && o.rule != ExitRule::confidence && o.rule != ExitRule::entropy)
+    throw ValueError(detail::cat("ONNX export: exit rule '", exit_rule_name(o.rule),
+                                 "' is not exported; the early-exit graph implements confidence and entropy"));
+}
 // Throws ValueError naming what cannot be exported: LGViT heads, rules other than confidence/entropy.
 inline void onnx_check_exportable(const VitConfig& c, const OnnxExportOptions& o) {
   if (c.lgvit()) {
@@ -234,9 +241,7 @@ inline void onnx_check_exportable(const VitConfig& c, const OnnxExportOptions& o
     throw ValueError(detail::cat("ONNX export: LGViT exit heads (exit_head 'lgvit': ", kinds,
                                  ") are not exported; only linear exit heads (LayerNorm + Linear) are"));
   }
-  if (o.kind == OnnxGraphKind::early_exit && o.rule != ExitRule::confidence && o.rule != ExitRule::entropy)
-    throw ValueError(detail::cat("ONNX export: exit rule '", exit_rule_name(o.rule),
-                                 "' is not exported; the early-exit graph implements confidence and entropy"));
+  onnx_check_rule(o);
 }
 
 namespace detail {
