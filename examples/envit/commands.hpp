@@ -52,7 +52,7 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd);
 
 // `envit convert`.
 struct ConvertArgs {
-  std::string from = "detect", to = "envit", src, out, norm;
+  std::string from = "detect", to = "envit", src, out, norm, early_exit;
   int image_size = 0, classes = 0, heads = 0;
   std::vector<int> exits;
   double ln_eps = -1;

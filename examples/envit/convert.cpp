@@ -2,10 +2,12 @@
 // writes. Input: an envit checkpoint, a timm or torchvision safetensors state dict, or a Hugging Face
 // directory (io/pretrained.hpp); output: an envit weights-only checkpoint (timm names, config and
 // normalisation in the metadata; what `--to timm` writes too) or a Hugging Face directory
-// (io/pretrained_export.hpp). Exit heads can be added (fresh), the position embedding resampled to
-// another image size and the classifier replaced; every change is reported.
+// (io/pretrained_export.hpp), or an ONNX model (io/onnx_export.hpp): every exit's logits, or with
+// --early-exit RULE the early-exit graph. Exit heads can be added (fresh), the position embedding
+// resampled to another image size and the classifier replaced; every change is reported.
 //   envit convert --from hf DIR --out vit.safetensors [--image-size S] [--exits 4,8,12]
 //   envit convert --to hf run/last.safetensors --out hf_dir
+//   envit convert --to onnx run/last.safetensors --out vit.onnx [--early-exit confidence|entropy]
 #include <cstdio>
 #include <map>
 #include <string>
@@ -14,6 +16,7 @@
 #include "commands.hpp"
 #include "common.hpp"
 #include "envit/data/normalize.hpp"
+#include "envit/io/onnx_export.hpp"
 #include "envit/io/pretrained_export.hpp"
 #include "envit/model/pretrained_load.hpp"
 #include "envit/train/checkpoint.hpp"
@@ -26,9 +29,12 @@ CLI::App* add_convert_command(CLI::App& app, ConvertArgs& a) {
   c->add_option("src", a.src, "the source: a safetensors file or a Hugging Face directory")->required();
   c->add_option("--from", a.from, "source format")
       ->capture_default_str()->check(CLI::IsMember({"detect", "envit", "timm", "hf", "torchvision"}));
-  c->add_option("--to", a.to, "output: envit (timm names + envit metadata), timm (the same file), hf (a directory)")
-      ->capture_default_str()->check(CLI::IsMember({"envit", "timm", "hf"}));
-  c->add_option("--out", a.out, "output file (envit, timm) or directory (hf)")->required();
+  c->add_option("--to", a.to, "output: envit (timm names + envit metadata), timm (the same file), hf (a directory), "
+                              "onnx (an ONNX model, opset 17)")
+      ->capture_default_str()->check(CLI::IsMember({"envit", "timm", "hf", "onnx"}));
+  c->add_option("--out", a.out, "output file (envit, timm, onnx) or directory (hf)")->required();
+  c->add_option("--early-exit", a.early_exit, "--to onnx: write the early-exit graph for this exit rule (confidence or "
+                                              "entropy; batch 1, threshold an input) instead of the all-exits graph");
   c->add_option("--image-size", a.image_size, "resample the position embedding for this image size (default: the "
                                               "source's)")->check(CLI::Range(1, 4096));
   c->add_option("--exits", a.exits, "blocks after which exits sit, e.g. 4,8,12; new exit heads are initialised fresh "
@@ -49,6 +55,24 @@ CLI::App* add_convert_command(CLI::App& app, ConvertArgs& a) {
 
 int run_convert(const ConvertArgs& a, const CLI::App& c) {
   auto given = [&](const char* flag) { return c.count(flag) > 0; };
+  OnnxExportOptions onnx;
+  ENVIT_CHECK(a.early_exit.empty() || a.to == "onnx", UsageError, "--early-exit needs --to onnx");
+  if (!a.early_exit.empty()) {
+    onnx.kind = OnnxGraphKind::early_exit;
+    as_usage_error([&] {
+      onnx.rule = parse_exit_rule(a.early_exit);
+      onnx_check_rule(onnx);
+    });
+  }
+  // An envit checkpoint's own exit heads: those ONNX export refuses are named before reading further.
+  if (a.to == "onnx" && parse_weight_format(a.from) != WeightFormat::hf && !envit::detail::is_dir(a.src)) {
+    const StFile f = safetensors_read(a.src);
+    if (f.meta_or("format", "").rfind("envit-checkpoint", 0) == 0) try {
+        onnx_check_exportable(checkpoint_config(f), onnx);
+      } catch (const ValueError& e) {
+        throw IoError(f.where() + ": " + e.what());
+      }
+  }
   Pretrained src = pretrained_read(a.src, parse_weight_format(a.from),
                                    {given("--heads") ? a.heads : 0, given("--ln-eps") ? a.ln_eps : -1.0});
   const int classes = given("--classes") ? a.classes : src.cfg.classes;
@@ -73,15 +97,20 @@ int run_convert(const ConvertArgs& a, const CLI::App& c) {
     });
     norm_name = a.norm;
   }
+  std::map<std::string, std::string> norm_meta;  // data.mean, data.std, data.norm (when known)
+  if (!norm.mean.empty()) {
+    norm_meta = norm.to_map();
+    norm_meta["data.norm"] = norm_name;
+  }
   if (a.to == "hf") {
     pretrained_save_hf(a.out, P, norm.mean, norm.std);
+  } else if (a.to == "onnx") {
+    onnx.metadata = norm_meta;
+    onnx_save(a.out, P, onnx);
   } else {
-    std::map<std::string, std::string> meta{{"convert.source", a.src},
-                                            {"convert.source_format", weight_format_name(src.format)}};
-    if (!norm.mean.empty()) {
-      for (auto& [k, v] : norm.to_map()) meta[k] = v;
-      meta["data.norm"] = norm_name;
-    }
+    std::map<std::string, std::string> meta = norm_meta;
+    meta["convert.source"] = a.src;
+    meta["convert.source_format"] = weight_format_name(src.format);
     checkpoint_save(a.out, P, static_cast<const AdamWState<float>*>(nullptr), meta);
   }
   std::fprintf(stderr, "wrote %s (%s): %s\n", a.out.c_str(), a.to.c_str(), cfg.str().c_str());

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# tests/onnx/onnx_test.sh — the ONNX export tests that start programs (tests/onnx.cmake registers
+# each part as its own ctest test; exit 77 = skipped, for a missing tool).
+#   onnx_test.sh models   ENVIT REFERENCE DIR   train a README-shaped model for a few steps on a
+#                         Fashion-MNIST subset, export its three graphs, write envit's reference
+#   onnx_test.sh checker  ENVIT REFERENCE DIR   onnx.checker (python3-onnx) on those graphs and on
+#                         a random ViT-B/16's two graphs
+#   onnx_test.sh parity   ENVIT REFERENCE DIR NODE_DIR   ONNX Runtime (npm onnxruntime-node, installed
+#                         into NODE_DIR with --ignore-scripts when missing) against envit
+#   onnx_test.sh refused  ENVIT REFERENCE DIR   what cannot be exported is refused by name
+set -euo pipefail
+part=$1 envit=$2 reference=$3 dir=$4
+here=$(cd "$(dirname "$0")" && pwd)
+readonly ORT_VERSION=1.20.1  # onnxruntime-node, pinned; its package carries the CPU library
+fmnist=/usr/share/datasets/fashion-mnist
+n=1000
+
+run() {  # run LOG CMD...: the command's output goes to LOG, shown when it fails
+  local log=$1; shift
+  "$@" > "$log" 2>&1 || { echo "FAILED: $*"; cat "$log"; exit 1; }
+}
+
+case $part in
+models)
+  rm -rf "$dir" && mkdir -p "$dir"
+  run "$dir/train.log" "$envit" train --preset readme --subset 2048 --val 0 --batch 64 --epochs 1 \
+    --threads 1 --out "$dir/run"
+  ckpt=$dir/run/last.safetensors
+  run "$dir/convert_all.log" "$envit" convert --to onnx "$ckpt" --out "$dir/all.onnx"
+  run "$dir/convert_conf.log" "$envit" convert --to onnx --early-exit confidence "$ckpt" --out "$dir/early_confidence.onnx"
+  run "$dir/convert_entropy.log" "$envit" convert --to onnx --early-exit entropy "$ckpt" --out "$dir/early_entropy.onnx"
+  run "$dir/ref_conf.log" env OMP_NUM_THREADS=1 "$reference" "$ckpt" "$fmnist" $n "$dir/ref_confidence.safetensors" confidence auto
+  run "$dir/ref_entropy.log" env OMP_NUM_THREADS=1 "$reference" "$ckpt" "$fmnist" $n "$dir/ref_entropy.safetensors" entropy auto
+  echo "onnx models: ok ($(grep -o 'exits \[[0-9,]*\]' "$dir/convert_all.log" | head -1))"
+  ;;
+checker)
+  py=/usr/bin/python3
+  [ -x $py ] && $py -c "import onnx" 2>/dev/null || { echo "python3-onnx not installed: skipped"; exit 77; }
+  # README-shaped model: 6 blocks, exits after blocks 2, 4, 6; 10 classes; 28x28x1.
+  $py "$here/onnx_check.py" "$dir/all.onnx" all 3 10 1 28
+  $py "$here/onnx_check.py" "$dir/early_confidence.onnx" early 3 10 1 28
+  $py "$here/onnx_check.py" "$dir/early_entropy.onnx" early 3 10 1 28
+  # ViT-B/16-shaped random model: 12 blocks, 6 exits, 1000 classes, 224x224x3 (344 MB per file).
+  b16=$dir/b16
+  mkdir -p "$b16"
+  run "$b16/random.log" "$reference" --random vit-b16 linear "$b16/ckpt.safetensors"
+  run "$b16/convert_all.log" "$envit" convert --to onnx "$b16/ckpt.safetensors" --out "$b16/all.onnx"
+  $py "$here/onnx_check.py" "$b16/all.onnx" all 6 1000 3 224
+  rm -f "$b16/all.onnx"
+  run "$b16/convert_early.log" "$envit" convert --to onnx --early-exit confidence "$b16/ckpt.safetensors" --out "$b16/early.onnx"
+  $py "$here/onnx_check.py" "$b16/early.onnx" early 6 1000 3 224
+  rm -rf "$b16"
+  ;;
+parity)
+  node_dir=$5
+  command -v node > /dev/null || { echo "node not installed: skipped"; exit 77; }
+  if [ ! -f "$node_dir/node_modules/onnxruntime-node/package.json" ] ||
+     ! grep -q "\"version\": \"$ORT_VERSION\"" "$node_dir/node_modules/onnxruntime-node/package.json"; then
+    command -v npm > /dev/null || { echo "npm not installed: skipped"; exit 77; }
+    mkdir -p "$node_dir"
+    npm install --prefix "$node_dir" --ignore-scripts --no-audit --no-fund --no-save "onnxruntime-node@$ORT_VERSION" \
+      > "$dir/npm.log" 2>&1 || { echo "npm install onnxruntime-node@$ORT_VERSION failed (offline?): skipped"; cat "$dir/npm.log"; exit 77; }
+  fi
+  node "$here/onnx_parity.mjs" "$node_dir/node_modules" "$dir/all.onnx" "$dir/early_confidence.onnx" "$dir/ref_confidence.safetensors"
+  node "$here/onnx_parity.mjs" "$node_dir/node_modules" "$dir/all.onnx" "$dir/early_entropy.onnx" "$dir/ref_entropy.safetensors"
+  ;;
+refused)
+  bad=$dir/refused
+  rm -rf "$bad" && mkdir -p "$bad"
+  expect_error() {  # expect_error CODE TEXT CMD...: fails unless CMD exits with CODE and says TEXT
+    local code=$1 text=$2; shift 2
+    local rc=0
+    "$@" > "$bad/out.log" 2>&1 || rc=$?
+    if [ $rc -ne "$code" ] || ! grep -qF -- "$text" "$bad/out.log"; then
+      echo "FAILED: $* (exit $rc, expected $code with '$text')"; cat "$bad/out.log"; exit 1
+    fi
+    test ! -e "$bad/x.onnx" || { echo "FAILED: $* left $bad/x.onnx"; exit 1; }
+  }
+  run "$bad/random.log" "$reference" --random readme lgvit "$bad/lgvit.safetensors"
+  expect_error 1 "LGViT exit heads (exit_head 'lgvit': conv1_1, attn_r2)" \
+    "$envit" convert --to onnx "$bad/lgvit.safetensors" --out "$bad/x.onnx"
+  expect_error 1 "lgvit.safetensors" "$envit" convert --to onnx --early-exit entropy "$bad/lgvit.safetensors" --out "$bad/x.onnx"
+  for rule in patience beem energy; do
+    expect_error 2 "exit rule '$rule' is not exported" \
+      "$envit" convert --to onnx --early-exit $rule "$dir/run/last.safetensors" --out "$bad/x.onnx"
+  done
+  expect_error 2 "unknown exit rule 'fastest'" \
+    "$envit" convert --to onnx --early-exit fastest "$dir/run/last.safetensors" --out "$bad/x.onnx"
+  expect_error 2 "--early-exit needs --to onnx" \
+    "$envit" convert --to envit --early-exit confidence "$dir/run/last.safetensors" --out "$bad/x.onnx"
+  echo "onnx refusals: ok"
+  ;;
+*) echo "unknown part '$part'"; exit 2 ;;
+esac
