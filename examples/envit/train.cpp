@@ -1,6 +1,7 @@
 // examples/envit/train.cpp — `envit train`: train a multi-exit ViT with EnViT or a baseline scheme.
 // All logic lives in the library (envit::Trainer); this file maps flags to options, prints
 // progress, logs every epoch as JSON lines and writes atomic checkpoints.
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -15,9 +16,11 @@
 #include "envit/io/dir_lock.hpp"
 #include "envit/train/interrupt.hpp"
 #include "dist.hpp"
+#include "envit/train/memory_plan.hpp"
 #include "envit/train/trainer.hpp"
 #include "progress.hpp"
 #include "report.hpp"
+#include "schedule.hpp"
 #include "warmup.hpp"
 
 namespace envit::cli {
@@ -34,6 +37,48 @@ std::string read_log(const std::string& path, std::int64_t last_epoch) {
     if (std::sscanf(line.c_str(), "{\"epoch\":%lld", &e) == 1 && e <= last_epoch) kept += line + "\n";
   }
   return kept;
+}
+
+// A folder's own geometry for what the flags and --init leave open (0): the size its images share
+// and 1 channel when every one is grey-scale. Images of several sizes, or one non-square size, are
+// refused naming the files and the flag that resizes them.
+void follow_folder(const std::string& dir, int& image_size, int& channels) {
+  const ImageFolderProbe p = image_folder_probe(dir);
+  if (!image_size) {
+    ENVIT_CHECK(p.same_size(), UsageError, "the images of '", dir, "' differ in size: '", p.first, "' is ", p.w, "x",
+                p.h, ", '", p.other, "' is ", p.other_w, "x", p.other_h,
+                " (W x H); set --image-size N to resize every image (shorter side to N, centre crop N x N)");
+    ENVIT_CHECK(p.h == p.w, UsageError, "the images of '", dir, "' are ", p.w, "x", p.h,
+                " (W x H), not square; set --image-size N to resize them (shorter side to N, centre crop N x N)");
+    image_size = p.h;
+  }
+  if (!channels) channels = p.grey ? 1 : 3;
+  std::fprintf(stderr, "data: folder:%s: %lld images, %s; training at %dx%dx%d (--image-size, --channels change it)\n",
+               dir.c_str(), (long long)p.files,
+               p.same_size() ? (std::to_string(p.w) + "x" + std::to_string(p.h) + (p.grey ? " grey-scale" : "")).c_str()
+                             : "of several sizes",
+               channels, image_size, image_size);
+}
+
+// The patch for an image size other than the preset's: the preset's own when it divides the size
+// with a grid within a factor of 2 of the preset's grid; else the divisor of the size whose grid is
+// nearest (in ratio) to the preset's grid, the larger patch on a tie; refused when no divisor comes
+// within a factor of 2 of it (too many or too few tokens).
+int adapt_patch(const VitPreset& preset, int image_size) {
+  const int g0 = preset.config.image_size / preset.config.patch, p0 = preset.config.patch;
+  if (image_size % p0 == 0 && 2 * (image_size / p0) >= g0 && image_size / p0 <= 2 * g0) return p0;  // suits: kept
+  int best = 0;
+  double best_d = 0;
+  for (int p = image_size; p >= 1; --p) {
+    if (image_size % p) continue;
+    const double d = std::abs(std::log(double(image_size / p) / g0));
+    if (!best || d < best_d - 1e-12) best = p, best_d = d;
+  }
+  const int g = image_size / best;
+  ENVIT_CHECK(2 * g >= g0 && g <= 2 * g0, UsageError, "image size ", image_size, ": no patch size gives a grid near "
+              "preset ", preset.name, "'s ", g0, "x", g0, " patches (the nearest, patch ", best, ", gives ", g, "x", g,
+              "); set --patch P (a divisor of the image size) or --image-size N");
+  return best;
 }
 
 }  // namespace
@@ -74,9 +119,14 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
   const std::string g_model = "Model (defaults from --preset)";
   c->add_option("--exits", a.exits, "blocks after which exits sit, e.g. 2,4,6 (default: every other block)")
       ->delimiter(',')->check(CLI::Range(1, 1024))->group(g_model);
-  c->add_option("--image-size", a.image_size, "input image size (default: the dataset's)")
+  c->add_option("--image-size", a.image_size, "input image size (default: the dataset's; a folder's when its images "
+                                              "share one size)")
       ->check(CLI::Range(1, 4096))->group(g_model);
-  c->add_option("--patch", a.patch, "patch size")->check(CLI::Range(1, 4096))->group(g_model);
+  c->add_option("--channels", a.channels, "input channels, 1 or 3 (default: the dataset's; a folder: 1 when every "
+                                          "image is grey-scale)")
+      ->check(CLI::IsMember({1, 3}))->group(g_model);
+  c->add_option("--patch", a.patch, "patch size (default: the preset's, adapted to another image size)")
+      ->check(CLI::Range(1, 4096))->group(g_model);
   c->add_option("--dim", a.dim, "embedding dim D")->check(CLI::Range(1, 65536))->group(g_model);
   c->add_option("--depth", a.depth, "number of blocks L")->check(CLI::Range(1, 1024))->group(g_model);
   c->add_option("--heads", a.heads, "attention heads")->check(CLI::Range(1, 4096))->group(g_model);
@@ -106,8 +156,9 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
   c->add_option("--crop-pad", a.crop_pad, "random-crop padding in pixels (0: off; default from --preset)")
       ->check(CLI::Range(0, 64))->group(g_data);
   c->add_flag("--hflip", a.hflip, "random horizontal flips (off for Fashion-MNIST by default)")->group(g_data);
-  c->add_option("--dataset", a.dataset, "dataset (folder: --data DIR of class folders)")
-      ->capture_default_str()->check(CLI::IsMember({"fashion-mnist", "mnist", "cifar10", "cifar100", "folder"}))
+  c->add_option("--dataset", a.dataset, "dataset (idx: --data DIR of IDX files; folder: --data DIR of class folders; "
+                                        "default: fashion-mnist, or with --data, what DIR holds)")
+      ->capture_default_str()->check(CLI::IsMember({"fashion-mnist", "mnist", "idx", "cifar10", "cifar100", "folder"}))
       ->group(g_data);
   c->add_option("--norm", a.norm, "input normalisation: auto (--init's recorded one, else dataset), dataset, imagenet, "
                                   "inception, MEAN,STD or C means then C stds")
@@ -147,6 +198,9 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
       ->capture_default_str()->check(at_least(0))->group(g_run);
   c->add_option("--step-log", a.step_log,
                 "also write one JSON line per step (step, loss, grad_norm, lr) to this file")->group(g_run);
+  c->add_option("--memory-limit", a.memory_limit,
+                "refuse a run whose planned memory exceeds this (e.g. 2G, 512M; default: ENVIT_MEMORY_LIMIT, else "
+                "MemAvailable or the cgroup limit)")->group(g_run);
   c->add_option("--eval-batch", a.eval_batch, "batch size for the per-epoch evaluation")
       ->capture_default_str()->check(CLI::Range(1, 1 << 16))->group(g_run);
   c->add_flag("--print-config", a.print_config,
@@ -164,21 +218,23 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   if (!a.init.empty())
     src = pretrained_read(a.init, parse_weight_format(a.init_format),
                           {given("--heads") ? a.heads : 0, given("--ln-eps") ? a.ln_eps : -1.0});
-  const bool folder = a.dataset == "folder";
-  int image_size = given("--image-size") ? a.image_size : src ? src->cfg.image_size : folder ? 224 : 0;
-  const int channels = src ? src->cfg.channels : 0;
+  const DataSource source = data_source(a.dataset, a.data, given("--dataset"));
+  const bool folder = source.kind == "folder";
+  int image_size = given("--image-size") ? a.image_size : src ? src->cfg.image_size : 0;
+  int channels = given("--channels") ? a.channels : src ? src->cfg.channels : 0;
   Dataset train, test;
   std::string test_name = "test";
   if (folder) {
+    if (!image_size || !channels) follow_folder(source.dir, image_size, channels);
     ImageFolderData fd = image_folder_load(
-        a.data, folder_options(a.data, image_size, channels ? channels : 3, std::uint64_t(a.seed), a.folder_val,
-                               a.crop_fraction));
+        source.dir, folder_options(source.dir, image_size, channels, std::uint64_t(a.seed), a.folder_val, a.crop_fraction));
     train = std::move(fd.train);
     test = std::move(fd.eval);
     test_name = fd.eval_name;
   } else {
-    train = load_dataset(a.dataset, a.data, true);
-    test = load_dataset(a.dataset, a.data, false);
+    train = load_dataset(source.kind, source.dir, true);
+    test = load_dataset(source.kind, source.dir, false);
+    if (source.kind == "idx") train.classes = test.classes = std::max(train.classes, test.classes);
   }
   SplitSpec spec;
   spec.skip = a.skip, spec.subset = a.subset, spec.classes = a.classes;
@@ -193,9 +249,9 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   }
 
   // The splits of one dataset share a geometry; a mismatch is a broken dataset, not something to resize away.
-  ENVIT_CHECK(test.c == train.c && test.h == train.h && test.w == train.w, ValueError, "dataset '", test.name,
-              "' has ", test.c, "x", test.h, "x", test.w, " images (C x H x W), its training split '", train.name,
-              "' has ", train.c, "x", train.h, "x", train.w);
+  ENVIT_CHECK(test.c == train.c && test.h == train.h && test.w == train.w, ValueError, "'", test.file, "' (",
+              test.name, ") has ", test.c, "x", test.h, "x", test.w, " images (C x H x W), the training split '",
+              train.file, "' has ", train.c, "x", train.h, "x", train.w);
   if (image_size == 0) image_size = train.h;
   fit_dataset(train, image_size, channels ? channels : train.c);
   fit_dataset(test, image_size, channels ? channels : train.c);
@@ -206,6 +262,13 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   cfg.image_size = image_size;
   cfg.channels = train.c;
   if (given("--patch")) cfg.patch = a.patch;
+  else if (!src && image_size != preset.config.image_size) {
+    cfg.patch = adapt_patch(preset, image_size);
+    if (cfg.patch != preset.config.patch)
+      std::fprintf(stderr, "note: patch %d for %dx%d images (%dx%d patches); preset %s has patch %d for %dx%d; --patch "
+                   "sets it\n", cfg.patch, image_size, image_size, cfg.grid(), cfg.grid(), preset.name,
+                   preset.config.patch, preset.config.image_size, preset.config.image_size);
+  }
   if (given("--dim")) cfg.dim = a.dim;
   if (given("--depth")) cfg.depth = a.depth;
   if (given("--heads")) cfg.heads = a.heads;
@@ -275,6 +338,14 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   // The warm-up depends on the run's length: the Trainer's step count (the last partial batch of
   // each epoch is dropped; --steps caps the total), checked against the Trainer's below.
   const std::int64_t per_epoch = std::int64_t(split.train.size()) / o.batch;
+  const bool length_given = given("--epochs") || given("--steps");
+  const Schedule sched = resolve_epochs(
+      preset, per_epoch, length_given || src.has_value(),
+      resume_file.metadata.count("train.epochs") ? std::optional<std::int64_t>(resume_file.meta_int("train.epochs"))
+                                                 : std::nullopt,
+      std::stoll(resume_file.meta_or("train.min_steps", "0")));
+  if (!length_given) o.epochs = int(sched.epochs);
+  if (!sched.note.empty()) std::fprintf(stderr, "%s\n", sched.note.c_str());
   const std::int64_t total_steps =
       o.max_steps >= 0 ? std::min<std::int64_t>(o.max_steps, per_epoch * o.epochs) : per_epoch * o.epochs;
   const Warmup warm = resolve_warmup(
@@ -284,15 +355,39 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   o.warmup_steps = warm.steps;
   if (!warm.note.empty()) std::fprintf(stderr, "note: %s\n", warm.note.c_str());
 
-  Trainer tr(cfg, o, train, split.train, stats);
+  // Memory: the plan against the budget, before the Trainer allocates its arenas.
+  const std::uint64_t data_bytes = train.images.size() + 4 * train.labels.size() +
+                                   (n_val > 0 ? 0 : test.images.size() + 4 * test.labels.size());
+  const MemoryPlan mem = plan_training_memory(cfg, o.batch, a.eval_batch, data_bytes);
+  const char* env_limit = std::getenv("ENVIT_MEMORY_LIMIT");
+  std::uint64_t limit = 0;
+  as_usage_error([&] {
+    if (!a.memory_limit.empty()) limit = parse_bytes(a.memory_limit, "--memory-limit");
+    else if (env_limit && *env_limit) limit = parse_bytes(env_limit, "ENVIT_MEMORY_LIMIT");
+  });
+  const MemoryBudget budget =
+      memory_budget(limit, !a.memory_limit.empty() ? "--memory-limit" : "ENVIT_MEMORY_LIMIT");
+  const std::string mem_text = "planned " + format_bytes(mem.total()) + " (parameters, gradients and AdamW " +
+                               format_bytes(mem.params + mem.grads + mem.optimizer) + ", activations at batch " +
+                               std::to_string(o.batch) + " " + format_bytes(mem.activations) + ", evaluation " +
+                               format_bytes(mem.eval) + ", data " + format_bytes(mem.data) + ")";
+  ENVIT_CHECK(a.print_config || !budget.bytes || mem.total() <= budget.bytes, std::runtime_error, "memory: ",
+              mem_text, " is more than the ", format_bytes(budget.bytes), " available (", budget.source,
+              "); reduce --batch (activations grow with it), --image-size or the tokens ((image size / --patch)^2, a "
+              "larger --patch), or --eval-batch");
   Dist& mp = dist();
+  Trainer tr(cfg, o, train, split.train, stats);
   if (mp.world > 1) tr.set_shard(mp.rank, mp.world, mp.grad_reduce(), mp.batch_reduce());
   const bool root = mp.root();  // rank 0 alone prints, logs and writes checkpoints
   ENVIT_CHECK(tr.total_steps() == total_steps, std::logic_error, "envit train: the run has ", tr.total_steps(),
               " steps, the warm-up was sized for ", total_steps);
   std::map<std::string, std::string> extra = spec.to_map();
   extra.erase("train.seed");  // the trainer records its own
-  extra["data.dataset"] = a.dataset;
+  extra["data.dataset"] = source.kind;
+  extra["data.source"] = source.name;
+  if (!source.dir.empty()) extra["data.dir"] = source.dir;
+  if (sched.min_steps > 0) extra["train.min_steps"] = std::to_string(sched.min_steps);
+  extra["train.memory_planned"] = std::to_string(mem.total());
   extra["data.norm"] = norm_spec;
   if (folder) {
     extra["data.folder_val"] = std::to_string(a.folder_val);
@@ -334,8 +429,10 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
                ChannelStats::join(stats.std).c_str());
   if (root) std::fprintf(stderr,
                "data: %s, %zu train / %zu %s samples; %lld steps of batch %d, %lld warm-up; %d threads; out %s\n",
-               a.dataset.c_str(), split.train.size(), eval_idx.size(), eval_name, (long long)tr.total_steps(),
+               source.name.c_str(), split.train.size(), eval_idx.size(), eval_name, (long long)tr.total_steps(),
                o.batch, (long long)o.warmup_steps, num_threads(), out.c_str());
+  if (root) std::fprintf(stderr, "memory: %s; %s available (%s)\n", mem_text.c_str(),
+                         budget.bytes ? format_bytes(budget.bytes).c_str() : "unknown", budget.source.c_str());
   if (root && mp.world > 1)
     std::fprintf(stderr, "data parallel: %d ranks x %d threads, %lld..%lld samples of each batch per rank\n",
                  mp.world, num_threads(), (long long)(o.batch / mp.world), (long long)((o.batch + mp.world - 1) / mp.world));
@@ -417,6 +514,7 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
     line << "{\"epoch\":" << (e + 1) << ",\"step\":" << tr.step() << ",\"loss\":" << json_number(loss_sum / double(steps))
          << ",\"lr\":" << json_number(tr.lr()) << ",\"executed_fraction\":" << json_number(exec_sum / double(steps))
          << ",\"images_per_s\":" << json_number(double(steps) * o.batch / secs) << ",\"seconds\":" << json_number(secs)
+         << ",\"memory_planned\":" << mem.total()
          << ",\"train_acc\":[";
     for (int j = 0; j < M; ++j)
       line << (j ? "," : "") << json_number(seen[j] ? double(corr[j]) / double(seen[j]) : 0.0);
