@@ -219,8 +219,8 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
     infer_all_exits_dataset<float>(ws, P, images.data(), N, logits.data(), batch);
     const VitMacs macs = vit_macs(L.cfg);
     ExitScores scores = exit_scores(logits.data(), M, N, C, base);
-    std::printf("\n%s  [%s]\n  %s\n  per-exit test accuracy (complete model):", L.path.c_str(), L.label.c_str(),
-                L.cfg.str().c_str());
+    std::printf("\n%s  [%s]\n  %s\n  data: %s, %d images\n  per-exit test accuracy (complete model):", L.path.c_str(),
+                L.label.c_str(), L.cfg.str().c_str(), test.name.c_str(), N);
     std::vector<double> exit_acc(static_cast<std::size_t>(M));
     for (int j = 0; j < M; ++j) {
       exit_acc[j] = exit_accuracy(scores, labels.data(), j);
@@ -307,7 +307,7 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
     };
 
     js << (ci ? "," : "") << "{\"checkpoint\":" << json_string(L.path) << ",\"label\":" << json_string(L.label)
-       << ",\"exits\":[";
+       << ",\"dataset\":" << json_string(test.name) << ",\"exits\":[";
     for (int j = 0; j < M; ++j) js << (j ? "," : "") << L.cfg.exits[j];
     js << "],\"exit_accuracy\":[";
     for (int j = 0; j < M; ++j) js << (j ? "," : "") << json_number(exit_acc[j]);
