@@ -63,7 +63,7 @@ if(ENVIT_BUILD_EXAMPLES)
   envit_cli_test("the run header states the planned memory" RC 0
                  ARGS train|--subset|256|--steps|1|--batch|64|--dim|16|--heads|2|--mlp|32|--depth|2|--threads|1|--memory-limit|4G|--out|${CMAKE_CURRENT_BINARY_DIR}/cli_runs/mem
                  ERR "memory: planned [0-9.]+ MiB \\(parameters.*\\); 4.00 GiB available \\(--memory-limit\\)")
-  envit_cli_test("--warmup-frac sets the warm-up" RC 0 ARGS train|--subset|1500|--warmup-frac|0.1|--print-config
+  envit_cli_test("--warmup-frac sets the warm-up" RC 0 ARGS train|--subset|1500|--epochs|18|--warmup-frac|0.1|--print-config
                  OUT "train.warmup_steps=20\n" NOT_ERR "note:")
   envit_cli_test("--warmup-steps overrides" RC 0 ARGS train|--subset|1500|--warmup-steps|7|--print-config
                  OUT "train.warmup_steps=7\n")
