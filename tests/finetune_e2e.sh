@@ -38,15 +38,15 @@ rc=0; "$envit" train --data photos --print-config > mixed.log 2>&1 || rc=$?
 grep -q "differ in size: '[^']*' is 28x28, '[^']*\.jpg' is 35x30 (W x H); set --image-size N" mixed.log ||
   { cat mixed.log; fail "mixed sizes: no message naming the files and --image-size"; }
 cp -r photos grey && rm grey/train/*/*.jpg grey/train/*/*.bmp
-"$envit" train --data grey --print-config > grey.log 2>&1 || { cat grey.log; fail "grey folder"; }
+"$envit" train --data grey --batch 8 --print-config > grey.log 2>&1 || { cat grey.log; fail "grey folder"; }
 grep -q "data: folder:grey: [0-9]* images, 28x28 grey-scale; training at 1x28x28" grey.log || { cat grey.log; fail "grey: geometry not reported"; }
 grep -q "^config.channels=1$" grey.log && grep -q "^config.image_size=28$" grey.log && grep -q "^config.patch=7$" grey.log ||
   { cat grey.log; fail "grey: not 28x28x1 with patch 7"; }
 grep -q "^data.source=folder:grey$" grey.log || { cat grey.log; fail "grey: data.source"; }
 cp -r photos colour && rm colour/train/*/*.jpg
-"$envit" train --data colour --print-config > colour.log 2>&1 || { cat colour.log; fail "colour folder"; }
+"$envit" train --data colour --batch 8 --print-config > colour.log 2>&1 || { cat colour.log; fail "colour folder"; }
 grep -q "^config.channels=3$" colour.log || { cat colour.log; fail "colour: BMP files present, expected 3 channels"; }
-"$envit" train --data colour --channels 1 --print-config > colour1.log 2>&1 && grep -q "^config.channels=1$" colour1.log ||
+"$envit" train --data colour --channels 1 --batch 8 --print-config > colour1.log 2>&1 && grep -q "^config.channels=1$" colour1.log ||
   { cat colour1.log; fail "--channels 1 not applied"; }
 if "$envit" train --init hf --dataset folder --data photos --image-size 42 --exits 3,6 "${common[@]}" \
      --out folder > refused.log 2>&1; then fail "a 10-class head was replaced without --allow-new-heads"; fi
