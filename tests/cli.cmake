@@ -1,5 +1,5 @@
 # The command-line programs' conventions: `envit` (examples/envit) and the writers it uses.
-# Unit tests of the text writers and the warm-up rule (header-only, also run under the sanitizers).
+# Unit tests of the text writers, the warm-up rule, the step floor and the memory plan (header-only, also run under the sanitizers).
 envit_add_test(test_cli_outputs test_cli_outputs.cpp)
 target_include_directories(test_cli_outputs PRIVATE ${PROJECT_SOURCE_DIR}/examples/envit)
 
