@@ -639,7 +639,8 @@ PYBIND11_MODULE(envit, m) {
            py::arg("images"), "uint8 pixels -> float32 with the model's recorded normalisation.")
       .def("test_set", [](const Model& md, const std::string& dataset, const std::string& data) {
         const std::string name = dataset.empty() ? md.file().meta_or("data.dataset", "fashion-mnist") : dataset;
-        Dataset d = cli::load_checkpoint_dataset(name, data, false, md.file(), md.config());
+        const std::string dir = data.empty() ? md.file().meta_or("data.dir", "") : data;  // the training run's
+        Dataset d = cli::load_checkpoint_dataset(name, dir, false, md.file(), md.config());
         d.check_fits(md.config().channels, md.config().image_size, md.config().image_size, md.config().classes,
                      "checkpoint '" + md.path() + "'");
         return dataset_arrays(d);
@@ -647,7 +648,8 @@ PYBIND11_MODULE(envit, m) {
       "The test images (uint8) and labels `envit eval` uses for this checkpoint.")
       .def("validation_set", [](const Model& md, const std::string& dataset, const std::string& data) {
         const std::string name = dataset.empty() ? md.file().meta_or("data.dataset", "fashion-mnist") : dataset;
-        return dataset_arrays(cli::checkpoint_validation_set(md.file(), md.path(), md.config(), name, data,
+        const std::string dir = data.empty() ? md.file().meta_or("data.dir", "") : data;
+        return dataset_arrays(cli::checkpoint_validation_set(md.file(), md.path(), md.config(), name, dir,
                                                              "validation_set"));
       }, py::arg("dataset") = "", py::arg("data") = "",
       "The validation split (uint8 images, labels) carved at training time, which `envit eval` calibrates on.")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Cross-builds envit for 64-bit ARM (NEON kernels through xsimd) with Debian's g++-aarch64-linux-gnu
 # and runs it under qemu-aarch64. One command; exits non-zero on any failure.
-# Needs: g++-aarch64-linux-gnu, qemu-user, zlib1g-dev:arm64 (scripts/setup.sh installs them).
+# Needs: g++-aarch64-linux-gnu, qemu-user, zlib1g-dev:arm64 (`scripts/setup.sh test` installs them).
 # Usage: scripts/cross_arm64.sh [build-dir]         (default build-arm64; JOBS sets the parallelism)
 #        scripts/cross_arm64.sh --all [build-dir]   every test executable and the program, built only
 # Default (ctest portability_arm64): builds test_gemm, test_vec and the `envit` program (envit_cli;
@@ -27,7 +27,7 @@ if [ "${1:-}" = --all ]; then all=1; shift; fi
 BUILD=${1:-build-arm64}
 JOBS=${JOBS:-$(nproc)}
 for tool in aarch64-linux-gnu-g++ qemu-aarch64; do
-  command -v "$tool" >/dev/null || { echo "cross_arm64: $tool not found (run scripts/setup.sh)" >&2; exit 1; }
+  command -v "$tool" >/dev/null || { echo "cross_arm64: $tool not found (run scripts/setup.sh test)" >&2; exit 1; }
 done
 [ -e /usr/lib/aarch64-linux-gnu/libz.so ] ||
   { echo "cross_arm64: zlib for arm64 not found (/usr/lib/aarch64-linux-gnu/libz.so; package zlib1g-dev:arm64)" >&2; exit 1; }

@@ -6,9 +6,9 @@
 # Extra arguments go to `envit train` (e.g. --epochs 2 for a quicker run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh main  # no test, benchmark, MPI or cross tool chain: scripts/test.sh installs those
 JOBS=${JOBS:-$(nproc)}
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DENVIT_BUILD_TESTS=OFF -DENVIT_BUILD_BENCH=OFF
 cmake --build build -j "$JOBS" --target envit_cli
 OUT=${OUT:-out/readme}
 THREADS=${THREADS:-$(nproc)}

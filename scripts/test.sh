@@ -6,9 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # python3-torch is optional: parity fixtures are checked in; it is only needed to regenerate them.
-bash scripts/setup.sh
+bash scripts/setup.sh test
 JOBS=${JOBS:-$(nproc)}
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+# ON explicitly: a tree first configured by scripts/main.sh has tests, benchmarks and MPI cached off.
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DENVIT_BUILD_TESTS=ON -DENVIT_BUILD_BENCH=ON -DENVIT_MPI=ON
 cmake --build build -j "$JOBS"
 ctest --test-dir build --output-on-failure -j "$JOBS"
 # -O1 -g1: the sanitizer build dominates CI time (-O2 -g: 19 of 31 minutes); line tables are all

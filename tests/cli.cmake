@@ -1,16 +1,21 @@
 # The command-line programs' conventions: `envit` (examples/envit) and the writers it uses.
-# Unit tests of the text writers and the warm-up rule (header-only, also run under the sanitizers).
+# Unit tests of the text writers, the warm-up rule, the step floor and the memory plan (header-only, also run under the sanitizers).
 envit_add_test(test_cli_outputs test_cli_outputs.cpp)
 target_include_directories(test_cli_outputs PRIVATE ${PROJECT_SOURCE_DIR}/examples/envit)
 
 if(ENVIT_BUILD_EXAMPLES)
   set(check ${CMAKE_CURRENT_SOURCE_DIR}/cli/run_check.cmake)
+  # The readme preset's step floor (kReadmeMinSteps in envit/model/config.hpp) and its epochs on
+  # 1,500 images at batch 128 (11 steps per epoch).
+  file(STRINGS ${PROJECT_SOURCE_DIR}/include/envit/model/config.hpp floor_line REGEX "kReadmeMinSteps = [0-9]+")
+  string(REGEX REPLACE ".*kReadmeMinSteps = ([0-9]+).*" "\\1" ENVIT_README_MIN_STEPS "${floor_line}")
+  math(EXPR ENVIT_README_FLOOR_EPOCHS "(${ENVIT_README_MIN_STEPS} + 10) / 11")
   envit_program(envit envit_cli)
-  # envit_cli_test(name RC <code> ARGS a|b|c [OUT re] [ERR re] [NOT_ERR re] [OMP n|unset])
+  # envit_cli_test(name RC <code> ARGS a|b|c [OUT re] [ERR re] [NOT_ERR re] [OMP n|unset] [SETENV NAME=VALUE])
   function(envit_cli_test name)
-    cmake_parse_arguments(T "" "RC;ARGS;OUT;ERR;NOT_ERR;OMP" "" ${ARGN})
+    cmake_parse_arguments(T "" "RC;ARGS;OUT;ERR;NOT_ERR;OMP;SETENV" "" ${ARGN})
     set(defs -DCMD=${envit} "-DARGS=${T_ARGS}" -DRC=${T_RC})
-    foreach(k OUT ERR NOT_ERR OMP)
+    foreach(k OUT ERR NOT_ERR OMP SETENV)
       if(DEFINED T_${k})
         list(APPEND defs "-D${k}=${T_${k}}")
       endif()
@@ -35,16 +40,37 @@ if(ENVIT_BUILD_EXAMPLES)
   envit_cli_test("--threads defaults to the cores without OMP_NUM_THREADS" RC 0 OMP unset
                  ARGS train|--subset|1500|--print-config OUT "\nthreads=@NPROC@\n")
   # 1,500 images, batch 128: 11 steps x 18 epochs = 198; the readme preset's 400 steps do not fit.
-  envit_cli_test("warm-up of a short run is a fraction of it" RC 0 ARGS train|--subset|1500|--print-config
+  envit_cli_test("warm-up of a short run is a fraction of it" RC 0 ARGS train|--subset|1500|--epochs|18|--print-config
                  OUT "train.total_steps=198\ntrain.warmup_steps=10\n" ERR "note: preset readme's 400 warm-up steps")
-  envit_cli_test("--warmup-frac sets the warm-up" RC 0 ARGS train|--subset|1500|--warmup-frac|0.1|--print-config
+  # Without --epochs the same run is raised to the readme preset's step floor (schedule.hpp), and says so.
+  envit_cli_test("a short-data run is raised to the preset's step floor" RC 0 ARGS train|--subset|1500|--print-config
+                 OUT "train.epochs=${ENVIT_README_FLOOR_EPOCHS}\n.*train.min_steps=${ENVIT_README_MIN_STEPS}\n"
+                 ERR "schedule: preset readme's 18 epochs are 198 steps on this data set \\(11 per epoch\\), far fewer than the 7722 it was tuned for; raised to ${ENVIT_README_FLOOR_EPOCHS} epochs")
+  envit_cli_test("--epochs wins over the step floor" RC 0 ARGS train|--subset|1500|--epochs|5|--print-config
+                 OUT "train.total_steps=55\n" NOT_ERR "schedule:")
+  envit_cli_test("--steps wins over the step floor" RC 0 ARGS train|--subset|1500|--steps|100|--print-config
+                 OUT "train.epochs=18\n.*train.total_steps=100\n" NOT_ERR "schedule:")
+  # Memory: a plan above the limit is refused before any step (and before the output directory exists).
+  envit_cli_test("a run whose memory plan exceeds --memory-limit is refused" RC 1
+                 ARGS train|--subset|1500|--memory-limit|1M|--out|${CMAKE_CURRENT_BINARY_DIR}/cli_runs/refused
+                 ERR "memory: planned [0-9.]+ MiB \\(parameters, gradients and AdamW [0-9.]+ MiB, activations at batch 128 [0-9.]+ MiB, evaluation [0-9.]+ MiB, data [0-9.]+ MiB\\) is more than the 1.0 MiB available \\(--memory-limit\\); reduce --batch"
+                 NOT_ERR "epoch 1")
+  envit_cli_test("ENVIT_MEMORY_LIMIT refuses the same way" RC 1 SETENV ENVIT_MEMORY_LIMIT=2M
+                 ARGS train|--subset|1500|--out|${CMAKE_CURRENT_BINARY_DIR}/cli_runs/refused
+                 ERR "is more than the 2.0 MiB available \\(ENVIT_MEMORY_LIMIT\\)" NOT_ERR "epoch 1")
+  envit_cli_test("a malformed memory limit is a usage error" RC 2 ARGS train|--memory-limit|lots|--print-config
+                 ERR "--memory-limit: 'lots' is not a memory size")
+  envit_cli_test("the run header states the planned memory" RC 0
+                 ARGS train|--subset|256|--steps|1|--batch|64|--dim|16|--heads|2|--mlp|32|--depth|2|--threads|1|--memory-limit|4G|--out|${CMAKE_CURRENT_BINARY_DIR}/cli_runs/mem
+                 ERR "memory: planned [0-9.]+ MiB \\(parameters.*\\); 4.00 GiB available \\(--memory-limit\\)")
+  envit_cli_test("--warmup-frac sets the warm-up" RC 0 ARGS train|--subset|1500|--epochs|18|--warmup-frac|0.1|--print-config
                  OUT "train.warmup_steps=20\n" NOT_ERR "note:")
   envit_cli_test("--warmup-steps overrides" RC 0 ARGS train|--subset|1500|--warmup-steps|7|--print-config
                  OUT "train.warmup_steps=7\n")
   # scripts/main.sh's run: 55,000 images, 429 steps x 18 epochs; the preset's 400 steps stay.
   envit_cli_test("the README job keeps the preset's 400 warm-up steps" RC 0
                  ARGS train|--preset|readme|--val|5000|--print-config
-                 OUT "train.total_steps=7722\ntrain.warmup_steps=400\n" NOT_ERR "note:")
+                 OUT "train.total_steps=7722\ntrain.warmup_steps=400\n" NOT_ERR "note:|schedule:")
 
   # A tiny 3-exit checkpoint (seconds) in a directory whose name needs XML escaping.
   set(run_dir "${CMAKE_CURRENT_BINARY_DIR}/cli_runs/r&d <1>")

@@ -1,6 +1,8 @@
 // The `envit` program's text writers (examples/envit/report.hpp, plot.hpp) and its warm-up rule
 // (examples/envit/warmup.hpp): CSV quoting, XML escaping, JSON numbers (non-finite -> null),
-// atomic whole-file writes, and the warm-up steps chosen for long and short runs.
+// atomic whole-file writes, the warm-up steps chosen for long and short runs, the epochs of a run
+// shorter than its preset's step floor (schedule.hpp), and the memory plan (envit/train/memory_plan.hpp)
+// against the arenas the trainer really allocates.
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -9,10 +11,15 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <sstream>
 
 #include "plot.hpp"
+#include "envit/optim/adamw.hpp"
+#include "envit/train/memory_plan.hpp"
+#include "envit/train/step.hpp"
 #include "report.hpp"
+#include "schedule.hpp"
 #include "warmup.hpp"
 
 using namespace envit::cli;
@@ -115,4 +122,59 @@ TEST_CASE("resolve_warmup: the preset's steps on long runs, a fraction of short 
   CHECK(w.steps == 300);
   CHECK_THAT(w.note, Catch::Contains("stays in warm-up"));
   CHECK(resolve_warmup(198, std::nullopt, 0.1, 400, 400, "readme").steps == 400);
+}
+
+TEST_CASE("resolve_epochs: a short run is raised to the preset's step floor; flags and resume decide otherwise", "[cli]") {
+  const envit::VitPreset& readme = envit::vit_preset("readme");
+  // README command 1: 55,000 images, 429 steps per epoch x 18 = 7,722, above the floor: unchanged.
+  Schedule s = resolve_epochs(readme, 429, false, std::nullopt, 0);
+  CHECK(s.epochs == 18);
+  CHECK(s.min_steps == 0);
+  CHECK(s.note.empty());
+  // 1,500 images at batch 128: 11 steps per epoch.
+  s = resolve_epochs(readme, 11, false, std::nullopt, 0);
+  CHECK(s.epochs == (envit::kReadmeMinSteps + 10) / 11);
+  CHECK(s.epochs * 11 >= envit::kReadmeMinSteps);
+  CHECK((s.epochs - 1) * 11 < envit::kReadmeMinSteps);
+  CHECK(s.min_steps == envit::kReadmeMinSteps);
+  CHECK(s.note.find("18 epochs are 198 steps on this data set (11 per epoch), far fewer than the 7722") !=
+        std::string::npos);
+  // --epochs / --steps (or --init) given: the preset's epochs, no note (the caller applies the flags).
+  s = resolve_epochs(readme, 11, true, std::nullopt, 0);
+  CHECK((s.epochs == 18 && s.min_steps == 0 && s.note.empty()));
+  // A resume of a raised run keeps the checkpoint's epochs, silently.
+  s = resolve_epochs(readme, 11, false, std::optional<std::int64_t>(77), envit::kReadmeMinSteps);
+  CHECK((s.epochs == 77 && s.min_steps == envit::kReadmeMinSteps && s.note.empty()));
+  // Presets without a floor are never raised.
+  CHECK(resolve_epochs(envit::vit_preset("vit-b16"), 3, false, std::nullopt, 0).epochs == 10);
+}
+
+TEST_CASE("memory plan: the arenas the trainer allocates, and sizes parsed from flags", "[cli]") {
+  envit::VitConfig cfg = envit::vit_preset("readme").config;
+  const int B = 32, EB = 64;
+  const envit::MemoryPlan m = envit::plan_training_memory(cfg, B, EB, 12345);
+  envit::ViTParams<float> P(cfg);
+  envit::AdamWState<float> adam(P.size());
+  envit::StepWorkspace<float> sw(cfg, B);
+  envit::InferenceWorkspace<float> iw(cfg, EB);
+  CHECK(m.params == P.size() * sizeof(float));
+  CHECK(m.grads == m.params);
+  CHECK(m.optimizer == (adam.m.capacity() + adam.v.capacity()) * sizeof(float));
+  const std::size_t image = std::size_t(cfg.channels) * cfg.image_size * cfg.image_size;
+  CHECK(m.activations == (sw.ws.arena.capacity() + sw.ow.arena.capacity() + B * image) * sizeof(float));
+  CHECK(m.eval == (iw.arena.capacity() + EB * image + std::size_t(cfg.num_exits()) * EB * cfg.classes) * sizeof(float));
+  CHECK(m.data == 12345);
+  CHECK(m.total() == m.params + m.grads + m.optimizer + m.activations + m.eval + m.data);
+
+  CHECK(envit::parse_bytes("2G", "x") == (std::uint64_t{2} << 30));
+  CHECK(envit::parse_bytes("512MiB", "x") == (std::uint64_t{512} << 20));
+  CHECK(envit::parse_bytes("1.5k", "x") == 1536);
+  CHECK(envit::parse_bytes("800000000", "x") == 800000000);
+  for (const char* bad : {"", "G", "-1G", "0", "2X", "1e30"})
+    CHECK_THROWS_AS(envit::parse_bytes(bad, "--memory-limit"), envit::ValueError);
+  CHECK(envit::format_bytes(std::uint64_t{3} << 29) == "1.50 GiB");
+  CHECK(envit::format_bytes(std::uint64_t{45} << 20) == "45.0 MiB");
+  // The machine's budget: a given limit wins; otherwise /proc/meminfo (always there on Linux).
+  CHECK(envit::memory_budget(1000, "--memory-limit").bytes == 1000);
+  CHECK(envit::memory_budget(0, "").bytes > 0);
 }

@@ -33,6 +33,8 @@ struct TrainArgs {
   std::string out = "out/run", resume, init, init_format = "detect", norm = "auto", step_log;
   double rrc_scale = 0, folder_val = 0.1, crop_fraction = 0.875;
   bool allow_new_heads = false, print_config = false;
+  int channels = 0;          // 0: the data's (a folder: 1 when every image is grey-scale)
+  std::string memory_limit;  // empty: ENVIT_MEMORY_LIMIT, else what the machine has
 };
 CLI::App* add_train_command(CLI::App& app, TrainArgs& a);
 int run_train(const TrainArgs& a, const CLI::App& cmd);

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -23,9 +24,44 @@
 
 namespace envit::cli {
 
-// "fashion-mnist" (default dir /usr/share/datasets/fashion-mnist), "mnist", "cifar10", "cifar100".
+// What --dataset and --data select: the loader (`kind`: fashion-mnist, mnist, idx, cifar10, cifar100,
+// folder) and the data set's name in logs, checkpoints (data.source) and eval output: "fashion-mnist",
+// "mnist", or KIND:DIR for a directory of the user's ("idx:DIR", "folder:DIR", "cifar10:DIR").
+// Without --dataset, --data DIR is a folder of class folders when it holds sub-folders and no
+// train-images-idx3-ubyte[.gz], else IDX files; without either, Fashion-MNIST from its Debian package.
+struct DataSource {
+  std::string kind, dir, name;
+};
+inline DataSource data_source(const std::string& dataset, const std::string& dir, bool dataset_given) {
+  std::string kind = dataset;
+  if (!dataset_given && !dir.empty()) {
+    namespace fs = std::filesystem;
+    bool subdirs = false;
+    std::error_code ec;
+    if (fs::is_directory(dir, ec))
+      for (const auto& e : fs::directory_iterator(dir, ec)) subdirs = subdirs || e.is_directory();
+    kind = subdirs && idx_find(dir, "train-images-idx3-ubyte").empty() ? "folder" : "idx";
+  }
+  const bool named = (kind == "fashion-mnist" || kind == "mnist") && dir.empty();
+  return {kind, dir, named ? kind : kind + ":" + dir};
+}
+
+// "fashion-mnist" (default dir /usr/share/datasets/fashion-mnist), "mnist", "idx" (a --data DIR of
+// {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]; classes: the largest label + 1), "cifar10", "cifar100".
 inline Dataset load_dataset(const std::string& name, const std::string& dir_flag, bool train) {
   if (name == "fashion-mnist") return fashion_mnist_load(dir_flag.empty() ? kFashionMnistDir : dir_flag, train);
+  if (name == "idx") {
+    ENVIT_CHECK(!dir_flag.empty(), UsageError, "--dataset idx needs --data DIR");
+    const std::string pre = train ? "train" : "t10k";
+    const std::string im = idx_find(dir_flag, pre + "-images-idx3-ubyte"), lb = idx_find(dir_flag, pre + "-labels-idx1-ubyte");
+    ENVIT_CHECK(!im.empty() && !lb.empty(), IoError, "IDX data set: '", dir_flag, "/", pre, "-",
+                im.empty() ? "images-idx3" : "labels-idx1",
+                "-ubyte[.gz]' not found (an IDX data set holds {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz])");
+    Dataset d = idx_load(im, lb, 256);
+    d.classes = d.labels.empty() ? 1 : *std::max_element(d.labels.begin(), d.labels.end()) + 1;
+    d.name = "idx:" + dir_flag + (train ? "/train" : "/test");
+    return d;
+  }
   if (name == "mnist") {
     const std::string dir = dir_flag.empty() ? "/usr/share/datasets/mnist" : dir_flag;
     const std::string pre = train ? "train" : "t10k";
@@ -41,7 +77,7 @@ inline Dataset load_dataset(const std::string& name, const std::string& dir_flag
                 " needs --data DIR (the extracted binary version of the dataset)");
     return name == "cifar10" ? cifar10_load(dir_flag, train) : cifar100_load(dir_flag, train);
   }
-  throw UsageError("unknown --dataset '" + name + "' (fashion-mnist, mnist, cifar10, cifar100)");
+  throw UsageError("unknown --dataset '" + name + "' (fashion-mnist, mnist, idx, cifar10, cifar100, folder)");
 }
 
 inline ImageFolderOptions folder_options(const std::string& dir, int size, int channels, std::uint64_t seed,

@@ -107,8 +107,8 @@ CLI::App* add_eval_command(CLI::App& app, EvalArgs& a) {
   c->add_option("--checkpoint", a.checkpoints, "checkpoint(s) written by envit train, comma-separated (one curve each)")
       ->required()->delimiter(',');
   c->add_option("--dataset", a.dataset, "dataset (default: the one the checkpoint was trained on)")
-      ->check(CLI::IsMember({"fashion-mnist", "mnist", "cifar10", "cifar100", "folder"}));
-  c->add_option("--data", a.data, "dataset directory");
+      ->check(CLI::IsMember({"fashion-mnist", "mnist", "idx", "cifar10", "cifar100", "folder"}));
+  c->add_option("--data", a.data, "dataset directory (default: the checkpoint's data.dir, the training run's --data)");
   c->add_option("--rule", a.rule,
                 "exit criterion: confidence (eq. 18), entropy (normalised by log C), patience, beem (BEEM's running "
                 "score), energy (COSEE's signal)")
@@ -182,13 +182,14 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
     std::string run = dir.substr(dir.find_last_of('/') + 1);
     L.label = L.file.meta_or("train.scheme", "?") + " (" + (run.empty() ? stem : run) + ")";
     const std::string dataset = a.dataset.empty() ? L.file.meta_or("data.dataset", "fashion-mnist") : a.dataset;
-    Dataset test = load_checkpoint_dataset(dataset, a.data, false, L.file, L.cfg);
+    const std::string data_dir = a.data.empty() ? L.file.meta_or("data.dir", "") : a.data;  // the training run's
+    Dataset test = load_checkpoint_dataset(dataset, data_dir, false, L.file, L.cfg);
     test.check_fits(L.cfg.channels, L.cfg.image_size, L.cfg.image_size, L.cfg.classes, "checkpoint '" + L.path + "'");
     const int M = L.cfg.num_exits(), C = L.cfg.classes;
     // The rule with its beem weights; thresholds are set per operating point.
     ExitCriterion base{rule, {0.0}, true, {}};
     if (rule == ExitRule::beem) {
-      base.weights = beem_weights(a.beem_weights, L, dataset, a.data, batch, P);
+      base.weights = beem_weights(a.beem_weights, L, dataset, data_dir, batch, P);
       std::printf("  beem exit weights (%s):", a.beem_weights.c_str());
       for (double w : base.weights) std::printf(" %.4g", w);
       std::printf("\n");
@@ -213,8 +214,8 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
     infer_all_exits_dataset<float>(ws, P, images.data(), N, logits.data(), batch);
     const VitMacs macs = vit_macs(L.cfg);
     ExitScores scores = exit_scores(logits.data(), M, N, C, base);
-    std::printf("\n%s  [%s]\n  %s\n  per-exit test accuracy (complete model):", L.path.c_str(), L.label.c_str(),
-                L.cfg.str().c_str());
+    std::printf("\n%s  [%s]\n  %s\n  data: %s, %d images\n  per-exit test accuracy (complete model):", L.path.c_str(),
+                L.label.c_str(), L.cfg.str().c_str(), test.name.c_str(), N);
     std::vector<double> exit_acc(static_cast<std::size_t>(M));
     for (int j = 0; j < M; ++j) {
       exit_acc[j] = exit_accuracy(scores, labels.data(), j);
@@ -301,7 +302,7 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
     };
 
     js << (ci ? "," : "") << "{\"checkpoint\":" << json_string(L.path) << ",\"label\":" << json_string(L.label)
-       << ",\"exits\":[";
+       << ",\"dataset\":" << json_string(test.name) << ",\"exits\":[";
     for (int j = 0; j < M; ++j) js << (j ? "," : "") << L.cfg.exits[j];
     js << "],\"exit_accuracy\":[";
     for (int j = 0; j < M; ++j) js << (j ? "," : "") << json_number(exit_acc[j]);
@@ -344,7 +345,7 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
     if (want_speedup || want_drop) {
       std::vector<float> vlog;
       std::vector<std::int32_t> vlab;
-      validation_logits(vlog, vlab, L, dataset, a.data, batch, ws, P, "calibration");
+      validation_logits(vlog, vlab, L, dataset, data_dir, batch, ws, P, "calibration");
       ExitScores vs = exit_scores(vlog.data(), M, int(vlab.size()), C, base);
       struct Goal { const char* what; double target; Calibration cal; };
       std::vector<Goal> cals;

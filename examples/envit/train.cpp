@@ -1,6 +1,7 @@
 // examples/envit/train.cpp — `envit train`: train a multi-exit ViT with EnViT or a baseline scheme.
 // All logic lives in the library (envit::Trainer); this file maps flags to options, prints
 // progress, logs every epoch as JSON lines and writes atomic checkpoints.
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -15,6 +16,7 @@
 #include "envit/io/dir_lock.hpp"
 #include "envit/train/interrupt.hpp"
 #include "dist.hpp"
+#include "envit/train/memory_plan.hpp"
 #include "envit/train/trainer.hpp"
 #include "progress.hpp"
 #include "report.hpp"
@@ -74,9 +76,14 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
   const std::string g_model = "Model (defaults from --preset)";
   c->add_option("--exits", a.exits, "blocks after which exits sit, e.g. 2,4,6 (default: every other block)")
       ->delimiter(',')->check(CLI::Range(1, 1024))->group(g_model);
-  c->add_option("--image-size", a.image_size, "input image size (default: the dataset's)")
+  c->add_option("--image-size", a.image_size, "input image size (default: the dataset's; a folder's when its images "
+                                              "share one size)")
       ->check(CLI::Range(1, 4096))->group(g_model);
-  c->add_option("--patch", a.patch, "patch size")->check(CLI::Range(1, 4096))->group(g_model);
+  c->add_option("--channels", a.channels, "input channels, 1 or 3 (default: the dataset's; a folder: 1 when every "
+                                          "image is grey-scale)")
+      ->check(CLI::IsMember({1, 3}))->group(g_model);
+  c->add_option("--patch", a.patch, "patch size (default: the preset's, adapted to another image size)")
+      ->check(CLI::Range(1, 4096))->group(g_model);
   c->add_option("--dim", a.dim, "embedding dim D")->check(CLI::Range(1, 65536))->group(g_model);
   c->add_option("--depth", a.depth, "number of blocks L")->check(CLI::Range(1, 1024))->group(g_model);
   c->add_option("--heads", a.heads, "attention heads")->check(CLI::Range(1, 4096))->group(g_model);
@@ -106,8 +113,9 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
   c->add_option("--crop-pad", a.crop_pad, "random-crop padding in pixels (0: off; default from --preset)")
       ->check(CLI::Range(0, 64))->group(g_data);
   c->add_flag("--hflip", a.hflip, "random horizontal flips (off for Fashion-MNIST by default)")->group(g_data);
-  c->add_option("--dataset", a.dataset, "dataset (folder: --data DIR of class folders)")
-      ->capture_default_str()->check(CLI::IsMember({"fashion-mnist", "mnist", "cifar10", "cifar100", "folder"}))
+  c->add_option("--dataset", a.dataset, "dataset (idx: --data DIR of IDX files; folder: --data DIR of class folders; "
+                                        "default: fashion-mnist, or with --data, what DIR holds)")
+      ->capture_default_str()->check(CLI::IsMember({"fashion-mnist", "mnist", "idx", "cifar10", "cifar100", "folder"}))
       ->group(g_data);
   c->add_option("--norm", a.norm, "input normalisation: auto (--init's recorded one, else dataset), dataset, imagenet, "
                                   "inception, MEAN,STD or C means then C stds")
@@ -147,6 +155,9 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
       ->capture_default_str()->check(at_least(0))->group(g_run);
   c->add_option("--step-log", a.step_log,
                 "also write one JSON line per step (step, loss, grad_norm, lr) to this file")->group(g_run);
+  c->add_option("--memory-limit", a.memory_limit,
+                "refuse a run whose planned memory exceeds this (e.g. 2G, 512M; default: ENVIT_MEMORY_LIMIT, else "
+                "MemAvailable or the cgroup limit)")->group(g_run);
   c->add_option("--eval-batch", a.eval_batch, "batch size for the per-epoch evaluation")
       ->capture_default_str()->check(CLI::Range(1, 1 << 16))->group(g_run);
   c->add_flag("--print-config", a.print_config,
@@ -172,9 +183,13 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   const std::vector<std::int64_t> eval_idx = s.eval_idx();
   const char* eval_name = s.eval_name();
   const std::int64_t total_steps = s.total_steps;
+  const DataSource& source = s.source;
+  const MemoryPlan& mem = s.mem;
+  const MemoryBudget& budget = s.budget;
+  const std::string& mem_text = s.mem_text;
 
-  Trainer tr(cfg, o, train, split.train, stats);
   Dist& mp = dist();
+  Trainer tr(cfg, o, train, split.train, stats);
   if (mp.world > 1) tr.set_shard(mp.rank, mp.world, mp.grad_reduce(), mp.batch_reduce());
   const bool root = mp.root();  // rank 0 alone prints, logs and writes checkpoints
   ENVIT_CHECK(tr.total_steps() == total_steps, std::logic_error, "envit train: the run has ", tr.total_steps(),
@@ -216,8 +231,10 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
                ChannelStats::join(stats.std).c_str());
   if (root) std::fprintf(stderr,
                "data: %s, %zu train / %zu %s samples; %lld steps of batch %d, %lld warm-up; %d threads; out %s\n",
-               a.dataset.c_str(), split.train.size(), eval_idx.size(), eval_name, (long long)tr.total_steps(),
+               source.name.c_str(), split.train.size(), eval_idx.size(), eval_name, (long long)tr.total_steps(),
                o.batch, (long long)o.warmup_steps, num_threads(), out.c_str());
+  if (root) std::fprintf(stderr, "memory: %s; %s available (%s)\n", mem_text.c_str(),
+                         budget.bytes ? format_bytes(budget.bytes).c_str() : "unknown", budget.source.c_str());
   if (root && mp.world > 1)
     std::fprintf(stderr, "data parallel: %d ranks x %d threads, %lld..%lld samples of each batch per rank\n",
                  mp.world, num_threads(), (long long)(o.batch / mp.world), (long long)((o.batch + mp.world - 1) / mp.world));
@@ -299,6 +316,7 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
     line << "{\"epoch\":" << (e + 1) << ",\"step\":" << tr.step() << ",\"loss\":" << json_number(loss_sum / double(steps))
          << ",\"lr\":" << json_number(tr.lr()) << ",\"executed_fraction\":" << json_number(exec_sum / double(steps))
          << ",\"images_per_s\":" << json_number(double(steps) * o.batch / secs) << ",\"seconds\":" << json_number(secs)
+         << ",\"memory_planned\":" << mem.total()
          << ",\"train_acc\":[";
     for (int j = 0; j < M; ++j)
       line << (j ? "," : "") << json_number(seen[j] ? double(corr[j]) / double(seen[j]) : 0.0);

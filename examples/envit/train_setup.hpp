@@ -5,7 +5,9 @@
 // (python/envit_module.cpp), so both configure a run identically.
 // Not here: the training loop, output directories, locks, logs, signals (each caller has its own).
 #pragma once
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <numeric>
@@ -17,10 +19,54 @@
 #include "common.hpp"
 #include "envit/data/normalize.hpp"
 #include "envit/io/pretrained.hpp"
+#include "envit/train/memory_plan.hpp"
 #include "envit/train/trainer.hpp"
+#include "schedule.hpp"
 #include "warmup.hpp"
 
 namespace envit::cli {
+
+// A folder's own geometry for what the flags and --init leave open (0): the size its images share
+// and 1 channel when every one is grey-scale. Images of several sizes, or one non-square size, are
+// refused naming the files and the flag that resizes them.
+inline void follow_folder(const std::string& dir, int& image_size, int& channels) {
+  const ImageFolderProbe p = image_folder_probe(dir);
+  if (!image_size) {
+    ENVIT_CHECK(p.same_size(), UsageError, "the images of '", dir, "' differ in size: '", p.first, "' is ", p.w, "x",
+                p.h, ", '", p.other, "' is ", p.other_w, "x", p.other_h,
+                " (W x H); set --image-size N to resize every image (shorter side to N, centre crop N x N)");
+    ENVIT_CHECK(p.h == p.w, UsageError, "the images of '", dir, "' are ", p.w, "x", p.h,
+                " (W x H), not square; set --image-size N to resize them (shorter side to N, centre crop N x N)");
+    image_size = p.h;
+  }
+  if (!channels) channels = p.grey ? 1 : 3;
+  std::fprintf(stderr, "data: folder:%s: %lld images, %s; training at %dx%dx%d (--image-size, --channels change it)\n",
+               dir.c_str(), (long long)p.files,
+               p.same_size() ? (std::to_string(p.w) + "x" + std::to_string(p.h) + (p.grey ? " grey-scale" : "")).c_str()
+                             : "of several sizes",
+               channels, image_size, image_size);
+}
+
+// The patch for an image size other than the preset's: the preset's own when it divides the size
+// with a grid within a factor of 2 of the preset's grid; else the divisor of the size whose grid is
+// nearest (in ratio) to the preset's grid, the larger patch on a tie; refused when no divisor comes
+// within a factor of 2 of it (too many or too few tokens).
+inline int adapt_patch(const VitPreset& preset, int image_size) {
+  const int g0 = preset.config.image_size / preset.config.patch, p0 = preset.config.patch;
+  if (image_size % p0 == 0 && 2 * (image_size / p0) >= g0 && image_size / p0 <= 2 * g0) return p0;  // suits: kept
+  int best = 0;
+  double best_d = 0;
+  for (int p = image_size; p >= 1; --p) {
+    if (image_size % p) continue;
+    const double d = std::abs(std::log(double(image_size / p) / g0));
+    if (!best || d < best_d - 1e-12) best = p, best_d = d;
+  }
+  const int g = image_size / best;
+  ENVIT_CHECK(2 * g >= g0 && g <= 2 * g0, UsageError, "image size ", image_size, ": no patch size gives a grid near "
+              "preset ", preset.name, "'s ", g0, "x", g0, " patches (the nearest, patch ", best, ", gives ", g, "x", g,
+              "); set --patch P (a divisor of the image size) or --image-size N");
+  return best;
+}
 
 // Datasets given in memory instead of by --dataset/--data (the Python module's arrays).
 struct GivenData {
@@ -43,6 +89,10 @@ struct TrainSetup {
   StFile resume_file;             // --resume, read
   std::int64_t total_steps = 0;   // the run's steps as the warm-up was sized (the Trainer's count)
   std::map<std::string, std::string> extra;  // checkpoint metadata beyond the trainer's own
+  DataSource source;              // what --dataset/--data name (kind "arrays" for arrays given in memory)
+  MemoryPlan mem;                 // the run's planned memory (train/memory_plan.hpp)
+  MemoryBudget budget;            // what it was checked against
+  std::string mem_text;           // the plan in words, for the run header
   const Dataset& eval_set() const { return spec.n_val > 0 ? train : test; }
   std::vector<std::int64_t> eval_idx() const {
     if (spec.n_val > 0) return split.val;
@@ -65,25 +115,29 @@ inline TrainSetup train_setup(const TrainArgs& a, const std::function<bool(const
     s.src = pretrained_read(a.init, parse_weight_format(a.init_format),
                             {given("--heads") ? a.heads : 0, given("--ln-eps") ? a.ln_eps : -1.0});
   const std::optional<Pretrained>& src = s.src;
-  s.folder = !data && a.dataset == "folder";
+  if (data) s.source = {"arrays", "", "arrays"};
+  else s.source = data_source(a.dataset, a.data, given("--dataset"));
+  const DataSource& source = s.source;
+  s.folder = !data && source.kind == "folder";
   const bool folder = s.folder;
-  int image_size = given("--image-size") ? a.image_size : src ? src->cfg.image_size : folder ? 224 : 0;
-  const int channels = src ? src->cfg.channels : 0;
+  int image_size = given("--image-size") ? a.image_size : src ? src->cfg.image_size : 0;
+  int channels = given("--channels") ? a.channels : src ? src->cfg.channels : 0;
   Dataset& train = s.train;
   Dataset& test = s.test;
   if (data) {
     train = std::move(data->train);
     test = std::move(data->test);
   } else if (folder) {
+    if (!image_size || !channels) follow_folder(source.dir, image_size, channels);
     ImageFolderData fd = image_folder_load(
-        a.data, folder_options(a.data, image_size, channels ? channels : 3, std::uint64_t(a.seed), a.folder_val,
-                               a.crop_fraction));
+        source.dir, folder_options(source.dir, image_size, channels, std::uint64_t(a.seed), a.folder_val, a.crop_fraction));
     train = std::move(fd.train);
     test = std::move(fd.eval);
     s.test_name = fd.eval_name;
   } else {
-    train = load_dataset(a.dataset, a.data, true);
-    test = load_dataset(a.dataset, a.data, false);
+    train = load_dataset(source.kind, source.dir, true);
+    test = load_dataset(source.kind, source.dir, false);
+    if (source.kind == "idx") train.classes = test.classes = std::max(train.classes, test.classes);
   }
   SplitSpec& spec = s.spec;
   spec.skip = a.skip, spec.subset = a.subset, spec.classes = a.classes;
@@ -98,9 +152,9 @@ inline TrainSetup train_setup(const TrainArgs& a, const std::function<bool(const
   }
 
   // The splits of one dataset share a geometry; a mismatch is a broken dataset, not something to resize away.
-  ENVIT_CHECK(test.c == train.c && test.h == train.h && test.w == train.w, ValueError, "dataset '", test.name,
-              "' has ", test.c, "x", test.h, "x", test.w, " images (C x H x W), its training split '", train.name,
-              "' has ", train.c, "x", train.h, "x", train.w);
+  ENVIT_CHECK(test.c == train.c && test.h == train.h && test.w == train.w, ValueError, "'", test.file, "' (",
+              test.name, ") has ", test.c, "x", test.h, "x", test.w, " images (C x H x W), the training split '",
+              train.file, "' has ", train.c, "x", train.h, "x", train.w);
   if (image_size == 0) image_size = train.h;
   fit_dataset(train, image_size, channels ? channels : train.c);
   fit_dataset(test, image_size, channels ? channels : train.c);
@@ -112,6 +166,13 @@ inline TrainSetup train_setup(const TrainArgs& a, const std::function<bool(const
   cfg.image_size = image_size;
   cfg.channels = train.c;
   if (given("--patch")) cfg.patch = a.patch;
+  else if (!src && image_size != preset.config.image_size) {
+    cfg.patch = adapt_patch(preset, image_size);
+    if (cfg.patch != preset.config.patch)
+      std::fprintf(stderr, "note: patch %d for %dx%d images (%dx%d patches); preset %s has patch %d for %dx%d; --patch "
+                   "sets it\n", cfg.patch, image_size, image_size, cfg.grid(), cfg.grid(), preset.name,
+                   preset.config.patch, preset.config.image_size, preset.config.image_size);
+  }
   if (given("--dim")) cfg.dim = a.dim;
   if (given("--depth")) cfg.depth = a.depth;
   if (given("--heads")) cfg.heads = a.heads;
@@ -174,6 +235,14 @@ inline TrainSetup train_setup(const TrainArgs& a, const std::function<bool(const
   // The warm-up depends on the run's length: the Trainer's step count (the last partial batch of
   // each epoch is dropped; --steps caps the total), checked against the Trainer's by the caller.
   const std::int64_t per_epoch = std::int64_t(s.split.train.size()) / o.batch;
+  const bool length_given = given("--epochs") || given("--steps");
+  const Schedule sched = resolve_epochs(
+      preset, per_epoch, length_given || src.has_value(),
+      s.resume_file.metadata.count("train.epochs") ? std::optional<std::int64_t>(s.resume_file.meta_int("train.epochs"))
+                                                   : std::nullopt,
+      std::stoll(s.resume_file.meta_or("train.min_steps", "0")));
+  if (!length_given) o.epochs = int(sched.epochs);
+  if (!sched.note.empty()) std::fprintf(stderr, "%s\n", sched.note.c_str());
   const std::int64_t total_steps = s.total_steps =
       o.max_steps >= 0 ? std::min<std::int64_t>(o.max_steps, per_epoch * o.epochs) : per_epoch * o.epochs;
   const Warmup warm = resolve_warmup(
@@ -185,12 +254,37 @@ inline TrainSetup train_setup(const TrainArgs& a, const std::function<bool(const
 
   s.extra = spec.to_map();
   s.extra.erase("train.seed");  // the trainer records its own
-  s.extra["data.dataset"] = a.dataset;
+  s.extra["data.dataset"] = source.kind;
+  s.extra["data.source"] = source.name;
+  if (!source.dir.empty()) s.extra["data.dir"] = source.dir;
+  if (sched.min_steps > 0) s.extra["train.min_steps"] = std::to_string(sched.min_steps);
   s.extra["data.norm"] = s.norm_spec;
   if (folder) {
     s.extra["data.folder_val"] = std::to_string(a.folder_val);
     s.extra["data.crop_fraction"] = std::to_string(a.crop_fraction);
   }
+
+  // Memory: the plan against the budget, before the Trainer allocates its arenas.
+  const std::uint64_t data_bytes = train.images.size() + 4 * train.labels.size() +
+                                   (spec.n_val > 0 ? 0 : test.images.size() + 4 * test.labels.size());
+  s.mem = plan_training_memory(cfg, o.batch, a.eval_batch, data_bytes);
+  const char* env_limit = std::getenv("ENVIT_MEMORY_LIMIT");
+  std::uint64_t limit = 0;
+  as_usage_error([&] {
+    if (!a.memory_limit.empty()) limit = parse_bytes(a.memory_limit, "--memory-limit");
+    else if (env_limit && *env_limit) limit = parse_bytes(env_limit, "ENVIT_MEMORY_LIMIT");
+  });
+  s.budget = memory_budget(limit, !a.memory_limit.empty() ? "--memory-limit" : "ENVIT_MEMORY_LIMIT");
+  const MemoryPlan& mem = s.mem;
+  s.mem_text = "planned " + format_bytes(mem.total()) + " (parameters, gradients and AdamW " +
+               format_bytes(mem.params + mem.grads + mem.optimizer) + ", activations at batch " +
+               std::to_string(o.batch) + " " + format_bytes(mem.activations) + ", evaluation " +
+               format_bytes(mem.eval) + ", data " + format_bytes(mem.data) + ")";
+  ENVIT_CHECK(a.print_config || !s.budget.bytes || mem.total() <= s.budget.bytes, std::runtime_error, "memory: ",
+              s.mem_text, " is more than the ", format_bytes(s.budget.bytes), " available (", s.budget.source,
+              "); reduce --batch (activations grow with it), --image-size or the tokens ((image size / --patch)^2, a "
+              "larger --patch), or --eval-batch");
+  s.extra["train.memory_planned"] = std::to_string(mem.total());
   return s;
 }
 

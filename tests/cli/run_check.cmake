@@ -1,7 +1,7 @@
 # Runs one program and checks its exit code and output (ctest: `cmake -P` this script).
 #   -DCMD=<program> "-DARGS=a|b|c" (arguments separated by |) -DRC=<expected exit code>
 #   [-DOUT=<regex stdout must match>] [-DERR=<regex stderr must match>] [-DNOT_ERR=<regex it must not>]
-#   [-DOMP=<value for OMP_NUM_THREADS, or "unset">]
+#   [-DOMP=<value for OMP_NUM_THREADS, or "unset">] [-DSETENV=NAME=VALUE]
 # -DOMP=unset also checks OUT against the processor count `nproc` reports (OUT may hold @NPROC@).
 if(DEFINED OMP)
   if(OMP STREQUAL "unset")
@@ -11,6 +11,13 @@ if(DEFINED OMP)
   else()
     set(ENV{OMP_NUM_THREADS} "${OMP}")
   endif()
+endif()
+if(DEFINED SETENV)
+  string(FIND "${SETENV}" "=" eq)
+  string(SUBSTRING "${SETENV}" 0 ${eq} env_name)
+  math(EXPR eq "${eq} + 1")
+  string(SUBSTRING "${SETENV}" ${eq} -1 env_value)
+  set(ENV{${env_name}} "${env_value}")
 endif()
 string(REPLACE "|" ";" args "${ARGS}")
 execute_process(COMMAND ${CMD} ${args} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)

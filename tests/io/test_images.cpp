@@ -206,3 +206,38 @@ TEST_CASE("image folder: named errors", "[images][folder][errors]") {
   CHECK(message_of<IoError>([&] { image_folder_load(t.path, o); }).find("cut.png': file is empty") != std::string::npos);
   CHECK(message_of<IoError>([&] { image_folder_load(t.file("nope"), o); }).find("not a directory") != std::string::npos);
 }
+
+TEST_CASE("image folder probe: the size the images share and whether all are grey (PNG, JPEG, BMP)", "[images][folder]") {
+  TempDir t;
+  namespace fs = std::filesystem;
+  for (const char* s : {"train/a", "train/b", "test/a", "test/b"}) fs::create_directories(t.file(s));
+  write_png(t.file("train/a/1.png"), 12, 12, 1, 40);  // grey PNG
+  write_png(t.file("test/a/3.png"), 12, 12, 2, 80);   // grey + alpha PNG
+  // stb_image_write writes JPEG and BMP files in colour (3 components) whatever the input.
+  auto grey = make_pixels(12, 12, 1, [](int x, int, int) { return 10 * x; });
+  REQUIRE(stbi_write_jpg(t.file("train/b/2.jpg").c_str(), 12, 12, 1, grey.data(), 95) != 0);
+  REQUIRE(stbi_write_bmp(t.file("test/b/4.bmp").c_str(), 12, 12, 1, grey.data()) != 0);
+  ImageFolderProbe p = image_folder_probe(t.path);
+  CHECK(p.files == 4);
+  CHECK((p.h == 12 && p.w == 12));
+  CHECK(p.same_size());
+  CHECK_FALSE(p.grey);
+  fs::remove(t.file("train/b/2.jpg"));
+  fs::remove(t.file("test/b/4.bmp"));
+  write_png(t.file("train/b/2.png"), 12, 12, 1, 60);
+  write_png(t.file("test/b/4.png"), 12, 12, 1, 90);
+  p = image_folder_probe(t.path);
+  CHECK(p.grey);
+  CHECK(p.files == 4);
+  // A second size: `other` names the first file that differs from the first one.
+  write_png(t.file("test/b/5.png"), 14, 9, 3, 90);
+  p = image_folder_probe(t.path);
+  CHECK_FALSE(p.same_size());
+  CHECK(p.first == t.file("train/a/1.png"));
+  CHECK(p.other == t.file("test/b/5.png"));
+  CHECK((p.other_w == 14 && p.other_h == 9));
+  CHECK_FALSE(p.grey);
+  // A file that is not an image is named.
+  testing::write_bytes(t.file("train/a/0.png"), "not a png");
+  CHECK(message_of<IoError>([&] { image_folder_probe(t.path); }).find("0.png': cannot read its header") != std::string::npos);
+}

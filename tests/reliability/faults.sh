@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Program-level fault tests of `envit train` on a small synthetic dataset (envit_fault_data):
-#   geometry     a 27x27 test split against 28x28 training images: refused before any step
+#   geometry     a 27x27 test split against 28x28 training images: refused before any step, naming the file
 #   interrupt    SIGINT mid-run: stops after the step with a checkpoint (exit 130); the resumed run
 #                ends with the uninterrupted run's checkpoint, byte for byte
 #   kill_resume  kill -9 KILLS times, resuming each time: at a random instant, every other kill
@@ -36,7 +36,7 @@ geometry)
   rc=0
   "$ENVIT" train "${FLAGS[@]}" --out "$T/run" > "$T/log" 2>&1 || rc=$?
   [ $rc -eq 1 ] || { cat "$T/log"; fail "exit code $rc, expected 1"; }
-  grep -q "fashion-mnist/test' has 1x27x27 images (C x H x W), its training split 'fashion-mnist/train' has 1x28x28" "$T/log" || { cat "$T/log"; fail "no clear message"; }
+  grep -qF "'$T/data/t10k-images-idx3-ubyte' (idx:$T/data/test) has 1x27x27 images (C x H x W), the training split '$T/data/train-images-idx3-ubyte' has 1x28x28" "$T/log" || { cat "$T/log"; fail "no message naming the file"; }
   ! grep -q "epoch 1" "$T/log" || fail "training started"
   [ ! -e "$T/run/last.safetensors" ] || fail "a checkpoint was written"
   ;;

@@ -31,6 +31,7 @@ inline Dataset cifar_read(const std::vector<std::string>& files, CifarKind kind,
   const int rec = cifar_record_bytes(kind), classes = cifar_classes(kind);
   const int label_at = kind == CifarKind::cifar100_fine ? 1 : 0;  // fine label is the second byte
   Dataset d;
+  d.file = files.size() == 1 ? files[0] : files[0] + " .. " + files.back();
   d.c = 3, d.h = 32, d.w = 32, d.classes = classes;
   std::vector<unsigned char> buf;
   for (const std::string& path : files) {

@@ -25,7 +25,8 @@ namespace envit {
 
 // N images of C x H x W uint8 pixels (row-major, channel planes) and their labels in [0, classes).
 struct Dataset {
-  std::string name;                      // e.g. "fashion-mnist/train"
+  std::string name;                      // e.g. "fashion-mnist/train", "idx:DIR/test"
+  std::string file;                      // the file or folder the images were read from (for messages)
   std::int64_t n = 0;
   int c = 0, h = 0, w = 0;
   int classes = 0;
@@ -70,6 +71,7 @@ struct Dataset {
 inline Dataset dataset_subset(const Dataset& d, const std::int64_t* idx, std::int64_t n_idx) {
   Dataset s;
   s.name = d.name + "/subset";
+  s.file = d.file;
   s.n = n_idx;
   s.c = d.c, s.h = d.h, s.w = d.w, s.classes = d.classes, s.class_names = d.class_names;
   const std::int64_t sz = d.image_size();

@@ -152,6 +152,7 @@ inline Dataset idx_load(const std::string& images_path, const std::string& label
               " images but labels file '", labels_path, "' has ", lb.dims[0], " labels");
   ENVIT_CHECK(classes > 0 && classes <= 256, ValueError, "idx_load: classes = ", classes, " outside [1, 256]");
   Dataset d;
+  d.file = images_path;
   d.n = im.dims[0];
   d.c = 1;
   d.h = static_cast<int>(im.dims[1]);

@@ -9,6 +9,8 @@
 // from that at batch time, see data/dataset.hpp), evaluation images resized so the shorter side is
 // round(size / crop_fraction) and centre-cropped to size x size (torchvision's Resize + CenterCrop).
 // Grayscale and RGBA images are converted to the requested channel count (1 or 3).
+// image_folder_probe reads only the headers: the size the images share and whether all are grey,
+// so `envit train` can train at the images' own size and channel count.
 // Errors (IoError) name the file: unreadable or truncated images, a class folder without images,
 // an evaluation class the training tree lacks, an empty split.
 // Not done: an on-disk cache, lazy decoding, other image formats (GIF, TIFF, WebP).
@@ -67,12 +69,19 @@ struct ImageFolderData {
 // an image of more than max_pixels pixels (checked from its header, before decoding).
 inline constexpr std::int64_t kMaxImagePixels = std::int64_t{1} << 24;  // 4096 x 4096
 struct DecodedImage { int h = 0, w = 0, c = 0; std::vector<std::uint8_t> pixels; };
-inline DecodedImage image_decode(const std::string& path, int channels, std::int64_t max_pixels = kMaxImagePixels) {
+namespace detail {
+// The bytes of an image file: IoError naming it when it is empty or 2 GiB or more.
+inline std::vector<unsigned char> image_file_bytes(const std::string& path) {
   io::InFile f(path);
   ENVIT_CHECK(f.size() > 0, IoError, "image '", path, "': file is empty");
   ENVIT_CHECK(f.size() < (std::uint64_t{1} << 31), IoError, "image '", path, "': ", f.size(), " bytes is too large");
   std::vector<unsigned char> bytes(static_cast<std::size_t>(f.size()));
   f.read_exact(bytes.data(), bytes.size(), 0, "the image");
+  return bytes;
+}
+}  // namespace detail
+inline DecodedImage image_decode(const std::string& path, int channels, std::int64_t max_pixels = kMaxImagePixels) {
+  std::vector<unsigned char> bytes = detail::image_file_bytes(path);
   image_bytes_check(bytes.data(), bytes.size(), path);  // inputs stb_image would mishandle
   int w = 0, h = 0, n = 0;
   // A few bytes can announce a huge image that stb_image then decodes in full (minutes): refuse
@@ -140,12 +149,24 @@ inline FolderTree folder_tree(const std::string& root) {
   }
   return t;
 }
+// The training tree and the evaluation tree ("" for a seeded split of the training tree) of `dir`.
+struct FolderRoots { std::string train, eval, eval_name; };
+inline FolderRoots folder_roots(const std::string& dir) {
+  namespace fs = std::filesystem;
+  ENVIT_CHECK(fs::is_directory(dir), IoError, "image folder '", dir, "': not a directory");
+  FolderRoots r{fs::is_directory(dir + "/train") ? dir + "/train" : dir, "", "split"};
+  if (r.train != dir)  // DIR/train/... : DIR/val or DIR/test is the evaluation tree when present
+    for (const char* s : {"val", "test"})
+      if (fs::is_directory(dir + "/" + s) && r.eval.empty()) r.eval = dir + "/" + s, r.eval_name = s;
+  return r;
+}
 struct FolderItem { std::string path; std::int32_t label; };
-inline Dataset folder_decode(const std::string& name, const std::vector<FolderItem>& items,
+inline Dataset folder_decode(const std::string& name, const std::string& root, const std::vector<FolderItem>& items,
                              const std::vector<std::string>& classes, const ImageFolderOptions& o, bool train) {
   ENVIT_CHECK(!items.empty(), IoError, "image folder '", name, "': the split is empty");
   Dataset d;
   d.name = name;
+  d.file = root;
   d.n = static_cast<std::int64_t>(items.size());
   d.c = o.channels, d.h = o.size, d.w = o.size;
   d.classes = static_cast<int>(classes.size());
@@ -172,18 +193,45 @@ inline Dataset folder_decode(const std::string& name, const std::vector<FolderIt
 }
 }  // namespace detail
 
+// What the images of a folder (both trees) are, from their headers, without decoding them: the
+// size they share and whether every one is grey-scale (one channel, or grey + alpha). When two
+// images differ in size, `other` names the first that differs from `first`.
+struct ImageFolderProbe {
+  std::int64_t files = 0;
+  std::string first, other;        // paths
+  int h = 0, w = 0;                // first's size
+  int other_h = 0, other_w = 0;    // other's size (other non-empty)
+  bool grey = true;
+  bool same_size() const { return other.empty(); }
+};
+inline ImageFolderProbe image_folder_probe(const std::string& dir) {
+  const detail::FolderRoots r = detail::folder_roots(dir);
+  ImageFolderProbe p;
+  for (const std::string& root : {r.train, r.eval}) {
+    if (root.empty()) continue;
+    const detail::FolderTree t = detail::folder_tree(root);
+    for (const auto& files : t.files)
+      for (const std::string& f : files) {
+        const std::vector<unsigned char> bytes = detail::image_file_bytes(f);
+        int w = 0, h = 0, n = 0;
+        ENVIT_CHECK(stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &n), IoError,
+                    "image '", f, "': cannot read its header (", stbi_failure_reason(),
+                    "): unreadable, truncated or not a PNG/JPEG/BMP file");
+        if (p.files++ == 0) p.first = f, p.h = h, p.w = w;
+        else if ((h != p.h || w != p.w) && p.other.empty()) p.other = f, p.other_h = h, p.other_w = w;
+        p.grey = p.grey && n <= 2;
+      }
+  }
+  return p;
+}
+
 inline ImageFolderData image_folder_load(const std::string& dir, const ImageFolderOptions& o) {
   ENVIT_CHECK(o.size > 0 && (o.channels == 1 || o.channels == 3) && o.crop_fraction > 0 && o.crop_fraction <= 1 &&
                   o.val_fraction > 0 && o.val_fraction < 1,
               ValueError, "image_folder_load: size ", o.size, ", channels ", o.channels, ", crop fraction ",
               o.crop_fraction, ", val fraction ", o.val_fraction, " (size > 0, channels 1 or 3, fractions in (0, 1))");
-  namespace fs = std::filesystem;
-  ENVIT_CHECK(fs::is_directory(dir), IoError, "image folder '", dir, "': not a directory");
-  const std::string train_root = fs::is_directory(dir + "/train") ? dir + "/train" : dir;
-  std::string eval_root, eval_name = "split";
-  if (train_root != dir)  // DIR/train/... : DIR/val or DIR/test is the evaluation tree when present
-    for (const char* s : {"val", "test"})
-      if (fs::is_directory(dir + "/" + s) && eval_root.empty()) eval_root = dir + "/" + s, eval_name = s;
+  const detail::FolderRoots r = detail::folder_roots(dir);
+  const std::string &train_root = r.train, &eval_root = r.eval, &eval_name = r.eval_name;
   detail::FolderTree tt = detail::folder_tree(train_root);
   std::vector<detail::FolderItem> train, eval;
   for (std::size_t c = 0; c < tt.classes.size(); ++c)
@@ -208,8 +256,9 @@ inline ImageFolderData image_folder_load(const std::string& dir, const ImageFold
     train.swap(tr);
   }
   ImageFolderData out;
-  out.train = detail::folder_decode(train_root + (eval_name == "split" ? " (train split)" : ""), train, tt.classes, o, true);
-  out.eval = detail::folder_decode(eval_root.empty() ? train_root + " (evaluation split)" : eval_root, eval, tt.classes, o, false);
+  out.train = detail::folder_decode(train_root + (eval_name == "split" ? " (train split)" : ""), train_root, train, tt.classes, o, true);
+  out.eval = detail::folder_decode(eval_root.empty() ? train_root + " (evaluation split)" : eval_root,
+                                 eval_root.empty() ? train_root : eval_root, eval, tt.classes, o, false);
   out.eval_name = eval_name;
   return out;
 }

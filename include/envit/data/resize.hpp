@@ -70,6 +70,7 @@ inline Dataset dataset_resize(const Dataset& d, int size, int channels) {
               " channels; the model needs ", channels, " (only 1 -> 3 is converted)");
   Dataset o;
   o.name = d.name;
+  o.file = d.file;
   o.n = d.n, o.c = channels, o.h = size, o.w = size, o.classes = d.classes;
   o.labels = d.labels;
   o.class_names = d.class_names;

@@ -104,8 +104,7 @@ struct InferenceWorkspace {
     ENVIT_CHECK(max_b > 0, ValueError, "InferenceWorkspace: max batch must be positive, got ", max_b);
     ENVIT_CHECK(max_block_rows > 0, ValueError, "InferenceWorkspace: max_block_rows must be positive, got ",
                 max_block_rows);
-    const std::ptrdiff_t N = cfg.tokens();
-    block_batch = int(std::min<std::ptrdiff_t>(max_b, std::max<std::ptrdiff_t>(1, (max_block_rows + N - 1) / N)));
+    block_batch = block_batch_for(cfg, max_b, max_block_rows);
     if (cfg.lgvit()) lg_kind = lgvit_head_kinds(cfg.num_exits() - 1);
     ArenaPlan<T> plan;
     carve(plan);
@@ -116,6 +115,22 @@ struct InferenceWorkspace {
     exit_of_block.assign(std::size_t(cfg.depth), -1);
     for (int j = 0; j < cfg.num_exits(); ++j) exit_of_block[std::size_t(cfg.exits[j] - 1)] = j;
     block_rows.assign(std::size_t(cfg.depth), 0);
+  }
+  // Samples per block call: max_block_rows token rows rounded up to whole samples, in [1, max_b].
+  static int block_batch_for(const VitConfig& c, int max_b, std::ptrdiff_t max_block_rows) {
+    const std::ptrdiff_t N = c.tokens();
+    return int(std::min<std::ptrdiff_t>(max_b, std::max<std::ptrdiff_t>(1, (max_block_rows + N - 1) / N)));
+  }
+  // Elements of the arena InferenceWorkspace(c, max_b, max_block_rows) allocates, without allocating it.
+  static std::size_t planned_elements(const VitConfig& c, int max_b, std::ptrdiff_t max_block_rows = default_block_rows) {
+    InferenceWorkspace w;
+    w.cfg = c, w.max_batch = max_b;
+    w.cfg.validate();
+    w.block_batch = block_batch_for(c, max_b, max_block_rows);
+    if (c.lgvit()) w.lg_kind = lgvit_head_kinds(c.num_exits() - 1);
+    ArenaPlan<T> plan;
+    w.carve(plan);
+    return plan.total;
   }
   InferenceWorkspace(const InferenceWorkspace&) = delete;
   InferenceWorkspace& operator=(const InferenceWorkspace&) = delete;

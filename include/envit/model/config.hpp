@@ -176,16 +176,25 @@ struct VitPreset {
   double lr;                   // peak AdamW learning rate
   long long warmup_steps;      // linear warm-up
   int crop_pad;                // random-crop padding (0: off)
+  long long tuned_steps;       // optimizer steps of the run the settings were tuned with (0: not stated)
+  long long min_steps;         // default-schedule floor: a shorter run's epochs are raised to reach it
+                               // (0: none; `envit train`, docs/usage.md "Schedules that follow the data")
 };
+
+// The readme preset's step floor, chosen from the runs in docs/usage.md ("Schedules that follow the data").
+inline constexpr long long kReadmeMinSteps = 1200;
 
 inline const std::vector<VitPreset>& vit_presets() {
   static const std::vector<VitPreset> table = [] {
     VitConfig readme{28, 1, 7, 96, 6, 3, 192, 10, {}, 1e-6};
     readme.exits = VitConfig::every_other(readme.depth);
     return std::vector<VitPreset>{
-        {"readme", "small ViT for the README's Fashion-MNIST run (patch 7, dim 96, depth 6)", readme, 18, 2e-3, 400, 0},
-        {"tiny28", "28x28x1, patch 4, dim 192, depth 12, 3 heads, MLP 768", VitConfig::tiny28(), 30, 1e-3, 1000, 2},
-        {"vit-b16", "ViT-B/16 at 224x224x3 (86M parameters)", VitConfig::vit_b16(), 10, 5e-5, 500, 0}};
+        {"readme", "small ViT for the README's Fashion-MNIST run (patch 7, dim 96, depth 6)", readme, 18, 2e-3, 400, 0,
+         7722, kReadmeMinSteps},  // 18 epochs x 429 steps: 55,000 images (60,000 - --val 5000), batch 128
+        {"tiny28", "28x28x1, patch 4, dim 192, depth 12, 3 heads, MLP 768", VitConfig::tiny28(), 30, 1e-3, 1000, 2,
+         14040, 0},  // 30 epochs x 468 steps: 60,000 images, batch 128; no floor measured
+        {"vit-b16", "ViT-B/16 at 224x224x3 (86M parameters)", VitConfig::vit_b16(), 10, 5e-5, 500, 0,
+         0, 0}};  // a fine-tuning starting point: no floor (short fine-tuning runs are the norm)
   }();
   return table;
 }

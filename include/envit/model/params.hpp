@@ -50,6 +50,16 @@ class ViTParams {
     cache_views();
   }
   bool has_grads() const { return grads_.capacity() != 0; }
+  // Elements of the values arena (and of the gradient arena) for `cfg`, without allocating them.
+  static std::size_t planned_size(const VitConfig& cfg) {
+    ViTParams p;
+    p.cfg_ = cfg;
+    p.cfg_.validate();
+    p.build_table();
+    std::size_t total = 0;
+    for (auto& e : p.table_) total = e.offset + arena_round<T>(e.numel);
+    return total;
+  }
 
   const VitConfig& config() const { return cfg_; }
   const std::vector<ParamEntry>& table() const { return table_; }

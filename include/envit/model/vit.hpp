@@ -93,6 +93,16 @@ struct ViTWorkspace {
     first_skip.assign(static_cast<std::size_t>(max_b), 0);
     branch_idx.reserve(static_cast<std::size_t>(max_b));
   }
+  // Elements of the arena ViTWorkspace(c, max_b) allocates, computed without allocating it.
+  static std::size_t planned_elements(const VitConfig& c, int max_b) {
+    ViTWorkspace w;
+    w.cfg = c, w.max_batch = max_b;
+    w.cfg.validate();
+    if (c.lgvit()) w.lg_kind = lgvit_head_kinds(c.num_exits() - 1);
+    ArenaPlan<T> plan;
+    w.carve(plan);
+    return plan.total;
+  }
   ViTWorkspace(const ViTWorkspace&) = delete;
   ViTWorkspace& operator=(const ViTWorkspace&) = delete;
   ViTWorkspace(ViTWorkspace&&) = default;

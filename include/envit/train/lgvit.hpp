@@ -50,6 +50,14 @@ struct LgvitDistillWorkspace {
     carve(arena, B, C, RP, G);
     labels.reserve(B);
   }
+  // Elements of the arena LgvitDistillWorkspace(cfg, max_batch) allocates, without allocating it.
+  static std::size_t planned_elements(const VitConfig& cfg, int max_batch) {
+    const std::size_t B = std::size_t(max_batch), C = std::size_t(cfg.classes), D = std::size_t(cfg.dim);
+    LgvitDistillWorkspace w;
+    ArenaPlan<T> plan;
+    w.carve(plan, B, C, B * std::size_t(cfg.patches()) * D, B * D * D);
+    return plan.total;
+  }
 
  private:
   template <class A>
