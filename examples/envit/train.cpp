@@ -133,6 +133,10 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
   c->add_option("--seed", a.seed, "random seed (initialisation, data order, augmentation, masks)")
       ->capture_default_str()->check(at_least(0))->group(g_run);
   add_threads_option(*c, a.threads)->group(g_run);
+  add_precision_option(*c, a.precision,
+                       "matrix products in fp32, or bf16 (BF16 operands, FP32 accumulation; weights, gradients and "
+                       "optimizer stay FP32; docs/method.md). Default fp32, or with --resume the checkpoint's")
+      ->group(g_run);
   c->add_option("--out", a.out, "output directory (checkpoints, log.jsonl)")->capture_default_str()->group(g_run);
   c->add_option("--resume", a.resume, "resume from a checkpoint written by envit train (exact continuation)")
       ->group(g_run);
@@ -268,10 +272,14 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
 
   StFile resume_file;
   std::optional<std::int64_t> resumed_warmup;
+  Precision resumed_precision = Precision::fp32;  // the checkpoint's (fp32 when it records none)
   if (!a.resume.empty()) {
     resume_file = safetensors_read(a.resume);
     resumed_warmup = resume_file.meta_int("train.warmup_steps");
+    resumed_precision =
+        parse_precision(resume_file.meta_or("train.precision", "fp32"), resume_file.where() + ": train.precision");
   }
+  o.precision = precision_flag(c, a.precision, resumed_precision);
   // The warm-up depends on the run's length: the Trainer's step count (the last partial batch of
   // each epoch is dropped; --steps caps the total), checked against the Trainer's below.
   const std::int64_t per_epoch = std::int64_t(split.train.size()) / o.batch;
@@ -330,6 +338,12 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   if (root) std::fprintf(stderr, "model: %s\n  %zu parameters; scheme %s, p_M %.3g, alpha %.3g, tau %.3g, teacher %s\n",
                cfg.str().c_str(), tr.params().count(), scheme_name(o.obj.scheme), o.obj.p_max, o.obj.alpha,
                o.obj.tau, teacher_name(o.obj.teacher));
+  if (root) {
+    std::string how = a.resume.empty() ? "" : o.precision == resumed_precision ? " (as the checkpoint)"
+                      : std::string(" (resuming a checkpoint trained in ") + precision_name(resumed_precision) +
+                            ": the steps from here run in " + precision_name(o.precision) + ")";
+    std::fprintf(stderr, "precision: %s%s; %s\n", precision_name(o.precision), how.c_str(), kernel_set_info().c_str());
+  }
   if (root) std::fprintf(stderr, "normalisation: %s (mean %s, std %s)\n", norm_spec.c_str(), ChannelStats::join(stats.mean).c_str(),
                ChannelStats::join(stats.std).c_str());
   if (root) std::fprintf(stderr,
@@ -405,7 +419,8 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
     if (root) bar.finish();
     const double secs = bar.seconds();
     std::int64_t n_eval = 0;
-    std::vector<std::int64_t> ok = evaluate_exits(tr.params(), eval_set, eval_mine, norm, a.eval_batch, &n_eval);
+    std::vector<std::int64_t> ok =
+        evaluate_exits(tr.params(), eval_set, eval_mine, norm, a.eval_batch, &n_eval, o.precision);
     mp.sum(ok.data(), M);
     mp.sum(&n_eval, 1);
     if (!root) continue;
@@ -424,7 +439,7 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
     for (int j = 0; j < M; ++j) line << (j ? "," : "") << json_number(double(ok[j]) / double(n_eval));
     line << "],\"exits\":[";
     for (int j = 0; j < M; ++j) line << (j ? "," : "") << cfg.exits[j];
-    line << "]}\n";
+    line << "],\"precision\":\"" << precision_name(o.precision) << "\"}\n";
     log += line.str();
     write_text_atomic(log_path, log);
     save();
