@@ -21,3 +21,25 @@ if(ENVIT_HOST_X86_64_V4 AND NOT ENVIT_SANITIZE)
   # GCC 12 reports -Wmaybe-uninitialized inside Eigen's AVX-512 packet code (_mm512_undefined_ps).
   target_compile_options(test_gemm_native PRIVATE -march=x86-64-v4 -Wno-maybe-uninitialized -Wno-uninitialized)
 endif()
+# test_gemm_bf16: the BF16 product (Precision::bf16) of each kernel set, one ctest entry per set
+# (gemm_bf16_<set>, the whole executable with ENVIT_ISA=<set>). A set this CPU cannot run makes the
+# executable exit with 77 before any test, which ctest reports as skipped. Without envit::dispatch:
+# one entry, the compile-time set.
+add_executable(test_gemm_bf16 test_gemm_bf16.cpp alloc_counter.cpp)
+target_link_libraries(test_gemm_bf16 PRIVATE envit::envit envit_catch_main)
+target_include_directories(test_gemm_bf16 PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+target_compile_options(test_gemm_bf16 PRIVATE -Wall -Wextra)
+if(TARGET envit_dispatch)
+  target_link_libraries(test_gemm_bf16 PRIVATE envit::dispatch)
+  set(envit_bf16_test_sets amx avx512_bf16 avx512 avx2 baseline)
+  if(NOT CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
+    set(envit_bf16_test_sets baseline)
+  endif()
+  foreach(set ${envit_bf16_test_sets})
+    add_test(NAME gemm_bf16_${set} COMMAND test_gemm_bf16)
+    set_tests_properties(gemm_bf16_${set} PROPERTIES ENVIRONMENT "ENVIT_ISA=${set}" SKIP_RETURN_CODE 77
+                         LABELS kernels)
+  endforeach()
+else()
+  add_test(NAME gemm_bf16 COMMAND test_gemm_bf16)
+endif()

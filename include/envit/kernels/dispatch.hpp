@@ -64,6 +64,9 @@ constexpr const char* compile_time_set_name() {
 }
 #endif
 
+// Every kernel set name ENVIT_ISA accepts, best first (a build or CPU may run only some of them).
+inline constexpr const char* kKernelSetNames[] = {"amx", "avx512_bf16", "avx512", "avx2", "baseline"};
+
 // The sets this CPU can run, best first. Dispatched builds only know avx512, avx2 and baseline.
 struct KernelSetChoice {
   const GemmKernelSet* sets[3] = {nullptr, nullptr, nullptr};
@@ -107,8 +110,10 @@ inline const GemmKernelSet& select_gemm_kernels() {
     if (want == c.sets[i]->name) return *c.sets[i];
     names += std::string(i ? ", " : "") + c.sets[i]->name;
   }
-  ENVIT_CHECK(want == "avx512" || want == "avx2" || want == "baseline", ValueError, "ENVIT_ISA=", want,
-              ": unknown kernel set (expected avx512, avx2 or baseline)");
+  bool known = false;
+  for (const char* n : kKernelSetNames) known |= want == n;
+  ENVIT_CHECK(known, ValueError, "ENVIT_ISA=", want,
+              ": unknown kernel set (expected amx, avx512_bf16, avx512, avx2 or baseline)");
 #if defined(ENVIT_DISPATCH)
   ENVIT_CHECK(false, ValueError, "ENVIT_ISA=", want, ": this CPU cannot run that kernel set (it can run: ", names,
               ")");
@@ -135,11 +140,15 @@ inline constexpr bool kernel_set_dispatched() {
   return false;
 #endif
 }
-// One line for `--version`/`--info`, e.g. "kernels: avx512 (chosen at run time)": the set that runs
-// the GEMM and the float row kernels.
+// One line for `--version`/`--info`, e.g. "kernels: avx512_bf16 (chosen at run time); bf16 products:
+// native (avx512_bf16)": the set that runs the GEMM and the float row kernels, and how its BF16
+// product runs (native instructions, or emulated: the FP32 kernels on BF16-rounded operands).
 inline std::string kernel_set_info() {
-  return std::string("kernels: ") + kernel_set_name() +
-         (kernel_set_dispatched() ? " (chosen at run time)" : " (fixed at compile time)");
+  const GemmKernelSet& ks = gemm_kernels();
+  return std::string("kernels: ") + ks.name +
+         (kernel_set_dispatched() ? " (chosen at run time)" : " (fixed at compile time)") + "; bf16 products: " +
+         (ks.bf16_native ? std::string("native (") + ks.bf16 + ")"
+                         : std::string("emulated (FP32 kernels on BF16-rounded operands)"));
 }
 
 // The float row kernels as the ops call them (arguments as in kernels/vec_kernels.hpp): through the

@@ -16,6 +16,13 @@
 // thread each, inside envit's tiles (gemm_eigen_serial); Eigen's own thread setting is left alone.
 // Semantics shared by both backends: beta == 0 never reads C (NaN garbage is overwritten);
 // alpha == 0 or K == 0 gives C = beta * C without reading A or B.
+// Precision (core/precision.hpp): gemm<float> and gemm_weight_t<float> read matmul_precision() once
+// per call, on the calling thread. Under Precision::bf16 they run the kernel set's BF16 product
+// (GemmKernelSet::run_bf16: both operands rounded to BF16, FP32 accumulation; native AMX or
+// AVX512-BF16 instructions, else the FP32 kernels on rounded operands) with its own register tile
+// for the thread tiles, whatever the float backend (Eigen has no BF16 product). The same
+// guarantees hold there: rows invariant, deterministic per thread count and kernel set, identical
+// across thread counts. double ignores the precision.
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -26,6 +33,7 @@
 
 #include "envit/core/error.hpp"
 #include "envit/core/parallel.hpp"
+#include "envit/core/precision.hpp"
 #include "envit/core/tensor.hpp"
 #include "envit/kernels/dispatch.hpp"
 #include "envit/kernels/gemm_types.hpp"
@@ -203,9 +211,10 @@ void gemm(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t
   ENVIT_CHECK(ldc >= N && lda >= (ta == Trans::N ? K : M) && ldb >= (tb == Trans::N ? N : K),
               ShapeError, "gemm: leading dimension too small (M=", M, " N=", N, " K=", K,
               " lda=", lda, " ldb=", ldb, " ldc=", ldc, ")");
-  bool packed = false;  // read the backend once per call: all tiles use the same one
+  bool packed = false, bf16 = false;  // read backend and precision once per call: all tiles use them
   if constexpr (std::is_same_v<T, float>) {
-    packed = gemm_backend() == GemmBackend::packed;
+    bf16 = matmul_precision() == Precision::bf16;
+    packed = bf16 || gemm_backend() == GemmBackend::packed;
     kernels::select();  // float epilogues run the set's row kernels inside the tiles' parallel region
   }
   const GemmKernelSet* ks = packed ? &gemm_kernels() : nullptr;
@@ -214,6 +223,10 @@ void gemm(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t
     const T* b = tb == Trans::N ? B + n0 : B + n0 * ldb;
     T* c = C + m0 * ldc + n0;
     if constexpr (std::is_same_v<T, float>) {
+      if (bf16) {
+        ks->run_bf16(ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b, ldb, beta, c, ldc, nullptr, epi, m0, n0);
+        return;
+      }
       if (packed) {
         detail::gemm_packed_call(*ks, ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b, ldb, beta, c, ldc, nullptr, epi,
                                  m0, n0);
@@ -223,8 +236,8 @@ void gemm(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t
     gemm_eigen_serial<T>(ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b, ldb, beta, c, ldc);
     if (epi && m1 > m0 && n1 > n0) (*epi)(m0, m1, n0, n1);
   };
-  const std::ptrdiff_t mu = packed ? ks->mr : detail::eigen_tile_rows<T>();
-  const std::ptrdiff_t nu = packed ? ks->nr : detail::eigen_tile_cols<T>();
+  const std::ptrdiff_t mu = bf16 ? ks->bf16_mr : packed ? ks->mr : detail::eigen_tile_rows<T>();
+  const std::ptrdiff_t nu = bf16 ? ks->bf16_nr : packed ? ks->nr : detail::eigen_tile_cols<T>();
   detail::gemm_over_tiles(M, N, K, mu, nu, /*b_packed=*/false, run);
 }
 
@@ -239,39 +252,63 @@ inline std::size_t packed_weight_size(std::ptrdiff_t n, std::ptrdiff_t k) {
 inline void pack_weight_t(float* dst, const float* W, std::ptrdiff_t n, std::ptrdiff_t k) {
   gemm_kernels().pack_weight_t(dst, W, n, k);
 }
+// Bytes pack_weight_t_bf16 writes for a weight of n rows (outputs) and k columns (inputs).
+inline std::size_t packed_weight_bf16_bytes(std::ptrdiff_t n, std::ptrdiff_t k) {
+  return gemm_kernels().packed_weight_bf16_bytes(n, k);
+}
+// The BF16 product's pre-pack of op(B) = W^T (W (n, k) row-major), in the kernel set's BF16 layout
+// (values rounded to BF16). dst: packed_weight_bf16_bytes(n, k) bytes, 64-byte aligned.
+inline void pack_weight_t_bf16(void* dst, const float* W, std::ptrdiff_t n, std::ptrdiff_t k) {
+  gemm_kernels().pack_weight_t_bf16(dst, W, n, k);
+}
 
 // A weight W (n, k), PyTorch's Linear layout, packed once for products C = A W^T (the forward of a
 // Linear) so that the packed float GEMM skips re-packing it on every call: for inference, where the
-// weights stay fixed while many batches run. For double (or when the backend is Eigen at the time
-// of the call) it simply falls back to the plain GEMM on `w`. The packed copy is a snapshot: after
-// W's values change, call pack() again (the results would otherwise use the old values).
+// weights stay fixed while many batches run. For double (or, under Precision::fp32, when the
+// backend is Eigen at the time of the call) it simply falls back to the plain GEMM on `w`.
+// Precision: pack() packs for one product, the precision passed (by default matmul_precision() at
+// the time of the call) and records it: FP32 panels, or the BF16 product's own layout
+// (pack_weight_t_bf16). gemm_weight_t under the other precision is a ValueError (pack again, or
+// keep one PackedWeight per precision), never a silent product in the wrong precision.
+// The packed copy is a snapshot: after W's values change, call pack() again (the results would
+// otherwise use the old values).
 template <class T>
 struct PackedWeight {
   const T* w = nullptr;       // the weight it was packed from (n, k)
   std::ptrdiff_t n = 0, k = 0;
-  std::unique_ptr<float[], detail::AlignedFree> panels;  // float only: packed_weight_size(n, k)
+  Precision precision = Precision::fp32;  // the product the panels are for (float only)
+  // float only: packed_weight_size(n, k) floats (fp32) or packed_weight_bf16_bytes(n, k) bytes (bf16)
+  std::unique_ptr<float[], detail::AlignedFree> panels;
+  std::size_t capacity = 0;   // floats allocated in panels (grown only)
 
-  void pack(const T* W, std::ptrdiff_t rows, std::ptrdiff_t cols) {
+  void pack(const T* W, std::ptrdiff_t rows, std::ptrdiff_t cols, Precision p = matmul_precision()) {
     ENVIT_CHECK(rows > 0 && cols > 0 && W != nullptr, ShapeError, "PackedWeight: invalid weight (", rows, ", ",
                 cols, ")");
     if constexpr (std::is_same_v<T, float>) {
-      if (!panels || rows != n || cols != k) panels = aligned_buffer<float>(packed_weight_size(rows, cols));
-      pack_weight_t(panels.get(), W, rows, cols);
+      const std::size_t floats = p == Precision::bf16
+                                     ? (packed_weight_bf16_bytes(rows, cols) + sizeof(float) - 1) / sizeof(float)
+                                     : packed_weight_size(rows, cols);
+      if (!panels || floats > capacity) panels = aligned_buffer<float>(floats), capacity = floats;
+      if (p == Precision::bf16) pack_weight_t_bf16(panels.get(), W, rows, cols);
+      else pack_weight_t(panels.get(), W, rows, cols);
     }
-    w = W, n = rows, k = cols;
+    w = W, n = rows, k = cols, precision = p;
   }
 };
 
 // C(M, N) = alpha * A(M, K) W^T + beta * C with W (N, K); W given packed (wp, which must have been
-// packed from W with that shape) or not (wp == nullptr: the plain gemm). Threads split C as gemm
-// does; results are bitwise equal to gemm(Trans::N, Trans::T, ...) on W.
+// packed from W with that shape, for the current precision) or not (wp == nullptr: the plain gemm).
+// Threads split C as gemm does; results are bitwise equal to gemm(Trans::N, Trans::T, ...) on W, in
+// either precision.
 template <class T>
 void gemm_weight_t(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, T alpha, const T* A, std::ptrdiff_t lda,
                    const T* W, const PackedWeight<T>* wp, T beta, T* C, std::ptrdiff_t ldc,
                    const GemmEpilogue* epi = nullptr) {
-  bool use_packed = false;
-  if constexpr (std::is_same_v<T, float>)
-    use_packed = wp != nullptr && wp->panels && gemm_backend() == GemmBackend::packed;
+  bool use_packed = false, bf16 = false;
+  if constexpr (std::is_same_v<T, float>) {
+    bf16 = matmul_precision() == Precision::bf16;
+    use_packed = wp != nullptr && wp->panels && (bf16 || gemm_backend() == GemmBackend::packed);
+  }
   if (!use_packed) {
     gemm<T>(Trans::N, Trans::T, M, N, K, alpha, A, lda, W, K, beta, C, ldc, epi);
     return;
@@ -280,17 +317,27 @@ void gemm_weight_t(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, T alpha
     ENVIT_CHECK(wp->w == W && wp->n == N && wp->k == K, ValueError, "gemm_weight_t: packed weight (", wp->n, ", ",
                 wp->k, ") does not match the weight passed (", N, ", ", K, ")",
                 wp->w == W ? "" : " or was packed from another array");
+    const Precision now = bf16 ? Precision::bf16 : Precision::fp32;
+    ENVIT_CHECK(wp->precision == now, ValueError, "gemm_weight_t: the weight (", N, ", ", K, ") was packed for ",
+                precision_name(wp->precision), " products but the matrix-product precision is ", precision_name(now),
+                " (pack it again under this precision)");
     ENVIT_CHECK(M >= 0 && lda >= K && ldc >= N, ShapeError, "gemm_weight_t: bad sizes M=", M, " N=", N, " K=", K,
                 " lda=", lda, " ldc=", ldc);
     const float* panels = wp->panels.get();
     const GemmKernelSet& ks = gemm_kernels();
     auto run = [&](std::ptrdiff_t m0, std::ptrdiff_t m1, std::ptrdiff_t n0, std::ptrdiff_t n1) {
+      if (bf16) {
+        const void* bp = reinterpret_cast<const unsigned char*>(panels) + ks.packed_weight_bf16_bytes(n0, K);
+        ks.run_bf16(Trans::N, Trans::T, m1 - m0, n1 - n0, K, alpha, A + m0 * lda, lda, nullptr, K, beta,
+                    C + m0 * ldc + n0, ldc, bp, epi, m0, n0);
+        return;
+      }
       detail::gemm_packed_call(ks, Trans::N, Trans::T, m1 - m0, n1 - n0, K, alpha, A + m0 * lda, lda, nullptr, K,
                                beta, C + m0 * ldc + n0, ldc, panels + (n0 / ks.nr) * K * ks.nr, epi, m0, n0);
     };
     // Rows or columns as detail::gemm_split_rows decides for a pre-packed op(B): rows unless they
     // leave much more padding (small M) or the weight exceeds a core's L2 (then columns).
-    detail::gemm_over_tiles(M, N, K, ks.mr, ks.nr, /*b_packed=*/true, run);
+    detail::gemm_over_tiles(M, N, K, bf16 ? ks.bf16_mr : ks.mr, bf16 ? ks.bf16_nr : ks.nr, /*b_packed=*/true, run);
   }
 }
 

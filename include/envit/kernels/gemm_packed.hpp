@@ -35,8 +35,12 @@
 // instruction set the translation unit is compiled for, so translation units compiled with
 // different flags (kernels/dispatch.hpp's kernel sets) never share a symbol: the linker cannot hand
 // an AVX-512 copy of a helper to a caller on a CPU without AVX-512.
-// Not here: threading and kernel-set choice (gemm.hpp, kernels/dispatch.hpp), double (Eigen),
-// mixed precision.
+// BF16 (core/precision.hpp) without BF16 instructions: the same loop nest with both operands rounded
+// to BF16 while packing (A always packed, never read in place), the FP32 micro-kernel unchanged
+// (gemm_bf16_emulated_run): a product of two BF16 values is exact in FP32, so this is FP32 GEMM on
+// BF16-rounded operands, row-invariant and deterministic like the FP32 path.
+// Not here: threading and kernel-set choice (gemm.hpp, kernels/dispatch.hpp), double (Eigen), the
+// native BF16 kernels (gemm_bf16_avx512.hpp, gemm_bf16_amx.hpp).
 #pragma once
 #include <xsimd/xsimd.hpp>
 #if defined(__AVX512F__)
@@ -44,6 +48,7 @@
 #endif
 
 #include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -143,6 +148,18 @@ inline void scale_c(std::ptrdiff_t m, std::ptrdiff_t n, float beta, float* C, st
   }
 }
 
+// x[0..n) rounded to BF16 in place (the emulated BF16 product rounds its packed panels).
+// Scalar meaning: x[i] = round_to_bf16(x[i]) (core/bf16.hpp: nearest even, NaN stays a quiet NaN),
+// written on the bits, branch-free, so that it vectorizes.
+inline void round_bf16_span(float* __restrict x, std::ptrdiff_t n) {
+  for (std::ptrdiff_t i = 0; i < n; ++i) {
+    const std::uint32_t u = std::bit_cast<std::uint32_t>(x[i]);
+    const std::uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    const std::uint32_t q = (u | 0x00400000u) & 0xffff0000u;
+    x[i] = std::bit_cast<float>((u & 0x7fffffffu) > 0x7f800000u ? q : r);
+  }
+}
+
 #if defined(__AVX512F__)
 // dst[k * lddst + j] = src[j * ldsrc + k] for j, k < 16: a 16 x 16 transpose in registers
 // (unpack pairs of rows, then of row pairs, then two rounds of 128-bit lane shuffles).
@@ -176,7 +193,8 @@ inline void transpose16(const float* src, std::ptrdiff_t ldsrc, float* dst, std:
 // Packs op(B)(pc:pc+kc, jc:jc+nc) into ceil(nc/NR) micro-panels of kc x NR (k-major), zero-padded.
 //   tb == N: B stored (K, N), element (k, j) at B[k*ldb + j]   — row copies
 //   tb == T: B stored (N, K), element (k, j) at B[j*ldb + k]   — transposing copy
-template <int NR>
+// Round: each panel rounded to BF16 once written (while still in L1).
+template <int NR, bool Round = false>
 void pack_b(Trans tb, const float* B, std::ptrdiff_t ldb, std::ptrdiff_t kc, std::ptrdiff_t nc,
             float* __restrict pb) {
   for (std::ptrdiff_t j0 = 0; j0 < nc; j0 += NR) {
@@ -217,13 +235,15 @@ void pack_b(Trans tb, const float* B, std::ptrdiff_t ldb, std::ptrdiff_t kc, std
       if (n < NR)
         for (std::ptrdiff_t k = 0; k < kc; ++k) std::fill(dst + k * NR + n, dst + (k + 1) * NR, 0.0f);
     }
+    if constexpr (Round) round_bf16_span(dst, kc * NR);
   }
 }
 
 // Packs op(A)(ic:ic+mc, pc:pc+kc) into ceil(mc/MR) micro-panels, each MR * KC floats, zero-padded:
 //   ta == T: A stored (K, M), element (i, k) at A[k*lda + i] -> k-major: panel[k*MR + r]
 //   ta == N: A stored (M, K), element (i, k) at A[i*lda + k] -> row-major: panel[r*KC + k]
-template <int MR, int AS>
+// Round: each panel rounded to BF16 once written.
+template <int MR, int AS, bool Round = false>
 void pack_a(Trans ta, const float* A, std::ptrdiff_t lda, std::ptrdiff_t mc, std::ptrdiff_t kc,
             float* __restrict pa) {
   for (std::ptrdiff_t i0 = 0; i0 < mc; i0 += MR) {
@@ -239,9 +259,12 @@ void pack_a(Trans ta, const float* A, std::ptrdiff_t lda, std::ptrdiff_t mc, std
           std::fill(dst + k * MR + m, dst + (k + 1) * MR, 0.0f);
         }
       }
+      if constexpr (Round) round_bf16_span(dst, kc * MR);
     } else {
-      for (std::ptrdiff_t r = 0; r < m; ++r)
+      for (std::ptrdiff_t r = 0; r < m; ++r) {
         std::memcpy(dst + r * AS, A + (i0 + r) * lda, sizeof(float) * kc);
+        if constexpr (Round) round_bf16_span(dst + r * AS, kc);
+      }
       for (std::ptrdiff_t r = m; r < MR; ++r) std::fill(dst + r * AS, dst + r * AS + kc, 0.0f);
     }
   }
@@ -405,7 +428,9 @@ inline void ragged_rows_kernel(std::ptrdiff_t kc, const float* __restrict pa, co
 // the packed layout (MR consecutive rows), so only a ragged last panel is packed (zero-padded rows).
 // Same values in the same order: bitwise the packed path's results. Packed panels always have row
 // stride KC (a compile-time offset in the micro-kernel); in-place panels pass lda at run time.
-template <class Arch, bool InPlace>
+// Round (the emulated BF16 product): both operands rounded to BF16 while packing (never InPlace;
+// a bpre must hold rounded values, as pack_weight_t_bf16 writes them).
+template <class Arch, bool InPlace, bool Round = false>
 void gemm_packed_run_as(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K,
                         float alpha, const float* A, std::ptrdiff_t lda, const float* B,
                         std::ptrdiff_t ldb, float beta, float* C, std::ptrdiff_t ldc,
@@ -451,7 +476,7 @@ void gemm_packed_run_as(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, 
         pstride = K * NR;
         pf_b.stop();
       } else {
-        pack_b<NR>(tb, b_src(pc, jc), ldb, kc, nc, pb);
+        pack_b<NR, Round>(tb, b_src(pc, jc), ldb, kc, nc, pb);
       }
       if (!bpre) {  // next B block: (pc + kcb, jc), else (0, jc + ncb); prefetched during this whole pass
         std::ptrdiff_t p2 = pc + kcb, j2 = jc;
@@ -465,7 +490,7 @@ void gemm_packed_run_as(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, 
       for (std::ptrdiff_t ic = 0; ic < M; ic += mcb) {
         const std::ptrdiff_t mc = std::min(mcb, M - ic);
         const std::ptrdiff_t mc_full = a_in_place ? mc / MR * MR : 0;  // rows read in place
-        if (mc_full < mc) pack_a<MR, KC>(ta, a_src(ic + mc_full, pc), lda, mc - mc_full, kc, pa);
+        if (mc_full < mc) pack_a<MR, KC, Round>(ta, a_src(ic + mc_full, pc), lda, mc - mc_full, kc, pa);
         {  // next A block: (ic + mcb, pc), else the first one of the next K block
           std::ptrdiff_t i2 = ic + mcb, p2 = pc;
           if (i2 >= M) i2 = 0, p2 = pc + kcb;
@@ -573,18 +598,54 @@ void pack_weight_t(float* dst, const float* W, std::ptrdiff_t n, std::ptrdiff_t 
   pack_b<Blocking<Arch>::NR>(Trans::T, W, k, k, n, dst);
 }
 
+// The emulated BF16 product (GemmKernelSet::run_bf16 of the FP32-only sets): the packed path with
+// both operands rounded to BF16 while packing, then this set's FP32 micro-kernel, whose products of
+// two BF16 values are exact in FP32. Bitwise equal to gemm_packed_run on operands rounded
+// beforehand. bpre: pack_weight_t_bf16's panels (floats holding BF16 values).
+template <class Arch>
+void gemm_bf16_emulated_run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, float alpha,
+                            const float* A, std::ptrdiff_t lda, const float* B, std::ptrdiff_t ldb, float beta,
+                            float* C, std::ptrdiff_t ldc, const void* bpre, const GemmEpilogue* epi,
+                            std::ptrdiff_t row_off, std::ptrdiff_t col_off) {
+  gemm_packed_run_as<Arch, false, true>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                                        static_cast<const float*>(bpre), epi, row_off, col_off);
+}
+// pack_weight_t's layout (floats, panels of NR columns over the whole k) with the values rounded.
+template <class Arch>
+std::size_t packed_weight_bf16_emulated_bytes(std::ptrdiff_t n, std::ptrdiff_t k) {
+  constexpr std::ptrdiff_t NR = Blocking<Arch>::NR;
+  return static_cast<std::size_t>(round_up(n, NR) * k) * sizeof(float);
+}
+template <class Arch>
+void pack_weight_t_bf16_emulated(void* dst, const float* W, std::ptrdiff_t n, std::ptrdiff_t k) {
+  pack_b<Blocking<Arch>::NR, true>(Trans::T, W, k, k, n, static_cast<float*>(dst));
+}
+
 }  // namespace ENVIT_KERNEL_ISA_NS
 }  // namespace detail::gemm_pk
 #undef ENVIT_GEMM_INLINE
 
 // One kernel set: the packed GEMM and its weight packing for one xsimd arch, behind plain function
 // pointers, with the row kernels `vec` of the same translation unit (vec::vec_kernel_set() of
-// kernels/vec_kernels.hpp). kernels/dispatch.hpp picks one of these at run time; gemm.hpp calls it.
+// kernels/vec_kernels.hpp) and the emulated BF16 product on the same micro-kernel (a set with BF16
+// instructions replaces the bf16 fields). kernels/dispatch.hpp picks one of these at run time;
+// gemm.hpp calls it.
 template <class Arch>
 GemmKernelSet gemm_packed_kernels(const char* name, const VecKernelSet& vec) {
   using Bk = detail::gemm_pk::Blocking<Arch>;
-  return {name, Bk::MR, Bk::NR, Bk::KC, &detail::gemm_pk::gemm_packed_run<Arch>, &detail::gemm_pk::pack_weight_t<Arch>,
-          vec};
+  GemmKernelSet ks;
+  ks.name = name;
+  ks.mr = Bk::MR, ks.nr = Bk::NR, ks.kc = Bk::KC;
+  ks.run = &detail::gemm_pk::gemm_packed_run<Arch>;
+  ks.pack_weight_t = &detail::gemm_pk::pack_weight_t<Arch>;
+  ks.vec = vec;
+  ks.bf16 = "emulated";
+  ks.bf16_native = false;
+  ks.bf16_mr = Bk::MR, ks.bf16_nr = Bk::NR;
+  ks.run_bf16 = &detail::gemm_pk::gemm_bf16_emulated_run<Arch>;
+  ks.packed_weight_bf16_bytes = &detail::gemm_pk::packed_weight_bf16_emulated_bytes<Arch>;
+  ks.pack_weight_t_bf16 = &detail::gemm_pk::pack_weight_t_bf16_emulated<Arch>;
+  return ks;
 }
 
 }  // namespace envit

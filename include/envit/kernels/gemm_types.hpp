@@ -1,7 +1,7 @@
 // envit/kernels/gemm_types.hpp — the vocabulary shared by the GEMM front end (gemm.hpp), the kernel
 // sets (dispatch.hpp), the packed float kernel (gemm_packed.hpp) and the float row kernels
 // (vec_kernels.hpp): operand transposition, the fused element-wise pass over C (a GEMM epilogue)
-// and the tables of one kernel set.
+// and the tables of one kernel set (FP32 and BF16 products, row kernels).
 // Not here: any arithmetic.
 #pragma once
 #include <cstddef>
@@ -57,14 +57,24 @@ struct VecKernelSet {
 };
 
 // One kernel set: the packed float GEMM of one instruction set (gemm_packed_kernels<Arch>() in
-// gemm_packed.hpp) and, in vec, the float row kernels compiled for the same instruction set, so
-// that one choice per process covers both.
+// gemm_packed.hpp), its BF16 product, and, in vec, the float row kernels compiled for the same
+// instruction set, so that one choice per process covers all three.
 //   run:  C(M,N) = alpha * op(A) op(B) + beta * C, single-threaded, as gemm_packed_run; bpre: op(B)
 //         pre-packed by pack_weight_t (then B is not read), else nullptr; epi (or nullptr) is called
 //         with coordinates offset by (row_off, col_off).
 //   pack_weight_t: W (n, k) row-major into round_up(n, nr) * k floats (panels of nr columns).
+//   run_bf16: the same contract as run (single-threaded, beta == 0 never reads C, alpha == 0 or
+//         K == 0 reads neither A nor B, epilogue, offsets) for the BF16 product: every element of
+//         op(A) and op(B) rounded to BF16 (round to nearest even, core/bf16.hpp), products summed in
+//         FP32, then C = alpha * sum + beta * C in FP32. bpre: op(B) pre-packed by
+//         pack_weight_t_bf16 (a byte layout of the set's own), else nullptr. A row of C depends only
+//         on its own row of op(A) (no in-place A, no row-dependent blocking), as for run.
+//   packed_weight_bf16_bytes(n, k): bytes pack_weight_t_bf16 writes for W (n, k); the layout is
+//         column panels of bf16_nr columns over the whole k, so the panels of columns n0.. (n0 a
+//         multiple of bf16_nr) start at byte packed_weight_bf16_bytes(n0, k).
+//   pack_weight_t_bf16: W (n, k) row-major into that layout (dst 64-byte aligned).
 struct GemmKernelSet {
-  const char* name = nullptr;  // "avx512", "avx2", "baseline", or the compile-time arch's name
+  const char* name = nullptr;  // "amx", "avx512_bf16", "avx512", "avx2", "baseline", or the compile-time arch's name
   int mr = 0, nr = 0;          // register tile: rows x columns of C
   int kc = 0;                  // K block; a row-major A with K and lda <= kc is read in place
   void (*run)(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, float alpha,
@@ -73,6 +83,18 @@ struct GemmKernelSet {
               std::ptrdiff_t col_off) = nullptr;
   void (*pack_weight_t)(float* dst, const float* W, std::ptrdiff_t n, std::ptrdiff_t k) = nullptr;
   VecKernelSet vec;
+  // The BF16 product. bf16: how it runs: "amx" (tile dot products), "avx512_bf16" (vdpbf16ps) or
+  // "emulated" (this set's FP32 micro-kernel on operands rounded to BF16 while packing: the values
+  // are then exact in FP32, so only the summation order differs from the native sets).
+  const char* bf16 = nullptr;
+  bool bf16_native = false;    // true for "amx" and "avx512_bf16"
+  int bf16_mr = 0, bf16_nr = 0;  // the BF16 register tile (gemm.hpp's thread tiles start at multiples)
+  void (*run_bf16)(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, float alpha,
+                   const float* A, std::ptrdiff_t lda, const float* B, std::ptrdiff_t ldb, float beta, float* C,
+                   std::ptrdiff_t ldc, const void* bpre, const GemmEpilogue* epi, std::ptrdiff_t row_off,
+                   std::ptrdiff_t col_off) = nullptr;
+  std::size_t (*packed_weight_bf16_bytes)(std::ptrdiff_t n, std::ptrdiff_t k) = nullptr;
+  void (*pack_weight_t_bf16)(void* dst, const float* W, std::ptrdiff_t n, std::ptrdiff_t k) = nullptr;
 };
 
 }  // namespace envit
