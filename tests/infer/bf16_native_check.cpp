@@ -38,11 +38,6 @@ namespace {
 constexpr double kNativeTol = 4e-3;  // max |native - emulated| / max |logit|
 constexpr int kSkip = 77;
 
-// Whether the kernel set in use computes BF16 products natively (kernels/dispatch.hpp's set names).
-bool native_bf16() {
-  const std::string n = kernel_set_name();
-  return n == "avx512_bf16" || n == "amx";
-}
 
 struct Case {
   std::string name;
@@ -100,7 +95,7 @@ int write(const std::string& path) {
 }
 
 int compare(const std::string& path) {
-  if (!native_bf16()) {
+  if (!gemm_kernels().bf16_native) {
     std::printf("SKIPPED: the kernel set in use (%s) has no native BF16 products; nothing to compare with the "
                 "emulated reference\n", kernel_set_name());
     return kSkip;
@@ -123,7 +118,7 @@ int compare(const std::string& path) {
     const bool ok = worst <= kNativeTol * scale;
     std::printf("%s: %s (%s) vs emulated reference (%s): %zu of %zu logits differ, max |diff| %.4g = %.3g of the "
                 "logit scale %.4g (at %zu: %.9g vs %.9g); tolerance %.3g: %s\n",
-                c.name.c_str(), kernel_set_name(), "native BF16", f.meta_or("kernels", "?").c_str(), differ, z.size(),
+                c.name.c_str(), kernel_set_name(), gemm_kernels().bf16, f.meta_or("kernels", "?").c_str(), differ, z.size(),
                 worst, worst / scale, scale, at, double(z[at]), double(ref[at]), kNativeTol, ok ? "ok" : "FAILED");
     bad += !ok;
   }

@@ -302,7 +302,7 @@ TEST_CASE("inference precision: bf16 changes the logits, fp32 does not; the sett
 
   ws.precision = Precision::bf16;
   ws.prepack(m.P);  // BF16 panels, once
-  CHECK(ws.packed_precision == Precision::bf16);
+  CHECK(ws.packed.front().precision == Precision::bf16);
   const std::vector<float> packed = all_exit_logits(ws, m, B);
   Diff dp = bit_diff(packed.data(), bf16.data(), bf16.size());
   INFO("bf16 pre-packed vs packed per call: " << describe(dp, bf16.size()));

@@ -92,11 +92,10 @@ struct InferenceWorkspace {
   std::vector<int> block_rows;     // (L) rows block l ran on in the last early_exit_batch (0: none)
   // The arithmetic of every pass's matrix products: fp32, or bf16 (BF16 operands, FP32 accumulation).
   Precision precision = Precision::fp32;
-  // Pre-packed block weights (prepack): 4 per block (qkv, proj, fc1, fc2), the parameters and the
-  // precision they were packed for. Empty until prepack() is called.
+  // Pre-packed block weights (prepack): 4 per block (qkv, proj, fc1, fc2, each recording the
+  // precision it was packed for), and the parameters they were packed from. Empty until prepack().
   std::vector<PackedWeight<T>> packed;
   const ViTParams<T>* packed_from = nullptr;
-  Precision packed_precision = Precision::fp32;
 
   int block_batch = 0;           // samples per block call: the block scratch's batch (<= max_batch)
 
@@ -145,7 +144,6 @@ struct InferenceWorkspace {
   // in another precision than the packed one, or with other parameters than P, ignore it).
   // Allocates.
   void prepack(const ViTParams<T>& P) {
-    const PrecisionScope scope(precision);
     const VitConfig& c = P.config();
     ENVIT_CHECK(c.dim == cfg.dim && c.depth == cfg.depth && c.mlp_hidden == cfg.mlp_hidden, ShapeError,
                 "InferenceWorkspace::prepack: workspace planned for (", cfg.str(), ") but the parameters are for (",
@@ -154,13 +152,12 @@ struct InferenceWorkspace {
     const std::ptrdiff_t D = cfg.dim, F = cfg.mlp_hidden;
     for (int l = 0; l < cfg.depth; ++l) {
       const BlockParams<T> b = P.block(l);
-      packed[4 * l + 0].pack(b.qkv_w, 3 * D, D);
-      packed[4 * l + 1].pack(b.proj_w, D, D);
-      packed[4 * l + 2].pack(b.fc1_w, F, D);
-      packed[4 * l + 3].pack(b.fc2_w, D, F);
+      packed[4 * l + 0].pack(b.qkv_w, 3 * D, D, precision);
+      packed[4 * l + 1].pack(b.proj_w, D, D, precision);
+      packed[4 * l + 2].pack(b.fc1_w, F, D, precision);
+      packed[4 * l + 3].pack(b.fc2_w, D, F, precision);
     }
     packed_from = &P;
-    packed_precision = precision;
   }
   // Forgets the packed weights (frees them).
   void unpack() {
@@ -171,7 +168,7 @@ struct InferenceWorkspace {
   // precision.
   BlockParams<T> block_params(const ViTParams<T>& P, int l) const {
     BlockParams<T> b = P.block(l);
-    if (packed_from == &P && packed_precision == precision && !packed.empty()) {
+    if (packed_from == &P && !packed.empty() && packed.front().precision == precision) {
       b.qkv_wp = &packed[std::size_t(4 * l + 0)];
       b.proj_wp = &packed[std::size_t(4 * l + 1)];
       b.fc1_wp = &packed[std::size_t(4 * l + 2)];
