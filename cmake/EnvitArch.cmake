@@ -3,8 +3,9 @@
 # envit::dispatch — a small static library (installed and exported when ENVIT_DISPATCH is ON): the
 #   packed float GEMM and the float row kernels (LayerNorm, softmax, GELU, GEMM epilogues) compiled
 #   once per kernel set, each translation unit with its own flags (src/kernels/kernel_set_<set>.cpp:
-#   avx512 = -march=x86-64-v4, avx2 = -march=x86-64-v3, baseline = none; AArch64: baseline (NEON)
-#   only). Linking it defines ENVIT_DISPATCH, and the headers then
+#   avx512 = -march=x86-64-v4, avx2 = -march=x86-64-v3, baseline = none; avx512_bf16 and amx, the
+#   BF16 products on top of avx512's FP32 code: -march=x86-64-v4 -mavx512bf16 [-mamx-tile
+#   -mamx-bf16]; AArch64: baseline (NEON) only). Linking it defines ENVIT_DISPATCH, and the headers then
 #   pick the best set the CPU has at run time. Without it the headers use the consumer's own flags
 #   (compile-time path, no indirection).
 # envit::arch — envit's own programs, benchmarks and tests only (not installed): envit::dispatch
@@ -18,7 +19,7 @@ endif()
 
 if(ENVIT_DISPATCH)
   if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
-    set(ENVIT_KERNEL_SETS baseline avx2 avx512)
+    set(ENVIT_KERNEL_SETS baseline avx2 avx512 avx512_bf16 amx)
   else()
     set(ENVIT_KERNEL_SETS baseline)
   endif()
@@ -26,6 +27,8 @@ if(ENVIT_DISPATCH)
   set(envit_flags_avx2 -march=x86-64-v3)
   # GCC 12's AVX-512 intrinsics (_mm512_undefined_*) trip -Wmaybe-uninitialized (GCC bug 105593).
   set(envit_flags_avx512 -march=x86-64-v4 -Wno-maybe-uninitialized -Wno-uninitialized)
+  set(envit_flags_avx512_bf16 ${envit_flags_avx512} -mavx512bf16)
+  set(envit_flags_amx ${envit_flags_avx512} -mavx512bf16 -mamx-tile -mamx-bf16)
   add_library(envit_dispatch STATIC)
   add_library(envit::dispatch ALIAS envit_dispatch)
   set_target_properties(envit_dispatch PROPERTIES EXPORT_NAME dispatch POSITION_INDEPENDENT_CODE ON

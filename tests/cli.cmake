@@ -18,7 +18,7 @@ if(ENVIT_BUILD_EXAMPLES)
     add_test(NAME "envit cli: ${name}" COMMAND ${CMAKE_COMMAND} ${defs} -P ${check})
   endfunction()
 
-  envit_cli_test("--version prints the project version" RC 0 ARGS --version OUT "^envit ${PROJECT_VERSION}\nkernels: [a-z0-9]+ [^\n]*\n$")
+  envit_cli_test("--version prints the project version" RC 0 ARGS --version OUT "^envit ${PROJECT_VERSION}\nkernels: [a-z0-9_]+ [^\n]*; bf16 products: [^\n]*\n$")
   envit_cli_test("--help lists the exit codes" RC 0 ARGS train|--help
                  OUT "Exit codes: 0 success.*2 usage error.*3 a non-finite")
   envit_cli_test("unknown flag: exit 2, error and usage on stderr" RC 2 ARGS train|--no-such-flag

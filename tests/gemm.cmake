@@ -8,7 +8,7 @@
 envit_add_test(test_gemm test_gemm.cpp)
 envit_test_kernel_sets(test_gemm gemm)
 # The object files of the x86-64 kernel sets define only symbols of their own instruction set.
-foreach(set avx2 avx512)
+foreach(set avx2 avx512 avx512_bf16 amx)
   if(TARGET envit_kernels_${set})
     add_test(NAME dispatch_symbols_${set}
              COMMAND ${CMAKE_COMMAND} -DNM=${CMAKE_NM} "-DOBJECTS=$<TARGET_OBJECTS:envit_kernels_${set}>"

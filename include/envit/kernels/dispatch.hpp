@@ -36,6 +36,16 @@
 #if !defined(ENVIT_DISPATCH)
 #include "envit/kernels/gemm_packed.hpp"
 #include "envit/kernels/vec_kernels.hpp"
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+#include "envit/kernels/gemm_bf16_avx512.hpp"
+#endif
+#endif
+#if defined(ENVIT_DISPATCH) && defined(__x86_64__)
+#include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #endif
 
 namespace envit {
@@ -47,12 +57,40 @@ const GemmKernelSet& gemm_kernels_baseline();
 #if defined(__x86_64__)
 const GemmKernelSet& gemm_kernels_avx2();
 const GemmKernelSet& gemm_kernels_avx512();
+const GemmKernelSet& gemm_kernels_avx512_bf16();
+const GemmKernelSet& gemm_kernels_amx();
+
+// AMX as the "amx" set needs it: the CPU reports AMX-TILE and AMX-BF16 (cpuid leaf 7, EDX bits 24
+// and 22), the OS enables the tile state (XCR0 bits 17 XTILECFG and 18 XTILEDATA, read with xgetbv
+// once OSXSAVE is set), and Linux grants this process the tile data state
+// (arch_prctl(ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18), process-wide, asked once).
+// A refusal (older kernel, seccomp, a hypervisor hiding the state) means no AMX: the next set runs.
+inline bool amx_usable() {
+  static const bool ok = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    if (!((d >> 24) & 1u) || !((d >> 22) & 1u)) return false;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1u)) return false;  // OSXSAVE: xgetbv allowed
+    unsigned lo = 0, hi = 0;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0u));
+    if (((lo >> 17) & 3u) != 3u) return false;
+#if defined(__linux__)
+    return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+#else
+    return false;
+#endif
+  }();
+  return ok;
+}
 #endif
 #else
 // The name of the compile-time kernel set: the dispatched set with the same instructions, else
 // xsimd's name of the arch.
 template <class Arch>
 constexpr const char* compile_time_set_name() {
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+  if constexpr (xsimd::batch<float, Arch>::size == 16) return "avx512_bf16";
+#endif
   if constexpr (xsimd::batch<float, Arch>::size == 16) return "avx512";
   else if constexpr (std::is_same_v<Arch, xsimd::fma3<xsimd::avx2>>) return "avx2";
 #if defined(__x86_64__)
@@ -67,9 +105,10 @@ constexpr const char* compile_time_set_name() {
 // Every kernel set name ENVIT_ISA accepts, best first (a build or CPU may run only some of them).
 inline constexpr const char* kKernelSetNames[] = {"amx", "avx512_bf16", "avx512", "avx2", "baseline"};
 
-// The sets this CPU can run, best first. Dispatched builds only know avx512, avx2 and baseline.
+// The sets this CPU can run, best first (dispatched builds: amx, avx512_bf16, avx512, avx2,
+// baseline; otherwise the one compile-time set).
 struct KernelSetChoice {
-  const GemmKernelSet* sets[3] = {nullptr, nullptr, nullptr};
+  const GemmKernelSet* sets[5] = {nullptr, nullptr, nullptr, nullptr, nullptr};
   int count = 0;
 };
 inline KernelSetChoice runnable_kernel_sets() {
@@ -87,13 +126,22 @@ inline KernelSetChoice runnable_kernel_sets() {
 #else
   const bool v3 = __builtin_cpu_supports("x86-64-v3"), v4 = __builtin_cpu_supports("x86-64-v4");
 #endif
+  const bool bf16 = v4 && __builtin_cpu_supports("avx512bf16");
+  if (bf16 && amx_usable()) c.sets[c.count++] = &gemm_kernels_amx();
+  if (bf16) c.sets[c.count++] = &gemm_kernels_avx512_bf16();
   if (v4) c.sets[c.count++] = &gemm_kernels_avx512();
   if (v3) c.sets[c.count++] = &gemm_kernels_avx2();
 #endif
   c.sets[c.count++] = &gemm_kernels_baseline();
 #else
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+  // built with -mavx512bf16: the vdpbf16ps product on the compile-time FP32 kernels
+  static const GemmKernelSet ks = gemm_bf16::with_bf16(
+      gemm_packed_kernels<xsimd::default_arch>("avx512_bf16", vec::vec_kernel_set()), "avx512_bf16");
+#else
   static const GemmKernelSet ks =
       gemm_packed_kernels<xsimd::default_arch>(compile_time_set_name<xsimd::default_arch>(), vec::vec_kernel_set());
+#endif
   c.sets[c.count++] = &ks;
 #endif
   return c;
