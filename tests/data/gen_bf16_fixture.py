@@ -5,11 +5,16 @@ by PyTorch three ways, for envit's BF16 inference test (tests/infer/test_infer_b
 The model is bench/torch_vit.py's (timm's names and layouts, as the training-step fixture,
 tests/data/gen_train_step_fixture.py). Three forwards of the same weights and images:
   logits32       float32 throughout.
-  logits_strict  float32, with both operands of every matrix product (patch-embedding convolution,
-                 qkv / proj / fc1 / fc2 / head Linear, attention's Q K^T and P V) rounded to bfloat16
-                 (nearest even), the product accumulated in float32 and everything else in float32:
-                 envit's --precision bf16, written out in torch (an independent implementation with
-                 another accumulation order).
+  logits_strict  both operands of every matrix product (patch-embedding convolution, qkv / proj /
+                 fc1 / fc2 / head Linear, attention's Q K^T and P V) rounded to bfloat16 (nearest
+                 even), everything else float32: envit's --precision bf16, written out in torch. Each
+                 product and each element-wise op (LayerNorm, softmax, GELU) is computed in float64
+                 and rounded once to float32: the correctly rounded FP32 value. BF16 rounding is
+                 discontinuous, so an FP32 implementation that is off by one ulp (torch's float32
+                 GELU is, at a few points of this model) flips the BF16 operand of the next product
+                 where a value sits on a rounding boundary and moves the logits by up to ~5e-3 of
+                 their scale (measured: float32 vs correctly rounded GELU); the correctly rounded
+                 reference keeps such flips to those of envit's own FP32 arithmetic.
   logits_autocast  the float32 model under torch.autocast("cpu", dtype=torch.bfloat16), the one line
                  a PyTorch user adds. On CPU (torch 1.13) autocast rounds the OUTPUT of every
                  Linear / convolution / matmul to bfloat16 as well, so the attention scores and the
@@ -23,7 +28,6 @@ Stored: __metadata__ = config (VitConfig::to_map keys), batch, torch_version, au
 images (B,C,H,W) F32, labels (B) I32 (unused), param.<name> F32, logits32 / logits_strict / logits_autocast (M,B,C) F32.
 Run:  /usr/bin/python3 tests/data/gen_bf16_fixture.py   (torch 1.13, CPU)
 """
-import math
 import os
 import sys
 
@@ -32,6 +36,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
 from st_writer import StWriter  # noqa: E402  tests/data/st_writer.py
 import torch_vit  # noqa: E402  bench/torch_vit.py
+from gen_train_step_fixture import init_weights as train_step_init  # noqa: E402
 
 CFG = dict(image_size=16, channels=3, patch=4, dim=32, depth=4, heads=2, mlp_hidden=64, classes=10,
            exits=[1, 2, 4], ln_eps=1e-6)
@@ -41,21 +46,13 @@ F = torch.nn.functional
 
 
 def init_weights(model, gen):
-    """Non-trivial float32 values with O(1) activations and logits of a few units."""
-    for name, p in model.named_parameters():
-        shape = p.shape
-        if name in ("cls_token", "pos_embed"):
-            v = 0.5 * torch.randn(shape, generator=gen, dtype=torch.float64)
-        elif "norm" in name and name.endswith(".weight"):
-            v = 1.0 + 0.3 * (2 * torch.rand(shape, generator=gen, dtype=torch.float64) - 1)
-        elif name.endswith(".bias"):
-            v = 0.2 * (2 * torch.rand(shape, generator=gen, dtype=torch.float64) - 1)
-        else:
-            fan_in = shape[1] * (shape[2] * shape[3] if len(shape) == 4 else 1)
-            gain = 3.0 if name.endswith("head.weight") else 1.2
-            v = torch.randn(shape, generator=gen, dtype=torch.float64) * (gain / math.sqrt(fan_in))
-        with torch.no_grad():
-            p.copy_(v.float())
+    """The training-step fixture's values (fan-in scaled weights, non-trivial norms and biases), with
+    the exit heads' weights 2.5x larger so the logits spread over a few units."""
+    train_step_init(model, gen)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("head.weight"):
+                p.mul_(2.5)
 
 
 def r(t):
@@ -64,31 +61,40 @@ def r(t):
 
 
 def strict_forward(model, img):
-    """envit's BF16 semantics: BF16 operands, FP32 accumulation, FP32 elsewhere."""
+    """envit's BF16 semantics: BF16 operands, FP32 results, FP32 elsewhere; every product and
+    element-wise op correctly rounded to float32 (computed in float64, rounded once)."""
     c = CFG
+    d = torch.float64
+
+    def mm(a, b):  # exact products of BF16 values, summed in float64, rounded once
+        return (r(a).to(d) @ r(b).to(d)).float()
+
+    def ln(m, t):
+        return F.layer_norm(t.to(d), m.normalized_shape, m.weight.to(d), m.bias.to(d), m.eps).float()
+
     B, D, H = img.shape[0], c["dim"], c["heads"]
     E = D // H
     pe = model.patch_embed.proj
-    x = F.conv2d(r(img), r(pe.weight), stride=c["patch"]) + pe.bias.view(1, -1, 1, 1)
+    x = F.conv2d(r(img).to(d), r(pe.weight).to(d), stride=c["patch"]).float() + pe.bias.view(1, -1, 1, 1)
     x = x.flatten(2).transpose(1, 2)
     x = torch.cat([model.cls_token.expand(B, -1, -1), x], dim=1) + model.pos_embed
     N = x.shape[1]
 
     def lin(m, t):
-        return r(t) @ r(m.weight).T + m.bias
+        return mm(t, m.weight.T) + m.bias
 
     logits = []
     for l, blk in enumerate(model.blocks):
         a = blk.attn
-        qkv = lin(a.qkv, blk.norm1(x)).reshape(B, N, 3, H, E).permute(2, 0, 3, 1, 4)
+        qkv = lin(a.qkv, ln(blk.norm1, x)).reshape(B, N, 3, H, E).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        att = ((r(q) @ r(k).transpose(-2, -1)) * a.scale).softmax(dim=-1)
-        x = x + lin(a.proj, (r(att) @ r(v)).transpose(1, 2).reshape(B, N, D))
-        x = x + lin(blk.mlp.fc2, F.gelu(lin(blk.mlp.fc1, blk.norm2(x))))
+        att = (mm(q, k.transpose(-2, -1)) * a.scale).to(d).softmax(dim=-1).float()
+        x = x + lin(a.proj, mm(att, v).transpose(1, 2).reshape(B, N, D))
+        x = x + lin(blk.mlp.fc2, F.gelu(lin(blk.mlp.fc1, ln(blk.norm2, x)).to(d)).float())
         j = model.exit_at.get(l)
         if j is not None:
             norm, head = (model.norm, model.head) if j == model.last else (model.exits[j].norm, model.exits[j].head)
-            logits.append(lin(head, norm(x[:, 0])))
+            logits.append(lin(head, ln(norm, x[:, 0])))
     return logits
 
 

@@ -3,15 +3,16 @@
 //   - torch float32                      envit fp32 matches it at FP32 rounding;
 //   - torch with BF16-rounded operands   the same semantics as envit's bf16 (every matrix product's
 //     of every matrix product, FP32      operands rounded to BF16, FP32 accumulation, FP32 elsewhere),
-//     elsewhere ("strict")               computed independently: envit bf16 matches it within
-//                                        kStrictTol of the logit scale;
+//     elsewhere ("strict"), correctly    computed independently: most logits agree at FP32 rounding
+//     rounded                            (kFp32Tol), all within kStrictTol of the logit scale;
 //   - torch.autocast(bfloat16)           which also rounds every product's output (attention scores,
 //                                        probabilities, GELU, branch outputs, logits) to BF16:
 //                                        envit bf16 matches it within the looser kAutocastTol.
-// Tolerances are fractions of the logit scale S = max |torch float32 logit| (8.67 here) and are
-// derived in docs/method.md ("BF16"): the two BF16 computations differ only where an FP32
-// accumulation-order difference moves a value across a BF16 rounding boundary, which changes that
-// operand by one BF16 ulp (2^-8 relative).
+// Tolerances are fractions of the logit scale S = max |torch float32 logit| (8.67 here), derived in
+// docs/method.md ("BF16 mixed precision"): two implementations of the same BF16 semantics agree at
+// FP32 rounding except where an FP32 difference of an ulp or so (accumulation order, an element-wise
+// op's last bit) moves a value across a BF16 rounding boundary: that operand of the next product then
+// differs by one BF16 ulp (2^-8 relative) and the logits downstream by up to ~5e-3 of S (measured).
 // These cases run under every kernel set the host has (infer_bf16_isa_<set>): the native BF16 sets
 // and the FP32 sets that emulate BF16 on rounded operands meet the same bounds.
 #include <catch2/catch.hpp>
@@ -30,9 +31,10 @@ using envit::testing::parity_fixture;
 
 namespace {
 
-constexpr double kFp32Tol = 1e-5;      // envit fp32 vs torch float32
-constexpr double kStrictTol = 4e-3;    // envit bf16 vs torch with BF16-rounded operands
-constexpr double kAutocastTol = 3e-2;  // envit bf16 vs torch.autocast(bfloat16)
+constexpr double kFp32Tol = 1e-5;      // envit fp32 vs torch float32; envit bf16 vs strict where no operand flipped
+constexpr double kStrictTol = 1.5e-2;  // envit bf16 vs torch with BF16-rounded operands, every logit
+constexpr double kStrictAgree = 0.5;   // ... share of the logits that agree within kFp32Tol (at least)
+constexpr double kAutocastTol = 3e-2;  // envit bf16 vs torch.autocast(bfloat16), every logit
 
 struct Fixture {
   envit::testing::ParityBatch<float> b;
@@ -62,6 +64,13 @@ Fixture& fixture() {
   return fx;
 }
 
+// Share of the logits with |got - ref| <= tol * scale.
+double share_within(const std::vector<float>& got, const std::vector<double>& ref, double tol, double scale) {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < ref.size(); ++i) n += std::abs(double(got[i]) - ref[i]) <= tol * scale;
+  return double(n) / double(ref.size());
+}
+
 // Largest |got - ref| over the (M, B, C) logits, as a fraction of the logit scale.
 double max_diff(const std::vector<float>& got, const std::vector<double>& ref, double scale) {
   double d = 0;
@@ -86,13 +95,16 @@ TEST_CASE("bf16 inference matches torch with BF16-rounded operands (envit's sema
   for (bool prepack : {false, true}) {
     const std::vector<float> z = fx.logits(Precision::bf16, prepack);
     const double d = max_diff(z, fx.strict, fx.scale), d32 = max_diff(z, fx.z32, fx.scale);
-    const double ref_gap = max_diff(fx.strict, fx.z32, fx.scale);
+    const double agree = share_within(z, fx.strict, kFp32Tol, fx.scale);
+    const double agree32 = share_within(z, fx.z32, kFp32Tol, fx.scale);
     INFO((prepack ? "pre-packed BF16 weights" : "weights packed per call")
-         << ": max |envit bf16 - torch strict| = " << d << ", |envit bf16 - torch fp32| = " << d32
-         << ", |torch strict - torch fp32| = " << ref_gap << " (fractions of the logit scale " << fx.scale << ")");
+         << ": max |envit bf16 - torch strict| = " << d << " (" << agree << " of the logits within " << kFp32Tol
+         << "), |envit bf16 - torch fp32| = " << d32 << " (" << agree32 << " within)"
+         << " (fractions of the logit scale " << fx.scale << ")");
     CHECK(d < kStrictTol);
-    // The comparison discriminates: BF16 moved the logits far more than the tolerance.
-    CHECK(d32 > 2 * kStrictTol);
+    CHECK(agree >= kStrictAgree);
+    // The comparison discriminates: at FP32 rounding, BF16 logits agree with (almost) no FP32 logit.
+    CHECK(agree32 < 0.05);
   }
 }
 
