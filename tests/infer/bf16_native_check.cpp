@@ -35,7 +35,7 @@ using namespace envit;
 
 namespace {
 
-constexpr double kNativeTol = 4e-3;  // max |native - emulated| / max |logit|
+constexpr double kNativeTol = 1e-2;  // max |native - emulated| / max |logit|
 constexpr int kSkip = 77;
 
 
