@@ -1,7 +1,14 @@
-// bench/bench_gemm.cpp — envit::gemm at ViT shapes, Eigen vs envit's packed backend, 1 and 2
-// threads, next to a peak-FLOP probe measured in the same process.
-//   peak/threads:T      independent FMA chains (xsimd batches, compile-time arch) on T threads
-//   gemm/<backend>/t<T>/<shape>   counters: GFLOPs (rate) and pct_peak (of the probe, same T)
+// bench/bench_gemm.cpp — envit::gemm at ViT shapes, Eigen vs envit's packed backend, FP32 and BF16,
+// 1 and 2 threads, next to peak-FLOP probes measured in the same process.
+//   peak/threads:T      independent FP32 FMA chains of the kernel set in use (its probe_fma,
+//                       compiled with that set's flags: zmm on avx512/avx512_bf16/amx) on T threads
+//   peak_bf16/threads:T the set's BF16 instruction (probe_bf16): vdpbf16ps chains (avx512_bf16) or
+//                       tdpbf16ps into four accumulator tiles (amx); skipped (error row) when the
+//                       set's BF16 product is emulated
+//   gemm/<backend>/t<T>/<shape>   counters: GFLOPs (rate) and pct_peak (of the FP32 probe, same T)
+//   gemm_bf16/t<T>/<shape>        the BF16 product (Precision::bf16), pct_peak of the BF16 probe
+//                       (of the FP32 probe when emulated); gemm_bf16/prepacked/...: forward shapes
+//                       with the weight packed once for BF16, epilogue-free as the FP32 ones
 // Shapes (row-major, envit's Linear conventions: y = x W^T, dx = dy W, dW = dy^T x):
 //   ViT-S-like, rows M = 6400 (e.g. 32 images x 200 tokens), D = 192, MLP 768, qkv 576:
 //     fwd_*  (N,T)  M=6400, N=out, K=in
@@ -15,7 +22,8 @@
 //   microkernel/kc:K    the full register tile (MR x NR) alone on one thread: one A micro-panel
 //                       (row-major, in L1) times B micro-panels cycling through 4 (in L2), C tile
 //                       written each call; the kernel's own ceiling, no packing or threading.
-// Compiled with envit::arch (AVX-512). Timings are wall-clock (UseRealTime) — on a shared machine
+// Compiled with envit::arch: with envit::dispatch, ENVIT_ISA chooses the set (probes and GEMMs
+// alike); microkernel/ is the compile-time arch's FP32 kernel only. Timings are wall-clock (UseRealTime) — on a shared machine
 // run each several times and keep the best (--benchmark_repetitions=5
 // --benchmark_report_aggregates_only=false, then take the max).
 #include <benchmark/benchmark.h>
@@ -29,6 +37,7 @@
 #include <vector>
 
 #include "envit/core/parallel.hpp"
+#include "envit/core/precision.hpp"
 #include "envit/kernels/gemm.hpp"
 #include "envit/kernels/gemm_packed.hpp"
 
@@ -38,65 +47,71 @@ using envit::GemmBackend;
 using envit::Trans;
 using idx = std::ptrdiff_t;
 
-// ---- peak probe -----------------------------------------------------------------------------------
-// kChains independent FMA chains per thread (more than latency x FMA ports, 4 x 2, on any current
-// x86), `iters` rounds each: 2 * W * kChains * iters flops per thread. 12 chains plus the two
-// operands fit the 16 vector registers of SSE2/AVX2: 16 chains would spill there (an AVX2 probe
-// then read 140 GFLOP/s on 2 threads where the AVX2 GEMM runs at 220).
-constexpr int kChains = 12;
-using VF = xsimd::batch<float>;
+// ---- peak probes ---------------------------------------------------------------------------------
+// The kernel set's own probes (GemmKernelSet::probe_fma / probe_bf16, compiled with its flags).
+// Operands come from volatiles so that no call sees compile-time constants.
+volatile float g_x = 0.9999999f, g_y = 1e-7f;
 
-// Operands come from volatiles so the compiler cannot fold the chains (GCC's constant propagation
-// otherwise notices that acc * x + y == acc for compile-time constants and deletes the loop).
-volatile float g_x = 0.9999999f, g_y = 1e-7f, g_init = 1.0f;
+using Probe = float (*)(long, float, float, double*);
+Probe probe_of(bool bf16) { return bf16 ? envit::gemm_kernels().probe_bf16 : envit::gemm_kernels().probe_fma; }
 
-__attribute__((noinline)) float fma_chains(long iters) {
-  const float init = g_init;
-  VF acc[kChains];
-  for (int i = 0; i < kChains; ++i) acc[i] = VF(init + 1e-3f * float(i));
-  const VF x(g_x), y(g_y);
-  for (long it = 0; it < iters; ++it) {
-#pragma GCC unroll 12
-    for (int i = 0; i < kChains; ++i) acc[i] = xsimd::fma(acc[i], x, y);
+// One run of the probe on `threads` threads: seconds, flops in *flops.
+double run_probe(Probe probe, int threads, long iters, double* flops) {
+  float sink = 0;
+  double f = 0;
+  const float x = g_x, y = g_y;
+  const double t0 = omp_get_wtime();
+#pragma omp parallel num_threads(threads) reduction(+ : sink, f)
+  {
+    double fl = 0;
+    sink += probe(iters, x, y, &fl);
+    f += fl;
   }
-  VF s = acc[0];
-  for (int i = 1; i < kChains; ++i) s += acc[i];
-  return xsimd::hadd(s);
+  const double dt = omp_get_wtime() - t0;
+  benchmark::DoNotOptimize(sink);
+  *flops = f;
+  return dt;
 }
 
-double flops_per_call(long iters) { return 2.0 * double(VF::size) * kChains * double(iters); }
-
-// Best of a few short runs of the probe on `threads` threads, in GFLOP/s (cached per thread count).
-double peak_gflops(int threads) {
-  static double cache[8] = {};
+// Best of a few short runs of the probe on `threads` threads, in GFLOP/s (cached per thread count);
+// 0 when the set has no such probe (emulated BF16).
+double peak_gflops(int threads, bool bf16 = false) {
+  static double cache[2][8] = {};
   if (threads < 1 || threads > 7) return 0.0;
-  if (cache[threads] > 0) return cache[threads];
-  const long iters = 2'000'000;
+  double& c = cache[bf16][threads];
+  if (c > 0) return c;
+  const Probe probe = probe_of(bf16);
+  if (!probe) return 0.0;
+  const long iters = bf16 && std::string(envit::gemm_kernels().bf16) == "amx" ? 200'000 : 2'000'000;
   double best = 0;
   for (int rep = 0; rep < 7; ++rep) {
-    float sink = 0;
-    const double t0 = omp_get_wtime();
-#pragma omp parallel num_threads(threads) reduction(+ : sink)
-    sink += fma_chains(iters);
-    const double dt = omp_get_wtime() - t0;
-    benchmark::DoNotOptimize(sink);
-    best = std::max(best, flops_per_call(iters) * threads / dt * 1e-9);
+    double flops = 0;
+    const double dt = run_probe(probe, threads, iters, &flops);
+    best = std::max(best, flops / dt * 1e-9);
   }
-  return cache[threads] = best;
+  return c = best;
 }
 
-void BM_Peak(benchmark::State& state) {
+// The peak a BF16 product is measured against: the BF16 probe, or the FP32 one when emulated.
+double peak_for(int threads, bool bf16) {
+  const double p = bf16 ? peak_gflops(threads, true) : 0.0;
+  return p > 0 ? p : peak_gflops(threads);
+}
+
+void BM_Peak(benchmark::State& state, bool bf16) {
   const int threads = static_cast<int>(state.range(0));
-  const long iters = 1'000'000;
-  for (auto _ : state) {
-    float sink = 0;
-#pragma omp parallel num_threads(threads) reduction(+ : sink)
-    sink += fma_chains(iters);
-    benchmark::DoNotOptimize(sink);
+  const Probe probe = probe_of(bf16);
+  if (!probe) {
+    state.SkipWithError("the kernel set's BF16 product is emulated: no BF16 instruction to probe");
+    return;
   }
-  state.counters["GFLOPs"] = benchmark::Counter(flops_per_call(iters) * threads * 1e-9,
-                                                benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["simd_width"] = double(VF::size);
+  const long iters = bf16 && std::string(envit::gemm_kernels().bf16) == "amx" ? 100'000 : 1'000'000;
+  double flops = 0;
+  for (auto _ : state) run_probe(probe, threads, iters, &flops);
+  state.counters["GFLOPs"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  if (!bf16) state.counters["simd_width"] = flops / (2.0 * 12.0 * double(iters) * threads);  // floats per FMA
+  state.SetLabel(std::string(envit::kernel_set_name()) + (bf16 ? " bf16 " + std::string(envit::gemm_kernels().bf16)
+                                                                : " fp32 fma"));
 }
 
 // ---- GEMM -----------------------------------------------------------------------------------------
@@ -144,8 +159,10 @@ const Shape kShapes[] = {
     {"B16b1_fwd_fc2", Trans::N, Trans::T, 197, 768, 3072},
 };
 
-// C = A W^T with W pre-packed once (envit::PackedWeight, inference), forward shapes only.
-void BM_GemmPrepacked(benchmark::State& state, Shape s, int threads) {
+// C = A W^T with W pre-packed once (envit::PackedWeight, inference, packed for `prec`), forward
+// shapes only.
+void BM_GemmPrepacked(benchmark::State& state, Shape s, int threads, envit::Precision prec) {
+  envit::PrecisionScope scope(prec);
   std::vector<float> A(static_cast<std::size_t>(s.M * s.K)), W(static_cast<std::size_t>(s.K * s.N)),
       C(static_cast<std::size_t>(s.M * s.N), 0.0f);
   for (std::size_t i = 0; i < A.size(); ++i) A[i] = float((i * 7919) % 1000) * 1e-3f - 0.5f;
@@ -154,7 +171,7 @@ void BM_GemmPrepacked(benchmark::State& state, Shape s, int threads) {
   wp.pack(W.data(), s.N, s.K);
   const int old_threads = envit::num_threads();
   envit::set_num_threads(threads);
-  const double peak = peak_gflops(threads);
+  const double peak = peak_for(threads, prec == envit::Precision::bf16);
   envit::gemm_weight_t<float>(s.M, s.N, s.K, 1.0f, A.data(), s.K, W.data(), &wp, 0.0f, C.data(), s.N);
   for (auto _ : state) {
     envit::gemm_weight_t<float>(s.M, s.N, s.K, 1.0f, A.data(), s.K, W.data(), &wp, 0.0f, C.data(), s.N);
@@ -193,7 +210,8 @@ void BM_GemmPrepackedCold(benchmark::State& state, Shape s, int threads, double 
   envit::set_num_threads(old_threads);
 }
 
-void BM_Gemm(benchmark::State& state, Shape s, GemmBackend backend, int threads) {
+void BM_Gemm(benchmark::State& state, Shape s, GemmBackend backend, int threads, envit::Precision prec) {
+  envit::PrecisionScope scope(prec);
   const idx lda = s.ta == Trans::N ? s.K : s.M, ldb = s.tb == Trans::N ? s.N : s.K;
   std::vector<float> A(static_cast<std::size_t>(s.M * s.K)), B(static_cast<std::size_t>(s.K * s.N)),
       C(static_cast<std::size_t>(s.M * s.N), 0.0f);
@@ -203,7 +221,7 @@ void BM_Gemm(benchmark::State& state, Shape s, GemmBackend backend, int threads)
   const int old_threads = envit::num_threads();
   envit::set_gemm_backend(backend);
   envit::set_num_threads(threads);
-  const double peak = peak_gflops(threads);
+  const double peak = peak_for(threads, prec == envit::Precision::bf16);
   // warm-up: pack buffers, OpenMP team
   envit::gemm<float>(s.ta, s.tb, s.M, s.N, s.K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, C.data(), s.N);
   for (auto _ : state) {
@@ -249,7 +267,8 @@ void BM_MicroKernel(benchmark::State& state) {
 }
 
 const bool registered = [] {
-  benchmark::RegisterBenchmark("peak", BM_Peak)->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime();
+  benchmark::RegisterBenchmark("peak", BM_Peak, false)->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime();
+  benchmark::RegisterBenchmark("peak_bf16", BM_Peak, true)->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime();
   benchmark::RegisterBenchmark("microkernel", BM_MicroKernel)->Arg(192)->Arg(768)->ArgName("kc")->UseRealTime();
   for (int threads : {1, 2})
     for (const Shape& s : kShapes)
@@ -258,16 +277,31 @@ const bool registered = [] {
         std::snprintf(name, sizeof name, "gemm/%s/t%d/%s_%s%s_%tdx%tdx%td",
                       b == GemmBackend::eigen ? "eigen" : "packed", threads, s.name,
                       s.ta == Trans::N ? "N" : "T", s.tb == Trans::N ? "N" : "T", s.M, s.N, s.K);
-        benchmark::RegisterBenchmark(name, BM_Gemm, s, b, threads)
+        benchmark::RegisterBenchmark(name, BM_Gemm, s, b, threads, envit::Precision::fp32)
             ->UseRealTime()
             ->Unit(benchmark::kMillisecond);
       }
+  for (int threads : {1, 2})
+    for (const Shape& s : kShapes) {
+      char name[160];
+      std::snprintf(name, sizeof name, "gemm_bf16/t%d/%s_%s%s_%tdx%tdx%td", threads, s.name,
+                    s.ta == Trans::N ? "N" : "T", s.tb == Trans::N ? "N" : "T", s.M, s.N, s.K);
+      benchmark::RegisterBenchmark(name, BM_Gemm, s, GemmBackend::packed, threads, envit::Precision::bf16)
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond);
+    }
   for (int threads : {1, 2})
     for (const Shape& s : kShapes)
       if (s.ta == Trans::N && s.tb == Trans::T) {
         char name[160];
         std::snprintf(name, sizeof name, "gemm/prepacked/t%d/%s_%tdx%tdx%td", threads, s.name, s.M, s.N, s.K);
-        benchmark::RegisterBenchmark(name, BM_GemmPrepacked, s, threads)->UseRealTime()->Unit(benchmark::kMillisecond);
+        benchmark::RegisterBenchmark(name, BM_GemmPrepacked, s, threads, envit::Precision::fp32)
+            ->UseRealTime()
+            ->Unit(benchmark::kMillisecond);
+        std::snprintf(name, sizeof name, "gemm_bf16/prepacked/t%d/%s_%tdx%tdx%td", threads, s.name, s.M, s.N, s.K);
+        benchmark::RegisterBenchmark(name, BM_GemmPrepacked, s, threads, envit::Precision::bf16)
+            ->UseRealTime()
+            ->Unit(benchmark::kMillisecond);
       }
   for (int threads : {1, 2})
     for (const Shape& s : kShapes) {

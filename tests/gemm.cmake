@@ -40,6 +40,21 @@ if(TARGET envit_dispatch)
     set_tests_properties(gemm_bf16_${set} PROPERTIES ENVIRONMENT "ENVIT_ISA=${set}" SKIP_RETURN_CODE 77
                          LABELS kernels)
   endforeach()
+  # avx512 vs avx512_bf16 / amx FP32 results, bitwise: skipped where the CPU has neither BF16 set.
+  add_test(NAME gemm_fp32_avx512_family COMMAND test_gemm_bf16 "[family]")
+  set_tests_properties(gemm_fp32_avx512_family PROPERTIES ENVIRONMENT "ENVIT_TEST_SKIP_EMPTY=1"
+                       SKIP_RETURN_CODE 77 LABELS kernels)
 else()
   add_test(NAME gemm_bf16 COMMAND test_gemm_bf16)
+endif()
+# test_gemm_bf16_native: the header-only compile-time path built with -march=x86-64-v4 -mavx512bf16
+# (the vdpbf16ps product without dispatch), when the host runs it; not in the sanitizer build.
+if(ENVIT_HOST_AVX512_BF16 AND NOT ENVIT_SANITIZE)
+  add_executable(test_gemm_bf16_native test_gemm_bf16.cpp alloc_counter.cpp)
+  target_link_libraries(test_gemm_bf16_native PRIVATE envit::envit envit_catch_main)
+  target_include_directories(test_gemm_bf16_native PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+  target_compile_options(test_gemm_bf16_native PRIVATE -Wall -Wextra -march=x86-64-v4 -mavx512bf16
+                         -Wno-maybe-uninitialized -Wno-uninitialized)
+  add_test(NAME gemm_bf16_native COMMAND test_gemm_bf16_native)
+  set_tests_properties(gemm_bf16_native PROPERTIES LABELS kernels)
 endif()

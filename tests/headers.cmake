@@ -3,6 +3,11 @@
 # (the target is not part of `all`, so ordinary builds do not pay for it).
 # ENVIT_HEADER_ALONE_KNOWN_FAILURES: headers that do not compile alone yet, listed with the reason.
 set(ENVIT_HEADER_ALONE_KNOWN_FAILURES)
+# Leaf kernel headers written for one instruction set (they #error without its flags): compiled
+# alone with those flags on x86-64, left out elsewhere.
+set(envit_header_flags_kernels_gemm_bf16_avx512 -march=x86-64-v4 -mavx512bf16 -Wno-maybe-uninitialized)
+set(envit_header_flags_kernels_gemm_bf16_amx -march=x86-64-v4 -mavx512bf16 -mamx-tile -mamx-bf16
+    -Wno-maybe-uninitialized)
 file(GLOB_RECURSE envit_public_headers CONFIGURE_DEPENDS RELATIVE ${PROJECT_SOURCE_DIR}/include/envit
      ${PROJECT_SOURCE_DIR}/include/envit/*.hpp)
 set(envit_header_tus)
@@ -13,6 +18,12 @@ foreach(h ${envit_public_headers})
   string(REPLACE "/" "_" stem ${h})
   string(REPLACE ".hpp" "" stem ${stem})
   set(tu ${CMAKE_CURRENT_BINARY_DIR}/header_alone/${stem}.cpp)
+  if(DEFINED envit_header_flags_${stem})
+    if(NOT CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
+      continue()
+    endif()
+    set_source_files_properties(${tu} PROPERTIES COMPILE_OPTIONS "${envit_header_flags_${stem}}")
+  endif()
   file(CONFIGURE OUTPUT ${tu} CONTENT "#include <envit/${h}>\n")
   list(APPEND envit_header_tus ${tu})
 endforeach()

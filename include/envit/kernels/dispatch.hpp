@@ -1,26 +1,35 @@
-// envit/kernels/dispatch.hpp — which kernel set runs: the packed float GEMM and the float row
-// kernels (kernels/vec_kernels.hpp: LayerNorm rows, softmax and log-softmax rows, GELU, the GEMM
-// epilogues), chosen together once per process.
+// envit/kernels/dispatch.hpp — which kernel set runs: the packed float GEMM, its BF16 product and
+// the float row kernels (kernels/vec_kernels.hpp: LayerNorm rows, softmax and log-softmax rows,
+// GELU, the GEMM epilogues), chosen together once per process.
 // Two ways to build, decided by the macro ENVIT_DISPATCH (set by linking the CMake target
 // envit::dispatch, never by the headers):
 //   * ENVIT_DISPATCH defined: the kernel sets are compiled separately, each translation unit with
 //     its own instruction-set flags (src/kernels/kernel_set_<set>.cpp, the envit::dispatch
 //     library): "avx512" (-march=x86-64-v4: AVX-512 F/BW/DQ/VL/CD), "avx2" (-march=x86-64-v3: AVX2,
-//     FMA, BMI) and "baseline" (no flags: SSE2 on x86-64, NEON on AArch64). The first kernel call
-//     picks the best set the CPU reports (cpuid, including the OS's register-state support), so one
-//     binary runs on any x86-64 and never executes an instruction the CPU lacks. The ops call the
-//     row kernels through the set's table (envit::kernels below: one indirect call per row block or
-//     chunk).
+//     FMA, BMI) and "baseline" (no flags: SSE2 on x86-64, NEON on AArch64) each with an emulated
+//     BF16 product (their FP32 micro-kernel on operands rounded to BF16 while packing); and two sets
+//     with BF16 instructions, whose FP32 GEMM and row kernels are the avx512 set's own functions
+//     (bitwise the same FP32 results): "avx512_bf16" (-mavx512bf16: vdpbf16ps,
+//     kernels/gemm_bf16_avx512.hpp) and "amx" (-mamx-tile -mamx-bf16: tdpbf16ps on tiles,
+//     kernels/gemm_bf16_amx.hpp). The first kernel call picks the best set the CPU reports, in the
+//     order amx > avx512_bf16 > avx512 > avx2 > baseline (cpuid, including the OS's register-state
+//     support; for amx also the Linux permission for the tile data, detail::amx_usable(); a refusal
+//     means the next set), so one binary runs on any x86-64 and never executes an instruction the
+//     CPU lacks. The ops call the row kernels through the set's table (envit::kernels below: one
+//     indirect call per row block or chunk).
 //   * otherwise (header-only use): the one kernel set of the including translation unit's own
-//     flags (xsimd's default arch: -march=native gives AVX-512 on such a CPU), called directly, no
-//     indirection.
-// ENVIT_ISA=avx512|avx2|baseline (environment) forces a set, GEMM and row kernels alike: for testing
-// every set on one machine and for A/B timing. A set the CPU cannot run, or any set but the
-// compiled one without ENVIT_DISPATCH, is an error (ValueError naming the variable), never a silent
-// substitute. Results are deterministic per kernel set (each set has its own register tile and so
-// its own thread tiles, and its own batch width in the row kernels); sets differ from each other in
-// the last bits (FMA vs separate multiply-add, lane count of the reductions). Double paths stay
-// scalar in the ops and use none of this.
+//     flags (xsimd's default arch: -march=native gives AVX-512 on such a CPU; with -mavx512bf16 as
+//     well, the vdpbf16ps BF16 product, named "avx512_bf16"), called directly, no indirection.
+//     AMX is only used through envit::dispatch (it needs the run-time permission above).
+// ENVIT_ISA=amx|avx512_bf16|avx512|avx2|baseline (environment) forces a set, GEMM and row kernels
+// alike: for testing every set on one machine and for A/B timing. A set the CPU cannot run, or any
+// set but the compiled one without ENVIT_DISPATCH, is an error (ValueError naming the variable),
+// never a silent substitute. Results are deterministic per kernel set (each set has its own register
+// tiles and so its own thread tiles, and its own batch width in the row kernels); sets differ from
+// each other in the last bits (FMA vs separate multiply-add, lane count of the reductions, BF16
+// summation order) except the AVX-512 family's FP32 results, which are one code. The native BF16
+// instructions flush subnormal BF16 inputs and FP32 results to zero (DAZ/FTZ); the emulated
+// product does not. Double paths stay scalar in the ops and use none of this.
 #pragma once
 #include <xsimd/xsimd.hpp>
 

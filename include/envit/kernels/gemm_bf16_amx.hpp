@@ -44,14 +44,11 @@ inline namespace ENVIT_KERNEL_ISA_NS {
 using gemm_bf16::kKC;
 using gemm_bf16::kKPC;
 using gemm_bf16::lanes;
-using gemm_pk::balanced_block;
 using gemm_pk::ceil_div;
 using gemm_pk::round_up;
-using gemm_pk::scale_c;
 
 constexpr int kMR = 32, kNR = 32;  // a 32 x 32 block of C: 2 x 2 accumulator tiles
 constexpr int kMC = 128;           // rows of op(A) packed at a time
-constexpr std::ptrdiff_t kNB = 262144;  // words in a packed B block (1 MB)
 static_assert(kKC % 32 == 0 && kKPC % 16 == 0);
 
 // LDTILECFG's 64-byte operand: byte 0 palette, 1 start_row, 16..47 bytes per row of tiles 0..15
@@ -135,61 +132,20 @@ __attribute__((noinline)) inline void block(std::ptrdiff_t kpp, const std::uint3
     }
 }
 
-template <int Which>
-std::uint32_t* words(std::size_t n) {
-  thread_local gemm_pk::PackBuffer b;
-  return reinterpret_cast<std::uint32_t*>(b.get(n));
-}
-
 // Pairs per packed B panel for a K block of kc elements: whole tiles of 16 pairs.
 inline std::ptrdiff_t panel_pairs(std::ptrdiff_t kc) { return round_up(ceil_div(kc, 2), 16); }
 
-// GemmKernelSet::run_bf16 on AMX (see gemm_types.hpp). bpre: pack_weight_t's words (panels of NR
-// columns over the whole K, panel i at bpre + i * panel_pairs(K) * NR words).
+// GemmKernelSet::run_bf16 on AMX (see gemm_types.hpp): gemm_bf16_avx512.hpp's loop nest with K
+// blocks of whole tiles. bpre: pack_weight_t's words (panels of NR columns over the whole K, panel
+// i at bpre + i * panel_pairs(K) * NR words).
 inline void run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, float alpha,
                 const float* A, std::ptrdiff_t lda, const float* B, std::ptrdiff_t ldb, float beta, float* C,
                 std::ptrdiff_t ldc, const void* bpre, const GemmEpilogue* epi, std::ptrdiff_t row_off,
                 std::ptrdiff_t col_off) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0 || alpha == 0.0f) {
-    scale_c(M, N, beta, C, ldc);
-    if (epi) (*epi)(row_off, row_off + M, col_off, col_off + N);
-    return;
-  }
-  const std::ptrdiff_t kcb = balanced_block(K, kKC, 32);  // whole tiles: pre-packed offsets stay aligned
-  const std::ptrdiff_t kpb = panel_pairs(kcb), kp_all = panel_pairs(K);
-  const std::ptrdiff_t mcb = balanced_block(M, kMC, kMR);
-  const std::ptrdiff_t ncb = balanced_block(N, std::max<std::ptrdiff_t>(kNR, kNB / kpb / kNR * kNR), kNR);
-  std::uint32_t* pa = words<0>(static_cast<std::size_t>(round_up(mcb, kMR) * kKPC));
-  const auto* bp = static_cast<const std::uint32_t*>(bpre);
-  std::uint32_t* pb = bp ? nullptr : words<1>(static_cast<std::size_t>(kpb * round_up(ncb, kNR)));
   static const TileConfig cfg{};
   _tile_loadconfig(&cfg);
-  for (std::ptrdiff_t jc = 0; jc < N; jc += ncb) {
-    const std::ptrdiff_t nc = std::min(ncb, N - jc);
-    for (std::ptrdiff_t pc = 0; pc < K; pc += kcb) {
-      const std::ptrdiff_t kc = std::min(kcb, K - pc), kpp = panel_pairs(kc);
-      const float beta_k = pc == 0 ? beta : 1.0f;  // later K blocks accumulate into C
-      const std::uint32_t* pbk = pb;
-      std::ptrdiff_t pstride = kpp * kNR;
-      if (bp) {
-        pbk = bp + (jc / kNR) * kp_all * kNR + (pc / 2) * kNR;
-        pstride = kp_all * kNR;
-      } else {
-        gemm_bf16::pack_b<kNR>(tb, tb == Trans::N ? B + pc * ldb + jc : B + jc * ldb + pc, ldb, kc, nc, pb, kpp);
-      }
-      for (std::ptrdiff_t ic = 0; ic < M; ic += mcb) {
-        const std::ptrdiff_t mc = std::min(mcb, M - ic);
-        pack_a(ta, ta == Trans::N ? A + ic * lda + pc : A + pc * lda + ic, lda, mc, kc, kpp, pa);
-        for (std::ptrdiff_t ir = 0; ir < mc; ir += kMR)
-          for (std::ptrdiff_t jr = 0; jr < nc; jr += kNR)
-            block(kpp, pa + (ir / kMR) * (kMR * kKPC), pbk + (jr / kNR) * pstride, C + (ic + ir) * ldc + jc + jr, ldc,
-                  alpha, beta_k, static_cast<int>(std::min<std::ptrdiff_t>(kMR, mc - ir)),
-                  static_cast<int>(std::min<std::ptrdiff_t>(kNR, nc - jr)));
-        if (epi && pc + kc >= K) (*epi)(row_off + ic, row_off + ic + mc, col_off + jc, col_off + jc + nc);
-      }
-    }
-  }
+  gemm_bf16::run_blocked<kMR, kNR, 32, kMC>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bpre, epi, row_off,
+                                            col_off, &panel_pairs, &pack_a, &block);
   _tile_release();
 }
 
@@ -200,16 +156,42 @@ inline void pack_weight_t(void* dst, const float* W, std::ptrdiff_t n, std::ptrd
   gemm_bf16::pack_b<kNR>(Trans::T, W, k, k, n, static_cast<std::uint32_t*>(dst), panel_pairs(k));
 }
 
+// GemmKernelSet::probe_bf16: tdpbf16ps into four independent accumulator tiles (tmm0-3) from two
+// A and two B tiles loaded once; each instruction is 16 x 16 x 32 multiply-adds (16384 flops).
+inline float probe(long iters, float x, float y, double* flops) {
+  alignas(64) std::uint32_t a[16 * 16], b[16 * 16];
+  const __m512i wa = gemm_bf16::pairs_interleaved(_mm512_set1_ps(x), _mm512_set1_ps(x));
+  const __m512i wb = gemm_bf16::pairs_interleaved(_mm512_set1_ps(y), _mm512_set1_ps(y));
+  for (int r = 0; r < 16; ++r) _mm512_store_si512(a + 16 * r, wa), _mm512_store_si512(b + 16 * r, wb);
+  static const TileConfig cfg{};
+  _tile_loadconfig(&cfg);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  _tile_loadd(4, a, 64);
+  _tile_loadd(5, a, 64);
+  _tile_loadd(6, b, 64);
+  _tile_loadd(7, b, 64);
+  for (long it = 0; it < iters; ++it) {
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  alignas(64) float out[4][16 * 16];
+  _tile_stored(0, out[0], 64);
+  _tile_stored(1, out[1], 64);
+  _tile_stored(2, out[2], 64);
+  _tile_stored(3, out[3], 64);
+  _tile_release();
+  *flops = 4.0 * 16384.0 * double(iters);
+  return out[0][0] + out[1][17] + out[2][34] + out[3][255];
+}
+
 // The "amx" BF16 product on top of a kernel set (its FP32 GEMM and row kernels unchanged).
 inline GemmKernelSet with_bf16(GemmKernelSet ks, const char* name) {
-  ks.name = name;
-  ks.bf16 = "amx";
-  ks.bf16_native = true;
-  ks.bf16_mr = kMR, ks.bf16_nr = kNR;
-  ks.run_bf16 = &run;
-  ks.packed_weight_bf16_bytes = &packed_weight_bytes;
-  ks.pack_weight_t_bf16 = &pack_weight_t;
-  return ks;
+  return gemm_bf16::with_native_bf16(ks, name, "amx", kMR, kNR, &run, &packed_weight_bytes, &pack_weight_t, &probe);
 }
 
 }  // namespace ENVIT_KERNEL_ISA_NS

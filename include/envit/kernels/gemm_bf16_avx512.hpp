@@ -214,22 +214,27 @@ std::uint32_t* words(std::size_t n) {
   return reinterpret_cast<std::uint32_t*>(b.get(n));
 }
 
-// GemmKernelSet::run_bf16 on vdpbf16ps (see gemm_types.hpp). bpre: pack_weight_t's words (panels of
-// NR columns over the whole K, panel i at bpre + i * ceil(K/2) * NR words).
-inline void run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, float alpha,
-                const float* A, std::ptrdiff_t lda, const float* B, std::ptrdiff_t ldb, float beta, float* C,
-                std::ptrdiff_t ldc, const void* bpre, const GemmEpilogue* epi, std::ptrdiff_t row_off,
-                std::ptrdiff_t col_off) {
-  constexpr int MR = kMR, NR = kNR;
+// The loop nest of both native BF16 products (this one and gemm_bf16_amx.hpp's), single-threaded,
+// as the FP32 kernel's: jc over N (column blocks whose packed B fits kNB words) > pc over K (blocks
+// of <= kKC elements, multiples of KUnit) > ic over M (blocks of MC rows) > ir (MR) > jr (NR).
+//   panel_pairs(kc): pairs per packed B panel for a K block of kc elements (K padded with zeros);
+//   pack_a(ta, A block, lda, mc, kc, kpp, pa): op(A) rows into panels of MR * kKPC words;
+//   block(kpp, A panel, B panel, C tile, ldc, alpha, beta, m, n): one register tile.
+// bpre: B pre-packed over the whole K (panels of NR columns, panel_pairs(K) pairs each).
+template <int MR, int NR, int KUnit, int MC, class PanelPairs, class PackA, class Block>
+void run_blocked(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, float alpha,
+                 const float* A, std::ptrdiff_t lda, const float* B, std::ptrdiff_t ldb, float beta, float* C,
+                 std::ptrdiff_t ldc, const void* bpre, const GemmEpilogue* epi, std::ptrdiff_t row_off,
+                 std::ptrdiff_t col_off, PanelPairs panel_pairs, PackA pack_a_fn, Block block_fn) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.0f) {
     scale_c(M, N, beta, C, ldc);
     if (epi) (*epi)(row_off, row_off + M, col_off, col_off + N);
     return;
   }
-  const std::ptrdiff_t kcb = balanced_block(K, kKC, 2);  // even: pairs never straddle K blocks
-  const std::ptrdiff_t kpb = kcb / 2, kp_all = ceil_div(K, 2);
-  const std::ptrdiff_t mcb = balanced_block(M, kMC, MR);
+  const std::ptrdiff_t kcb = balanced_block(K, kKC, KUnit);  // pairs never straddle K blocks
+  const std::ptrdiff_t kpb = panel_pairs(kcb), kp_all = panel_pairs(K);
+  const std::ptrdiff_t mcb = balanced_block(M, MC, MR);
   const std::ptrdiff_t ncb = balanced_block(N, std::max<std::ptrdiff_t>(NR, kNB / kpb / NR * NR), NR);
   std::uint32_t* pa = words<0>(static_cast<std::size_t>(round_up(mcb, MR) * kKPC));
   const auto* bp = static_cast<const std::uint32_t*>(bpre);
@@ -237,33 +242,46 @@ inline void run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptr
   for (std::ptrdiff_t jc = 0; jc < N; jc += ncb) {
     const std::ptrdiff_t nc = std::min(ncb, N - jc);
     for (std::ptrdiff_t pc = 0; pc < K; pc += kcb) {
-      const std::ptrdiff_t kc = std::min(kcb, K - pc), kp = ceil_div(kc, 2);
+      const std::ptrdiff_t kc = std::min(kcb, K - pc), kpp = panel_pairs(kc);
       const float beta_k = pc == 0 ? beta : 1.0f;  // later K blocks accumulate into C
       const std::uint32_t* pbk = pb;
-      std::ptrdiff_t pstride = kp * NR;
+      std::ptrdiff_t pstride = kpp * NR;
       if (bp) {
         pbk = bp + (jc / NR) * kp_all * NR + (pc / 2) * NR;
         pstride = kp_all * NR;
       } else {
-        pack_b<NR>(tb, tb == Trans::N ? B + pc * ldb + jc : B + jc * ldb + pc, ldb, kc, nc, pb);
+        pack_b<NR>(tb, tb == Trans::N ? B + pc * ldb + jc : B + jc * ldb + pc, ldb, kc, nc, pb, kpp);
       }
       for (std::ptrdiff_t ic = 0; ic < M; ic += mcb) {
         const std::ptrdiff_t mc = std::min(mcb, M - ic);
-        pack_a<MR>(ta, ta == Trans::N ? A + ic * lda + pc : A + pc * lda + ic, lda, mc, kc, pa);
-        for (std::ptrdiff_t ir = 0; ir < mc; ir += MR) {
-          const int m = static_cast<int>(std::min<std::ptrdiff_t>(MR, mc - ir));
-          const std::uint32_t* pai = pa + (ir / MR) * (MR * kKPC);
-          for (std::ptrdiff_t jr = 0; jr < nc; jr += NR) {
-            const int n = static_cast<int>(std::min<std::ptrdiff_t>(NR, nc - jr));
-            float* c = C + (ic + ir) * ldc + jc + jr;
-            if (ta == Trans::T) tile<true>(kp, pai, pbk + (jr / NR) * pstride, c, ldc, alpha, beta_k, m, n);
-            else tile<false>(kp, pai, pbk + (jr / NR) * pstride, c, ldc, alpha, beta_k, m, n);
-          }
-        }
+        pack_a_fn(ta, ta == Trans::N ? A + ic * lda + pc : A + pc * lda + ic, lda, mc, kc, kpp, pa);
+        for (std::ptrdiff_t ir = 0; ir < mc; ir += MR)
+          for (std::ptrdiff_t jr = 0; jr < nc; jr += NR)
+            block_fn(kpp, pa + (ir / MR) * (MR * kKPC), pbk + (jr / NR) * pstride, C + (ic + ir) * ldc + jc + jr, ldc,
+                     alpha, beta_k, static_cast<int>(std::min<std::ptrdiff_t>(MR, mc - ir)),
+                     static_cast<int>(std::min<std::ptrdiff_t>(NR, nc - jr)));
         if (epi && pc + kc >= K) (*epi)(row_off + ic, row_off + ic + mc, col_off + jc, col_off + jc + nc);
       }
     }
   }
+}
+
+// GemmKernelSet::run_bf16 on vdpbf16ps (see gemm_types.hpp). bpre: pack_weight_t's words (panels of
+// NR columns over the whole K, panel i at bpre + i * ceil(K/2) * NR words).
+inline void run(Trans ta, Trans tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, float alpha,
+                const float* A, std::ptrdiff_t lda, const float* B, std::ptrdiff_t ldb, float beta, float* C,
+                std::ptrdiff_t ldc, const void* bpre, const GemmEpilogue* epi, std::ptrdiff_t row_off,
+                std::ptrdiff_t col_off) {
+  auto pairs = [](std::ptrdiff_t kc) { return ceil_div(kc, 2); };
+  auto pack = [](Trans t, const float* a, std::ptrdiff_t ld, std::ptrdiff_t mc, std::ptrdiff_t kc, std::ptrdiff_t,
+                 std::uint32_t* pa) { pack_a<kMR>(t, a, ld, mc, kc, pa); };
+  auto block = [ta](std::ptrdiff_t kp, const std::uint32_t* pa, const std::uint32_t* pb, float* c, std::ptrdiff_t ld,
+                    float al, float be, int m, int n) {
+    if (ta == Trans::T) tile<true>(kp, pa, pb, c, ld, al, be, m, n);
+    else tile<false>(kp, pa, pb, c, ld, al, be, m, n);
+  };
+  run_blocked<kMR, kNR, 2, kMC>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bpre, epi, row_off, col_off,
+                                pairs, pack, block);
 }
 
 // W (n, k) row-major as op(B) = W^T in run's layout: panels of NR columns over the whole k.
@@ -274,16 +292,44 @@ inline void pack_weight_t(void* dst, const float* W, std::ptrdiff_t n, std::ptrd
   pack_b<kNR>(Trans::T, W, k, k, n, static_cast<std::uint32_t*>(dst));
 }
 
-// The "avx512_bf16" BF16 product on top of a kernel set (its FP32 GEMM and row kernels unchanged).
-inline GemmKernelSet with_bf16(GemmKernelSet ks, const char* name) {
+// GemmKernelSet::probe_bf16: 16 independent vdpbf16ps chains (16 lanes x 2 pairs x 2 flops = 64
+// flops per instruction); 16 accumulators + 2 operands fit the 32 zmm.
+inline float probe(long iters, float x, float y, double* flops) {
+  constexpr int kChains = 16;
+  __m512 acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_ps(1e-3f * float(i));
+  const __m512bh a = _mm512_cvtne2ps_pbh(_mm512_set1_ps(x), _mm512_set1_ps(x));
+  const __m512bh b = _mm512_cvtne2ps_pbh(_mm512_set1_ps(y), _mm512_set1_ps(y));
+  for (long it = 0; it < iters; ++it) {
+#pragma GCC unroll 16
+    for (int i = 0; i < kChains; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
+  }
+  __m512 s = acc[0];
+  for (int i = 1; i < kChains; ++i) s = _mm512_add_ps(s, acc[i]);
+  *flops = 64.0 * kChains * double(iters);
+  return _mm512_reduce_add_ps(s);
+}
+
+// Kernel set `ks` (its FP32 GEMM and row kernels unchanged) named `name`, with the native BF16
+// product `how` (register tile mr x nr) given by its functions.
+inline GemmKernelSet with_native_bf16(GemmKernelSet ks, const char* name, const char* how, int mr, int nr,
+                                      decltype(GemmKernelSet::run_bf16) run_fn,
+                                      decltype(GemmKernelSet::packed_weight_bf16_bytes) bytes_fn,
+                                      decltype(GemmKernelSet::pack_weight_t_bf16) pack_fn,
+                                      decltype(GemmKernelSet::probe_bf16) probe_fn) {
   ks.name = name;
-  ks.bf16 = "avx512_bf16";
+  ks.bf16 = how;
   ks.bf16_native = true;
-  ks.bf16_mr = kMR, ks.bf16_nr = kNR;
-  ks.run_bf16 = &run;
-  ks.packed_weight_bf16_bytes = &packed_weight_bytes;
-  ks.pack_weight_t_bf16 = &pack_weight_t;
+  ks.bf16_mr = mr, ks.bf16_nr = nr;
+  ks.run_bf16 = run_fn;
+  ks.packed_weight_bf16_bytes = bytes_fn;
+  ks.pack_weight_t_bf16 = pack_fn;
+  ks.probe_bf16 = probe_fn;
   return ks;
+}
+// The "avx512_bf16" BF16 product on top of a kernel set.
+inline GemmKernelSet with_bf16(GemmKernelSet ks, const char* name) {
+  return with_native_bf16(ks, name, "avx512_bf16", kMR, kNR, &run, &packed_weight_bytes, &pack_weight_t, &probe);
 }
 
 }  // namespace ENVIT_KERNEL_ISA_NS

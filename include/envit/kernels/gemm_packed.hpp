@@ -621,6 +621,26 @@ void pack_weight_t_bf16_emulated(void* dst, const float* W, std::ptrdiff_t n, st
   pack_b<Blocking<Arch>::NR, true>(Trans::T, W, k, k, n, static_cast<float*>(dst));
 }
 
+// GemmKernelSet::probe_fma: 12 independent FMA chains of W floats (more than latency x FMA ports,
+// 4 x 2, on any current x86; 12 chains plus the two operands fit the 16 vector registers of
+// SSE2/AVX2, where 16 would spill), 2 * W * 12 flops per round.
+template <class Arch>
+float probe_fma(long iters, float x, float y, double* flops) {
+  using V = xsimd::batch<float, Arch>;
+  constexpr int kChains = 12;
+  V acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = V(1.0f + 1e-3f * float(i));
+  const V vx(x), vy(y);
+  for (long it = 0; it < iters; ++it) {
+#pragma GCC unroll 12
+    for (int i = 0; i < kChains; ++i) acc[i] = xsimd::fma(acc[i], vx, vy);
+  }
+  V s = acc[0];
+  for (int i = 1; i < kChains; ++i) s += acc[i];
+  *flops = 2.0 * double(V::size) * kChains * double(iters);
+  return xsimd::hadd(s);
+}
+
 }  // namespace ENVIT_KERNEL_ISA_NS
 }  // namespace detail::gemm_pk
 #undef ENVIT_GEMM_INLINE
@@ -645,6 +665,8 @@ GemmKernelSet gemm_packed_kernels(const char* name, const VecKernelSet& vec) {
   ks.run_bf16 = &detail::gemm_pk::gemm_bf16_emulated_run<Arch>;
   ks.packed_weight_bf16_bytes = &detail::gemm_pk::packed_weight_bf16_emulated_bytes<Arch>;
   ks.pack_weight_t_bf16 = &detail::gemm_pk::pack_weight_t_bf16_emulated<Arch>;
+  ks.probe_fma = &detail::gemm_pk::probe_fma<Arch>;
+  ks.probe_bf16 = nullptr;
   return ks;
 }
 

@@ -95,6 +95,14 @@ struct GemmKernelSet {
                    std::ptrdiff_t col_off) = nullptr;
   std::size_t (*packed_weight_bf16_bytes)(std::ptrdiff_t n, std::ptrdiff_t k) = nullptr;
   void (*pack_weight_t_bf16)(void* dst, const float* W, std::ptrdiff_t n, std::ptrdiff_t k) = nullptr;
+  // Peak probes (bench/bench_gemm.cpp's peak-FLOP references), one thread each: `iters` rounds of
+  // independent chains of this set's own multiply-add instruction, compiled with its flags.
+  // probe_fma: FP32 FMA at the set's vector width; probe_bf16: vdpbf16ps (avx512_bf16) or
+  // tdpbf16ps on four accumulator tiles (amx), nullptr for an emulated BF16 product. x, y: operands
+  // (not compile-time constants, so nothing folds); *flops: the flops done. Returns a value that
+  // depends on every chain.
+  float (*probe_fma)(long iters, float x, float y, double* flops) = nullptr;
+  float (*probe_bf16)(long iters, float x, float y, double* flops) = nullptr;
 };
 
 }  // namespace envit
