@@ -9,10 +9,10 @@
 // uninterrupted one bit for bit (same thread count and kernel set, in either precision). The last
 // partial batch of an epoch is dropped.
 //
-// Precision (TrainOptions::precision): the matrix products of every step, and of the per-exit
-// evaluation, in FP32 or BF16 (core/precision.hpp); parameters, gradients and AdamW moments stay
-// FP32, so checkpoints are the same FP32 files in both. It is not a resume key: a run may continue in
-// the other precision. The metadata records it (train.precision: the precision of the latest steps;
+// Precision (TrainOptions::precision): the matrix products of every step in FP32 or BF16
+// (core/precision.hpp; `envit train` evaluates in it too, evaluate_exits(..., precision));
+// parameters, gradients and AdamW moments stay FP32, so checkpoints are the same FP32 files in
+// both. It is not a resume key: a run may continue in the other precision. The metadata records it (train.precision: the precision of the latest steps;
 // train.precision_history: "<precision>:<first step>,..." once a run has changed precision).
 #pragma once
 #include <cmath>
