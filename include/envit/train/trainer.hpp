@@ -12,8 +12,9 @@
 // Precision (TrainOptions::precision): the matrix products of every step in FP32 or BF16
 // (core/precision.hpp; `envit train` evaluates in it too, evaluate_exits(..., precision));
 // parameters, gradients and AdamW moments stay FP32, so checkpoints are the same FP32 files in
-// both. It is not a resume key: a run may continue in the other precision. The metadata records it (train.precision: the precision of the latest steps;
-// train.precision_history: "<precision>:<first step>,..." once a run has changed precision).
+// both. It is not a resume key: a run may continue in the other precision. The metadata records it
+// (train.precision: the precision of the latest steps; train.precision_history:
+// "<precision>:<first step>,..." once a run has changed precision).
 #pragma once
 #include <cmath>
 #include <cstdint>
