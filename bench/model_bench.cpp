@@ -14,15 +14,20 @@
 //            logits, with no backward caches: infer_all_exits on an InferenceWorkspace with
 //            pre-packed weights.
 //   latency  infer at batch 1.
+// --precision bf16 runs every matrix product with BF16 operands and FP32 accumulation
+// (core/precision.hpp): the training step through StepWorkspace's precision (weights converted in
+// the GEMM packing, every step), inference through InferenceWorkspace's (weights packed to BF16
+// once, before the timed passes).
 // Output keys: impl, mode, median_s (median over the timed iterations of one iteration's wall
 // time), images_per_s (= batch / median_s), peak_rss_mb (getrusage ru_maxrss at exit),
 // executed_fraction (fraction of (sample, block) pairs run, mean over timed train steps; 1 for
-// inference), plus the settings and a few sanity values (loss of the last step, parameter count).
+// inference), precision and kernels (the kernel set in use, kernel_set_info()), plus the settings and
+// a few sanity values (loss of the last step, parameter count).
 //
 // Usage: envit_model_bench [--mode train|infer|latency] [--dim 192] [--depth 12] [--heads 3]
 //        [--mlp 768] [--image 28] [--channels 1] [--patch 4] [--classes 10]
 //        [--exits every-other|2,4,...] [--batch 128] [--threads N] [--scheme envit] [--p-max 0]
-//        [--iters 10] [--warmup 2]     (--help lists them with their ranges)
+//        [--iters 10] [--warmup 2] [--precision fp32|bf16]     (--help lists them with their ranges)
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -54,6 +59,8 @@ struct Options {
   std::string exits = "every-other";
   std::string mode = "train";
   std::string scheme = "envit";
+  std::string precision_text = "fp32";
+  Precision precision = Precision::fp32;
   int batch = 128, threads = 1, iters = 10, warmup = 2;
   double p_max = 0.0;
 };
@@ -80,10 +87,14 @@ void declare(CLI::App& app, Options& o) {
   envit::cli::add_real(app, "--p-max", o.p_max, "p_M of the structured dropout (train)", 0, 0.999);
   app.add_option("--iters", o.iters, "timed iterations")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   app.add_option("--warmup", o.warmup, "untimed iterations first")->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  envit::cli::add_precision_option(app, o.precision_text,
+                                   "matrix products in fp32, or bf16 (BF16 operands, FP32 accumulation)")
+      ->capture_default_str();
 }
 
-// The settings after parsing: exits, batch 1 for latency, a validated model.
-void finish(Options& o) {
+// The settings after parsing: exits, batch 1 for latency, the precision, a validated model.
+void finish(const CLI::App& app, Options& o) {
+  o.precision = envit::cli::precision_flag(app.count("--precision") > 0, o.precision_text, Precision::fp32);
   envit::cli::as_usage_error([&] {
     o.cfg.exits = o.exits == "every-other" ? VitConfig::every_other(o.cfg.depth) : VitConfig::parse_exits(o.exits);
     o.cfg.validate();
@@ -136,7 +147,7 @@ int run(const Options& o) {
   if (o.mode == "train") {
     AdamWState<float> opt(P.size());
     const AdamWConfig ac;
-    StepWorkspace<float> w(cfg, B);
+    StepWorkspace<float> w(cfg, B, o.precision);
     ObjectiveConfig oc;
     oc.scheme = parse_scheme(o.scheme);
     oc.p_max = o.p_max;
@@ -162,6 +173,7 @@ int run(const Options& o) {
     const int M = cfg.num_exits();
     std::vector<float> logits(std::size_t(M) * B * cfg.classes);
     InferenceWorkspace<float> ws(cfg, B);
+    ws.precision = o.precision;
     ws.prepack(P);
     auto fwd = [&] {
       infer_all_exits<float>(ws, P, images.data(), B, logits.data(), std::ptrdiff_t(B) * cfg.classes);
@@ -178,10 +190,11 @@ int run(const Options& o) {
       "{\"impl\":\"envit\",\"mode\":\"%s\",\"median_s\":%.9g,\"images_per_s\":%.6g,\"peak_rss_mb\":%.1f,"
       "\"executed_fraction\":%.6g,\"batch\":%d,\"threads\":%d,\"iters\":%d,\"warmup\":%d,"
       "\"min_s\":%.9g,\"max_s\":%.9g,\"scheme\":\"%s\",\"p_max\":%g,\"loss\":%s,\"params\":%zu,"
-      "\"base_rss_mb\":%.1f,\"forward\":\"%s\",\"config\":\"%s\"}\n",
+      "\"base_rss_mb\":%.1f,\"forward\":\"%s\",\"precision\":\"%s\",\"kernels\":\"%s\",\"config\":\"%s\"}\n",
       o.mode.c_str(), med, double(B) / med, peak_rss_mb(), executed, B, envit::num_threads(), o.iters, o.warmup,
       *std::min_element(times.begin(), times.end()), *std::max_element(times.begin(), times.end()),
-      o.scheme.c_str(), o.p_max, loss_str.c_str(), P.count(), rss_base, forward.c_str(), cfg.str().c_str());
+      o.scheme.c_str(), o.p_max, loss_str.c_str(), P.count(), rss_base, forward.c_str(), precision_name(o.precision),
+      kernel_set_info().c_str(), cfg.str().c_str());
   return 0;
 }
 
@@ -194,7 +207,7 @@ int main(int argc, char** argv) {
   Options o;
   declare(app, o);
   return envit::cli::run(app, argc, argv, [&] {
-    finish(o);
+    finish(app, o);
     return run(o);
   });
 }

@@ -20,13 +20,15 @@ and prints envit's numbers alone.
 Configs: tiny28 (28x28x1, patch 4, dim 192, depth 12, 3 heads, MLP 768, 10 classes; modes train,
 infer, latency) and vitb16 (224x224x3, patch 16, dim 768, depth 12, 12 heads, MLP 3072, 1000
 classes; modes latency, infer by default). Exits after every other block in both.
+--precision bf16: envit runs with --precision bf16 (BF16 operands, FP32 accumulation in every matrix
+product) and torch under torch.autocast("cpu", dtype=torch.bfloat16) (bench/torch_model_bench.py).
 Training: --scheme (envit default) at p_M = --p-max (default 0). torch has no layer skipping, so with
 --p-max > 0 envit runs at that p_M and torch at p_M = 0 (noted under the table).
 
 Usage:
   python3 bench/side_by_side.py [--config tiny28|vitb16] [--modes train,infer,latency]
       [--threads 2] [--batch 128] [--rounds 3] [--iters N] [--warmup N] [--scheme envit]
-      [--p-max 0] [--envit-bin build/bench/envit_model_bench] [--python /usr/bin/python3] [--json out.json]
+      [--p-max 0] [--precision fp32|bf16] [--envit-bin build/bench/envit_model_bench] [--python /usr/bin/python3] [--json out.json]
 """
 import argparse
 import json
@@ -63,6 +65,8 @@ def parse_args(argv):
     ap.add_argument("--warmup", type=int, help="untimed iterations per run (default per config and mode)")
     ap.add_argument("--scheme", default="envit", help="training scheme (torch: vit-ee, envit, envit-kd)")
     ap.add_argument("--p-max", type=float, default=0.0, help="envit's p_M in train mode (torch: always 0)")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="bf16: envit --precision bf16 against torch under autocast(bfloat16)")
     ap.add_argument("--envit-bin", default="build/bench/envit_model_bench")
     ap.add_argument("--python", default="/usr/bin/python3", help="interpreter for the torch benchmark")
     ap.add_argument("--json", help="also write every run's JSON record to this file")
@@ -118,7 +122,8 @@ def bench_flags(a, mode):
     if a.warmup is not None:
         warmup = a.warmup
     flags = ["--mode", mode, "--batch", str(1 if mode == "latency" else a.batch), "--threads", str(a.threads),
-             "--iters", str(iters), "--warmup", str(warmup), "--scheme", a.scheme, "--exits", "every-other"]
+             "--iters", str(iters), "--warmup", str(warmup), "--scheme", a.scheme, "--exits", "every-other",
+             "--precision", a.precision]
     for k in ("dim", "depth", "heads", "mlp", "image", "channels", "patch", "classes"):
         flags += ["--" + k, str(c[k])]
     return flags
@@ -201,6 +206,8 @@ def main(argv):
           f"depth {c['depth']}, heads {c['heads']}, mlp {c['mlp']}, classes {c['classes']}, exits every other block")
     print(f"threads {a.threads}, batch {a.batch} (latency: 1), rounds {a.rounds} interleaved, "
           f"train scheme {a.scheme} p_M {a.p_max:g}")
+    print(f"precision {a.precision}" + (": envit --precision bf16, torch under torch.autocast('cpu', "
+                                        "dtype=torch.bfloat16)" if a.precision == "bf16" else ""))
     print(f"envit: {envit_bin}")
     if have_torch:
         blas = f"LD_LIBRARY_PATH={OPENBLAS_OMP}" if os.path.isdir(OPENBLAS_OMP) else \
@@ -259,6 +266,9 @@ def main(argv):
                 extra = f", executed fraction {s['executed_fraction']:.3f}, last loss {s['loss']:.4f}"
             print(f"  {mode:7s} {impl:5s}: round medians {', '.join(f'{x:.4g}' for x in s['rounds'])} s; "
                   f"base RSS {s['base_rss_mb']:.0f} MB{extra}")
+    kernels = {r.get("kernels") for r in raw if r["impl"] == "envit"}
+    if kernels:
+        print(f"  envit {', '.join(sorted(k for k in kernels if k))}, precision {a.precision}")
     blas = {r.get("blas") for r in raw if r["impl"] == "torch"}
     if blas:
         print(f"  torch BLAS: {', '.join(sorted(b for b in blas if b))}")

@@ -24,6 +24,10 @@ Modes:
            in tests/test_train_parity.cpp). Other schemes / p_M > 0 are refused.
   infer    the complete model at --batch under torch.no_grad(), every exit's logits.
   latency  infer at batch 1.
+--precision bf16 runs the forward (and the objective) under torch.autocast("cpu", dtype=torch.bfloat16),
+the one line a PyTorch user adds; backward and the optimizer step outside it, as PyTorch's autocast
+recipe does. (envit's --precision bf16 rounds only the matrix products' operands; autocast also
+leaves the outputs of those products in BF16: docs/method.md.)
 Output keys as envit_model_bench: impl, mode, median_s, images_per_s, peak_rss_mb (ru_maxrss),
 executed_fraction (always 1), plus settings, loss of the last step, parameter count, base RSS
 (after importing torch), and the BLAS library torch loaded.
@@ -78,6 +82,8 @@ def parse_args(argv):
     ap.add_argument("--p-max", type=float, default=0.0)
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="bf16: forward under torch.autocast('cpu', dtype=torch.bfloat16)")
     a = ap.parse_args(argv)
     if a.exits == "every-other":
         a.exit_list = list(range(2, a.depth + 1, 2))
@@ -150,6 +156,7 @@ def main(argv):
     images = 2 * torch.rand(B, a.channels, a.image, a.image, generator=g) - 1
     labels = torch.arange(B) % a.classes
     loss_val = None
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16")
 
     if a.mode == "train":
         model.train()
@@ -162,7 +169,8 @@ def main(argv):
 
         def step():
             opt.zero_grad(set_to_none=True)
-            loss = objective(torch, a.scheme, model(images), labels)
+            with autocast:
+                loss = objective(torch, a.scheme, model(images), labels)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
@@ -174,7 +182,7 @@ def main(argv):
         model.eval()
 
         def fwd():
-            with torch.no_grad():
+            with torch.no_grad(), autocast:
                 out = model(images)
             return out[-1][0, 0].item()
 
@@ -188,7 +196,7 @@ def main(argv):
         "batch": B, "threads": torch.get_num_threads(), "iters": a.iters, "warmup": a.warmup,
         "min_s": min(times), "max_s": max(times), "scheme": a.scheme, "p_max": a.p_max,
         "loss": loss_val, "params": n_params, "base_rss_mb": round(rss_base, 1),
-        "torch": torch.__version__, "blas": blas_library(),
+        "torch": torch.__version__, "blas": blas_library(), "precision": a.precision,
         "config": f"image {a.image}x{a.image}x{a.channels}, patch {a.patch}, dim {a.dim}, depth {a.depth}, "
                   f"heads {a.heads}, mlp {a.mlp}, classes {a.classes}, "
                   f"exits [{','.join(map(str, a.exit_list))}], ln_eps 1e-06",

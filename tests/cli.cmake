@@ -72,6 +72,16 @@ if(ENVIT_BUILD_EXAMPLES)
                  ARGS train|--preset|readme|--val|5000|--print-config
                  OUT "train.total_steps=7722\ntrain.warmup_steps=400\n" NOT_ERR "note:|schedule:")
 
+  envit_cli_test("train --precision: a bad value is a usage error naming the flag" RC 2
+                 ARGS train|--precision|fp16|--print-config ERR "--precision: unknown precision 'fp16' \\(expected fp32 or bf16\\)")
+  envit_cli_test("eval --precision: a bad value is a usage error naming the flag" RC 2
+                 ARGS eval|--checkpoint|/nonexistent/x.safetensors|--precision|BF16
+                 ERR "--precision: unknown precision 'BF16' \\(expected fp32 or bf16\\)")
+  envit_cli_test("--precision bf16 is a training setting" RC 0 ARGS train|--subset|1500|--precision|bf16|--print-config
+                 OUT "\ntrain.precision=bf16\n")
+  envit_cli_test("the default precision is fp32" RC 0 ARGS train|--subset|1500|--print-config
+                 OUT "\ntrain.precision=fp32\n")
+
   # A tiny 3-exit checkpoint (seconds) in a directory whose name needs XML escaping.
   set(run_dir "${CMAKE_CURRENT_BINARY_DIR}/cli_runs/r&d <1>")
   add_test(NAME "envit cli: tiny checkpoint for eval"
@@ -82,4 +92,19 @@ if(ENVIT_BUILD_EXAMPLES)
            COMMAND ${CMAKE_COMMAND} -DENVIT=${envit} "-DCKPT=${run_dir}/last.safetensors"
                    "-DOUT=${CMAKE_CURRENT_BINARY_DIR}/cli_runs/eval" -P ${CMAKE_CURRENT_SOURCE_DIR}/cli/eval_exit_thresholds.cmake)
   set_tests_properties("envit cli: eval --exit-thresholds, JSON/CSV/SVG outputs" PROPERTIES FIXTURES_REQUIRED envit_cli_tiny)
+  # The tiny FP32 checkpoint continued in BF16 for one more epoch, then evaluated in the precision it
+  # records (bf16), with the kernel set named.
+  set(bf16_dir "${CMAKE_CURRENT_BINARY_DIR}/cli_runs/bf16")
+  add_test(NAME "envit cli: an fp32 checkpoint resumes in bf16"
+           COMMAND envit_cli train --subset 512 --epochs 2 --depth 3 --exits 1,2,3 --dim 16 --heads 2 --mlp 32
+                   --patch 7 --batch 64 --threads 2 --precision bf16 --resume ${run_dir}/last.safetensors
+                   --out ${bf16_dir})
+  set_tests_properties("envit cli: an fp32 checkpoint resumes in bf16" PROPERTIES FIXTURES_REQUIRED envit_cli_tiny
+                       FIXTURES_SETUP envit_cli_bf16
+                       PASS_REGULAR_EXPRESSION "precision: bf16 \\(resuming a checkpoint trained in fp32: the steps from here run in bf16\\); kernels: ")
+  add_test(NAME "envit cli: eval of a bf16 checkpoint runs in bf16 and names the kernels"
+           COMMAND envit_cli eval --checkpoint ${bf16_dir}/last.safetensors --thresholds 2 --stream-samples 0
+                   --time-samples 64 --repeats 1 --threads 2 --out ${bf16_dir}/eval)
+  set_tests_properties("envit cli: eval of a bf16 checkpoint runs in bf16 and names the kernels" PROPERTIES
+                       FIXTURES_REQUIRED envit_cli_bf16 PASS_REGULAR_EXPRESSION "\n  precision bf16, kernels: [a-z0-9_]+ ")
 endif()

@@ -159,13 +159,14 @@ VitConfig alloc_test_config(int depth, std::vector<int> exits) {
   return cfg;
 }
 
-TEST_CASE("a warmed-up envit training step (p_M = 0.3) performs no heap allocation", "[alloc][model]") {
+// A whole envit step (p_M = 0.3) with its matrix products in `precision`.
+void check_step_allocations(Precision precision) {
   const VitConfig cfg = alloc_test_config(6, {2, 4, 6});
   const int B = 6;
   ViTParams<float> P(cfg);
   P.init(1);
   AdamWState<float> opt(P.size());
-  StepWorkspace<float> w(cfg, B);
+  StepWorkspace<float> w(cfg, B, precision);
   ObjectiveConfig o;
   o.scheme = Scheme::envit;
   o.p_max = 0.3;
@@ -198,6 +199,14 @@ TEST_CASE("a warmed-up envit training step (p_M = 0.3) performs no heap allocati
     CHECK(masks.executed_fraction() < 1.0);
     CHECK(teacher_needs_full_pass(o, masks));
   }
+}
+
+TEST_CASE("a warmed-up envit training step (p_M = 0.3) performs no heap allocation", "[alloc][model]") {
+  check_step_allocations(Precision::fp32);
+}
+// BF16: the weights' conversion happens in the GEMM's packing, into the same reused buffers.
+TEST_CASE("a warmed-up envit training step in bf16 performs no heap allocation", "[alloc][model][bf16]") {
+  check_step_allocations(Precision::bf16);
 }
 
 // Adversarial case for buffers that grow on first use: a sub-batch smaller than the warm-up batch

@@ -388,3 +388,75 @@ TEST_CASE("data-parallel shards: per-shard losses and gradients sum to the whole
   CHECK_THROWS_AS(t.set_shard(2, 2, {}), ValueError);
   CHECK_THROWS_AS(t.set_shard(0, 16, {}), ValueError);  // more ranks than samples per batch
 }
+
+// BF16 training (TrainOptions::precision): deterministic per seed, thread count and kernel set;
+// resumed bit for bit; the checkpoint stays FP32 and records the precision; an FP32 checkpoint
+// resumes in BF16 (and says so in its history); BF16 steps are not FP32 steps.
+TEST_CASE("bf16 training: deterministic, exact resume, fp32 checkpoints resume in bf16", "[trainer][bf16]") {
+  Fixture fx(200, 1);
+  TrainOptions o = small_opts();
+  o.precision = Precision::bf16;
+  Trainer a = fx.trainer(o);
+  std::vector<double> losses_a;
+  while (!a.done()) losses_a.push_back(a.step_once().loss);
+  CHECK(matmul_precision() == Precision::fp32);  // the steps restore the process-wide setting
+  Trainer a2 = fx.trainer(o);  // the same run again
+  std::vector<double> losses_a2;
+  while (!a2.done()) losses_a2.push_back(a2.step_once().loss);
+  require_same_losses(losses_a, losses_a2);
+  CHECK(std::memcmp(a.params().values(), a2.params().values(), a.params().size() * sizeof(float)) == 0);
+
+  Trainer b = fx.trainer(o);
+  std::vector<double> losses_b;
+  for (int i = 0; i < 17; ++i) losses_b.push_back(b.step_once().loss);
+  const std::string path = tmp_path("bf16_resume.safetensors");
+  b.save(path);
+  StFile f = safetensors_read(path);
+  CHECK(f.meta("train.precision") == "bf16");
+  CHECK_FALSE(f.has_meta("train.precision_history"));
+  CHECK(f.find("blocks.0.attn.qkv.weight")->dtype == "F32");
+  Trainer c = fx.trainer(o);
+  c.restore(f);
+  while (!c.done()) losses_b.push_back(c.step_once().loss);
+  require_same_losses(losses_a, losses_b);
+  CHECK(std::memcmp(a.params().values(), c.params().values(), a.params().size() * sizeof(float)) == 0);
+  CHECK(std::memcmp(a.optimizer().v.data(), c.optimizer().v.data(), a.params().size() * sizeof(float)) == 0);
+
+  // The same run in FP32 takes other steps: BF16 really changes the arithmetic.
+  TrainOptions o32 = small_opts();
+  Trainer d = fx.trainer(o32);
+  std::vector<double> losses_d;
+  for (int i = 0; i < 17; ++i) losses_d.push_back(d.step_once().loss);
+  CHECK(losses_d[0] != losses_a[0]);
+  CHECK(std::memcmp(d.params().values(), b.params().values(), d.params().size() * sizeof(float)) != 0);
+  d.save(path);
+  StFile f32 = safetensors_read(path);
+  CHECK(f32.meta("train.precision") == "fp32");
+
+  // An FP32 checkpoint resumed in BF16: the run continues (same options otherwise), the steps from
+  // 17 on are BF16 steps, and the history records both.
+  Trainer e = fx.trainer(o);
+  e.restore(f32);
+  CHECK(e.step() == 17);
+  double last = 0;
+  while (!e.done()) last = e.step_once().loss;
+  CHECK(std::isfinite(last));
+  CHECK(e.metadata().at("train.precision") == "bf16");
+  CHECK(e.metadata().at("train.precision_history") == "fp32:0,bf16:17");
+  Trainer e32 = fx.trainer(o32);  // its FP32 continuation differs
+  e32.restore(f32);
+  while (!e32.done()) e32.step_once();
+  CHECK(std::memcmp(e.params().values(), e32.params().values(), e.params().size() * sizeof(float)) != 0);
+  // ... and back to FP32 from the mixed checkpoint: the history grows.
+  e.save(path);
+  Trainer g = fx.trainer(o32);
+  g.restore(safetensors_read(path));
+  CHECK(g.metadata().at("train.precision_history") == "fp32:0,bf16:17,fp32:36");
+  // A malformed precision in a checkpoint is refused, naming the file and the key.
+  StFile bad = safetensors_read(path);
+  bad.metadata["train.precision"] = "fp16";
+  Trainer h = fx.trainer(o32);
+  CHECK_THROWS_WITH(h.restore(bad), Catch::Contains("train.precision") && Catch::Contains("fp16") &&
+                                        Catch::Contains("expected fp32 or bf16"));
+  std::remove(path.c_str());
+}

@@ -19,6 +19,7 @@
 
 #include "envit/core/error.hpp"
 #include "envit/core/parallel.hpp"
+#include "envit/core/precision.hpp"
 #include "envit/kernels/dispatch.hpp"
 #include "envit/version.hpp"
 
@@ -78,6 +79,21 @@ void as_usage_error(F&& f) {
   } catch (const ValueError& e) {
     throw UsageError(e.what());
   } catch (const ShapeError& e) {
+    throw UsageError(e.what());
+  }
+}
+
+// `--precision fp32|bf16` (core/precision.hpp): the arithmetic of the matrix products. Kept as
+// text and read with precision_flag, so that a bad value is parse_precision's error naming the flag.
+inline CLI::Option* add_precision_option(CLI::App& app, std::string& precision, const std::string& help) {
+  return app.add_option("--precision", precision, help)->type_name("fp32|bf16");
+}
+// The value of --precision, or `fallback` when it was not given; a bad value is a usage error.
+inline Precision precision_flag(bool given, const std::string& precision, Precision fallback) {
+  if (!given) return fallback;
+  try {
+    return parse_precision(precision, "--precision");
+  } catch (const ValueError& e) {
     throw UsageError(e.what());
   }
 }

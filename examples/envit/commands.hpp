@@ -31,6 +31,7 @@ struct TrainArgs {
   std::vector<int> classes;
   int threads = 1, eval_batch = 256;
   std::string out = "out/run", resume, init, init_format = "detect", norm = "auto", step_log;
+  std::string precision;  // fp32 or bf16; empty: fp32, or the checkpoint's with --resume
   double rrc_scale = 0, folder_val = 0.1, crop_fraction = 0.875;
   bool allow_new_heads = false, print_config = false;
   int channels = 0;          // 0: the data's (a folder: 1 when every image is grey-scale)
@@ -44,6 +45,7 @@ struct EvalArgs {
   std::vector<std::string> checkpoints;
   std::string dataset, data, rule = "confidence", thresholds = "auto", exit_thresholds, out,
       beem_weights = "cost";
+  std::string precision;  // fp32 or bf16; empty: the precision each checkpoint was trained in
   int points = 12, batch = 128, threads = 1, repeats = 3;
   std::int64_t time_samples = 0, stream_samples = 200;
   std::string target_speedups;  // comma list

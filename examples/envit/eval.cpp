@@ -54,11 +54,13 @@ void validation_logits(std::vector<float>& vlog, std::vector<std::int32_t>& vlab
 
 // --beem-weights: cost (BEEM-C), accuracy (BEEM-A: each exit's validation accuracy) or M values.
 std::vector<double> beem_weights(const std::string& spec, const Loaded& L, const std::string& dataset,
-                                 const std::string& data_dir, int batch, const ViTParams<float>& P) {
+                                 const std::string& data_dir, int batch, const ViTParams<float>& P,
+                                 Precision precision) {
   const int M = L.cfg.num_exits();
   if (spec == "cost") return beem_weights_cost(vit_macs(L.cfg));
   if (spec == "accuracy") {
     InferenceWorkspace<float> ws(L.cfg, batch);
+    ws.precision = precision;
     std::vector<float> vlog;
     std::vector<std::int32_t> vlab;
     validation_logits(vlog, vlab, L, dataset, data_dir, batch, ws, P, "--beem-weights accuracy");
@@ -139,11 +141,15 @@ CLI::App* add_eval_command(CLI::App& app, EvalArgs& a) {
   add_real(*c, "--max-drop", a.max_drop,
            "calibrate: fastest threshold within this accuracy drop (e.g. 0.01) on validation", 0, 1, false);
   c->add_option("--out", a.out, "output directory (default: <checkpoint dir>/eval)");
+  add_precision_option(*c, a.precision,
+                       "matrix products in fp32, or bf16 (BF16 operands, FP32 accumulation; docs/method.md). "
+                       "Default: the precision each checkpoint was trained in (train.precision; fp32 if none)");
   return c;
 }
 
 int run_eval(const EvalArgs& a, const CLI::App& cmd) {
   set_num_threads(a.threads);
+  (void)precision_flag(cmd.count("--precision") > 0, a.precision, Precision::fp32);  // a bad --precision is reported before any work
   const std::vector<std::string>& paths = a.checkpoints;
   std::string out = a.out;
   if (out.empty()) {
@@ -166,7 +172,8 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
 
   std::ostringstream csv, js;
   csv << "checkpoint,rule,threshold,accuracy,speedup_macs,speedup_wall,speedup_stream,agree,exit_histogram\n";
-  js << "{\"rule\":" << json_string(rule_name) << ",\"checkpoints\":[";
+  js << "{\"rule\":" << json_string(rule_name) << ",\"kernels\":" << json_string(kernel_set_info())
+     << ",\"checkpoints\":[";
   std::vector<Curve> curves, wall_curves;
 
   for (std::size_t ci = 0; ci < paths.size(); ++ci) {
@@ -183,13 +190,16 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
     L.label = L.file.meta_or("train.scheme", "?") + " (" + (run.empty() ? stem : run) + ")";
     const std::string dataset = a.dataset.empty() ? L.file.meta_or("data.dataset", "fashion-mnist") : a.dataset;
     const std::string data_dir = a.data.empty() ? L.file.meta_or("data.dir", "") : a.data;  // the training run's
+    const Precision precision = precision_flag(
+        cmd.count("--precision") > 0, a.precision,
+        parse_precision(L.file.meta_or("train.precision", "fp32"), L.file.where() + ": train.precision"));
     Dataset test = load_checkpoint_dataset(dataset, data_dir, false, L.file, L.cfg);
     test.check_fits(L.cfg.channels, L.cfg.image_size, L.cfg.image_size, L.cfg.classes, "checkpoint '" + L.path + "'");
     const int M = L.cfg.num_exits(), C = L.cfg.classes;
     // The rule with its beem weights; thresholds are set per operating point.
     ExitCriterion base{rule, {0.0}, true, {}};
     if (rule == ExitRule::beem) {
-      base.weights = beem_weights(a.beem_weights, L, dataset, data_dir, batch, P);
+      base.weights = beem_weights(a.beem_weights, L, dataset, data_dir, batch, P, precision);
       std::printf("  beem exit weights (%s):", a.beem_weights.c_str());
       for (double w : base.weights) std::printf(" %.4g", w);
       std::printf("\n");
@@ -209,13 +219,15 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
 
     // 1. The complete model: every exit's logits.
     InferenceWorkspace<float> ws(L.cfg, batch);
-    ws.prepack(P);  // weights are fixed from here on: pack them once for every pass below
+    ws.precision = precision;
+    ws.prepack(P);  // weights are fixed from here on: pack them once (for `precision`) for every pass below
     std::vector<float> logits(std::size_t(M) * N * C);
     infer_all_exits_dataset<float>(ws, P, images.data(), N, logits.data(), batch);
     const VitMacs macs = vit_macs(L.cfg);
     ExitScores scores = exit_scores(logits.data(), M, N, C, base);
-    std::printf("\n%s  [%s]\n  %s\n  data: %s, %d images\n  per-exit test accuracy (complete model):", L.path.c_str(),
-                L.label.c_str(), L.cfg.str().c_str(), test.name.c_str(), N);
+    std::printf("\n%s  [%s]\n  %s\n  data: %s, %d images\n  precision %s, %s\n  per-exit test accuracy (complete model):",
+                L.path.c_str(), L.label.c_str(), L.cfg.str().c_str(), test.name.c_str(), N, precision_name(precision),
+                kernel_set_info().c_str());
     std::vector<double> exit_acc(static_cast<std::size_t>(M));
     for (int j = 0; j < M; ++j) {
       exit_acc[j] = exit_accuracy(scores, labels.data(), j);
@@ -227,7 +239,8 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
     std::printf("\n");
     {
       StFile lf;
-      lf.metadata = {{"checkpoint", L.path}, {"dataset", test.name}, {"layout", "logits (M, N, C), labels (N)"}};
+      lf.metadata = {{"checkpoint", L.path}, {"dataset", test.name}, {"layout", "logits (M, N, C), labels (N)"},
+                     {"precision", precision_name(precision)}};
       lf.add<float>("logits", logits.data(), {M, N, C});
       lf.add<std::int32_t>("labels", labels.data(), {N});
       safetensors_write(out + "/logits_" + std::to_string(ci) + ".safetensors", lf);
@@ -249,6 +262,7 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
     const double t_full = best_time(repeats, run_full);
     const int S = int(std::min<std::int64_t>(a.stream_samples, K));
     InferenceWorkspace<float> ws1(L.cfg, 1);
+    ws1.precision = precision;
     ws1.prepack(P);
     std::vector<float> one(static_cast<std::size_t>(C));
     const auto run_full_stream = [&] {
@@ -302,7 +316,8 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
     };
 
     js << (ci ? "," : "") << "{\"checkpoint\":" << json_string(L.path) << ",\"label\":" << json_string(L.label)
-       << ",\"dataset\":" << json_string(test.name) << ",\"exits\":[";
+       << ",\"dataset\":" << json_string(test.name) << ",\"precision\":" << json_string(precision_name(precision))
+       << ",\"exits\":[";
     for (int j = 0; j < M; ++j) js << (j ? "," : "") << L.cfg.exits[j];
     js << "],\"exit_accuracy\":[";
     for (int j = 0; j < M; ++j) js << (j ? "," : "") << json_number(exit_acc[j]);

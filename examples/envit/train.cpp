@@ -141,6 +141,10 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
   c->add_option("--seed", a.seed, "random seed (initialisation, data order, augmentation, masks)")
       ->capture_default_str()->check(at_least(0))->group(g_run);
   add_threads_option(*c, a.threads)->group(g_run);
+  add_precision_option(*c, a.precision,
+                       "matrix products in fp32, or bf16 (BF16 operands, FP32 accumulation; weights, gradients and "
+                       "optimizer stay FP32; docs/method.md). Default fp32, or with --resume the checkpoint's")
+      ->group(g_run);
   c->add_option("--out", a.out, "output directory (checkpoints, log.jsonl)")->capture_default_str()->group(g_run);
   c->add_option("--resume", a.resume, "resume from a checkpoint written by envit train (exact continuation)")
       ->group(g_run);
@@ -183,6 +187,7 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   const std::vector<std::int64_t> eval_idx = s.eval_idx();
   const char* eval_name = s.eval_name();
   const std::int64_t total_steps = s.total_steps;
+  const Precision resumed_precision = s.resumed_precision;
   const DataSource& source = s.source;
   const MemoryPlan& mem = s.mem;
   const MemoryBudget& budget = s.budget;
@@ -227,6 +232,12 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
   if (root) std::fprintf(stderr, "model: %s\n  %zu parameters; scheme %s, p_M %.3g, alpha %.3g, tau %.3g, teacher %s\n",
                cfg.str().c_str(), tr.params().count(), scheme_name(o.obj.scheme), o.obj.p_max, o.obj.alpha,
                o.obj.tau, teacher_name(o.obj.teacher));
+  if (root) {
+    std::string how = a.resume.empty() ? "" : o.precision == resumed_precision ? " (as the checkpoint)"
+                      : std::string(" (resuming a checkpoint trained in ") + precision_name(resumed_precision) +
+                            ": the steps from here run in " + precision_name(o.precision) + ")";
+    std::fprintf(stderr, "precision: %s%s; %s\n", precision_name(o.precision), how.c_str(), kernel_set_info().c_str());
+  }
   if (root) std::fprintf(stderr, "normalisation: %s (mean %s, std %s)\n", norm_spec.c_str(), ChannelStats::join(stats.mean).c_str(),
                ChannelStats::join(stats.std).c_str());
   if (root) std::fprintf(stderr,
@@ -304,7 +315,8 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
     if (root) bar.finish();
     const double secs = bar.seconds();
     std::int64_t n_eval = 0;
-    std::vector<std::int64_t> ok = evaluate_exits(tr.params(), eval_set, eval_mine, norm, a.eval_batch, &n_eval);
+    std::vector<std::int64_t> ok =
+        evaluate_exits(tr.params(), eval_set, eval_mine, norm, a.eval_batch, &n_eval, o.precision);
     mp.sum(ok.data(), M);
     mp.sum(&n_eval, 1);
     if (!root) continue;
@@ -324,7 +336,7 @@ int run_train(const TrainArgs& a, const CLI::App& c) {
     for (int j = 0; j < M; ++j) line << (j ? "," : "") << json_number(double(ok[j]) / double(n_eval));
     line << "],\"exits\":[";
     for (int j = 0; j < M; ++j) line << (j ? "," : "") << cfg.exits[j];
-    line << "]}\n";
+    line << "],\"precision\":\"" << precision_name(o.precision) << "\"}\n";
     log += line.str();
     write_text_atomic(log_path, log);
     save();

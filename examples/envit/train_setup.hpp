@@ -87,6 +87,7 @@ struct TrainSetup {
   ChannelStats stats;
   Normalizer norm;                // of `stats`
   StFile resume_file;             // --resume, read
+  Precision resumed_precision = Precision::fp32;  // the checkpoint's (fp32 when it records none or without --resume)
   std::int64_t total_steps = 0;   // the run's steps as the warm-up was sized (the Trainer's count)
   std::map<std::string, std::string> extra;  // checkpoint metadata beyond the trainer's own
   DataSource source;              // what --dataset/--data name (kind "arrays" for arrays given in memory)
@@ -231,7 +232,10 @@ inline TrainSetup train_setup(const TrainArgs& a, const std::function<bool(const
   if (!a.resume.empty()) {
     s.resume_file = safetensors_read(a.resume);
     resumed_warmup = s.resume_file.meta_int("train.warmup_steps");
+    s.resumed_precision = parse_precision(s.resume_file.meta_or("train.precision", "fp32"),
+                                          s.resume_file.where() + ": train.precision");
   }
+  o.precision = precision_flag(given("--precision"), a.precision, s.resumed_precision);
   // The warm-up depends on the run's length: the Trainer's step count (the last partial batch of
   // each epoch is dropped; --steps caps the total), checked against the Trainer's by the caller.
   const std::int64_t per_epoch = std::int64_t(s.split.train.size()) / o.batch;

@@ -4,7 +4,8 @@
 // That needs batch-invariant kernels (a row's result independent of the batch it is computed in);
 // the complete-model logits are also compared across batch sizes directly, and the GEMM's rows at
 // the inference shapes. Float runs with the packed GEMM (the default) and, as a separate test, with
-// the Eigen backend; double runs on Eigen.
+// the Eigen backend; double runs on Eigen. The packed float cases also run in BF16
+// (InferenceWorkspace::precision): the agreement must hold bitwise there too.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -190,11 +191,12 @@ std::string crit_str(const ExitCriterion& c) {
   return s + "]";
 }
 
-// The whole agreement suite for one scalar type / backend / config.
+// The whole agreement suite for one scalar type / backend / config / precision.
 template <class T>
-void check_agreement(const VitConfig& cfg, int N, bool all_rules) {
+void check_agreement(const VitConfig& cfg, int N, bool all_rules, Precision precision = Precision::fp32) {
   Model<T> m(cfg, N);
   InferenceWorkspace<T> ws(cfg, 8);
+  ws.precision = precision;
   const int M = m.M(), C = m.C();
   const std::vector<T> ref = all_exit_logits(ws, m, 8);
 
@@ -248,6 +250,10 @@ TEST_CASE("early exit agrees with the simulation exactly: float, Eigen GEMM", "[
   BackendGuard g(GemmBackend::eigen);
   check_agreement<float>(small_config(), 24, true);
 }
+TEST_CASE("early exit agrees with the simulation exactly: float, packed GEMM, bf16", "[infer][agree][packed][bf16]") {
+  BackendGuard g(GemmBackend::packed);
+  check_agreement<float>(small_config(), 24, true, Precision::bf16);
+}
 TEST_CASE("early exit agrees with threaded GEMMs: double", "[infer][agree][threads][double]") {
   check_agreement<double>(medium_config(), 10, false);
 }
@@ -258,6 +264,60 @@ TEST_CASE("early exit agrees with threaded GEMMs: float, packed GEMM", "[infer][
 TEST_CASE("early exit agrees with threaded GEMMs: float, Eigen GEMM", "[infer][agree][threads][eigen]") {
   BackendGuard g(GemmBackend::eigen);
   check_agreement<float>(medium_config(), 10, false);
+}
+TEST_CASE("early exit agrees with threaded GEMMs: float, packed GEMM, bf16", "[infer][agree][threads][packed][bf16]") {
+  BackendGuard g(GemmBackend::packed);
+  check_agreement<float>(medium_config(), 10, false, Precision::bf16);
+}
+
+// The precision is the workspace's: bf16 changes the arithmetic, fp32 is what it was whatever the
+// process-wide setting around the call, pre-packed BF16 weights give the bits of per-call packing,
+// and every pass leaves the process-wide setting as it found it (also when it throws).
+TEST_CASE("inference precision: bf16 changes the logits, fp32 does not; the setting is restored", "[infer][bf16]") {
+  BackendGuard g(GemmBackend::packed);
+  Model<float> m(medium_config(), 6);
+  const int B = 6;
+  InferenceWorkspace<float> ws(m.cfg, B);
+  REQUIRE(matmul_precision() == Precision::fp32);
+  const std::vector<float> fp32 = all_exit_logits(ws, m, B);
+  ws.precision = Precision::bf16;
+  const std::vector<float> bf16 = all_exit_logits(ws, m, B);
+  CHECK(matmul_precision() == Precision::fp32);
+  const Diff d = bit_diff(bf16.data(), fp32.data(), fp32.size());
+  // BF16 keeps 8 of FP32's 24 mantissa bits: nearly every logit moves, by far more than FP32 rounding
+  // (~1e-6 relative) and far less than the logits' scale (~1).
+  INFO("bf16 vs fp32: " << describe(d, fp32.size()));
+  CHECK(d.differ > long(fp32.size()) / 2);
+  CHECK(d.max_abs > 1e-4);
+  CHECK(d.max_abs < 0.5);
+
+  {  // a process-wide bf16 setting does not reach an fp32 workspace, and comes back after each pass
+    const PrecisionScope outer(Precision::bf16);
+    ws.precision = Precision::fp32;
+    const std::vector<float> z = all_exit_logits(ws, m, B);
+    CHECK(bit_diff(z.data(), fp32.data(), z.size()).differ == 0);
+    CHECK(matmul_precision() == Precision::bf16);
+  }
+  CHECK(matmul_precision() == Precision::fp32);
+
+  ws.precision = Precision::bf16;
+  ws.prepack(m.P);  // BF16 panels, once
+  CHECK(ws.packed.front().precision == Precision::bf16);
+  const std::vector<float> packed = all_exit_logits(ws, m, B);
+  Diff dp = bit_diff(packed.data(), bf16.data(), bf16.size());
+  INFO("bf16 pre-packed vs packed per call: " << describe(dp, bf16.size()));
+  CHECK(dp.differ == 0);
+  ws.precision = Precision::fp32;  // panels packed for bf16 are not used by an fp32 pass
+  const std::vector<float> again = all_exit_logits(ws, m, B);
+  CHECK(bit_diff(again.data(), fp32.data(), fp32.size()).differ == 0);
+
+  ws.precision = Precision::bf16;  // a pass that throws restores the setting too
+  std::vector<int> ex(B), pr(B);
+  CHECK_THROWS_AS(early_exit_batch<float>(ws, m.P, m.images.data(), B,
+                                          ExitCriterion::confidence(std::vector<double>{0.5, 0.5, 0.5, 0.5}),
+                                          {ex.data(), pr.data(), nullptr}),
+                  ShapeError);
+  CHECK(matmul_precision() == Precision::fp32);
 }
 
 // Why exit heads run one sample at a time: the head's GEMM has M = live samples. Row r of

@@ -34,6 +34,10 @@
 //     and under qemu-aarch64).
 //   - exit heads run one sample at a time (a GEMM with M = 1, always from the same scratch rows).
 //     A head is D*C MACs against a block's N*(4D^2 + 2DF), so this costs nothing measurable.
+// Precision: every pass runs its matrix products in ws.precision (core/precision.hpp: FP32, or BF16
+// operands with FP32 accumulation), set for the pass's duration; prepack() packs the weights for
+// that precision once (BF16 panels under bf16), so inference converts no weight per call. The
+// agreement above holds in both precisions (tested).
 // Letters: B batch, N tokens, D dim, C classes, L depth, M exits.
 #pragma once
 #include <algorithm>
@@ -42,6 +46,7 @@
 #include <vector>
 
 #include "envit/core/arena.hpp"
+#include "envit/core/precision.hpp"
 #include "envit/infer/criteria.hpp"
 #include "envit/model/lgvit_head.hpp"
 #include "envit/ops/exit_head.hpp"
@@ -85,8 +90,10 @@ struct InferenceWorkspace {
   std::vector<ExitTrack> track; // (B) patience state of live row r
   std::vector<int> exit_of_block;  // (L) exit index after block l (0-based), or -1
   std::vector<int> block_rows;     // (L) rows block l ran on in the last early_exit_batch (0: none)
-  // Pre-packed block weights (prepack): 4 per block (qkv, proj, fc1, fc2), and the parameters they
-  // were packed from. Empty until prepack() is called.
+  // The arithmetic of every pass's matrix products: fp32, or bf16 (BF16 operands, FP32 accumulation).
+  Precision precision = Precision::fp32;
+  // Pre-packed block weights (prepack): 4 per block (qkv, proj, fc1, fc2, each recording the
+  // precision it was packed for), and the parameters they were packed from. Empty until prepack().
   std::vector<PackedWeight<T>> packed;
   const ViTParams<T>* packed_from = nullptr;
 
@@ -145,10 +152,12 @@ struct InferenceWorkspace {
   std::size_t image_size() const { return std::size_t(cfg.channels) * cfg.image_size * cfg.image_size; }
   std::size_t bytes() const { return arena.capacity() * sizeof(T); }
 
-  // Packs P's block weights once for the float GEMM, so that every later inference pass with P
-  // skips packing them per call (batch-1 latency: packing W is as costly as the product). Results
-  // are bitwise identical with and without. A snapshot: call again after P's values change (the
-  // trainer's evaluation does); passes with other parameters than P ignore it. Allocates.
+  // Packs P's block weights once for the float GEMM in `precision` (BF16 panels under bf16), so
+  // that every later inference pass with P skips packing (and converting) them per call (batch-1
+  // latency: packing W is as costly as the product). Results are bitwise identical with and
+  // without. A snapshot: call again after P's values change or after `precision` changes (passes
+  // in another precision than the packed one, or with other parameters than P, ignore it).
+  // Allocates.
   void prepack(const ViTParams<T>& P) {
     const VitConfig& c = P.config();
     ENVIT_CHECK(c.dim == cfg.dim && c.depth == cfg.depth && c.mlp_hidden == cfg.mlp_hidden, ShapeError,
@@ -158,10 +167,10 @@ struct InferenceWorkspace {
     const std::ptrdiff_t D = cfg.dim, F = cfg.mlp_hidden;
     for (int l = 0; l < cfg.depth; ++l) {
       const BlockParams<T> b = P.block(l);
-      packed[4 * l + 0].pack(b.qkv_w, 3 * D, D);
-      packed[4 * l + 1].pack(b.proj_w, D, D);
-      packed[4 * l + 2].pack(b.fc1_w, F, D);
-      packed[4 * l + 3].pack(b.fc2_w, D, F);
+      packed[4 * l + 0].pack(b.qkv_w, 3 * D, D, precision);
+      packed[4 * l + 1].pack(b.proj_w, D, D, precision);
+      packed[4 * l + 2].pack(b.fc1_w, F, D, precision);
+      packed[4 * l + 3].pack(b.fc2_w, D, F, precision);
     }
     packed_from = &P;
   }
@@ -170,10 +179,11 @@ struct InferenceWorkspace {
     packed.clear();
     packed_from = nullptr;
   }
-  // Block l's parameters, with the packed weights attached when they were packed from P.
+  // Block l's parameters, with the packed weights attached when they were packed from P in this
+  // precision.
   BlockParams<T> block_params(const ViTParams<T>& P, int l) const {
     BlockParams<T> b = P.block(l);
-    if (packed_from == &P && !packed.empty()) {
+    if (packed_from == &P && !packed.empty() && packed.front().precision == precision) {
       b.qkv_wp = &packed[std::size_t(4 * l + 0)];
       b.proj_wp = &packed[std::size_t(4 * l + 1)];
       b.fc1_wp = &packed[std::size_t(4 * l + 2)];
@@ -263,6 +273,7 @@ void infer_all_exits(InferenceWorkspace<T>& ws, const ViTParams<T>& P,
                      T* logits,        // (M, ., C) see exit_stride; overwritten
                      std::ptrdiff_t exit_stride) {
   detail::infer_check(ws, P, B, "infer_all_exits");
+  const PrecisionScope scope(ws.precision);
   const VitConfig& cfg = ws.cfg;
   ENVIT_CHECK(exit_stride >= std::ptrdiff_t(B) * cfg.classes, ShapeError, "infer_all_exits: exit stride ",
               exit_stride, " < batch x classes = ", std::ptrdiff_t(B) * cfg.classes);
@@ -284,6 +295,7 @@ void infer_final(InferenceWorkspace<T>& ws, const ViTParams<T>& P,
                  const T* images,  // (B, C, H, W)
                  int B, T* logits) {
   detail::infer_check(ws, P, B, "infer_final");
+  const PrecisionScope scope(ws.precision);
   const VitConfig& cfg = ws.cfg;
   const T eps = T(cfg.ln_eps);
   patch_embed_forward<T>(ws.h, ws.embed, images, P.embed(), ws.embed_shape(B));
@@ -304,6 +316,7 @@ void early_exit_batch(InferenceWorkspace<T>& ws, const ViTParams<T>& P,
                       const T* images,  // (B, C, H, W)
                       int B, const ExitCriterion& crit, ExitOutput<T> out) {
   detail::infer_check(ws, P, B, "early_exit_batch");
+  const PrecisionScope scope(ws.precision);
   const VitConfig& cfg = ws.cfg;
   const int M = cfg.num_exits(), C = cfg.classes;
   crit.validate(M);

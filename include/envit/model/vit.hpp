@@ -7,6 +7,9 @@
 // h_{l-1} unchanged (bitwise) and cost nothing. Exit j sees only the samples that executed block
 // s_j (eq. 8). All memory is planned in ViTWorkspace from the config and the max batch; the passes
 // below only view it.
+// Precision: every pass below runs its matrix products in ws.precision (core/precision.hpp: FP32,
+// or BF16 operands with FP32 accumulation), set for the duration of the pass; everything else stays
+// FP32, and so do the parameters and their gradients.
 // Letters: B batch, N tokens, D dim, C classes, L depth, M exits.
 #pragma once
 #include <cstdint>
@@ -15,6 +18,7 @@
 
 #include "envit/core/arena.hpp"
 #include "envit/core/batch_reduce.hpp"
+#include "envit/core/precision.hpp"
 #include "envit/model/dropout.hpp"
 #include "envit/model/lgvit_head.hpp"
 #include "envit/ops/exit_head.hpp"
@@ -73,6 +77,9 @@ struct ViTWorkspace {
   // LGViT heads' BatchNorm statistics and the objective's batch statistics (nullptr: one process).
   const BatchReduce* batch_reduce = nullptr;
   std::vector<double> bn_acc;          // (2D + 1) BatchNorm's scratch for batch_reduce (LGViT heads)
+  // The arithmetic of the matrix products of every pass with this workspace (and of the training
+  // step and objective around them): fp32, or bf16 (BF16 operands, FP32 accumulation).
+  Precision precision = Precision::fp32;
 
   ViTWorkspace() = default;
   ViTWorkspace(const VitConfig& c, int max_b) : cfg(c), max_batch(max_b) {
@@ -195,6 +202,7 @@ void vit_forward_train(ViTWorkspace<T>& ws, const ViTParams<T>& P,
                        const T* images,  // (B, C, H, W)
                        const LayerMasks& masks,
                        T* branch = nullptr) {  // (B, N, D) or nullptr
+  const PrecisionScope scope(ws.precision);
   const VitConfig& cfg = ws.cfg;
   const int B = masks.batch;
   ENVIT_CHECK(B >= 1 && B <= ws.max_batch, ShapeError, "vit_forward_train: batch ", B,
@@ -247,6 +255,7 @@ void vit_forward_train(ViTWorkspace<T>& ws, const ViTParams<T>& P,
 template <class T>
 void vit_complete_branches(ViTWorkspace<T>& ws, const ViTParams<T>& P, const LayerMasks& masks,
                            T* branch) {  // (B, N, D)
+  const PrecisionScope scope(ws.precision);
   const VitConfig& cfg = ws.cfg;
   const int B = masks.batch;
   const std::ptrdiff_t row = std::ptrdiff_t(cfg.tokens()) * cfg.dim;
@@ -291,6 +300,7 @@ void vit_update_running_stats(ViTWorkspace<T>& ws, ViTParams<T>& P, const LayerM
 // their block; skipped samples' gradients flow through unchanged.
 template <class T>
 void vit_backward_train(ViTWorkspace<T>& ws, ViTParams<T>& P, const LayerMasks& masks) {
+  const PrecisionScope scope(ws.precision);
   const VitConfig& cfg = ws.cfg;
   const int B = masks.batch;
   const std::ptrdiff_t row = std::ptrdiff_t(cfg.tokens()) * cfg.dim;
@@ -332,6 +342,7 @@ template <class T>
 const T* vit_forward_full(ViTWorkspace<T>& ws, const ViTParams<T>& P,
                           const T* images,  // (B, C, H, W)
                           int B, T* const* exit_logits) {
+  const PrecisionScope scope(ws.precision);
   const VitConfig& cfg = ws.cfg;
   ENVIT_CHECK(B >= 1 && B <= ws.max_batch, ShapeError, "vit_forward_full: batch ", B,
               " outside 1..", ws.max_batch);

@@ -85,6 +85,7 @@ void lgvit_distill_step_grads(StepStats& st, ViTWorkspace<T>& ws, LgvitDistillWo
                               const T* images,             // (B, C, H, W)
                               const std::int32_t* labels,  // (B)
                               const LayerMasks& masks, const ObjectiveConfig& o) {
+  const PrecisionScope scope(ws.precision);  // the heads' products outside the model passes too
   const VitConfig& cfg = ws.cfg;
   ENVIT_CHECK(cfg.lgvit(), ValueError, "lgvit_distill_step_grads: the model has no LGViT heads (", cfg.str(), ")");
   ENVIT_CHECK(masks.complete(), ValueError, "lgvit_distill_step_grads: LGViT trains without block dropout");

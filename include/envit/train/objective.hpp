@@ -408,12 +408,14 @@ void objective_forward(StepStats& st, ViTWorkspace<T>& ws, ObjectiveWorkspace<T>
 }
 
 // One full forward + loss + backward; parameter gradients accumulate into P (zero them first).
+// Matrix products in ws.precision, the teacher's head and the objective's included.
 template <class T>
 void train_step_grads(StepStats& st, ViTWorkspace<T>& ws, ObjectiveWorkspace<T>& ow, ViTParams<T>& P,
                       const T* images,              // (B, C, H, W)
                       const std::int32_t* labels,   // (B)
                       const LayerMasks& masks, const ObjectiveConfig& o,
                       const std::vector<double>& p, double progress) {
+  const PrecisionScope scope(ws.precision);
   const bool full_teacher = teacher_needs_full_pass(o, masks);
   vit_forward_train<T>(ws, P, images, masks, full_teacher ? ws.h2 : nullptr);
   vit_update_running_stats<T>(ws, P, masks);

@@ -6,6 +6,9 @@
 //   entries flagged in StepSettings::trainable.
 // The Trainer, the no-allocation test and the benchmarks all call train_step, so they time and
 // check the same arithmetic. Allocates nothing once the workspaces are warmed up.
+// Precision: the step's matrix products run in w.ws.precision (StepWorkspace's constructor; fp32
+// or bf16, core/precision.hpp), set for the step's duration; the parameters, gradients, clipping
+// and AdamW state stay FP32 whatever it is.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -73,8 +76,9 @@ struct StepWorkspace {
   LayerMasks masks;
   StepStats stats;
   LgvitDistillWorkspace<T> lw;  // planned only for models with LGViT heads
-  StepWorkspace(const VitConfig& cfg, int max_batch)
+  StepWorkspace(const VitConfig& cfg, int max_batch, Precision precision = Precision::fp32)
       : ws(cfg, max_batch), ow(cfg, max_batch), masks(cfg.depth, max_batch) {
+    ws.precision = precision;
     if (cfg.lgvit()) lw = LgvitDistillWorkspace<T>(cfg, max_batch);
   }
 };
@@ -87,6 +91,7 @@ double train_step(StepWorkspace<T>& w, ViTParams<T>& P, AdamWState<T>& opt,
                   const std::int32_t* labels,  // (B)
                   int batch, const ObjectiveConfig& o, const std::vector<double>& p, const StepSettings& s,
                   const GradReduce<T>& reduce = {}) {
+  const PrecisionScope scope(w.ws.precision);
   w.masks.draw(s.seed, s.step, p, batch, s.first, s.global_batch);
   w.ws.batch_reduce = s.batch_reduce;
   P.zero_grads();

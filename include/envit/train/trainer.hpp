@@ -6,7 +6,15 @@
 // Determinism: batch k of epoch e holds samples perm_e[k*B .. k*B+B) with perm_e a Philox
 // permutation keyed by (seed, e); augmentation is keyed by (seed, e, sample); masks by
 // (seed, step). So (seed, step) is the whole generator state and a resumed run repeats the
-// uninterrupted one bit for bit (same thread count). The last partial batch of an epoch is dropped.
+// uninterrupted one bit for bit (same thread count and kernel set, in either precision). The last
+// partial batch of an epoch is dropped.
+//
+// Precision (TrainOptions::precision): the matrix products of every step in FP32 or BF16
+// (core/precision.hpp; `envit train` evaluates in it too, evaluate_exits(..., precision));
+// parameters, gradients and AdamW moments stay FP32, so checkpoints are the same FP32 files in
+// both. It is not a resume key: a run may continue in the other precision. The metadata records it
+// (train.precision: the precision of the latest steps; train.precision_history:
+// "<precision>:<first step>,..." once a run has changed precision).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -45,6 +53,7 @@ struct TrainOptions {
   ClipMode clip_mode = ClipMode::absolute;
   std::uint64_t seed = 0;
   Augment aug;
+  Precision precision = Precision::fp32;  // of the matrix products (not part of to_map: see above)
 
   // Everything that must match for a resume to reproduce the run, as strings.
   // Keys of non-default method options appear only when set, so checkpoints written without them
@@ -88,7 +97,7 @@ class Trainer {
   Trainer(const VitConfig& cfg, const TrainOptions& opt, const Dataset& train,
           std::vector<std::int64_t> train_idx, const ChannelStats& stats)
       : opt_(opt), data_(train), idx_(std::move(train_idx)), stats_in_(stats), norm_(stats), P_(cfg),
-        adam_(P_.size()), sw_(cfg, opt.batch),
+        adam_(P_.size()), sw_(cfg, opt.batch, opt.precision),
         images_(std::size_t(opt.batch) * cfg.channels * cfg.image_size * cfg.image_size),
         labels_(std::size_t(opt.batch)), perm_(idx_.size()) {
     opt_.obj.validate();
@@ -216,6 +225,8 @@ class Trainer {
     m["train.total_steps"] = std::to_string(total_steps_);
     m["train.n_train"] = std::to_string(idx_.size());
     for (auto& [k, v] : stats_in_.to_map()) m[k] = v;
+    m["train.precision"] = precision_name(opt_.precision);
+    if (!precision_history_.empty()) m["train.precision_history"] = precision_history_;
     if (opt_.obj.scheme == Scheme::cosee)
       m["cosee.range"] = ChannelStats::join({cosee_.lo, cosee_.hi, cosee_.acc_lo, cosee_.acc_hi, double(cosee_.epoch)});
     for (auto& [k, v] : extra) m[k] = v;
@@ -244,6 +255,13 @@ class Trainer {
     }
     checkpoint_restore<float>(f, P_, adam_);
     step_ = f.meta_int("train.step");
+    // The checkpoint's precision (fp32 when it records none); a change starts a new history segment.
+    const Precision was = parse_precision(f.meta_or("train.precision", "fp32"), f.where() + ": train.precision");
+    precision_history_ = f.meta_or("train.precision_history", "");
+    if (was != opt_.precision) {
+      if (precision_history_.empty()) precision_history_ = std::string(precision_name(was)) + ":0";
+      precision_history_ += "," + std::string(precision_name(opt_.precision)) + ":" + std::to_string(step_);
+    }
     if (opt_.obj.scheme == Scheme::cosee) {
       const std::string r = f.meta_or("cosee.range", "");
       std::vector<double> v;
@@ -297,21 +315,25 @@ class Trainer {
   std::int64_t stage1_steps_ = 0;     // lgvit: steps of stage 1
   std::vector<char> trainable2_;      // lgvit: entries stage 2 trains
   double grad_norm_ = 0;
+  std::string precision_history_;     // train.precision_history (empty: one precision throughout)
   int rank_ = 0, world_ = 1;
   GradReduce<float> reduce_;
   BatchReduce batch_reduce_;
 };
 
 // Per-exit top-1 accuracy of the complete model on samples idx of d (no augmentation), through
-// the inference path (infer_all_exits: no training caches) in chunks of `batch` samples.
-// Returns correct counts per exit (size M) and n in *n_out. Prediction: the first maximal logit.
+// the inference path (infer_all_exits: no training caches) in chunks of `batch` samples, with the
+// matrix products in `precision`. Returns correct counts per exit (size M) and n in *n_out.
+// Prediction: the first maximal logit.
 inline std::vector<std::int64_t> evaluate_exits(const ViTParams<float>& P, const Dataset& d,
                                                 const std::vector<std::int64_t>& idx,
-                                                const Normalizer& norm, int batch, std::int64_t* n_out) {
+                                                const Normalizer& norm, int batch, std::int64_t* n_out,
+                                                Precision precision = Precision::fp32) {
   const VitConfig& cfg = P.config();
   const int M = cfg.num_exits(), C = cfg.classes;
   d.check_fits(cfg.channels, cfg.image_size, cfg.image_size, C, "the model");
   InferenceWorkspace<float> ws(cfg, batch);
+  ws.precision = precision;
   std::vector<float> images(std::size_t(batch) * ws.image_size());
   std::vector<std::int32_t> labels(static_cast<std::size_t>(batch));
   const std::ptrdiff_t stride = std::ptrdiff_t(batch) * C;
