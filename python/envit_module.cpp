@@ -145,8 +145,11 @@ std::vector<double> to_doubles(const py::handle& h, const char* what) {
 class Model {
  public:
   Model(const std::string& path, const std::string& format, int classes, std::vector<int> exits, int image_size,
-        int heads, double ln_eps, bool allow_new_heads, std::uint64_t seed)
+        int heads, double ln_eps, bool allow_new_heads, std::uint64_t seed, const std::optional<std::string>& precision)
       : path_(path) {
+    // A bad precision is refused before any file is read.
+    const std::optional<Precision> given =
+        precision ? std::optional<Precision>(parse_precision(*precision, "precision")) : std::nullopt;
     WeightFormat fmt = parse_weight_format(format);
     if (fmt == WeightFormat::detect) fmt = pretrained_detect(path);
     ChannelStats stats;
@@ -173,6 +176,9 @@ class Model {
       stats_ = stats;
     }
     macs_ = vit_macs(cfg_);
+    // As `envit eval`: the precision the checkpoint was trained in unless one is given.
+    precision_ = given ? *given
+                       : parse_precision(file_.meta_or("train.precision", "fp32"), "'" + path + "': train.precision");
   }
 
   const VitConfig& config() const { return cfg_; }
@@ -182,6 +188,7 @@ class Model {
   const ChannelStats& stats() const { return stats_; }
   const Normalizer* norm() const { return norm_ ? &*norm_ : nullptr; }
   int M() const { return cfg_.num_exits(); }
+  Precision precision() const { return precision_; }
 
   Images images(const py::array& a, const char* who) const { return to_images(a, cfg_, norm(), who); }
 
@@ -345,6 +352,7 @@ class Model {
     auto& slot = batch == 1 ? ws1_ : ws_;
     if (!slot || slot->max_batch < batch || (batch > 1 && slot->max_batch != batch)) {
       slot = std::make_unique<InferenceWorkspace<float>>(cfg_, batch);
+      slot->precision = precision_;
       slot->prepack(*P_);
     }
     return *slot;
@@ -357,6 +365,7 @@ class Model {
   std::optional<Normalizer> norm_;
   ChannelStats stats_;
   VitMacs macs_;
+  Precision precision_ = Precision::fp32;  // of every matrix product of this model's inference
   std::mutex mu_;
   std::unique_ptr<InferenceWorkspace<float>> ws_, ws1_;
 };
@@ -631,6 +640,7 @@ PYBIND11_MODULE(envit, m) {
       })
       .def_property_readonly("macs_full", [](const Model& md) { return md.macs().full(); })
       .def_property_readonly("metadata", [](const Model& md) { return md.file().metadata; })
+      .def_property_readonly("precision", [](const Model& md) { return std::string(precision_name(md.precision())); })
       .def_property_readonly("normalization", [](const Model& md) -> py::object {
         if (md.stats().mean.empty()) return py::none();
         return py::make_tuple(md.stats().mean, md.stats().std);
@@ -669,13 +679,15 @@ PYBIND11_MODULE(envit, m) {
            py::arg("batch") = 128);
 
   m.def("load", [](const std::string& path, const std::string& format, int classes, std::vector<int> exits,
-                   int image_size, int heads, double ln_eps, bool allow_new_heads, std::uint64_t seed) {
+                   int image_size, int heads, double ln_eps, bool allow_new_heads, std::uint64_t seed,
+                   const std::optional<std::string>& precision) {
     return std::make_unique<Model>(path, format, classes, std::move(exits), image_size, heads, ln_eps,
-                                   allow_new_heads, seed);
+                                   allow_new_heads, seed, precision);
   }, py::arg("path"), py::arg("format") = "detect", py::arg("classes") = 0, py::arg("exits") = std::vector<int>{},
      py::arg("image_size") = 0, py::arg("heads") = 0, py::arg("ln_eps") = -1.0, py::arg("allow_new_heads") = false,
-     py::arg("seed") = 0,
-     "Loads an envit checkpoint, or weights `envit convert` reads (timm, hf, torchvision; format= forces one).");
+     py::arg("seed") = 0, py::arg("precision") = py::none(),
+     "Loads an envit checkpoint, or weights `envit convert` reads (timm, hf, torchvision; format= forces one). "
+     "precision: 'fp32' or 'bf16' for every inference call (default: the checkpoint's train.precision, else fp32).");
 
   py::class_<PyTrainer>(m, "Trainer", "Training configured like `envit train` (keyword = flag).")
       .def(py::init<std::optional<py::array>, std::optional<py::array>, std::optional<py::array>,

@@ -44,7 +44,7 @@ assert len(log) == 1 and log[0]["step"] == 1, log
 PY
 done
 grep -q "loaded $OUT/hf (hf)" "$OUT/study/runs/"*/train.log || fail "the runs did not load the Hugging Face directory"
-grep -q "data: folder, 160 train / 40 val samples" "$OUT/study/runs/"*/train.log || fail "folder split sizes"
+grep -q "data: folder:[^,]*, 160 train / 40 val samples" "$OUT/study/runs/"*/train.log || fail "folder split sizes"
 grep -q "^| envit | 1 |" "$D/tables.md" || fail "tables.md has no envit row"
 n=$(grep -c "^paper," "$D/runs.csv")
 [[ $n == 10 ]] || fail "runs.csv has $n rows, expected 10 (2 runs x (2 exits + 3 points))"

@@ -1,6 +1,7 @@
 """envit.load / logits / predict / sweep / calibrate against the `envit` program on the same
 checkpoint, and against PyTorch's logits on the shared fixtures."""
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -129,3 +130,21 @@ def test_threads_are_settable():
     assert envit.get_threads() == 1
     envit.set_threads(n)
     assert envit.get_threads() == n
+
+
+def test_bf16_logits_bitwise_equal_to_the_program(run, program, tmp_path):
+    import envit
+    ev = tmp_path / "eval_bf16"
+    subprocess.run([program, "eval", "--checkpoint", run["ckpt"], "--out", str(ev), "--precision", "bf16",
+                    "--points", "4", "--time-samples", "0", "--stream-samples", "0", "--repeats", "1",
+                    "--threads", "1"], check=True, capture_output=True)
+    want = read_safetensors(ev / "logits_0.safetensors")[0]["logits"]
+    m = envit.load(run["ckpt"], precision="bf16")
+    assert m.precision == "bf16" and envit.load(run["ckpt"]).precision == "fp32"
+    images, _ = m.test_set()
+    got = m.logits(images)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), \
+        f"largest difference {np.abs(got - want).max()}"
+    fp32 = run["logits"]["logits"]
+    assert not np.array_equal(got, fp32)  # bf16 really changes the products
+    assert np.abs(got - fp32).max() < 0.05 * np.abs(fp32).max()
