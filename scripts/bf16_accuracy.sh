@@ -4,7 +4,7 @@
 # S in $SEEDS (default 0 1 2), once with --precision fp32 and once with --precision bf16, each
 # evaluated on the test set in the precision it was trained in; then a table of every exit's test
 # accuracy: mean and spread (max - min) over the seeds per precision, and the difference of the means.
-# Each run takes about 5-12 minutes on an unloaded 2-core machine (12 runs in all).
+# Each run takes about 5-12 minutes on an unloaded 2-core machine (6 runs with the default seeds).
 # Resumable: a run whose directory has a checkpoint continues from it (--resume; a finished run does
 # nothing more), an evaluation whose eval.json exists is kept. Outputs:
 #   $OUT/<precision>-s<seed>/{last.safetensors, log.jsonl, eval/eval.json}, $OUT/table.md
