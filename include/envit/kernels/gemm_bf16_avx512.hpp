@@ -13,7 +13,7 @@
 //     conversions of row segments), Trans::T pair-major (for each pair, MR words).
 //   * The micro-kernel broadcasts one A word per row and runs vdpbf16ps on MR x 3 accumulators (an
 //     8 x 48 tile: 24 accumulators + 3 B vectors + 1 broadcast of the 32 zmm; the FP32 kernel's
-//     measured best shape, each instruction now covering two k). Per element one chain over the
+//     measured best shape, each instruction covering two k). Per element one chain over the
 //     pairs in order: vdpbf16ps adds a[2p+1] b[2p+1] then a[2p] b[2p], each rounded (DAZ, FTZ).
 //   * Loop nest and blocking as the FP32 kernel (gemm_packed.hpp): jc over N > pc over K (blocks of
 //     <= KC elements, even) > ic over M (MC rows) > ir > jr; the same epilogue contract, called per
