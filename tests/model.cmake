@@ -1,2 +1,3 @@
 envit_add_test(test_model_grad test_model_grad.cpp)
 envit_add_test(test_model_dropout test_model_dropout.cpp)
+envit_add_test(test_low_level_step test_low_level_step.cpp)

@@ -76,6 +76,28 @@ struct LayerMasks {
       }
     }
   }
+  // Throws unless these masks fit a model of `depth` blocks: one list per block, 1 <= batch, and
+  // every exec[l] strictly increasing within [0, batch). The message starts with `where` and names
+  // the block, the position in its list and the offending sample. Allocates nothing unless it throws.
+  void check(int depth, const char* where) const {
+    ENVIT_CHECK(static_cast<int>(exec.size()) == depth, ShapeError, where, ": masks for ", exec.size(),
+                " blocks, the model has ", depth);
+    ENVIT_CHECK(batch >= 1, ValueError, where, ": masks.batch is ", batch, ", expected at least 1");
+    for (std::size_t l = 0; l < exec.size(); ++l) {
+      const auto& e = exec[l];
+      ENVIT_CHECK(e.size() <= static_cast<std::size_t>(batch), ValueError, where, ": masks.exec[", l, "] (block ",
+                  l + 1, ") lists ", e.size(), " samples for a batch of ", batch);
+      for (std::size_t i = 0; i < e.size(); ++i) {
+        ENVIT_CHECK(e[i] >= 0 && e[i] < batch, ValueError, where, ": masks.exec[", l, "] (block ", l + 1,
+                    ") position ", i, ": sample ", e[i], " out of range, expected 0..", batch - 1);
+        if (i == 0) continue;
+        ENVIT_CHECK(e[i] != e[i - 1], ValueError, where, ": masks.exec[", l, "] (block ", l + 1, ") position ", i,
+                    ": duplicate sample ", e[i]);
+        ENVIT_CHECK(e[i] > e[i - 1], ValueError, where, ": masks.exec[", l, "] (block ", l + 1, ") position ", i,
+                    ": not sorted, sample ", e[i], " after ", e[i - 1], " (each list must be increasing)");
+      }
+    }
+  }
   // True when no sample skips any block (then the dropped pass equals the complete model).
   bool complete() const {
     for (auto& e : exec)

@@ -14,6 +14,7 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <vector>
 
 #include "envit/core/arena.hpp"
@@ -28,6 +29,27 @@
 #include "envit/ops/patch_embed.hpp"
 
 namespace envit {
+
+// The training forward's result at exit j: the rows that reached the exit, in batch order. Views
+// into the workspace, valid until the next pass with it.
+//   n = masks.exec[s_j - 1].size(); row i is sample rows[i] of the batch.
+//   feat is what the exit's head reads and what a gradient on the exit's feature is taken against:
+//   the class token (F = D) for the linear head, its feature Y (F = P' D) for an LGViT head.
+template <class T> struct ExitOut {
+  const T* logits = nullptr;          // (n, C)
+  const std::int32_t* rows = nullptr; // (n) batch position of each row
+  int n = 0;
+  const T* feat = nullptr;            // (n, F)
+  int feat_len = 0;                   // F
+};
+// The caller's gradients at exit j, rows as in ExitOut<T>. dlogits: (n, C), read-only, every
+// entry meaningful (may be nullptr only when n = 0). dfeat: (n, F) or nullptr for no gradient on
+// the head's feature. Either may point into the workspace (ws.dlogits[j], ws.dfeat[j]) or to the
+// caller's own buffers.
+template <class T> struct ExitGrad {
+  const T* dlogits = nullptr;  // (n, C)
+  const T* dfeat = nullptr;    // (n, F) or nullptr
+};
 
 template <class T>
 struct ViTWorkspace {
@@ -64,7 +86,14 @@ struct ViTWorkspace {
   LgvitHeadWorkspace<T> lg_ws{};
   std::vector<T*> dlgfeat;             // (M-1) x (B, P', D)
   std::vector<bool> dlgfeat_used;      // (M-1)
-  std::vector<int> lg_loc, lg_glob;    // (M-1) reserved: LGViT's local / global head lists
+  std::vector<ExitOut<T>> exit_out;    // (M) what vit_forward_exits returns
+  std::vector<ExitGrad<T>> exit_grad;  // (M) vit_backward_train's view of dlogits / dfeat
+  // The pass the caches hold, checked by the backward: the training forward's batch and executed
+  // (sample, block) count, and whether vit_forward_full has overwritten the patch-embedding cache
+  // since (it must not run between the training forward and its backward).
+  int train_batch = 0;
+  std::size_t train_rows = 0;
+  bool embed_from_train = false;
   std::vector<int> first_skip;         // (max_batch): first block each sample skips, L if none
   std::vector<std::int32_t> branch_idx;  // (max_batch) scratch list for vit_complete_branches
   // Training runs the last block on class tokens only (forward and backward): all that reads its
@@ -92,11 +121,11 @@ struct ViTWorkspace {
     arena = Arena<T>(plan.total);
     carve(arena);
     dlgfeat_used.assign(lg_kind.size(), false);
-    lg_loc.reserve(lg_kind.size());
-    lg_glob.reserve(lg_kind.size());
     exit_of_block.assign(static_cast<std::size_t>(cfg.depth), -1);
     for (int j = 0; j < cfg.num_exits(); ++j) exit_of_block[cfg.exits[j] - 1] = j;
     dfeat_used.assign(static_cast<std::size_t>(cfg.num_exits()), false);
+    exit_out.assign(static_cast<std::size_t>(cfg.num_exits()), ExitOut<T>{});
+    exit_grad.assign(static_cast<std::size_t>(cfg.num_exits()), ExitGrad<T>{});
     first_skip.assign(static_cast<std::size_t>(max_b), 0);
     branch_idx.reserve(static_cast<std::size_t>(max_b));
   }
@@ -169,6 +198,11 @@ struct ViTWorkspace {
 };
 
 namespace detail {
+inline std::size_t executed_rows(const LayerMasks& masks) {
+  std::size_t n = 0;
+  for (const auto& e : masks.exec) n += e.size();
+  return n;
+}
 // Exit j's logits on n samples' block output (B, N, D) for a pass without backward (eval-mode
 // BatchNorm in LGViT heads), from the scratch caches.
 template <class T>
@@ -207,11 +241,9 @@ void vit_forward_train(ViTWorkspace<T>& ws, const ViTParams<T>& P,
   const int B = masks.batch;
   ENVIT_CHECK(B >= 1 && B <= ws.max_batch, ShapeError, "vit_forward_train: batch ", B,
               " outside 1..", ws.max_batch, " (the workspace's max batch)");
-  ENVIT_CHECK(masks.depth() == cfg.depth, ShapeError, "vit_forward_train: masks for ",
-              masks.depth(), " blocks, model has ", cfg.depth);
+  masks.check(cfg.depth, "vit_forward_train");
   const std::ptrdiff_t row = std::ptrdiff_t(cfg.tokens()) * cfg.dim;
-  for (int l = 0; l < cfg.depth; ++l)
-    check_row_indices(masks.exec[l].data(), static_cast<int>(masks.exec[l].size()), B, "vit_forward_train");
+  ws.embed_from_train = false;
   if (branch) first_skips(masks, ws.first_skip.data());
   patch_embed_forward<T>(ws.h, ws.embed, images, P.embed(), ws.embed_shape(B));
   for (int l = 0; l < cfg.depth; ++l) {
@@ -240,6 +272,49 @@ void vit_forward_train(ViTWorkspace<T>& ws, const ViTParams<T>& P,
     else
       scatter_rows<T>(ws.h, ws.sub_out, idx.data(), n, row);
   }
+  ws.train_batch = B;
+  ws.train_rows = detail::executed_rows(masks);
+  ws.embed_from_train = true;
+}
+
+// vit_forward_train with its result as per-exit views: out (M) gets, for each exit, the logits of
+// the rows that reached it, their batch positions and the head's feature (ExitOut<T>). The masks
+// are the caller's (filled by hand, or by LayerMasks::draw / all) and are checked: one list per
+// block, each strictly increasing within [0, masks.batch) (ValueError naming the block, the
+// position and the sample otherwise). The gradients of a loss on these logits go to
+// vit_backward_exits with the same masks.
+template <class T>
+void vit_forward_exits(std::span<ExitOut<T>> out,  // (M) overwritten
+                       ViTWorkspace<T>& ws, const ViTParams<T>& P,
+                       const T* images,  // (B, C, H, W)
+                       const LayerMasks& masks, T* branch = nullptr) {
+  const VitConfig& cfg = ws.cfg;
+  const int M = cfg.num_exits();
+  ENVIT_CHECK(static_cast<int>(out.size()) == M, ShapeError, "vit_forward_exits: room for ", out.size(),
+              " exits, the model has ", M);
+  vit_forward_train<T>(ws, P, images, masks, branch);
+  for (int j = 0; j < M; ++j) {
+    const auto& rows = masks.exec[cfg.exits[j] - 1];
+    ExitOut<T>& o = out[j];
+    o.logits = ws.logits[j];
+    o.rows = rows.data();
+    o.n = static_cast<int>(rows.size());
+    if (P.exit_is_lgvit(j)) {
+      o.feat = ws.lg[j].y;
+      o.feat_len = static_cast<int>(ws.lgvit_shape(j, 1).feat_tokens()) * cfg.dim;
+    } else {
+      o.feat = ws.exit[j].x;
+      o.feat_len = cfg.dim;
+    }
+  }
+}
+// The same with the views kept in the workspace (ws.exit_out, valid until the next pass).
+template <class T>
+std::span<const ExitOut<T>> vit_forward_exits(ViTWorkspace<T>& ws, const ViTParams<T>& P,
+                                              const T* images,  // (B, C, H, W)
+                                              const LayerMasks& masks, T* branch = nullptr) {
+  vit_forward_exits<T>(std::span<ExitOut<T>>(ws.exit_out), ws, P, images, masks, branch);
+  return std::span<const ExitOut<T>>(ws.exit_out);
 }
 
 // Completes the complete model (no block skipped) from the branch points vit_forward_train(...,
@@ -294,15 +369,31 @@ void vit_update_running_stats(ViTWorkspace<T>& ws, ViTParams<T>& P, const LayerM
   }
 }
 
-// Backward of vit_forward_train. Reads ws.dlogits[j] (rows as ws.logits[j]) and, where
-// ws.dfeat_used[j], ws.dfeat[j] (a gradient on exit j's class-token feature). Accumulates
+// Backward of vit_forward_train (or vit_forward_exits) with the same masks, the caller's gradients
+// at the exits as arguments: grads (M), rows as that pass's ExitOut<T> (see there). Accumulates
 // parameter gradients into P's gradient arena (+=). Gradients reach executed samples through
 // their block; skipped samples' gradients flow through unchanged.
+// Throws (before touching anything) when grads has the wrong size, when an exit with rows has no
+// dlogits, when the masks are not the forward's (batch or executed count differ), or when
+// vit_forward_full ran since the forward (it overwrites the patch-embedding cache read here).
 template <class T>
-void vit_backward_train(ViTWorkspace<T>& ws, ViTParams<T>& P, const LayerMasks& masks) {
+void vit_backward_exits(ViTParams<T>& P, ViTWorkspace<T>& ws,
+                        std::span<const ExitGrad<T>> grads,  // (M)
+                        const LayerMasks& masks) {
   const PrecisionScope scope(ws.precision);
   const VitConfig& cfg = ws.cfg;
-  const int B = masks.batch;
+  const int B = masks.batch, M = cfg.num_exits();
+  ENVIT_CHECK(static_cast<int>(grads.size()) == M, ShapeError, "vit_backward: ", grads.size(),
+              " exit gradients for a model with ", M, " exits");
+  ENVIT_CHECK(ws.embed_from_train, ValueError,
+              "vit_backward: no training forward to differentiate (vit_forward_train/vit_forward_exits did not run, "
+              "or vit_forward_full ran after it and overwrote the patch-embedding cache; run it before the forward)");
+  ENVIT_CHECK(B == ws.train_batch && detail::executed_rows(masks) == ws.train_rows, ValueError,
+              "vit_backward: masks differ from the forward's (batch ", B, " vs ", ws.train_batch, ", executed rows ",
+              detail::executed_rows(masks), " vs ", ws.train_rows, ")");
+  for (int j = 0; j < M; ++j)
+    ENVIT_CHECK(grads[j].dlogits || masks.exec[cfg.exits[j] - 1].empty(), ValueError, "vit_backward: exit ", j,
+                " has ", masks.exec[cfg.exits[j] - 1].size(), " rows but no dlogits");
   const std::ptrdiff_t row = std::ptrdiff_t(cfg.tokens()) * cfg.dim;
   std::memset(ws.dh, 0, sizeof(T) * ws.state_size(B));
   for (int l = cfg.depth - 1; l >= 0; --l) {
@@ -312,12 +403,10 @@ void vit_backward_train(ViTWorkspace<T>& ws, ViTParams<T>& P, const LayerMasks& 
     gather_rows<T>(ws.dsub_out, ws.dh, idx.data(), n, row);
     int j = ws.exit_of_block[l];
     if (j >= 0 && P.exit_is_lgvit(j))
-      lgvit_head_backward<T>(ws.dsub_out, P.lgvit_grads(j), ws.dlogits[j],
-                             ws.dlgfeat_used[j] ? ws.dlgfeat[j] : nullptr, ws.lg[j], P.lgvit(j),
+      lgvit_head_backward<T>(ws.dsub_out, P.lgvit_grads(j), grads[j].dlogits, grads[j].dfeat, ws.lg[j], P.lgvit(j),
                              ws.lgvit_shape(j, n), ws.lg_ws, BnMode::train, ws.bn_group());
     else if (j >= 0)
-      exit_head_backward<T>(ws.dsub_out, P.exit_grads(j), ws.dlogits[j],
-                            ws.dfeat_used[j] ? ws.dfeat[j] : nullptr, ws.exit[j], P.exit(j),
+      exit_head_backward<T>(ws.dsub_out, P.exit_grads(j), grads[j].dlogits, grads[j].dfeat, ws.exit[j], P.exit(j),
                             ws.exit_shape(n), ws.exit_ws);
     std::memset(ws.dsub_in, 0, sizeof(T) * ws.state_size(n));
     if (detail::last_block_class_only(ws, l))  // dh is zero off the class tokens of h_L
@@ -329,6 +418,20 @@ void vit_backward_train(ViTWorkspace<T>& ws, ViTParams<T>& P, const LayerMasks& 
     scatter_rows<T>(ws.dh, ws.dsub_in, idx.data(), n, row);
   }
   patch_embed_backward<T>(P.embed_grads(), ws.dh, ws.embed, P.embed(), ws.embed_shape(B), ws.embed_ws);
+}
+
+// vit_backward_exits with the gradients in the workspace: ws.dlogits[j] (rows as ws.logits[j])
+// and, where ws.dfeat_used[j] (LGViT heads: ws.dlgfeat_used[j]), ws.dfeat[j] (ws.dlgfeat[j]) on
+// the head's feature. What the library's objectives write.
+template <class T>
+void vit_backward_train(ViTWorkspace<T>& ws, ViTParams<T>& P, const LayerMasks& masks) {
+  const int M = ws.cfg.num_exits();
+  for (int j = 0; j < M; ++j) {
+    const bool lg = P.exit_is_lgvit(j);
+    ws.exit_grad[j].dlogits = ws.dlogits[j];
+    ws.exit_grad[j].dfeat = lg ? (ws.dlgfeat_used[j] ? ws.dlgfeat[j] : nullptr) : (ws.dfeat_used[j] ? ws.dfeat[j] : nullptr);
+  }
+  vit_backward_exits<T>(P, ws, std::span<const ExitGrad<T>>(ws.exit_grad), masks);
 }
 
 // The complete model (no block skipped, every block on every token), keeping no caches for backward.
@@ -346,6 +449,7 @@ const T* vit_forward_full(ViTWorkspace<T>& ws, const ViTParams<T>& P,
   const VitConfig& cfg = ws.cfg;
   ENVIT_CHECK(B >= 1 && B <= ws.max_batch, ShapeError, "vit_forward_full: batch ", B,
               " outside 1..", ws.max_batch);
+  ws.embed_from_train = false;
   patch_embed_forward<T>(ws.h2, ws.embed, images, P.embed(), ws.embed_shape(B));
   T* cur = ws.h2;
   T* nxt = ws.sub_out;

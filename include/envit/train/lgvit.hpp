@@ -40,6 +40,7 @@ struct LgvitDistillWorkspace {
   ChannelKlCache<T> kl{};             // (B*P, D) each
   T *gram_t = nullptr, *gram_k = nullptr, *dgram_k = nullptr, *dgram_t = nullptr;  // (B, D, D) each
   std::vector<std::int32_t> labels;   // reserved (B)
+  std::vector<int> loc, glob;         // reserved (M-1): the local / global head lists (lgvit_groups)
   LgvitDistillWorkspace() = default;
   LgvitDistillWorkspace(const VitConfig& cfg, int max_batch) {
     const std::size_t B = std::size_t(max_batch), C = std::size_t(cfg.classes), D = std::size_t(cfg.dim);
@@ -49,6 +50,8 @@ struct LgvitDistillWorkspace {
     arena = Arena<T>(plan.total);
     carve(arena, B, C, RP, G);
     labels.reserve(B);
+    loc.reserve(std::size_t(cfg.num_exits()));
+    glob.reserve(std::size_t(cfg.num_exits()));
   }
   // Elements of the arena LgvitDistillWorkspace(cfg, max_batch) allocates, without allocating it.
   static std::size_t planned_elements(const VitConfig& cfg, int max_batch) {
@@ -157,8 +160,8 @@ void lgvit_distill_step_grads(StepStats& st, ViTWorkspace<T>& ws, LgvitDistillWo
     std::memcpy(lw.hl + b * P_ * D, ws.h + (b * N + 1) * D, sizeof(T) * std::size_t(P_ * D));
   subsample_forward<T>(lw.hl2, lw.hl, {B, G, D, 2});
   subsample_forward<T>(lw.hl3, lw.hl, {B, G, D, 3});
-  std::vector<int>& loc = ws.lg_loc;
-  std::vector<int>& glob = ws.lg_glob;
+  std::vector<int>& loc = lw.loc;
+  std::vector<int>& glob = lw.glob;
   lgvit_groups(ws.lg_kind, loc, glob);
   const T het = T(o.lgvit_het), hom = T(o.lgvit_hom);
   auto hete = [&](int k) {
