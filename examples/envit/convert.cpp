@@ -1,8 +1,8 @@
 // examples/envit/convert.cpp — `envit convert`: pretrained ViTs between the layouts envit reads and
 // writes. Input: an envit checkpoint, a timm or torchvision safetensors state dict, or a Hugging Face
-// directory (io/pretrained.hpp); output: an envit weights-only checkpoint (timm names, config and
+// directory (weights/pretrained.hpp); output: an envit weights-only checkpoint (timm names, config and
 // normalisation in the metadata; what `--to timm` writes too) or a Hugging Face directory
-// (io/pretrained_export.hpp), or an ONNX model (io/onnx_export.hpp): every exit's logits, or with
+// (weights/pretrained_export.hpp), or an ONNX model (weights/onnx_export.hpp): every exit's logits, or with
 // --early-exit RULE the early-exit graph. Exit heads can be added (fresh), the position embedding
 // resampled to another image size and the classifier replaced; every change is reported.
 //   envit convert --from hf DIR --out vit.safetensors [--image-size S] [--exits 4,8,12]
@@ -16,9 +16,9 @@
 #include "commands.hpp"
 #include "common.hpp"
 #include "envit/data/normalize.hpp"
-#include "envit/io/onnx_export.hpp"
-#include "envit/io/pretrained_export.hpp"
-#include "envit/model/pretrained_load.hpp"
+#include "envit/weights/onnx_export.hpp"
+#include "envit/weights/pretrained_export.hpp"
+#include "envit/weights/pretrained_load.hpp"
 #include "envit/train/checkpoint.hpp"
 
 namespace envit::cli {

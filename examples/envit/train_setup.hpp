@@ -18,7 +18,7 @@
 #include "commands.hpp"
 #include "common.hpp"
 #include "envit/data/normalize.hpp"
-#include "envit/io/pretrained.hpp"
+#include "envit/weights/pretrained.hpp"
 #include "envit/train/memory_plan.hpp"
 #include "envit/train/trainer.hpp"
 #include "schedule.hpp"

@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "envit/io/half.hpp"
-#include "envit/io/pretrained.hpp"
-#include "envit/io/pretrained_export.hpp"
-#include "envit/model/pretrained_load.hpp"
+#include "envit/weights/pretrained.hpp"
+#include "envit/weights/pretrained_export.hpp"
+#include "envit/weights/pretrained_load.hpp"
 #include "envit/model/vit.hpp"
 #include "io/io_util.hpp"
 

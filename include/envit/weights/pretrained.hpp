@@ -1,4 +1,4 @@
-// envit/io/pretrained.hpp — reads a pretrained ViT from the layouts PyTorch users have and renames
+// envit/weights/pretrained.hpp — reads a pretrained ViT from the layouts PyTorch users have and renames
 // it to envit's (timm's) names in float32, with the architecture it implies:
 //   hf           a Hugging Face directory (config.json + model.safetensors) of ViTModel or
 //                ViTForImageClassification: optional `vit.` prefix, separate query/key/value fused
@@ -30,7 +30,7 @@
 #include <vector>
 
 #include "envit/core/error.hpp"
-#include "envit/data/dataset.hpp"
+#include "envit/data/channel_stats.hpp"
 #include "envit/io/half.hpp"
 #include "envit/io/json.hpp"
 #include "envit/io/safetensors.hpp"

@@ -1,4 +1,4 @@
-// envit/io/onnx_export.hpp — writes a multi-exit ViT as an ONNX model (opset 17, IR version 8,
+// envit/weights/onnx_export.hpp — writes a multi-exit ViT as an ONNX model (opset 17, IR version 8,
 // standard operators only) that ONNX Runtime, OpenVINO or TensorRT can run. Two graphs:
 //   all exits   input  image (batch, C, H, W) float, normalised as in training (docs/formats.md);
 //               outputs logits_0 .. logits_{M-1}, (batch, C) float each: every exit's logits, the
