@@ -64,15 +64,6 @@ int run_convert(const ConvertArgs& a, const CLI::App& c) {
       onnx_check_rule(onnx);
     });
   }
-  // An envit checkpoint's own exit heads: those ONNX export refuses are named before reading further.
-  if (a.to == "onnx" && parse_weight_format(a.from) != WeightFormat::hf && !envit::detail::is_dir(a.src)) {
-    const StFile f = safetensors_read(a.src);
-    if (f.meta_or("format", "").rfind("envit-checkpoint", 0) == 0) try {
-        onnx_check_exportable(checkpoint_config(f), onnx);
-      } catch (const ValueError& e) {
-        throw IoError(f.where() + ": " + e.what());
-      }
-  }
   Pretrained src = pretrained_read(a.src, parse_weight_format(a.from),
                                    {given("--heads") ? a.heads : 0, given("--ln-eps") ? a.ln_eps : -1.0});
   const int classes = given("--classes") ? a.classes : src.cfg.classes;

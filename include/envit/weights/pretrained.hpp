@@ -437,6 +437,7 @@ inline Pretrained pretrained_read(const std::string& path, WeightFormat fmt = We
     c.heads = e.heads;
     c.ln_eps = e.ln_eps;
     c.exits = e.exits;
+    c.exit_head = e.exit_head;  // LGViT heads (and their BatchNorm statistics) load under their own names
     if (src.has_meta("data.mean") && src.has_meta("data.std")) {
       ChannelStats st;
       try {
