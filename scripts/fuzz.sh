@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ALL=(json safetensors checkpoint idx idx_gz cifar)
 [ -f include/envit/data/image_folder.hpp ] && ALL+=(image)      # readers that exist in this tree
-[ -f include/envit/io/pretrained.hpp ] && ALL+=(hf_config)
+[ -f include/envit/weights/pretrained.hpp ] && ALL+=(hf_config)
 if [ "${1:-}" = --list ]; then echo "${ALL[@]}"; exit 0; fi
 SECS=${1:-30}
 shift || true

@@ -234,9 +234,24 @@ rule_of() {
 base_scheme() { [[ "$1" == envit-p* ]] && echo envit || echo "$1"; }
 p_max_of() { [[ "$1" == envit-p* ]] && echo "${1#envit-p}" || echo 0.3; }
 
+# committed SETTING SCHEME SEED KEY: true when the repository already holds this run's files
+# (DOCS/<design>/..., copied by run_one) under the same key: same flags, scheme numerics and thread
+# count. Such a run is not trained again, on this machine or any other: the study continues across
+# machines whose OUT is empty, from what earlier working periods committed. Its files are kept as
+# they are (run.json names the evaluation they came from).
+committed() {
+  [[ -n "$RUN_DOCS" ]] || return 1
+  local f="$RUN_DOCS/$1-$2-s$3/run.json"
+  [[ -f "$f" ]] && grep -q "\"key\":\"$4\"" "$f"
+}
+
 # run_one SETTING SCHEME SEED KEY FLAGS: trains (unless cached) and evaluates (unless cached).
 run_one() {
   local setting="$1" scheme="$2" seed="$3" key="$4" flags="$5" dir="$OUT/runs/$4"
+  if [[ ! -f "$dir/done" ]] && committed "$setting" "$scheme" "$seed" "$key"; then
+    echo "$(date -u +%H:%M:%S) committed: $setting $scheme seed $seed ($RUN_DOCS/$setting-$scheme-s$seed)"
+    return 0
+  fi
   mkdir -p "$dir"
   local state="cached"
   if [[ ! -f "$dir/done" ]]; then
@@ -273,8 +288,8 @@ run_one() {
   [[ -f "$dir/eval-$ekey/teacher_entropy" ]] ||
     python3 "$ROOT/scripts/study_report.py" --teacher-entropy "$dir/eval-$ekey/logits_0.safetensors" --tau 4 \
       > "$dir/eval-$ekey/teacher_entropy"
-  printf '{"setting":"%s","scheme":"%s","seed":%s,"threads":%s,"rule":"%s","train_seconds":%s,"flags":"%s","eval_flags":"%s","eval":"eval-%s","machine":%s,"teacher_entropy_tau4":%s}\n' \
-    "$setting" "$scheme" "$seed" "$THREADS" "$rule" "$(cat "$dir/done")" "$flags" "$EVAL" "$ekey" "$machine" \
+  printf '{"setting":"%s","scheme":"%s","seed":%s,"key":"%s","threads":%s,"rule":"%s","train_seconds":%s,"flags":"%s","eval_flags":"%s","eval":"eval-%s","machine":%s,"teacher_entropy_tau4":%s}\n' \
+    "$setting" "$scheme" "$seed" "$key" "$THREADS" "$rule" "$(cat "$dir/done")" "${flags//$OUT/OUT}" "$EVAL" "$ekey" "$machine" \
     "$(cat "$dir/eval-$ekey/teacher_entropy")" > "$dir/run.json"
   if [[ -n "$RUN_DOCS" ]]; then  # the files the report regenerates from, kept in the repository
     local d="$RUN_DOCS/$setting-$scheme-s$seed"
@@ -331,8 +346,9 @@ if [[ $REPORT_ONLY == 0 ]]; then
             flags="--scheme $(base_scheme "$s") --seed $seed $R_MODEL --p-max $(p_max_of "$s") --exits $exits $R_TARGET $arm $CLIP --init $OUT/runs/$bkey/last.safetensors --allow-new-heads" ;;
           paper:*) flags="--scheme $(base_scheme "$s") --seed $seed --p-max $(p_max_of "$s") $P_FLAGS --init $INIT --allow-new-heads" ;;
         esac
-        key=$(printf '%s|%s|%s' "$flags" "${FP[$s]}" "$THREADS" | hash)
-        [[ -z "$bkey" ]] || key=$(printf '%s|%s|%s|%s' "$flags" "${FP[$s]}" "$THREADS" "$bkey" | hash)
+        # The key names OUT by a placeholder, so that a run's key is the same on every machine.
+        key=$(printf '%s|%s|%s' "${flags//$OUT/OUT}" "${FP[$s]}" "$THREADS" | hash)
+        [[ -z "$bkey" ]] || key=$(printf '%s|%s|%s|%s' "${flags//$OUT/OUT}" "${FP[$s]}" "$THREADS" "$bkey" | hash)
         printf '%s\t%s\t%s\t%s\t%s\n' "$setting" "$s" "$seed" "$key" "$flags" >> "$MANIFEST.tmp"
       done
     done
@@ -340,16 +356,30 @@ if [[ $REPORT_ONLY == 0 ]]; then
   mv "$MANIFEST.tmp" "$MANIFEST"
   need_bb=0
   [[ " $SETTINGS " == *" finetune "* || $DESIGN == regime ]] && need_bb=1
+  # A backbone is trained only for runs still to train (not cached here, not committed).
+  declare -A BB_NEEDED
+  while IFS=$'\t' read -r setting s seed key flags; do
+    [[ "$flags" == *"--init $OUT/runs/"* ]] || continue
+    [[ -f "$OUT/runs/$key/done" ]] && continue
+    committed "$setting" "$s" "$seed" "$key" && continue
+    k=${flags#*--init "$OUT"/runs/}
+    BB_NEEDED[${k%%/*}]=1
+  done < "$MANIFEST"
   if [[ $PLAN == 1 ]]; then
     if [[ $need_bb == 1 ]]; then
       for seed in $bb_seeds; do
         k=${BB_KEY[$seed]}
+        [[ -n "${BB_NEEDED[$k]:-}" ]] || { echo "backbone seed $seed $k not needed 0 s"; continue; }
         t=$(plan_seconds backbone "${BB_FLAGS[$seed]}" "$OUT/runs/$k")
         PLAN_TOTAL=$((PLAN_TOTAL + t))
         echo "backbone seed $seed $k $([[ -f "$OUT/runs/$k/done" ]] && echo cached || echo to-train) ${t} s: ${BB_FLAGS[$seed]}"
       done
     fi
     while IFS=$'\t' read -r setting s seed key flags; do
+      if [[ ! -f "$OUT/runs/$key/done" ]] && committed "$setting" "$s" "$seed" "$key"; then
+        echo "$setting $s seed $seed $key committed 0 s"
+        continue
+      fi
       t=$(plan_seconds "$s" "$flags" "$OUT/runs/$key")
       PLAN_TOTAL=$((PLAN_TOTAL + t))
       echo "$setting $s seed $seed $key $([[ -f "$OUT/runs/$key/done" ]] && echo cached || echo to-train) ${t} s"
@@ -359,12 +389,14 @@ if [[ $REPORT_ONLY == 0 ]]; then
   fi
   if [[ $need_bb == 1 ]]; then
     for seed in $bb_seeds; do
+      [[ -n "${BB_NEEDED[${BB_KEY[$seed]}]:-}" ]] || continue
       echo "$(date -u +%H:%M:%S) backbone seed $seed -> $OUT/runs/${BB_KEY[$seed]}"
       run_one finetune backbone "$seed" "${BB_KEY[$seed]}" "${BB_FLAGS[$seed]}" &
       while (( $(jobs -rp | wc -l) >= JOBS )); do wait -n || true; done
     done
     wait
     for seed in $bb_seeds; do
+      [[ -n "${BB_NEEDED[${BB_KEY[$seed]}]:-}" ]] || continue
       [[ -f "$OUT/runs/${BB_KEY[$seed]}/done" ]] || { echo "study.sh: backbone seed $seed failed" >&2; exit 1; }
     done
   fi

@@ -90,4 +90,28 @@ assert "inconclusive: neither" in v, v
 v = r.regime_verdict(design([0.02] * 6, [-0.01] * 6)[:-1], seeds)[-1]
 assert "not yet determined" in v, v
 PY
+# Across machines: a design after the first copies each run's files to DOCS/<design>/; on a machine
+# whose OUT is empty, a run committed there under the same key is neither trained nor evaluated
+# again, and no backbone is trained for it.
+O2="$OUT-rerun" D2="$OUT-rerun-docs"
+rm -rf "$O2" "$D2"
+run2() { bash "$ROOT/scripts/study.sh" --quick --design rerun-weightsum --envit "$ENVIT" --out "$O2" --docs "$D2" \
+           --schemes vit-ee; }
+run2 > "$O2.log1" 2>&1 || { cat "$O2.log1"; fail "rerun-weightsum: first run exited non-zero"; }
+for st in scratch finetune; do
+  grep -q '"key":"' "$D2/rerun-weightsum/$st-vit-ee-s0/run.json" || fail "$st: run.json has no key"
+done
+cp "$D2/rerun-weightsum/scratch-vit-ee-s0/eval.json" "$O2.eval1.json"
+rm -rf "$O2"
+run2 > "$O2.log2" 2>&1 || { cat "$O2.log2"; fail "rerun-weightsum: second run exited non-zero"; }
+n=$(grep -c " committed: " "$O2.log2" || true)
+[[ $n == 2 ]] || { cat "$O2.log2"; fail "second machine: $n runs taken from DOCS, expected 2"; }
+grep -q -E " (trained|cached): |backbone seed" "$O2.log2" && { cat "$O2.log2"; fail "second machine trained again"; }
+cmp -s "$D2/rerun-weightsum/scratch-vit-ee-s0/eval.json" "$O2.eval1.json" || fail "a committed run's eval.json changed"
+# A run whose committed key differs (other flags, numerics or thread count) is trained again.
+sed -i 's/"key":"[0-9a-f]*"/"key":"0"/' "$D2/rerun-weightsum/scratch-vit-ee-s0/run.json"
+run2 > "$O2.log3" 2>&1 || { cat "$O2.log3"; fail "rerun-weightsum: third run exited non-zero"; }
+grep -q " trained: scratch vit-ee seed 0" "$O2.log3" || { cat "$O2.log3"; fail "a stale committed run was not retrained"; }
+n=$(grep -c " committed: " "$O2.log3" || true)
+[[ $n == 1 ]] || { cat "$O2.log3"; fail "third run: $n committed, expected 1 (finetune)"; }
 echo "study_quick: 1 passed, 0 failed"

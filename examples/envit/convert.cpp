@@ -1,8 +1,8 @@
 // examples/envit/convert.cpp — `envit convert`: pretrained ViTs between the layouts envit reads and
 // writes. Input: an envit checkpoint, a timm or torchvision safetensors state dict, or a Hugging Face
-// directory (io/pretrained.hpp); output: an envit weights-only checkpoint (timm names, config and
+// directory (weights/pretrained.hpp); output: an envit weights-only checkpoint (timm names, config and
 // normalisation in the metadata; what `--to timm` writes too) or a Hugging Face directory
-// (io/pretrained_export.hpp), or an ONNX model (io/onnx_export.hpp): every exit's logits, or with
+// (weights/pretrained_export.hpp), or an ONNX model (weights/onnx_export.hpp): every exit's logits, or with
 // --early-exit RULE the early-exit graph. Exit heads can be added (fresh), the position embedding
 // resampled to another image size and the classifier replaced; every change is reported.
 //   envit convert --from hf DIR --out vit.safetensors [--image-size S] [--exits 4,8,12]
@@ -16,9 +16,9 @@
 #include "commands.hpp"
 #include "common.hpp"
 #include "envit/data/normalize.hpp"
-#include "envit/io/onnx_export.hpp"
-#include "envit/io/pretrained_export.hpp"
-#include "envit/model/pretrained_load.hpp"
+#include "envit/weights/onnx_export.hpp"
+#include "envit/weights/pretrained_export.hpp"
+#include "envit/weights/pretrained_load.hpp"
 #include "envit/train/checkpoint.hpp"
 
 namespace envit::cli {
@@ -63,15 +63,6 @@ int run_convert(const ConvertArgs& a, const CLI::App& c) {
       onnx.rule = parse_exit_rule(a.early_exit);
       onnx_check_rule(onnx);
     });
-  }
-  // An envit checkpoint's own exit heads: those ONNX export refuses are named before reading further.
-  if (a.to == "onnx" && parse_weight_format(a.from) != WeightFormat::hf && !envit::detail::is_dir(a.src)) {
-    const StFile f = safetensors_read(a.src);
-    if (f.meta_or("format", "").rfind("envit-checkpoint", 0) == 0) try {
-        onnx_check_exportable(checkpoint_config(f), onnx);
-      } catch (const ValueError& e) {
-        throw IoError(f.where() + ": " + e.what());
-      }
   }
   Pretrained src = pretrained_read(a.src, parse_weight_format(a.from),
                                    {given("--heads") ? a.heads : 0, given("--ln-eps") ? a.ln_eps : -1.0});

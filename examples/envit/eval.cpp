@@ -13,7 +13,7 @@
 #include "envit/core/stats.hpp"
 #include "envit/infer/early_exit.hpp"
 #include "envit/infer/simulate.hpp"
-#include "envit/model/checkpoint.hpp"
+#include "envit/weights/checkpoint.hpp"
 #include "plot.hpp"
 #include "report.hpp"
 

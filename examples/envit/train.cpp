@@ -12,7 +12,7 @@
 #include "commands.hpp"
 #include "common.hpp"
 #include "envit/data/normalize.hpp"
-#include "envit/model/pretrained_load.hpp"
+#include "envit/weights/pretrained_load.hpp"
 #include "envit/io/dir_lock.hpp"
 #include "envit/train/interrupt.hpp"
 #include "dist.hpp"

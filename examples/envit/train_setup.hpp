@@ -18,7 +18,7 @@
 #include "commands.hpp"
 #include "common.hpp"
 #include "envit/data/normalize.hpp"
-#include "envit/io/pretrained.hpp"
+#include "envit/weights/pretrained.hpp"
 #include "envit/train/memory_plan.hpp"
 #include "envit/train/trainer.hpp"
 #include "schedule.hpp"
@@ -182,7 +182,7 @@ inline TrainSetup train_setup(const TrainArgs& a, const std::function<bool(const
   cfg.exits = !a.exits.empty() ? a.exits : given("--depth") ? VitConfig::every_other(cfg.depth) : preset.config.exits;
   cfg.ln_eps = a.ln_eps;
   if (src) cfg = pretrained_run_config(*src, image_size, train.classes, a.exits);
-  if (a.scheme == "lgvit") cfg.exit_head = "lgvit";
+  cfg.exit_head = a.scheme == "lgvit" ? "lgvit" : "linear";  // the scheme decides, not an --init checkpoint
   as_usage_error([&] { cfg.validate(); });
   for (const Dataset* d : {&train, &test}) d->check_fits(cfg.channels, cfg.image_size, cfg.image_size, cfg.classes, "the model");
 

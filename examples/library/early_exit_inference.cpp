@@ -11,7 +11,7 @@
 #include "envit/data/idx.hpp"
 #include "envit/infer/early_exit.hpp"
 #include "envit/infer/macs.hpp"
-#include "envit/model/checkpoint.hpp"
+#include "envit/weights/checkpoint.hpp"
 
 using namespace envit;
 

@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "envit/io/pretrained.hpp"
+#include "envit/weights/pretrained.hpp"
 
 namespace {
 std::string dir() {

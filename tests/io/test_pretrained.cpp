@@ -9,9 +9,10 @@
 #include <vector>
 
 #include "envit/io/half.hpp"
-#include "envit/io/pretrained.hpp"
-#include "envit/io/pretrained_export.hpp"
-#include "envit/model/pretrained_load.hpp"
+#include "envit/weights/checkpoint.hpp"
+#include "envit/weights/pretrained.hpp"
+#include "envit/weights/pretrained_export.hpp"
+#include "envit/weights/pretrained_load.hpp"
 #include "envit/model/vit.hpp"
 #include "io/io_util.hpp"
 
@@ -301,4 +302,30 @@ TEST_CASE("pretrained: Hugging Face export round-trips, exit heads included", "[
       REQUIRE(Q.values()[pe.offset + i] == m.P->values()[pe.offset + i]);
   require_close(final_logits(Q, reference().get<float>("images"), 2), reference().get<float>("timm_f32.logits"), 1e-4,
                 "timm -> envit -> hf -> envit");
+}
+
+TEST_CASE("pretrained: an envit checkpoint with LGViT heads imports them, BatchNorm statistics included",
+          "[pretrained]") {
+  TempDir t;
+  VitConfig c = VitConfig::tiny28();
+  c.dim = 16, c.depth = 5, c.heads = 2, c.mlp_hidden = 32, c.patch = 7;
+  c.exits = {1, 2, 3, 4, 5};  // heads conv1_1, conv2_1, attn_r2, attn_r3, then LayerNorm + Linear
+  c.exit_head = "lgvit";
+  ViTParams<float> P(c, false);
+  P.init(3);
+  for (const ParamEntry& e : P.table())  // buffers away from their init (0 / 1), as after training
+    if (e.buffer)
+      for (std::size_t i = 0; i < e.numel; ++i) P.values()[e.offset + i] = 0.5f + 0.01f * float(i);
+  safetensors_write(t.file("lg.safetensors"), checkpoint_weights(P, {}));
+  Imported m = import(t.file("lg.safetensors"), {}, 0, c.exits);  // as `envit convert`: the source's exits
+  CHECK(m.src.format == WeightFormat::envit);
+  CHECK(m.src.cfg.exit_head == "lgvit");
+  CHECK(m.P->config().str() == c.str());
+  CHECK(m.report.fresh.empty());
+  CHECK(m.report.ignored.empty());
+  CHECK(m.report.matched.size() == P.table().size());
+  for (const ParamEntry& pe : P.table()) {
+    INFO(pe.name);
+    for (std::size_t i = 0; i < pe.numel; ++i) REQUIRE(m.P->values()[pe.offset + i] == P.values()[pe.offset + i]);
+  }
 }

@@ -20,7 +20,7 @@
 #include "envit/data/idx.hpp"
 #include "envit/infer/early_exit.hpp"
 #include "envit/io/safetensors.hpp"
-#include "envit/model/checkpoint.hpp"
+#include "envit/weights/checkpoint.hpp"
 
 int main(int argc, char** argv) {
   using namespace envit;

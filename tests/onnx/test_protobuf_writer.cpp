@@ -1,13 +1,13 @@
 // tests/onnx/test_protobuf_writer.cpp — io/protobuf_writer.hpp against byte strings worked out from
 // the protobuf encoding reference (varint 150 -> 96 01, the "testing" string, the packed
-// [3, 270, 86942] example), plus the ONNX-level encoders of io/onnx_export.hpp on small messages.
+// [3, 270, 86942] example), plus the ONNX-level encoders of weights/onnx_export.hpp on small messages.
 // The whole ONNX files are decoded by python3-onnx in onnx_check.py.
 #include <catch2/catch.hpp>
 
 #include <string>
 #include <vector>
 
-#include "envit/io/onnx_export.hpp"
+#include "envit/weights/onnx_export.hpp"
 #include "envit/io/protobuf_writer.hpp"
 
 using envit::ProtoWriter;

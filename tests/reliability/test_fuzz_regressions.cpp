@@ -13,8 +13,8 @@
 #if __has_include("envit/data/image_folder.hpp")
 #include "envit/data/image_folder.hpp"
 #endif
-#if __has_include("envit/io/pretrained.hpp")
-#include "envit/io/pretrained.hpp"
+#if __has_include("envit/weights/pretrained.hpp")
+#include "envit/weights/pretrained.hpp"
 #endif
 #include "alloc_counter.hpp"
 #include "io/io_util.hpp"
@@ -152,7 +152,7 @@ TEST_CASE("fuzz regression: a BMP announcing more rows than it holds is refused 
   }
 }
 
-#if __has_include("envit/io/pretrained.hpp")
+#if __has_include("envit/weights/pretrained.hpp")
 // fuzz_hf_config: a config.json holding a number (not an object) must be an IoError naming the
 // file, as must a member of the wrong type. Input:
 // tests/data/fuzz/hf_config_type_error.bin (config.json, NUL, preprocessor_config.json).

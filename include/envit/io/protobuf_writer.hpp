@@ -1,6 +1,6 @@
 // envit/io/protobuf_writer.hpp — the protocol-buffers wire format, write side only: varints,
 // fixed 32-bit floats and length-delimited fields (strings, bytes, packed repeated numbers, nested
-// messages), appended to a byte string. What io/onnx_export.hpp needs to write ONNX models; it
+// messages), appended to a byte string. What weights/onnx_export.hpp needs to write ONNX models; it
 // knows no schema (the caller passes field numbers). Not here: reading, groups, zig-zag (sint)
 // encoding, fixed64, maps — ONNX's ModelProto as envit writes it uses none of them.
 // Wire format (protobuf's "Encoding" reference): a field is a key varint (number << 3 | wire type)

@@ -5,7 +5,7 @@
 //             "data_offsets": [begin, end]}, ...}, offsets relative to the start of the data.
 // This header knows nothing of checkpoints: what envit writes into the container (parameters under
 // timm names, `optimizer.exp_avg.*` / `optimizer.exp_avg_sq.*`, string metadata) is
-// model/checkpoint.hpp and train/checkpoint.hpp's, described in docs/formats.md.
+// weights/checkpoint.hpp and train/checkpoint.hpp's, described in docs/formats.md.
 // Reading validates like the reference implementation (contiguous, in-bounds, size-consistent
 // ranges covering the whole data buffer) and throws IoError naming the file, the tensor and the
 // byte offset. Whole tensors are loaded into memory: no mmap, no lazy slices, no big-endian hosts.

@@ -1,4 +1,4 @@
-// envit/train/checkpoint.hpp — resumable checkpoints: model/checkpoint.hpp's file (config and
+// envit/train/checkpoint.hpp — resumable checkpoints: weights/checkpoint.hpp's file (config and
 // parameters) plus the AdamW state:
 //   tensors:  `optimizer.exp_avg.<name>` / `optimizer.exp_avg_sq.<name>` for every parameter;
 //   metadata: `optimizer.step`.
@@ -10,7 +10,7 @@
 #include <string>
 
 #include "envit/io/safetensors.hpp"
-#include "envit/model/checkpoint.hpp"
+#include "envit/weights/checkpoint.hpp"
 #include "envit/model/params.hpp"
 #include "envit/optim/adamw.hpp"
 #include "envit/train/finite.hpp"

@@ -1,4 +1,4 @@
-// envit/model/checkpoint.hpp — the model side of envit checkpoints (safetensors files): the model
+// envit/weights/checkpoint.hpp — the model side of envit checkpoints (safetensors files): the model
 // configuration stored in the metadata, the parameters under their timm names, and loading them
 // back into a ViTParams. Inference needs only this header; train/checkpoint.hpp adds the optimiser
 // state for resumable checkpoints.

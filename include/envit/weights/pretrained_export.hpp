@@ -1,4 +1,4 @@
-// envit/io/pretrained_export.hpp — writes a multi-exit ViT as a Hugging Face directory that
+// envit/weights/pretrained_export.hpp — writes a multi-exit ViT as a Hugging Face directory that
 // transformers' ViTForImageClassification.from_pretrained loads:
 //   config.json              ViTConfig fields (sizes, layer_norm_eps, image/patch size, id2label),
 //                            plus "envit_exits" (the exit blocks; transformers ignores unknown keys)

@@ -1,4 +1,4 @@
-// envit/model/pretrained_load.hpp — initialises a multi-exit ViT from a Pretrained (io/pretrained.hpp)
+// envit/weights/pretrained_load.hpp — initialises a multi-exit ViT from a Pretrained (weights/pretrained.hpp)
 // and says what happened: tensors matched, renamed or fused from the source's names, widened from
 // BF16/F16/F64, reshaped (the position embedding resampled to the run's patch grid), freshly
 // initialised (new exit heads; a classifier the source lacks or, with allow_new_heads, one whose
@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "envit/io/pretrained.hpp"
+#include "envit/weights/pretrained.hpp"
 #include "envit/model/params.hpp"
 #include "envit/model/pos_embed_resample.hpp"
 

@@ -1,4 +1,4 @@
-// envit/io/pretrained.hpp — reads a pretrained ViT from the layouts PyTorch users have and renames
+// envit/weights/pretrained.hpp — reads a pretrained ViT from the layouts PyTorch users have and renames
 // it to envit's (timm's) names in float32, with the architecture it implies:
 //   hf           a Hugging Face directory (config.json + model.safetensors) of ViTModel or
 //                ViTForImageClassification: optional `vit.` prefix, separate query/key/value fused
@@ -30,7 +30,7 @@
 #include <vector>
 
 #include "envit/core/error.hpp"
-#include "envit/data/dataset.hpp"
+#include "envit/data/channel_stats.hpp"
 #include "envit/io/half.hpp"
 #include "envit/io/json.hpp"
 #include "envit/io/safetensors.hpp"
@@ -437,6 +437,7 @@ inline Pretrained pretrained_read(const std::string& path, WeightFormat fmt = We
     c.heads = e.heads;
     c.ln_eps = e.ln_eps;
     c.exits = e.exits;
+    c.exit_head = e.exit_head;  // LGViT heads (and their BatchNorm statistics) load under their own names
     if (src.has_meta("data.mean") && src.has_meta("data.std")) {
       ChannelStats st;
       try {

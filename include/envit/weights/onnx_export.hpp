@@ -1,4 +1,4 @@
-// envit/io/onnx_export.hpp — writes a multi-exit ViT as an ONNX model (opset 17, IR version 8,
+// envit/weights/onnx_export.hpp — writes a multi-exit ViT as an ONNX model (opset 17, IR version 8,
 // standard operators only) that ONNX Runtime, OpenVINO or TensorRT can run. Two graphs:
 //   all exits   input  image (batch, C, H, W) float, normalised as in training (docs/formats.md);
 //               outputs logits_0 .. logits_{M-1}, (batch, C) float each: every exit's logits, the
@@ -10,14 +10,16 @@
 //               exits returns, the other runs blocks s_j + 1 .. s_{j+1} and decides at exit j + 1,
 //               so only the blocks up to the exit taken are computed. Batch 1: a batch is run one
 //               image at a time (as envit's early_exit_one streams).
-// Operators: Conv (the patch projection), Reshape, Transpose, Shape, Concat, Expand, Add, Gather,
-// LayerNormalization, MatMul, Mul, Div, Softmax, Erf (exact GELU), Gemm (exit heads); the early-exit
-// graph adds ReduceMax or LogSoftmax/ReduceSum/Neg/Max, GreaterOrEqual or LessOrEqual, ArgMax,
-// Identity and If. Weights are initializers (raw little-endian float32) of the main graph under
-// envit's (timm's) names, matrices transposed for MatMul carry the suffix `.T`; If branches read
-// them from the enclosing scope.
-// Refused (ValueError naming what): LGViT exit heads (BatchNorm, depthwise-convolution and
-// subsampled-attention heads are not exported), exit rules other than confidence and entropy.
+// Exit heads: LayerNorm + Linear (Gemm) on the class token, or LGViT's local and global heads in
+// eval mode (model/lgvit_head.hpp; see OnnxVit::lgvit_head).
+// Operators: Conv (the patch projection; LGViT's 1x1 and depthwise 3x3 convolutions), Reshape,
+// Transpose, Shape, Concat, Expand, Add, Gather, LayerNormalization, MatMul, Mul, Div, Softmax,
+// Erf (exact GELU), Gemm (exit heads); LGViT heads add Slice, BatchNormalization and ReduceMean; the
+// early-exit graph adds ReduceMax or LogSoftmax/ReduceSum/Neg/Max, GreaterOrEqual or LessOrEqual,
+// ArgMax, Identity and If. Weights (and BatchNorm running statistics) are initializers (raw
+// little-endian float32) of the main graph under envit's (timm's) names, matrices transposed for
+// MatMul carry the suffix `.T`; If branches read them from the enclosing scope.
+// Refused (ValueError naming the rule): exit rules other than confidence and entropy.
 // The file is written with io/protobuf_writer.hpp (docs/formats.md says why not libprotobuf).
 // Letters: B batch, N tokens, D dim, H heads, E = D/H, F MLP width, C classes, M exits.
 #pragma once
@@ -34,6 +36,7 @@
 #include "envit/infer/criteria.hpp"
 #include "envit/io/file.hpp"
 #include "envit/io/protobuf_writer.hpp"
+#include "envit/model/lgvit_head.hpp"
 #include "envit/model/params.hpp"
 #include "envit/version.hpp"
 
@@ -233,17 +236,6 @@ inline void onnx_check_rule(const OnnxExportOptions& o) {
     throw ValueError(detail::cat("ONNX export: exit rule '", exit_rule_name(o.rule),
                                  "' is not exported; the early-exit graph implements confidence and entropy"));
 }
-// Throws ValueError naming what cannot be exported: LGViT heads, rules other than confidence/entropy.
-inline void onnx_check_exportable(const VitConfig& c, const OnnxExportOptions& o) {
-  if (c.lgvit()) {
-    std::string kinds;
-    for (LgvitKind k : lgvit_head_kinds(c.num_exits() - 1)) kinds += std::string(kinds.empty() ? "" : ", ") + lgvit_kind_name(k);
-    throw ValueError(detail::cat("ONNX export: LGViT exit heads (exit_head 'lgvit': ", kinds,
-                                 ") are not exported; only linear exit heads (LayerNorm + Linear) are"));
-  }
-  onnx_check_rule(o);
-}
-
 namespace detail {
 
 template <class T>
@@ -301,33 +293,95 @@ class OnnxVit {
     return b.op("Mul", {b.op("Mul", {x, b.op("Add", {e, b.f32(1.0f)})}), b.f32(0.5f)});
   }
 
-  // Pre-LN block l (0-based): x1 = x + proj(attn(LN1 x)), y = x1 + fc2(GELU(fc1(LN2 x1))).
-  std::string block(onnx::Builder& b, const std::string& x, int l) {
+  // Multi-head self-attention in timm's layout on x (B, T, D): qkv = x Wqkv^T (+ bqkv when
+  // `qkv_bias`) reshaped (B, T, 3, H, E), softmax(q k^T / sqrt E) v, heads concatenated, then the
+  // output projection. ops/attention.hpp.
+  std::string attention(onnx::Builder& b, const std::string& x, const std::string& qkv, bool qkv_bias,
+                        const std::string& proj, std::int64_t H) {
     using namespace onnx;
-    const std::string p = "blocks." + std::to_string(l) + ".";
-    const std::int64_t D = c_.dim, H = c_.heads, E = c_.head_dim();
-    std::string qkv = linear(b, layernorm(b, x, p + "norm1."), p + "attn.qkv.");       // (B, N, 3D)
-    std::string r = b.op("Reshape", {qkv, b.i64({0, 0, 3, H, E})});                     // (B, N, 3, H, E)
-    std::string t = b.op("Transpose", {r}, {attr_ints("perm", {2, 0, 3, 1, 4})});        // (3, B, H, N, E)
+    const std::int64_t D = c_.dim, E = D / H;
+    std::string m = b.op("MatMul", {x, weight(b, qkv + "weight", true)});
+    if (qkv_bias) m = b.op("Add", {m, weight(b, qkv + "bias")});                          // (B, T, 3D)
+    std::string r = b.op("Reshape", {m, b.i64({0, 0, 3, H, E})});                       // (B, T, 3, H, E)
+    std::string t = b.op("Transpose", {r}, {attr_ints("perm", {2, 0, 3, 1, 4})});        // (3, B, H, T, E)
     auto part = [&](std::int64_t k) { return b.op("Gather", {t, b.i64({k}, true)}, {attr_i("axis", 0)}); };
-    std::string q = part(0), k = part(1), v = part(2);                                  // (B, H, N, E)
+    std::string q = part(0), k = part(1), v = part(2);                                  // (B, H, T, E)
     std::string kt = b.op("Transpose", {k}, {attr_ints("perm", {0, 1, 3, 2})});
     std::string s = b.op("Mul", {b.op("MatMul", {q, kt}), b.f32(float(1.0 / std::sqrt(double(E))))});
-    std::string a = b.op("Softmax", {s}, {attr_i("axis", -1)});                          // (B, H, N, N)
-    std::string o = b.op("Transpose", {b.op("MatMul", {a, v})}, {attr_ints("perm", {0, 2, 1, 3})});  // (B, N, H, E)
-    std::string ctx = b.op("Reshape", {o, b.i64({0, 0, D})});
-    std::string x1 = b.op("Add", {x, linear(b, ctx, p + "attn.proj.")});
+    std::string a = b.op("Softmax", {s}, {attr_i("axis", -1)});                          // (B, H, T, T)
+    std::string o = b.op("Transpose", {b.op("MatMul", {a, v})}, {attr_ints("perm", {0, 2, 1, 3})});  // (B, T, H, E)
+    return linear(b, b.op("Reshape", {o, b.i64({0, 0, D})}), proj);                     // (B, T, D)
+  }
+
+  // Pre-LN block l (0-based): x1 = x + proj(attn(LN1 x)), y = x1 + fc2(GELU(fc1(LN2 x1))).
+  std::string block(onnx::Builder& b, const std::string& x, int l) {
+    const std::string p = "blocks." + std::to_string(l) + ".";
+    std::string att = attention(b, layernorm(b, x, p + "norm1."), p + "attn.qkv.", true, p + "attn.proj.", c_.heads);
+    std::string x1 = b.op("Add", {x, att});
     std::string hid = gelu(b, linear(b, layernorm(b, x1, p + "norm2."), p + "mlp.fc1."));
     return b.op("Add", {x1, linear(b, hid, p + "mlp.fc2.")});
   }
 
-  // Exit j's logits (B, C): LayerNorm + Linear on the class token.
+  // Exit j's logits (B, C) from the block output h (B, N, D): LayerNorm + Linear on the class
+  // token, or exit j's LGViT head.
   std::string exit_head(onnx::Builder& b, const std::string& h, int j, const std::string& out = "") {
     using namespace onnx;
+    if (P_.exit_is_lgvit(j)) return lgvit_head(b, h, j, out);
     const std::string p = ViTParams<T>::exit_prefix(j, c_.num_exits());
     std::string cls = b.op("Gather", {h, b.i64({0}, true)}, {attr_i("axis", 1)});  // (B, D)
     std::string n = layernorm(b, cls, p + "norm.");
     return b.op("Gemm", {n, weight(b, p + "head.weight"), weight(b, p + "head.bias")}, {attr_i("transB", 1)}, out);
+  }
+
+  // BatchNormalization in inference mode (running statistics) on x (B, D, G, G): BatchNorm2d as
+  // ops/batchnorm.hpp's eval mode, eps 1e-5.
+  std::string batchnorm(onnx::Builder& b, const std::string& x, const std::string& prefix) {
+    return b.op("BatchNormalization",
+                {x, weight(b, prefix + "weight"), weight(b, prefix + "bias"), weight(b, prefix + "running_mean"),
+                 weight(b, prefix + "running_var")},
+                {onnx::attr_f("epsilon", float(kLgvitBnEps))});
+  }
+
+  // LGViT head of early exit j in eval mode (model/lgvit_head.hpp), on the raw block output h
+  // (B, N, D): X = the patch tokens (B, P, D), cls = h[:, 0];
+  //   conv1_1 / conv2_1 on X as the map (B, D, G, G): Conv 1x1 -> GELU -> BatchNormalization
+  //     [conv1_1: Conv 3x3 group D pad 1 -> GELU -> BatchNormalization] -> Conv 1x1 ->
+  //     BatchNormalization, + X; ReduceMean over the G x G map -> (B, D)
+  //   attn_r{s}: X on the grid (B, G, G, D), Slice step s on both grid axes -> (B, P', D),
+  //     8-head attention (qkv without bias); ReduceMean over the P' tokens -> (B, D)
+  // logits = Gemm(mean + cls, classifier).
+  std::string lgvit_head(onnx::Builder& b, const std::string& h, int j, const std::string& out) {
+    using namespace onnx;
+    const LgvitKind k = P_.lgvit_kind(j);
+    const std::string p = "exits." + std::to_string(j) + ".";
+    const std::int64_t D = c_.dim, G = c_.grid(), N = c_.tokens();
+    std::string cls = b.op("Gather", {h, b.i64({0}, true)}, {attr_i("axis", 1)});             // (B, D)
+    std::string x = b.op("Slice", {h, b.i64({1}), b.i64({N}), b.i64({1})});                    // (B, P, D)
+    std::string pooled;
+    if (lgvit_is_conv(k)) {
+      std::string map = b.op("Reshape", {b.op("Transpose", {x}, {attr_ints("perm", {0, 2, 1})}), b.i64({0, D, G, G})});
+      auto conv1x1 = [&](const std::string& in, const std::string& w) {                        // (B, D, G, G)
+        return b.op("Conv", {in, weight(b, w + "weight"), weight(b, w + "bias")}, {attr_ints("kernel_shape", {1, 1})});
+      };
+      std::string u = batchnorm(b, gelu(b, conv1x1(map, p + "mlp.conv1.0.")), p + "mlp.conv1.2.");
+      if (k == LgvitKind::conv1_1) {
+        std::string dw = b.op("Conv", {u, weight(b, p + "mlp.proj.weight"), weight(b, p + "mlp.proj.bias")},
+                              {attr_i("group", D), attr_ints("kernel_shape", {3, 3}), attr_ints("pads", {1, 1, 1, 1})});
+        u = batchnorm(b, gelu(b, dw), p + "mlp.proj_bn.");
+      }
+      std::string y = b.op("Add", {batchnorm(b, conv1x1(u, p + "mlp.conv2.0."), p + "mlp.conv2.1."), map});
+      pooled = b.op("ReduceMean", {y}, {attr_ints("axes", {2, 3}), attr_i("keepdims", 0)});
+    } else {
+      const std::int64_t s = lgvit_stride(k);
+      std::string grid = b.op("Reshape", {x, b.i64({0, G, G, D})});                            // (B, G, G, D)
+      std::string sub = b.op("Slice", {grid, b.i64({0, 0}), b.i64({G, G}), b.i64({1, 2}), b.i64({s, s})});
+      std::string xs = b.op("Reshape", {sub, b.i64({0, -1, D})});                              // (B, P', D)
+      std::string y = attention(b, xs, p + "mlp.qkv.", false, p + "mlp.proj.", kLgvitAttnHeads);
+      pooled = b.op("ReduceMean", {y}, {attr_ints("axes", {1}), attr_i("keepdims", 0)});
+    }
+    std::string z = b.op("Add", {pooled, cls});                                                // (B, D)
+    return b.op("Gemm", {z, weight(b, p + "classifier.weight"), weight(b, p + "classifier.bias")},
+                {attr_i("transB", 1)}, out);
   }
 
   // Blocks [from, to) (0-based) on h.
@@ -402,7 +456,7 @@ class OnnxVit {
 template <class T>
 onnx::Graph onnx_graph(const ViTParams<T>& P, const OnnxExportOptions& o = {}) {
   const VitConfig& c = P.config();
-  onnx_check_exportable(c, o);
+  onnx_check_rule(o);
   onnx::Graph g;
   int counter = 0;
   onnx::Builder b(g, g, counter);
@@ -444,7 +498,7 @@ std::map<std::string, std::string> onnx_metadata(const ViTParams<T>& P, const On
 }
 
 // Writes P to `path` as an ONNX model (atomically: io::AtomicWriter). Throws ValueError for what
-// cannot be exported (onnx_check_exportable) and IoError naming the file if it cannot be written.
+// cannot be exported (onnx_check_rule) and IoError naming the file if it cannot be written.
 template <class T>
 void onnx_save(const std::string& path, const ViTParams<T>& P, const OnnxExportOptions& o = {}) {
   const std::string bytes = onnx::encode_model(onnx_graph(P, o), onnx_metadata(P, o));
