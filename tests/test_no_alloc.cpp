@@ -240,6 +240,58 @@ TEST_CASE("a sub-batch smaller than every warm-up batch does not allocate", "[al
   CHECK(c.mallocs == 0);
 }
 
+// The public low-level step with the caller's masks (refilled each step in their reserved
+// capacity) and the caller's gradients in the caller's buffers: forward, loss, backward, clip and
+// AdamW allocate nothing after a warm-up step.
+TEST_CASE("a warmed-up low-level step with the caller's masks and gradients performs no heap allocation",
+          "[alloc][model][api]") {
+  const VitConfig cfg = alloc_test_config(4, {2, 4});
+  const int B = 6, M = cfg.num_exits(), C = cfg.classes;
+  ViTParams<float> P(cfg);
+  P.init(1);
+  AdamWState<float> opt(P.size());
+  ViTWorkspace<float> ws(cfg, B);
+  LayerMasks masks(cfg.depth, B);
+  std::vector<ExitOut<float>> out(static_cast<std::size_t>(M));
+  std::vector<ExitGrad<float>> grads(static_cast<std::size_t>(M));
+  std::vector<float> dz(std::size_t(M) * B * C);
+  std::vector<float> images(std::size_t(B) * cfg.channels * cfg.image_size * cfg.image_size);
+  for (std::size_t i = 0; i < images.size(); ++i) images[i] = float((i * 37) % 101) / 50.0f - 1.0f;
+  double z2 = 0;
+  auto step = [&](int k) {
+    masks.batch = B;  // sample i skips block l >= 2 when (i + k + l) % 3 == 0
+    for (int l = 0; l < cfg.depth; ++l) {
+      masks.exec[std::size_t(l)].clear();
+      for (int i = 0; i < B; ++i)
+        if (l < 2 || (i + k + l) % 3 != 0) masks.exec[std::size_t(l)].push_back(i);
+    }
+    P.zero_grads();
+    vit_forward_exits<float>(out, ws, P, images.data(), masks);
+    z2 = 0;
+    for (int j = 0; j < M; ++j) {  // L = sum z^2 / B: dL/dz = 2 z / B
+      float* d = dz.data() + std::size_t(j) * B * C;
+      const ExitOut<float>& e = out[std::size_t(j)];
+      for (std::size_t r = 0; r < std::size_t(e.n) * C; ++r) {
+        z2 += double(e.logits[r]) * e.logits[r] / B;
+        d[r] = 2.0f * e.logits[r] / float(B);
+      }
+      grads[std::size_t(j)] = {d, nullptr};
+    }
+    vit_backward_exits<float>(P, ws, grads, masks);
+    clip_grad_norm(P, 1.0);
+    adamw_step(P, opt, AdamWConfig{}, 1e-4);
+  };
+  step(0);
+  for (int k = 1; k <= 3; ++k) {
+    Counts c = count_allocs([&] { step(k); });
+    INFO("step " << k << ": executed block fraction " << masks.executed_fraction());
+    CHECK(c.news == 0);
+    CHECK(c.mallocs == 0);
+    CHECK(std::isfinite(z2));
+    CHECK(masks.executed_fraction() < 1.0);
+  }
+}
+
 // The baseline schemes with their own buffers (cosee's signals, coefficients and exit weights;
 // byot-mmrazor's hint; beem's weights) allocate nothing after a warm-up step either.
 TEST_CASE("warmed-up cosee, beem and byot-mmrazor training steps perform no heap allocation", "[alloc][model]") {
