@@ -4,12 +4,13 @@
 // The GIL is released while envit computes; envit's errors become ValueError (bad values, shapes,
 // usage), OSError (files) and KeyboardInterrupt (Ctrl-C during Trainer.fit). docs/python.md is the
 // reference.
-// Not here: the low-level training step (forward/backward with caller-supplied gradients), BF16 or
-// INT8 precision, wall-clock timings (bench/python_bench.py measures them).
+// Not here: the low-level training step (forward/backward with caller-supplied gradients), INT8
+// checkpoints, wall-clock timings (bench/python_bench.py measures them).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <memory>
@@ -34,6 +35,20 @@ namespace py = pybind11;
 using namespace envit;
 
 namespace {
+
+// ---- threads ------------------------------------------------------------------------------------
+// OpenMP keeps the thread count per calling thread (a thread Python starts gets OpenMP's default),
+// so the count envit.set_threads (or Trainer(threads=)) chose is kept here and applied by every
+// call that computes: a model or trainer used from another Python thread runs with the same count,
+// and so gives the same bits, as from the thread that set it. 0: never set (OpenMP's default).
+std::atomic<int> g_threads{0};
+void threads_set(int n) {
+  g_threads = n;
+  set_num_threads(n);
+}
+void threads_apply() {
+  if (const int n = g_threads.load()) set_num_threads(n);
+}
 
 // ---- inputs -------------------------------------------------------------------------------------
 
@@ -202,6 +217,7 @@ class Model {
     {
       py::gil_scoped_release nogil;
       std::lock_guard<std::mutex> lock(mu_);
+      threads_apply();
       InferenceWorkspace<float>& ws = workspace(batch);
       infer_all_exits_dataset<float>(ws, *P_, im.data(), im.n, o, std::min(batch, im.n));
     }
@@ -233,6 +249,7 @@ class Model {
     {
       py::gil_scoped_release nogil;
       std::lock_guard<std::mutex> lock(mu_);
+      threads_apply();
       InferenceWorkspace<float>& ws = workspace(im.n == 1 ? 1 : batch);
       early_exit_dataset<float>(ws, *P_, im.data(), im.n, std::min(batch, im.n), crit,
                                 ExitOutput<float>{pe, pp, pl});
@@ -342,6 +359,7 @@ class Model {
     {
       py::gil_scoped_release nogil;
       std::lock_guard<std::mutex> lock(mu_);
+      threads_apply();
       infer_all_exits_dataset<float>(workspace(batch), *P_, im.data(), im.n, lg.data(), std::min(batch, im.n));
       s = exit_scores(lg.data(), M(), im.n, cfg_.classes, base);
     }
@@ -481,7 +499,7 @@ class PyTrainer {
     for (const CLI::Option* o : c->get_options())
       if (o->count() > 0)
         for (const std::string& n : o->get_lnames()) given_.insert("--" + n);
-    set_num_threads(a.threads);
+    threads_set(a.threads);
     s_ = std::make_unique<cli::TrainSetup>(
         cli::train_setup(a, [&](const char* f) { return given_.count(f) > 0; }, std::move(data)));
     tr_ = std::make_unique<Trainer>(s_->cfg, s_->o, s_->train, s_->split.train, s_->stats);
@@ -511,6 +529,7 @@ class PyTrainer {
     const std::vector<std::int64_t> eval_idx = s_->eval_idx();
     const std::string eval_key = std::string(s_->eval_name()) + "_acc";
     py::list history;
+    threads_apply();  // this thread's OpenMP count (fit may run in another thread than the constructor)
     std::optional<StopSignals> stop;  // first SIGINT/SIGTERM: finish the step, checkpoint, raise KeyboardInterrupt
     stop.emplace();
     for (int run = 0; !tr.done() && (!epochs || run < *epochs); ++run) {
@@ -613,9 +632,12 @@ PYBIND11_MODULE(envit, m) {
 
   m.def("set_threads", [](int n) {
     ENVIT_CHECK(n >= 1 && n <= 1024, ValueError, "set_threads: ", n, " is outside [1, 1024]");
-    set_num_threads(n);
-  }, py::arg("n"), "OpenMP threads envit uses from now on (every model and trainer).");
-  m.def("get_threads", [] { return num_threads(); }, "OpenMP threads envit uses.");
+    threads_set(n);
+  }, py::arg("n"), "OpenMP threads envit uses from now on (every model and trainer, from any Python thread).");
+  m.def("get_threads", [] {
+    const int n = g_threads.load();
+    return n ? n : num_threads();
+  }, "OpenMP threads envit uses.");
   m.def("kernel_set", [] { return kernel_set_info(); }, "The GEMM kernel set in use (as `envit --version`).");
   m.def("load_dataset", [](const std::string& name, const std::string& split, const std::string& data) {
     ENVIT_CHECK(split == "train" || split == "test", ValueError, "load_dataset: split '", split,

@@ -236,6 +236,8 @@ TEST_CASE("pretrained: a bad config.json or preprocessor_config.json names the f
         where + "'layer_norm_eps' is null, expected a number");
   CHECK(error_with("\"hidden_act\": \"gelu\"", "\"hidden_act\": \"relu\"") ==
         where + "hidden_act 'relu' (envit's MLP uses the exact gelu)");
+  CHECK(error_with("\"hidden_act\": \"gelu\"", "\"hidden_act\": \"gelu\", \"envit_exit_head\": \"pooled\"") ==
+        where + "envit_exit_head 'pooled' (expected linear or lgvit)");
   CHECK(error_with("\"model_type\": \"vit\",", "\"model_type\": \"vit\" \"x\",") ==
         where + "not valid JSON at byte " + std::to_string(cfg.find("\"model_type\"") + 20) +
             ": expected ',', found '\"'");
@@ -327,5 +329,15 @@ TEST_CASE("pretrained: an envit checkpoint with LGViT heads imports them, BatchN
   for (const ParamEntry& pe : P.table()) {
     INFO(pe.name);
     for (std::size_t i = 0; i < pe.numel; ++i) REQUIRE(m.P->values()[pe.offset + i] == P.values()[pe.offset + i]);
+  }
+  // and through a Hugging Face directory (config.json's envit_exit_head)
+  pretrained_save_hf(t.file("hf"), P, {0.5}, {0.25});
+  Imported h = import(t.file("hf"), {}, 0, c.exits);
+  CHECK(h.src.format == WeightFormat::hf);
+  CHECK(h.P->config().str() == c.str());
+  CHECK(h.report.fresh.empty());
+  for (const ParamEntry& pe : P.table()) {
+    INFO(pe.name);
+    for (std::size_t i = 0; i < pe.numel; ++i) REQUIRE(h.P->values()[pe.offset + i] == P.values()[pe.offset + i]);
   }
 }

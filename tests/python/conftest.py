@@ -49,13 +49,11 @@ def program():
     return p
 
 
-@pytest.fixture(scope="session")
-def run(program, tmp_path_factory):
-    """The program's tiny run: train, then eval (sweep, calibration, logits_0.safetensors)."""
-    d = tmp_path_factory.mktemp("program")
+def program_run(program, d, flags):
+    """The program's run in directory d: train with `flags`, then eval (sweep, calibration,
+    logits_0.safetensors)."""
     out = d / "train"
-    subprocess.run([program, "train", "--out", str(out), *as_argv(TRAIN_FLAGS)], check=True,
-                   capture_output=True)
+    subprocess.run([program, "train", "--out", str(out), *as_argv(flags)], check=True, capture_output=True)
     ckpt = out / "last.safetensors"
     ev = d / "eval"
     subprocess.run([program, "eval", "--checkpoint", str(ckpt), "--out", str(ev), "--points", "8",
@@ -66,6 +64,32 @@ def run(program, tmp_path_factory):
     logs = [json.loads(line) for line in open(out / "log.jsonl")]
     return dict(dir=d, ckpt=str(ckpt), eval=ej["checkpoints"][0], logits=read_safetensors(ev / "logits_0.safetensors")[0],
                 log=logs)
+
+
+@pytest.fixture(scope="session")
+def run(program, tmp_path_factory):
+    """The program's tiny run (TRAIN_FLAGS)."""
+    return program_run(program, tmp_path_factory.mktemp("program"), TRAIN_FLAGS)
+
+
+# The same tiny model with LGViT heads (exits 1, 2, 3: conv1_1, attn_r2, attn_r3), both stages.
+LGVIT_FLAGS = dict(TRAIN_FLAGS, scheme="lgvit", lgvit_stage1_frac=0.5)
+
+
+@pytest.fixture(scope="session")
+def lgvit_run(program, tmp_path_factory):
+    """The program's tiny LGViT run (LGVIT_FLAGS)."""
+    return program_run(program, tmp_path_factory.mktemp("program_lgvit"), LGVIT_FLAGS)
+
+
+@pytest.fixture
+def one_thread():
+    """envit on one thread for the test (as the program's runs above), the count restored after."""
+    import envit
+    n = envit.get_threads()
+    envit.set_threads(1)
+    yield
+    envit.set_threads(n)
 
 
 @pytest.fixture(scope="session")

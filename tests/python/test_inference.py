@@ -148,3 +148,44 @@ def test_bf16_logits_bitwise_equal_to_the_program(run, program, tmp_path):
     fp32 = run["logits"]["logits"]
     assert not np.array_equal(got, fp32)  # bf16 really changes the products
     assert np.abs(got - fp32).max() < 0.05 * np.abs(fp32).max()
+
+
+def test_lgvit_logits_and_early_exit_equal_the_program(lgvit_run, one_thread):
+    m = envit.load(lgvit_run["ckpt"])
+    assert m.config["exit_head"] == "lgvit"
+    images, labels = m.test_set()
+    got = m.logits(images)
+    want = lgvit_run["logits"]["logits"]
+    assert got.shape == want.shape == (4, 10000, 10)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), \
+        f"largest difference {np.abs(got - want).max()}"
+    sweep = lgvit_run["eval"]["sweep"]
+    assert len(sweep) >= 3 and lgvit_run["eval"]["mismatches"] == 0
+    for point in sweep:
+        pred, exit_ = m.predict(images, thr(point["threshold"]))
+        assert np.bincount(exit_, minlength=4).tolist() == point["histogram"], f"threshold {point['threshold']}"
+        assert np.mean(pred == labels) == point["accuracy"]
+
+
+@pytest.mark.parametrize("call", ["logits", "predict"])
+def test_the_gil_is_released_while_a_model_computes(model, call, one_thread):
+    import threading
+    import time
+    x = model.normalize(model.test_set()[0][:6000])
+    work = (lambda: model.logits(x)) if call == "logits" else (lambda: model.predict(x, 0.99)[1])
+    t0 = time.perf_counter()
+    alone = work()
+    alone_s = time.perf_counter() - t0
+    ticks, res = [], {}
+    th = threading.Thread(target=lambda: res.update(out=work(), threads=envit.get_threads()))
+    th.start()
+    while th.is_alive():  # a call that held the GIL would stop this loop for its whole length
+        ticks.append(time.perf_counter())
+        time.sleep(0.002)
+    th.join()
+    gaps = np.diff(ticks)
+    assert len(gaps) >= 3 and gaps.max() < 0.5 * alone_s, \
+        f"{call}: {alone_s:.3f} s alone, the Python thread's longest pause {gaps.max():.3f} s"
+    # set_threads holds in every Python thread: the same count, the same bits
+    assert res["threads"] == 1
+    assert np.array_equal(res["out"], alone)

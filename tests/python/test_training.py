@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import envit
-from conftest import TRAIN_FLAGS
+from conftest import LGVIT_FLAGS, TRAIN_FLAGS
 
 
 def same_bytes(a, b):
@@ -73,3 +73,49 @@ def test_trainer_from_arrays(tmp_path):
     assert m.metadata["data.dataset"] == "arrays"
     pred, _ = m.predict(images[:32], float("inf"))
     assert np.mean(pred == labels[:32]) == hist[-1]["test_acc"][-1]
+
+
+def test_save_writes_what_fit_writes(tmp_path):
+    out = tmp_path / "py"
+    t = envit.Trainer(out=str(out), **TRAIN_FLAGS)
+    t.fit(epochs=1)
+    t.save(str(tmp_path / "copy.safetensors"))
+    assert same_bytes(tmp_path / "copy.safetensors", out / "last.safetensors")
+    assert envit.load(str(tmp_path / "copy.safetensors")).metadata["train.step"] == "6"
+    with pytest.raises(OSError, match="no-such-dir"):
+        t.save(str(tmp_path / "no-such-dir" / "x.safetensors"))
+
+
+def test_ctrl_c_restores_the_callers_own_handler(tmp_path):
+    calls = []
+
+    def mine(signum, frame):
+        calls.append(signum)
+
+    def interrupt(m):
+        if m["step"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.signal(signal.SIGINT, mine)
+    try:
+        t = envit.Trainer(out=str(tmp_path / "int"), **TRAIN_FLAGS)
+        with pytest.raises(KeyboardInterrupt, match="stopped after step 3"):
+            t.fit(callback=interrupt, every=1)
+        assert calls == []  # envit took that Ctrl-C
+        assert signal.getsignal(signal.SIGINT) is mine
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(500):
+            if calls:
+                break
+            time.sleep(0.01)
+        assert calls == [signal.SIGINT]  # the caller's handler runs again
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_lgvit_fit_writes_the_programs_checkpoint_bytes(lgvit_run, tmp_path):
+    t = envit.Trainer(out=str(tmp_path / "lg"), **LGVIT_FLAGS)
+    assert t.config["exit_head"] == "lgvit"
+    hist = t.fit()
+    assert [m["val_acc"] for m in hist] == [line["val_acc"] for line in lgvit_run["log"]]
+    assert same_bytes(tmp_path / "lg" / "last.safetensors", lgvit_run["ckpt"])

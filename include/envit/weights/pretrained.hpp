@@ -416,6 +416,9 @@ inline Pretrained pretrained_read(const std::string& path, WeightFormat fmt = We
     c.ln_eps = j.number("layer_norm_eps");
     if (const json::Value* e = j.find("envit_exits"); e && e->kind == json::Value::Kind::array)
       c.exits = j.integers("envit_exits");  // written by pretrained_save_hf
+    c.exit_head = j.string_or("envit_exit_head", "linear");  // written by pretrained_save_hf for LGViT heads
+    ENVIT_CHECK(c.exit_head == "linear" || c.exit_head == "lgvit", IoError, j.where, ": envit_exit_head '",
+                c.exit_head, "' (expected linear or lgvit)");
     if (io::file_exists(path + "/preprocessor_config.json")) {
       const detail::JsonFile pc = detail::read_json_file(path + "/preprocessor_config.json");
       if (pc.find("image_mean") && pc.find("image_std") && pc.boolean_or("do_normalize", true)) {

@@ -1,7 +1,8 @@
 // envit/weights/pretrained_export.hpp — writes a multi-exit ViT as a Hugging Face directory that
 // transformers' ViTForImageClassification.from_pretrained loads:
 //   config.json              ViTConfig fields (sizes, layer_norm_eps, image/patch size, id2label),
-//                            plus "envit_exits" (the exit blocks; transformers ignores unknown keys)
+//                            plus "envit_exits" (the exit blocks) and, for LGViT heads,
+//                            "envit_exit_head": "lgvit" (transformers ignores unknown keys)
 //   model.safetensors        `vit.`-prefixed HF names, qkv split into query/key/value, `classifier`;
 //                            F32; metadata "format": "pt" (what transformers checks) and the envit
 //                            config as `config.*`
@@ -106,6 +107,7 @@ void pretrained_save_hf(const std::string& dir, const ViTParams<T>& P, const std
     }
   j.end_object();
   j.key("envit_exits").values(c.exits);
+  if (c.exit_head != "linear") j.key("envit_exit_head").value(c.exit_head);
   j.end_object();
   auto write = [&](const std::string& path, const std::string& text) {
     std::ofstream o(path, std::ios::trunc);
