@@ -5,7 +5,7 @@
 # test_gemm_native: the header-only compile-time path with -march=x86-64-v4 (the AVX-512 tile
 # without dispatch), built only when the host can run it, and not in the sanitizer build: there the
 # dispatched AVX-512 set runs the same kernel source (kernels/gemm_packed.hpp), and CI time is short.
-envit_add_test(test_gemm test_gemm.cpp)
+envit_add_test(test_gemm kernels/test_gemm.cpp)
 envit_test_kernel_sets(test_gemm gemm)
 # The object files of the x86-64 kernel sets define only symbols of their own instruction set.
 foreach(set avx2 avx512 avx512_bf16 amx)
@@ -17,7 +17,7 @@ foreach(set avx2 avx512 avx512_bf16 amx)
   endif()
 endforeach()
 if(ENVIT_HOST_X86_64_V4 AND NOT ENVIT_SANITIZE)
-  envit_add_test(test_gemm_native test_gemm.cpp)
+  envit_add_test(test_gemm_native kernels/test_gemm.cpp)
   # GCC 12 reports -Wmaybe-uninitialized inside Eigen's AVX-512 packet code (_mm512_undefined_ps).
   target_compile_options(test_gemm_native PRIVATE -march=x86-64-v4 -Wno-maybe-uninitialized -Wno-uninitialized)
 endif()
@@ -25,7 +25,7 @@ endif()
 # (gemm_bf16_<set>, the whole executable with ENVIT_ISA=<set>). A set this CPU cannot run makes the
 # executable exit with 77 before any test, which ctest reports as skipped. Without envit::dispatch:
 # one entry, the compile-time set.
-add_executable(test_gemm_bf16 test_gemm_bf16.cpp alloc_counter.cpp)
+add_executable(test_gemm_bf16 kernels/test_gemm_bf16.cpp alloc_counter.cpp)
 target_link_libraries(test_gemm_bf16 PRIVATE envit::envit envit_catch_main)
 target_include_directories(test_gemm_bf16 PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
 target_compile_options(test_gemm_bf16 PRIVATE -Wall -Wextra)
@@ -50,7 +50,7 @@ endif()
 # test_gemm_bf16_native: the header-only compile-time path built with -march=x86-64-v4 -mavx512bf16
 # (the vdpbf16ps product without dispatch), when the host runs it; not in the sanitizer build.
 if(ENVIT_HOST_AVX512_BF16 AND NOT ENVIT_SANITIZE)
-  add_executable(test_gemm_bf16_native test_gemm_bf16.cpp alloc_counter.cpp)
+  add_executable(test_gemm_bf16_native kernels/test_gemm_bf16.cpp alloc_counter.cpp)
   target_link_libraries(test_gemm_bf16_native PRIVATE envit::envit envit_catch_main)
   target_include_directories(test_gemm_bf16_native PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
   target_compile_options(test_gemm_bf16_native PRIVATE -Wall -Wextra -march=x86-64-v4 -mavx512bf16

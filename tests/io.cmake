@@ -3,7 +3,5 @@ envit_add_test(io_safetensors io/test_safetensors.cpp)
 # JSON: the full grammar, float text and the writer (the safetensors subset is in io_safetensors).
 envit_add_test(io_json io/test_json.cpp)
 envit_add_test(io_datasets io/test_idx.cpp io/test_cifar.cpp io/test_dataset.cpp alloc_counter.cpp)
-# Pretrained ViTs in (Hugging Face, timm, torchvision; fixtures from tests/data/gen_pretrained_fixtures.py).
-envit_add_test(io_pretrained io/test_pretrained.cpp)
 # Images in: resize (fixture), --norm, random resized crop, image folders (written by the test).
 envit_add_test(io_images io/test_images.cpp)

@@ -1,5 +1,4 @@
-# LGViT (issue 17): its ops, heads, parity with the PyTorch reference, and the training scheme.
-envit_add_test(test_lgvit_ops test_lgvit_ops.cpp)
+# LGViT (issue 17): its heads, parity with the PyTorch reference, and the training scheme.
 envit_add_test(test_lgvit_model test_lgvit_model.cpp)
 # The program end to end (seconds): needs the examples and Fashion-MNIST.
 if(ENVIT_BUILD_EXAMPLES AND EXISTS /usr/share/datasets/fashion-mnist)

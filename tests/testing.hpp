@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -143,6 +144,22 @@ std::vector<T> extreme_logits(std::ptrdiff_t R, std::ptrdiff_t C, std::uint64_t 
     for (std::ptrdiff_t c = 0; c < C; ++c)
       v[r * C + c] += r % 3 == 0 ? T(100) : r % 3 == 1 ? T(-100) : ((c * 7 + r) % 2 ? T(100) : T(-100));
   return v;
+}
+
+// The same values in another scalar type (a double test vector as float, for float-vs-double checks).
+template <class T>
+std::vector<T> cast_vec(const std::vector<double>& v) { return std::vector<T>(v.begin(), v.end()); }
+
+// Naive double log-softmax of x * scale for one row of C values, max-subtracted.
+template <class T>
+std::vector<double> log_softmax_row(const T* x, std::ptrdiff_t C, double scale) {
+  double m = -INFINITY;
+  for (std::ptrdiff_t c = 0; c < C; ++c) m = std::max(m, scale * double(x[c]));
+  double s = 0;
+  for (std::ptrdiff_t c = 0; c < C; ++c) s += std::exp(scale * double(x[c]) - m);
+  std::vector<double> out(C);
+  for (std::ptrdiff_t c = 0; c < C; ++c) out[c] = scale * double(x[c]) - m - std::log(s);
+  return out;
 }
 
 // Restores the OpenMP thread count on scope exit.

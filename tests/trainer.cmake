@@ -4,4 +4,4 @@
 # per kernel set.
 envit_add_test(test_trainer test_trainer.cpp)
 envit_test_kernel_sets(test_trainer test_trainer "[bf16]")
-envit_add_test(test_batch_reduce test_batch_reduce.cpp)
+envit_add_test(test_batch_reduce core/test_batch_reduce.cpp)

@@ -7,14 +7,14 @@
 # test_vec_v4: the header-only compile-time path with -march=x86-64-v4 (the AVX-512 kernels called
 #   directly, no dispatch), built only when the host can run it, and not in the sanitizer build
 #   (the dispatched AVX-512 set runs the same kernel source there).
-envit_add_test(test_vec test_vec.cpp)
+envit_add_test(test_vec kernels/test_vec.cpp)
 envit_test_kernel_sets(test_vec vec)
 if(TARGET envit_dispatch)
   add_test(NAME vec_bad_isa COMMAND test_vec "[bad_isa]")
   set_tests_properties(vec_bad_isa PROPERTIES ENVIRONMENT "ENVIT_ISA=avx9;OMP_NUM_THREADS=2" LABELS kernels)
 endif()
 if(ENVIT_HOST_X86_64_V4 AND NOT ENVIT_SANITIZE)
-  envit_add_test(test_vec_v4 test_vec.cpp)
+  envit_add_test(test_vec_v4 kernels/test_vec.cpp)
   # GCC 12's AVX-512 intrinsic headers (_mm512_undefined_* inside xsimd's and Eigen's kernels)
   # trip -Wmaybe-uninitialized under -Wall; the warnings are in the system headers' expansions.
   target_compile_options(test_vec_v4 PRIVATE -march=x86-64-v4 -Wno-maybe-uninitialized -Wno-uninitialized)

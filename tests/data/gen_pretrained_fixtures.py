@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Writes tests/data/pretrained/: tiny random ViTs in the three layouts envit imports, and what
-PyTorch computes from them, for tests/io/test_pretrained.cpp and tests/io/test_resample.cpp.
+PyTorch computes from them, for tests/weights/test_pretrained.cpp and tests/io/test_resample.cpp.
 
 No transformers, timm or torchvision is needed (or installed): each layout is reproduced here as a
 small torch module with exactly the upstream parameter names and forward math.

@@ -120,7 +120,7 @@ def test_pytorch_parity_on_the_pretrained_fixtures(name, kw):
     m = envit.load(os.path.join(DATA, "pretrained", kw.pop("path")), **kw)
     got = m.logits(ref["images"])[-1]
     want = ref[name + ".logits"]
-    # tests/io/test_pretrained.cpp's tolerance
+    # tests/weights/test_pretrained.cpp's tolerance
     assert np.abs(got.astype(np.float64) - want).max() <= 1e-4
 
 

@@ -3,7 +3,7 @@
 // thread-count independence of the batch sums, a cache planned for batch 4 serving batch 2, errors.
 #include "envit/ops/patch_embed.hpp"
 
-#include "vit_op_testing.hpp"
+#include "ops/vit_op_testing.hpp"
 
 using namespace envit;
 using namespace envit::testing;

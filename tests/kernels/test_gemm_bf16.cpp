@@ -1,4 +1,4 @@
-// tests/test_gemm_bf16.cpp — the BF16 matrix product (core/precision.hpp; GemmKernelSet::run_bf16 of
+// tests/kernels/test_gemm_bf16.cpp — the BF16 matrix product (core/precision.hpp; GemmKernelSet::run_bf16 of
 // kernels/gemm_types.hpp) of the kernel set in use: gemm<float> and gemm_weight_t<float> under
 // Precision::bf16 against double references, exactness on integer operands, rounding (nearest even,
 // ties included), alpha/beta/epilogue semantics, pre-packed weights, threads, row invariance,

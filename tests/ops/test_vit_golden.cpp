@@ -9,7 +9,7 @@
 #include "envit/core/error.hpp"
 #include "envit/ops/block.hpp"
 #include "envit/ops/patch_embed.hpp"
-#include "vit_op_testing.hpp"
+#include "ops/vit_op_testing.hpp"
 
 using namespace envit;
 using namespace envit::testing;

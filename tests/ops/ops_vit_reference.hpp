@@ -1,4 +1,4 @@
-// tests/ops_vit_reference.hpp — naive double-precision references for the ViT ops (attention,
+// tests/ops/ops_vit_reference.hpp — naive double-precision references for the ViT ops (attention,
 // MLP, block, patch embedding), written as plain loops straight from the formulas with no GEMM,
 // no strided views and no shared code with envit's kernels, plus small helpers the ViT op tests
 // share (named parameter packs, plan-then-carve of caches).

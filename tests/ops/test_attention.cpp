@@ -2,7 +2,7 @@
 // accumulation, determinism with two threads, a cache planned for a larger batch, shape errors.
 #include "envit/ops/attention.hpp"
 
-#include "vit_op_testing.hpp"
+#include "ops/vit_op_testing.hpp"
 
 using namespace envit;
 using namespace envit::testing;

@@ -4,7 +4,7 @@
 // forward and backward against the full block.
 #include "envit/ops/block.hpp"
 
-#include "vit_op_testing.hpp"
+#include "ops/vit_op_testing.hpp"
 
 using namespace envit;
 using namespace envit::testing;

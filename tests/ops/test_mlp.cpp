@@ -2,7 +2,7 @@
 // accumulation, determinism with two threads, a cache planned for more rows.
 #include "envit/ops/mlp.hpp"
 
-#include "vit_op_testing.hpp"
+#include "ops/vit_op_testing.hpp"
 
 using namespace envit;
 using namespace envit::testing;

@@ -1,10 +1,11 @@
-// tests/vit_op_testing.hpp — the harness the ViT op tests (test_vit_*.cpp) share. Each op
-// (attention, MLP, block, patch embedding) is described once by an Op<Shape, T> specialisation:
-// its parameter layout, cache/workspace planning, forward/backward on a Pack, and its naive double
-// reference. The checks every op runs are written once on top of that: forward+backward on a
-// planned cache, central differences for every gradient, accumulation and a null dx, bitwise
-// comparison of two runs, and comparison with reference values. Shapes, seeds and tolerances are
-// not chosen here: they stay in the tests. The references themselves are in ops_vit_reference.hpp.
+// tests/ops/vit_op_testing.hpp — the harness the ViT op tests share (tests/ops/test_attention.cpp,
+// test_mlp.cpp, test_block.cpp, test_patch_embed.cpp). Each op is described once by an
+// Op<Shape, T> specialisation: its parameter layout, cache/workspace planning, forward/backward on
+// a Pack, and its naive double reference. The checks every op runs are written once on top of
+// that: forward+backward on a planned cache, central differences for every gradient, accumulation
+// and a null dx, bitwise comparison of two runs, and comparison with reference values. Shapes,
+// seeds and tolerances are not chosen here: they stay in the tests. The references themselves are
+// in ops_vit_reference.hpp.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -1,4 +1,4 @@
-// tests/test_gemm.cpp — envit::gemm against a naive double reference: the packed float backend
+// tests/kernels/test_gemm.cpp — envit::gemm against a naive double reference: the packed float backend
 // (all four Trans combinations, alpha/beta variants, sizes around the register tile, the SIMD width
 // and the cache blocks, padded leading dimensions, beta == 0 over NaN garbage, K == 0), the Eigen
 // backend for float and double, bitwise reproducibility (also of A read in place against A packed),
