@@ -97,6 +97,18 @@ inline Precision precision_flag(bool given, const std::string& precision, Precis
     throw UsageError(e.what());
   }
 }
+// `--precision fp32|bf16|int8` of the inference commands, read with inference_precision_flag.
+inline CLI::Option* add_inference_precision_option(CLI::App& app, std::string& precision, const std::string& help) {
+  return app.add_option("--precision", precision, help)->type_name("fp32|bf16|int8");
+}
+inline Precision inference_precision_flag(bool given, const std::string& precision, Precision fallback) {
+  if (!given) return fallback;
+  try {
+    return parse_inference_precision(precision, "--precision");
+  } catch (const ValueError& e) {
+    throw UsageError(e.what());
+  }
+}
 
 // An integer at least `lo` (help shows ">= lo" rather than the full range of the type).
 inline CLI::Validator at_least(std::int64_t lo) {

@@ -296,6 +296,10 @@ struct PackedWeight {
   std::size_t capacity = 0;   // floats allocated in panels (grown only)
   std::vector<float> w_scale; // int8: (n) per output channel
   float act_scale = 0.0f;     // int8: the input's static scale, 0 = per-row dynamic
+  // Calibration (infer/quantize.hpp): when set, every gemm_weight_t with this weight raises
+  // *observe_absmax to the largest |A| of its input rows, in any precision (from inside a parallel
+  // region under an OpenMP critical section: calibration only, never on a timed path).
+  float* observe_absmax = nullptr;
 
   void pack(const T* W, std::ptrdiff_t rows, std::ptrdiff_t cols, Precision p = matmul_precision(),
             float input_scale = 0.0f) {
@@ -377,6 +381,13 @@ void gemm_weight_t(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, T alpha
                    const GemmEpilogue* epi = nullptr) {
   bool use_packed = false, bf16 = false;
   if constexpr (std::is_same_v<T, float>) {
+    if (wp != nullptr && wp->observe_absmax != nullptr) {
+      float amax = 0.0f;
+      for (std::ptrdiff_t i = 0; i < M; ++i)
+        for (std::ptrdiff_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(A[i * lda + k]));
+#pragma omp critical(envit_observe_absmax)
+      *wp->observe_absmax = std::max(*wp->observe_absmax, amax);
+    }
     const Precision now = matmul_precision();
     if (wp != nullptr && wp->panels && wp->precision == Precision::int8) {
       ENVIT_CHECK(wp->w == W && wp->n == N && wp->k == K, ValueError, "gemm_weight_t: packed INT8 weight (", wp->n,
