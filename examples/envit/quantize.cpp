@@ -91,6 +91,8 @@ int run_quantize(const QuantizeArgs& a, const CLI::App&) {
     if (k != "format" && k.rfind("config.", 0) != 0) meta[k] = v;
   meta["quantization.source"] = a.checkpoint;
   meta["quantization.calib_split"] = source;
+  const auto slash = a.out.find_last_of('/');
+  if (slash != std::string::npos && slash > 0) make_dirs(a.out.substr(0, slash));
   safetensors_write(a.out, quantized_checkpoint(P, Q, meta));
   std::printf("%s: INT8 weights per output channel for %d Linear layers; activations qkv %s, proj %s, fc1 %s, "
               "fc2 %s; %d calibration images (%s); %s\n",
