@@ -89,16 +89,17 @@ void declare(CLI::App& app, Options& o) {
   envit::cli::add_real(app, "--p-max", o.p_max, "p_M of the structured dropout (train)", 0, 0.999);
   app.add_option("--iters", o.iters, "timed iterations")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   app.add_option("--warmup", o.warmup, "untimed iterations first")->capture_default_str()->check(CLI::Range(0, 1 << 20));
-  envit::cli::add_inference_precision_option(app, o.precision_text,
-                                             "matrix products in fp32, bf16 (BF16 operands, FP32 accumulation) or "
-                                             "int8 (inference only: the blocks' Linear layers, dynamic activation "
-                                             "scales)")
+  envit::cli::add_precision_option(app, o.precision_text,
+                                   "matrix products in fp32, bf16 (BF16 operands, FP32 accumulation) or int8 "
+                                   "(inference only: the blocks' Linear layers, dynamic activation scales)",
+                                   /*inference=*/true)
       ->capture_default_str();
 }
 
 // The settings after parsing: exits, batch 1 for latency, the precision, a validated model.
 void finish(const CLI::App& app, Options& o) {
-  o.precision = envit::cli::inference_precision_flag(app.count("--precision") > 0, o.precision_text, Precision::fp32);
+  o.precision =
+      envit::cli::precision_flag(app.count("--precision") > 0, o.precision_text, Precision::fp32, /*inference=*/true);
   if (o.precision == Precision::int8 && o.mode == "train")
     throw envit::cli::UsageError("--precision int8 is for --mode infer or latency (training runs in fp32 or bf16)");
   envit::cli::as_usage_error([&] {

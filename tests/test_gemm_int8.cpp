@@ -29,6 +29,7 @@
 #include "envit/core/precision.hpp"
 #include "envit/kernels/gemm.hpp"
 #include "envit/kernels/gemm_int8.hpp"
+#include "kernel_set_skip.hpp"
 #include "testing.hpp"
 
 namespace {
@@ -38,20 +39,7 @@ using envit::PrecisionScope;
 using idx = std::ptrdiff_t;
 namespace gi8 = envit::detail::gemm_i8;
 
-const int g_skip_check = [] {
-  const char* env = std::getenv("ENVIT_ISA");
-  if (!env || !*env) return 0;
-  const envit::detail::KernelSetChoice c = envit::detail::runnable_kernel_sets();
-  for (int i = 0; i < c.count; ++i)
-    if (std::string(env) == c.sets[i]->name) return 0;
-  for (const char* known : envit::detail::kKernelSetNames)
-    if (std::string(env) == known) {
-      std::printf("SKIPPED: ENVIT_ISA=%s: this CPU (or its operating system) cannot run that kernel set\n", env);
-      std::fflush(stdout);
-      std::_Exit(77);
-    }
-  return 0;
-}();
+const int g_skip_check = envit::testing::exit_if_kernel_set_unrunnable();
 
 struct Guard {
   int t = envit::num_threads();

@@ -153,17 +153,18 @@ CLI::App* add_eval_command(CLI::App& app, EvalArgs& a) {
   add_real(*c, "--max-drop", a.max_drop,
            "calibrate: fastest threshold within this accuracy drop (e.g. 0.01) on validation", 0, 1, false);
   c->add_option("--out", a.out, "output directory (default: <checkpoint dir>/eval)");
-  add_inference_precision_option(*c, a.precision,
-                                 "matrix products in fp32, bf16 (BF16 operands, FP32 accumulation) or int8 (the block "
-                                 "Linear layers in INT8; docs/method.md). Default: int8 for a quantized checkpoint "
-                                 "(envit quantize), else the precision it was trained in (train.precision; fp32 if "
-                                 "none)");
+  add_precision_option(*c, a.precision,
+                       "matrix products in fp32, bf16 (BF16 operands, FP32 accumulation) or int8 (the block Linear "
+                       "layers in INT8; docs/method.md). Default: int8 for a quantized checkpoint (envit quantize), "
+                       "else the precision it was trained in (train.precision; fp32 if none)",
+                       /*inference=*/true);
   return c;
 }
 
 int run_eval(const EvalArgs& a, const CLI::App& cmd) {
   set_num_threads(a.threads);
-  (void)inference_precision_flag(cmd.count("--precision") > 0, a.precision, Precision::fp32);  // a bad --precision is reported before any work
+  // a bad --precision is reported before any work
+  (void)precision_flag(cmd.count("--precision") > 0, a.precision, Precision::fp32, /*inference=*/true);
   const std::vector<std::string>& paths = a.checkpoints;
   std::string out = a.out;
   if (out.empty()) {
@@ -209,10 +210,11 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
     L.label = L.file.meta_or("train.scheme", "?") + " (" + (run.empty() ? stem : run) + ")";
     const std::string dataset = a.dataset.empty() ? L.file.meta_or("data.dataset", "fashion-mnist") : a.dataset;
     const std::string data_dir = a.data.empty() ? L.file.meta_or("data.dir", "") : a.data;  // the training run's
-    const Precision precision = inference_precision_flag(
+    const Precision precision = precision_flag(
         cmd.count("--precision") > 0, a.precision,
         L.quantized ? Precision::int8
-                    : parse_precision(L.file.meta_or("train.precision", "fp32"), L.file.where() + ": train.precision"));
+                    : parse_precision(L.file.meta_or("train.precision", "fp32"), L.file.where() + ": train.precision"),
+        /*inference=*/true);
     Dataset test = load_checkpoint_dataset(dataset, data_dir, false, L.file, L.cfg);
     test.check_fits(L.cfg.channels, L.cfg.image_size, L.cfg.image_size, L.cfg.classes, "checkpoint '" + L.path + "'");
     const int M = L.cfg.num_exits(), C = L.cfg.classes;
