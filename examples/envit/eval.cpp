@@ -1,6 +1,7 @@
 // examples/envit/eval.cpp — `envit eval`: per-exit accuracy, early-exit threshold sweeps with MAC
 // (eq. 19) and measured wall-clock speed-ups, exact agreement between the simulated curve and real
-// early exit, calibration on a validation split, and CSV/JSON/safetensors/SVG outputs.
+// early exit, calibration on a validation split, and CSV/JSON/safetensors/SVG outputs; a quantized
+// checkpoint (envit quantize, infer/quantize.hpp) runs in INT8.
 // All inference logic is in include/envit/infer/; this file orchestrates and reports.
 #include <algorithm>
 #include <chrono>
