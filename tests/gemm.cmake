@@ -75,3 +75,15 @@ if(TARGET envit_dispatch)
 else()
   add_test(NAME gemm_int8 COMMAND test_gemm_int8)
 endif()
+# test_gemm_int8_native: the header-only compile-time path built with -march=x86-64-v4 -mavx512bf16
+# -mavx512vnni (the vpdpbusd product without dispatch), when the host runs it; not in the sanitizer
+# build.
+if(ENVIT_HOST_AVX512_BF16 AND NOT ENVIT_SANITIZE)
+  add_executable(test_gemm_int8_native test_gemm_int8.cpp)
+  target_link_libraries(test_gemm_int8_native PRIVATE envit::envit envit_catch_main)
+  target_include_directories(test_gemm_int8_native PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+  target_compile_options(test_gemm_int8_native PRIVATE -Wall -Wextra -march=x86-64-v4 -mavx512bf16 -mavx512vnni
+                         -Wno-maybe-uninitialized -Wno-uninitialized)
+  add_test(NAME gemm_int8_native COMMAND test_gemm_int8_native)
+  set_tests_properties(gemm_int8_native PROPERTIES LABELS kernels)
+endif()
