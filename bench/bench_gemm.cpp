@@ -5,10 +5,15 @@
 //   peak_bf16/threads:T the set's BF16 instruction (probe_bf16): vdpbf16ps chains (avx512_bf16) or
 //                       tdpbf16ps into four accumulator tiles (amx); skipped (error row) when the
 //                       set's BF16 product is emulated
+//   peak_int8/threads:T the set's INT8 instruction (probe_int8): vpdpbusd chains (avx512_vnni; GFLOPs
+//                       counts integer multiply-adds x 2); skipped (error row) for the portable product
 //   gemm/<backend>/t<T>/<shape>   counters: GFLOPs (rate) and pct_peak (of the FP32 probe, same T)
 //   gemm_bf16/t<T>/<shape>        the BF16 product (Precision::bf16), pct_peak of the BF16 probe
 //                       (of the FP32 probe when emulated); gemm_bf16/prepacked/...: forward shapes
 //                       with the weight packed once for BF16, epilogue-free as the FP32 ones
+//   gemm_int8/prepacked/t<T>/<shape>  the INT8 product (Precision::int8, weight packed once for
+//                       INT8, per-row dynamic activation scales: the quantization of A included),
+//                       pct_peak of the INT8 probe (of the FP32 probe for the portable product)
 // Shapes (row-major, envit's Linear conventions: y = x W^T, dx = dy W, dW = dy^T x):
 //   ViT-S-like, rows M = 6400 (e.g. 32 images x 200 tokens), D = 192, MLP 768, qkv 576:
 //     fwd_*  (N,T)  M=6400, N=out, K=in
@@ -54,6 +59,9 @@ volatile float g_x = 0.9999999f, g_y = 1e-7f;
 
 using Probe = float (*)(long, float, float, double*);
 Probe probe_of(bool bf16) { return bf16 ? envit::gemm_kernels().probe_bf16 : envit::gemm_kernels().probe_fma; }
+Probe probe_of(envit::Precision p) {
+  return p == envit::Precision::int8 ? envit::gemm_kernels().probe_int8 : probe_of(p == envit::Precision::bf16);
+}
 
 // One run of the probe on `threads` threads: seconds, flops in *flops.
 double run_probe(Probe probe, int threads, long iters, double* flops) {
@@ -75,12 +83,13 @@ double run_probe(Probe probe, int threads, long iters, double* flops) {
 
 // Best of a few short runs of the probe on `threads` threads, in GFLOP/s (cached per thread count);
 // 0 when the set has no such probe (emulated BF16).
-double peak_gflops(int threads, bool bf16 = false) {
-  static double cache[2][8] = {};
+double peak_gflops(int threads, envit::Precision prec = envit::Precision::fp32) {
+  static double cache[3][8] = {};
   if (threads < 1 || threads > 7) return 0.0;
-  double& c = cache[bf16][threads];
+  const bool bf16 = prec == envit::Precision::bf16;
+  double& c = cache[int(prec)][threads];
   if (c > 0) return c;
-  const Probe probe = probe_of(bf16);
+  const Probe probe = probe_of(prec);
   if (!probe) return 0.0;
   const long iters = bf16 && std::string(envit::gemm_kernels().bf16) == "amx" ? 200'000 : 2'000'000;
   double best = 0;
@@ -92,26 +101,32 @@ double peak_gflops(int threads, bool bf16 = false) {
   return c = best;
 }
 
-// The peak a BF16 product is measured against: the BF16 probe, or the FP32 one when emulated.
-double peak_for(int threads, bool bf16) {
-  const double p = bf16 ? peak_gflops(threads, true) : 0.0;
+// The peak a BF16 or INT8 product is measured against: its probe, or the FP32 one when the set has
+// no such instruction.
+double peak_for(int threads, envit::Precision prec) {
+  const double p = prec != envit::Precision::fp32 ? peak_gflops(threads, prec) : 0.0;
   return p > 0 ? p : peak_gflops(threads);
 }
 
-void BM_Peak(benchmark::State& state, bool bf16) {
+void BM_Peak(benchmark::State& state, envit::Precision prec) {
   const int threads = static_cast<int>(state.range(0));
-  const Probe probe = probe_of(bf16);
+  const bool bf16 = prec == envit::Precision::bf16;
+  const Probe probe = probe_of(prec);
   if (!probe) {
-    state.SkipWithError("the kernel set's BF16 product is emulated: no BF16 instruction to probe");
+    state.SkipWithError(bf16 ? "the kernel set's BF16 product is emulated: no BF16 instruction to probe"
+                             : "the kernel set's INT8 product is portable C++: no INT8 instruction to probe");
     return;
   }
   const long iters = bf16 && std::string(envit::gemm_kernels().bf16) == "amx" ? 100'000 : 1'000'000;
   double flops = 0;
   for (auto _ : state) run_probe(probe, threads, iters, &flops);
   state.counters["GFLOPs"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-  if (!bf16) state.counters["simd_width"] = flops / (2.0 * 12.0 * double(iters) * threads);  // floats per FMA
-  state.SetLabel(std::string(envit::kernel_set_name()) + (bf16 ? " bf16 " + std::string(envit::gemm_kernels().bf16)
-                                                                : " fp32 fma"));
+  if (prec == envit::Precision::fp32)
+    state.counters["simd_width"] = flops / (2.0 * 12.0 * double(iters) * threads);  // floats per FMA
+  state.SetLabel(std::string(envit::kernel_set_name()) +
+                 (bf16 ? " bf16 " + std::string(envit::gemm_kernels().bf16)
+                       : prec == envit::Precision::int8 ? " int8 " + std::string(envit::gemm_kernels().int8)
+                                                        : std::string(" fp32 fma")));
 }
 
 // ---- GEMM -----------------------------------------------------------------------------------------
@@ -171,7 +186,7 @@ void BM_GemmPrepacked(benchmark::State& state, Shape s, int threads, envit::Prec
   wp.pack(W.data(), s.N, s.K);
   const int old_threads = envit::num_threads();
   envit::set_num_threads(threads);
-  const double peak = peak_for(threads, prec == envit::Precision::bf16);
+  const double peak = peak_for(threads, prec);
   envit::gemm_weight_t<float>(s.M, s.N, s.K, 1.0f, A.data(), s.K, W.data(), &wp, 0.0f, C.data(), s.N);
   for (auto _ : state) {
     envit::gemm_weight_t<float>(s.M, s.N, s.K, 1.0f, A.data(), s.K, W.data(), &wp, 0.0f, C.data(), s.N);
@@ -221,7 +236,7 @@ void BM_Gemm(benchmark::State& state, Shape s, GemmBackend backend, int threads,
   const int old_threads = envit::num_threads();
   envit::set_gemm_backend(backend);
   envit::set_num_threads(threads);
-  const double peak = peak_for(threads, prec == envit::Precision::bf16);
+  const double peak = peak_for(threads, prec);
   // warm-up: pack buffers, OpenMP team
   envit::gemm<float>(s.ta, s.tb, s.M, s.N, s.K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, C.data(), s.N);
   for (auto _ : state) {
@@ -267,8 +282,9 @@ void BM_MicroKernel(benchmark::State& state) {
 }
 
 const bool registered = [] {
-  benchmark::RegisterBenchmark("peak", BM_Peak, false)->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime();
-  benchmark::RegisterBenchmark("peak_bf16", BM_Peak, true)->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime();
+  benchmark::RegisterBenchmark("peak", BM_Peak, envit::Precision::fp32)->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime();
+  benchmark::RegisterBenchmark("peak_bf16", BM_Peak, envit::Precision::bf16)->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime();
+  benchmark::RegisterBenchmark("peak_int8", BM_Peak, envit::Precision::int8)->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime();
   benchmark::RegisterBenchmark("microkernel", BM_MicroKernel)->Arg(192)->Arg(768)->ArgName("kc")->UseRealTime();
   for (int threads : {1, 2})
     for (const Shape& s : kShapes)
@@ -300,6 +316,10 @@ const bool registered = [] {
             ->Unit(benchmark::kMillisecond);
         std::snprintf(name, sizeof name, "gemm_bf16/prepacked/t%d/%s_%tdx%tdx%td", threads, s.name, s.M, s.N, s.K);
         benchmark::RegisterBenchmark(name, BM_GemmPrepacked, s, threads, envit::Precision::bf16)
+            ->UseRealTime()
+            ->Unit(benchmark::kMillisecond);
+        std::snprintf(name, sizeof name, "gemm_int8/prepacked/t%d/%s_%tdx%tdx%td", threads, s.name, s.M, s.N, s.K);
+        benchmark::RegisterBenchmark(name, BM_GemmPrepacked, s, threads, envit::Precision::int8)
             ->UseRealTime()
             ->Unit(benchmark::kMillisecond);
       }

@@ -17,7 +17,9 @@
 // --precision bf16 runs every matrix product with BF16 operands and FP32 accumulation
 // (core/precision.hpp): the training step through StepWorkspace's precision (weights converted in
 // the GEMM packing, every step), inference through InferenceWorkspace's (weights packed to BF16
-// once, before the timed passes).
+// once, before the timed passes). --precision int8 (infer and latency only) runs the blocks' Linear
+// layers in INT8 (weights quantized per output channel and packed once before the timed passes,
+// activations quantized per token as they run; weights/quantize.hpp's dynamic scaling), the rest FP32.
 // Output keys: impl, mode, median_s (median over the timed iterations of one iteration's wall
 // time), images_per_s (= batch / median_s), peak_rss_mb (getrusage ru_maxrss at exit),
 // executed_fraction (fraction of (sample, block) pairs run, mean over timed train steps; 1 for
@@ -27,7 +29,7 @@
 // Usage: envit_model_bench [--mode train|infer|latency] [--dim 192] [--depth 12] [--heads 3]
 //        [--mlp 768] [--image 28] [--channels 1] [--patch 4] [--classes 10]
 //        [--exits every-other|2,4,...] [--batch 128] [--threads N] [--scheme envit] [--p-max 0]
-//        [--iters 10] [--warmup 2] [--precision fp32|bf16]     (--help lists them with their ranges)
+//        [--iters 10] [--warmup 2] [--precision fp32|bf16|int8] (--help lists them with their ranges)
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -88,13 +90,18 @@ void declare(CLI::App& app, Options& o) {
   app.add_option("--iters", o.iters, "timed iterations")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   app.add_option("--warmup", o.warmup, "untimed iterations first")->capture_default_str()->check(CLI::Range(0, 1 << 20));
   envit::cli::add_precision_option(app, o.precision_text,
-                                   "matrix products in fp32, or bf16 (BF16 operands, FP32 accumulation)")
+                                   "matrix products in fp32, bf16 (BF16 operands, FP32 accumulation) or int8 "
+                                   "(inference only: the blocks' Linear layers, dynamic activation scales)",
+                                   /*inference=*/true)
       ->capture_default_str();
 }
 
 // The settings after parsing: exits, batch 1 for latency, the precision, a validated model.
 void finish(const CLI::App& app, Options& o) {
-  o.precision = envit::cli::precision_flag(app.count("--precision") > 0, o.precision_text, Precision::fp32);
+  o.precision =
+      envit::cli::precision_flag(app.count("--precision") > 0, o.precision_text, Precision::fp32, /*inference=*/true);
+  if (o.precision == Precision::int8 && o.mode == "train")
+    throw envit::cli::UsageError("--precision int8 is for --mode infer or latency (training runs in fp32 or bf16)");
   envit::cli::as_usage_error([&] {
     o.cfg.exits = o.exits == "every-other" ? VitConfig::every_other(o.cfg.depth) : VitConfig::parse_exits(o.exits);
     o.cfg.validate();

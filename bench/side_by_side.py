@@ -22,13 +22,16 @@ infer, latency) and vitb16 (224x224x3, patch 16, dim 768, depth 12, 12 heads, ML
 classes; modes latency, infer by default). Exits after every other block in both.
 --precision bf16: envit runs with --precision bf16 (BF16 operands, FP32 accumulation in every matrix
 product) and torch under torch.autocast("cpu", dtype=torch.bfloat16) (bench/torch_model_bench.py).
+--precision int8 (infer and latency; train is left out): envit --precision int8 (the blocks' Linear
+layers in INT8, dynamic per-token activation scales) against torch's quantize_dynamic on every
+nn.Linear (engine onednn where available).
 Training: --scheme (envit default) at p_M = --p-max (default 0). torch has no layer skipping, so with
 --p-max > 0 envit runs at that p_M and torch at p_M = 0 (noted under the table).
 
 Usage:
   python3 bench/side_by_side.py [--config tiny28|vitb16] [--modes train,infer,latency]
       [--threads 2] [--batch 128] [--rounds 3] [--iters N] [--warmup N] [--scheme envit]
-      [--p-max 0] [--precision fp32|bf16] [--envit-bin build/bench/envit_model_bench] [--python /usr/bin/python3] [--json out.json]
+      [--p-max 0] [--precision fp32|bf16|int8] [--envit-bin build/bench/envit_model_bench] [--python /usr/bin/python3] [--json out.json]
 """
 import argparse
 import json
@@ -65,13 +68,18 @@ def parse_args(argv):
     ap.add_argument("--warmup", type=int, help="untimed iterations per run (default per config and mode)")
     ap.add_argument("--scheme", default="envit", help="training scheme (torch: vit-ee, envit, envit-kd)")
     ap.add_argument("--p-max", type=float, default=0.0, help="envit's p_M in train mode (torch: always 0)")
-    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                    help="bf16: envit --precision bf16 against torch under autocast(bfloat16)")
+    ap.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
+                    help="bf16: envit --precision bf16 against torch under autocast(bfloat16); int8: envit "
+                         "--precision int8 against torch's quantize_dynamic (infer and latency only)")
     ap.add_argument("--envit-bin", default="build/bench/envit_model_bench")
     ap.add_argument("--python", default="/usr/bin/python3", help="interpreter for the torch benchmark")
     ap.add_argument("--json", help="also write every run's JSON record to this file")
     a = ap.parse_args(argv)
     a.mode_list = [m.strip() for m in (a.modes or DEFAULT_MODES[a.config]).split(",") if m.strip()]
+    if a.precision == "int8":
+        if a.modes and "train" in a.mode_list:
+            ap.error("--precision int8 is for the infer and latency modes")
+        a.mode_list = [m for m in a.mode_list if m != "train"]
     for m in a.mode_list:
         if m not in ("train", "infer", "latency"):
             ap.error(f"--modes: unknown mode '{m}' (expected train, infer, latency)")
@@ -207,7 +215,9 @@ def main(argv):
     print(f"threads {a.threads}, batch {a.batch} (latency: 1), rounds {a.rounds} interleaved, "
           f"train scheme {a.scheme} p_M {a.p_max:g}")
     print(f"precision {a.precision}" + (": envit --precision bf16, torch under torch.autocast('cpu', "
-                                        "dtype=torch.bfloat16)" if a.precision == "bf16" else ""))
+                                        "dtype=torch.bfloat16)" if a.precision == "bf16" else
+                                        ": envit --precision int8, torch quantize_dynamic(nn.Linear, qint8)"
+                                        if a.precision == "int8" else ""))
     print(f"envit: {envit_bin}")
     if have_torch:
         blas = f"LD_LIBRARY_PATH={OPENBLAS_OMP}" if os.path.isdir(OPENBLAS_OMP) else \

@@ -82,8 +82,10 @@ def parse_args(argv):
     ap.add_argument("--p-max", type=float, default=0.0)
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                    help="bf16: forward under torch.autocast('cpu', dtype=torch.bfloat16)")
+    ap.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
+                    help="bf16: forward under torch.autocast('cpu', dtype=torch.bfloat16); int8 (infer and latency "
+                         "only): torch.ao.quantization.quantize_dynamic on every nn.Linear (qint8 weights, dynamic "
+                         "per-tensor activation scales), quantized engine onednn where available, else fbgemm")
     a = ap.parse_args(argv)
     if a.exits == "every-other":
         a.exit_list = list(range(2, a.depth + 1, 2))
@@ -151,6 +153,15 @@ def main(argv):
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
     model = build_model(torch, a)
+    engine = None
+    if a.precision == "int8":
+        if a.mode == "train":
+            raise SystemExit("torch_model_bench: --precision int8 is for --mode infer or latency")
+        engines = torch.backends.quantized.supported_engines
+        engine = "onednn" if "onednn" in engines else "fbgemm" if "fbgemm" in engines else engines[0]
+        torch.backends.quantized.engine = engine
+        model.eval()
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     B = a.batch
     g = torch.Generator().manual_seed(7)
     images = 2 * torch.rand(B, a.channels, a.image, a.image, generator=g) - 1
@@ -196,7 +207,7 @@ def main(argv):
         "batch": B, "threads": torch.get_num_threads(), "iters": a.iters, "warmup": a.warmup,
         "min_s": min(times), "max_s": max(times), "scheme": a.scheme, "p_max": a.p_max,
         "loss": loss_val, "params": n_params, "base_rss_mb": round(rss_base, 1),
-        "torch": torch.__version__, "blas": blas_library(), "precision": a.precision,
+        "torch": torch.__version__, "blas": blas_library(), "precision": a.precision, "quantized_engine": engine,
         "config": f"image {a.image}x{a.image}x{a.channels}, patch {a.patch}, dim {a.dim}, depth {a.depth}, "
                   f"heads {a.heads}, mlp {a.mlp}, classes {a.classes}, "
                   f"exits [{','.join(map(str, a.exit_list))}], ln_eps 1e-06",

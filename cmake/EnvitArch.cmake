@@ -27,8 +27,8 @@ if(ENVIT_DISPATCH)
   set(envit_flags_avx2 -march=x86-64-v3)
   # GCC 12's AVX-512 intrinsics (_mm512_undefined_*) trip -Wmaybe-uninitialized (GCC bug 105593).
   set(envit_flags_avx512 -march=x86-64-v4 -Wno-maybe-uninitialized -Wno-uninitialized)
-  set(envit_flags_avx512_bf16 ${envit_flags_avx512} -mavx512bf16)
-  set(envit_flags_amx ${envit_flags_avx512} -mavx512bf16 -mamx-tile -mamx-bf16)
+  set(envit_flags_avx512_bf16 ${envit_flags_avx512} -mavx512bf16 -mavx512vnni)
+  set(envit_flags_amx ${envit_flags_avx512} -mavx512bf16 -mavx512vnni -mamx-tile -mamx-bf16)
   add_library(envit_dispatch STATIC)
   add_library(envit::dispatch ALIAS envit_dispatch)
   set_target_properties(envit_dispatch PROPERTIES EXPORT_NAME dispatch POSITION_INDEPENDENT_CODE ON

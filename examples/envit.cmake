@@ -1,6 +1,6 @@
 # The `envit` program (train / eval / convert). Built at <build>/examples/envit.
 include(${CMAKE_CURRENT_SOURCE_DIR}/../cmake/EnvitCli.cmake)
-add_executable(envit_cli envit/main.cpp envit/train.cpp envit/eval.cpp envit/convert.cpp)
+add_executable(envit_cli envit/main.cpp envit/train.cpp envit/eval.cpp envit/convert.cpp envit/quantize.cpp)
 set_target_properties(envit_cli PROPERTIES OUTPUT_NAME envit)
 target_link_libraries(envit_cli PRIVATE envit::envit envit::arch envit::cli)
 target_compile_options(envit_cli PRIVATE -Wall -Wextra)

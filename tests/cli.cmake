@@ -76,7 +76,13 @@ if(ENVIT_BUILD_EXAMPLES)
                  ARGS train|--precision|fp16|--print-config ERR "--precision: unknown precision 'fp16' \\(expected fp32 or bf16\\)")
   envit_cli_test("eval --precision: a bad value is a usage error naming the flag" RC 2
                  ARGS eval|--checkpoint|/nonexistent/x.safetensors|--precision|BF16
-                 ERR "--precision: unknown precision 'BF16' \\(expected fp32 or bf16\\)")
+                 ERR "--precision: unknown precision 'BF16' \\(expected fp32, bf16 or int8\\)")
+  envit_cli_test("quantize --act static without --calib is a usage error" RC 2
+                 ARGS quantize|--checkpoint|/nonexistent/x.safetensors|--out|/nonexistent/y.safetensors|--act|static
+                 ERR "--act static needs --calib N > 0 calibration images")
+  envit_cli_test("quantize --act: a bad value is a usage error" RC 2
+                 ARGS quantize|--checkpoint|/nonexistent/x.safetensors|--out|/nonexistent/y.safetensors|--act|dynamic,static
+                 ERR "--act: 2 values \\(expected one, or four for qkv,proj,fc1,fc2\\)")
   envit_cli_test("--precision bf16 is a training setting" RC 0 ARGS train|--subset|1500|--precision|bf16|--print-config
                  OUT "\ntrain.precision=bf16\n")
   envit_cli_test("the default precision is fp32" RC 0 ARGS train|--subset|1500|--print-config
@@ -107,4 +113,24 @@ if(ENVIT_BUILD_EXAMPLES)
                    --time-samples 64 --repeats 1 --threads 2 --out ${bf16_dir}/eval)
   set_tests_properties("envit cli: eval of a bf16 checkpoint runs in bf16 and names the kernels" PROPERTIES
                        FIXTURES_REQUIRED envit_cli_bf16 PASS_REGULAR_EXPRESSION "\n  precision bf16, kernels: [a-z0-9_]+ ")
+  # The tiny FP32 checkpoint quantized (static qkv and fc1 scales on 64 training samples: it has no
+  # validation split), then evaluated: INT8 selected by the file, real early exit identical to the
+  # simulated one.
+  set(int8_dir "${CMAKE_CURRENT_BINARY_DIR}/cli_runs/int8")
+  add_test(NAME "envit cli: quantize a checkpoint to INT8"
+           COMMAND envit_cli quantize --checkpoint ${run_dir}/last.safetensors --out ${int8_dir}/q.safetensors
+                   --act static,dynamic,static,dynamic --calib 64 --threads 2)
+  set_tests_properties("envit cli: quantize a checkpoint to INT8" PROPERTIES FIXTURES_REQUIRED envit_cli_tiny
+                       FIXTURES_SETUP envit_cli_int8
+                       PASS_REGULAR_EXPRESSION "activations qkv static, proj dynamic, fc1 static, fc2 dynamic; 64 calibration images \\(training samples\\)")
+  add_test(NAME "envit cli: eval of a quantized checkpoint runs in int8, early exit as simulated"
+           COMMAND envit_cli eval --checkpoint ${int8_dir}/q.safetensors --thresholds 0.5,2 --stream-samples 8
+                   --time-samples 64 --repeats 1 --threads 2 --out ${int8_dir}/eval)
+  set_tests_properties("envit cli: eval of a quantized checkpoint runs in int8, early exit as simulated" PROPERTIES
+                       FIXTURES_REQUIRED envit_cli_int8
+                       PASS_REGULAR_EXPRESSION "\n  precision int8, kernels: [^\n]*int8 products: [a-z0-9_]+\n.*simulated vs real early exit on 64 samples: identical exits and predictions at every threshold")
+  add_test(NAME "envit cli: quantize refuses an already quantized checkpoint"
+           COMMAND envit_cli quantize --checkpoint ${int8_dir}/q.safetensors --out ${int8_dir}/qq.safetensors)
+  set_tests_properties("envit cli: quantize refuses an already quantized checkpoint" PROPERTIES
+                       FIXTURES_REQUIRED envit_cli_int8 PASS_REGULAR_EXPRESSION "is already quantized \\(int8\\)")
 endif()

@@ -58,3 +58,32 @@ if(ENVIT_HOST_AVX512_BF16 AND NOT ENVIT_SANITIZE)
   add_test(NAME gemm_bf16_native COMMAND test_gemm_bf16_native)
   set_tests_properties(gemm_bf16_native PROPERTIES LABELS kernels)
 endif()
+# test_gemm_int8: the INT8 product (Precision::int8, PackedWeight::pack_int8) of each kernel set, one
+# ctest entry per set (gemm_int8_<set>, ENVIT_ISA=<set>; a set this CPU cannot run: skipped), plus
+# the portable kernel compiled into the test itself, which every entry runs.
+add_executable(test_gemm_int8 kernels/test_gemm_int8.cpp)
+target_link_libraries(test_gemm_int8 PRIVATE envit::envit envit_catch_main)
+target_include_directories(test_gemm_int8 PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+target_compile_options(test_gemm_int8 PRIVATE -Wall -Wextra)
+if(TARGET envit_dispatch)
+  target_link_libraries(test_gemm_int8 PRIVATE envit::dispatch)
+  foreach(set ${envit_bf16_test_sets})
+    add_test(NAME gemm_int8_${set} COMMAND test_gemm_int8)
+    set_tests_properties(gemm_int8_${set} PROPERTIES ENVIRONMENT "ENVIT_ISA=${set}" SKIP_RETURN_CODE 77
+                         LABELS kernels)
+  endforeach()
+else()
+  add_test(NAME gemm_int8 COMMAND test_gemm_int8)
+endif()
+# test_gemm_int8_native: the header-only compile-time path built with -march=x86-64-v4 -mavx512bf16
+# -mavx512vnni (the vpdpbusd product without dispatch), when the host runs it; not in the sanitizer
+# build.
+if(ENVIT_HOST_AVX512_BF16 AND NOT ENVIT_SANITIZE)
+  add_executable(test_gemm_int8_native kernels/test_gemm_int8.cpp)
+  target_link_libraries(test_gemm_int8_native PRIVATE envit::envit envit_catch_main)
+  target_include_directories(test_gemm_int8_native PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+  target_compile_options(test_gemm_int8_native PRIVATE -Wall -Wextra -march=x86-64-v4 -mavx512bf16 -mavx512vnni
+                         -Wno-maybe-uninitialized -Wno-uninitialized)
+  add_test(NAME gemm_int8_native COMMAND test_gemm_int8_native)
+  set_tests_properties(gemm_int8_native PROPERTIES LABELS kernels)
+endif()

@@ -6,6 +6,7 @@ set(ENVIT_HEADER_ALONE_KNOWN_FAILURES)
 # Leaf kernel headers written for one instruction set (they #error without its flags): compiled
 # alone with those flags on x86-64, left out elsewhere.
 set(envit_header_flags_kernels_gemm_bf16_avx512 -march=x86-64-v4 -mavx512bf16 -Wno-maybe-uninitialized)
+set(envit_header_flags_kernels_gemm_int8_vnni -march=x86-64-v4 -mavx512vnni -Wno-maybe-uninitialized)
 set(envit_header_flags_kernels_gemm_bf16_amx -march=x86-64-v4 -mavx512bf16 -mamx-tile -mamx-bf16
     -Wno-maybe-uninitialized)
 file(GLOB_RECURSE envit_public_headers CONFIGURE_DEPENDS RELATIVE ${PROJECT_SOURCE_DIR}/include/envit

@@ -13,6 +13,11 @@ envit_test_kernel_sets(infer_agreement infer_agreement "[agree][packed],[agree][
 envit_add_test(infer_bf16 infer/test_infer_bf16.cpp)
 target_compile_definitions(infer_bf16 PRIVATE ENVIT_PARITY_DATA_DIR="${CMAKE_CURRENT_SOURCE_DIR}/data")
 envit_test_kernel_sets(infer_bf16 infer_bf16)
+# INT8 inference (weights/quantize.hpp) on the same fixture: logits near PyTorch float32, the quantized
+# checkpoint round trip and its refusals, under every kernel set the host has (infer_int8_isa_<set>).
+envit_add_test(infer_int8 infer/test_infer_int8.cpp)
+target_compile_definitions(infer_int8 PRIVATE ENVIT_PARITY_DATA_DIR="${CMAKE_CURRENT_SOURCE_DIR}/data")
+envit_test_kernel_sets(infer_int8 infer_int8)
 # A native BF16 kernel set against the emulated reference (an FP32 set on BF16-rounded operands):
 # two runs of one program, the reference written under ENVIT_ISA=<the best FP32 set>, then compared
 # with the host's best set; skipped (return code 77) where that set is not a native BF16 one.

@@ -83,16 +83,18 @@ void as_usage_error(F&& f) {
   }
 }
 
-// `--precision fp32|bf16` (core/precision.hpp): the arithmetic of the matrix products. Kept as
-// text and read with precision_flag, so that a bad value is parse_precision's error naming the flag.
-inline CLI::Option* add_precision_option(CLI::App& app, std::string& precision, const std::string& help) {
-  return app.add_option("--precision", precision, help)->type_name("fp32|bf16");
+// `--precision fp32|bf16` (core/precision.hpp): the arithmetic of the matrix products; with
+// inference = true (`envit eval`, the model bench) also int8. Kept as text and read with
+// precision_flag, so that a bad value is parse_precision's error naming the flag.
+inline CLI::Option* add_precision_option(CLI::App& app, std::string& precision, const std::string& help,
+                                         bool inference = false) {
+  return app.add_option("--precision", precision, help)->type_name(inference ? "fp32|bf16|int8" : "fp32|bf16");
 }
 // The value of --precision, or `fallback` when it was not given; a bad value is a usage error.
-inline Precision precision_flag(bool given, const std::string& precision, Precision fallback) {
+inline Precision precision_flag(bool given, const std::string& precision, Precision fallback, bool inference = false) {
   if (!given) return fallback;
   try {
-    return parse_precision(precision, "--precision");
+    return inference ? parse_inference_precision(precision, "--precision") : parse_precision(precision, "--precision");
   } catch (const ValueError& e) {
     throw UsageError(e.what());
   }

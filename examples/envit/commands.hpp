@@ -66,4 +66,14 @@ struct ConvertArgs {
 CLI::App* add_convert_command(CLI::App& app, ConvertArgs& a);
 int run_convert(const ConvertArgs& a, const CLI::App& cmd);
 
+// `envit quantize`.
+struct QuantizeArgs {
+  std::string checkpoint, out, dataset, data;
+  std::string act = "dynamic";  // one value, or qkv,proj,fc1,fc2
+  std::int64_t calib = 0;
+  int batch = 128, threads = 1;
+};
+CLI::App* add_quantize_command(CLI::App& app, QuantizeArgs& a);
+int run_quantize(const QuantizeArgs& a, const CLI::App& cmd);
+
 }  // namespace envit::cli

@@ -1,6 +1,7 @@
 // examples/envit/eval.cpp — `envit eval`: per-exit accuracy, early-exit threshold sweeps with MAC
 // (eq. 19) and measured wall-clock speed-ups, exact agreement between the simulated curve and real
-// early exit, calibration on a validation split, and CSV/JSON/safetensors/SVG outputs.
+// early exit, calibration on a validation split, and CSV/JSON/safetensors/SVG outputs; a quantized
+// checkpoint (envit quantize, weights/quantize.hpp) runs in INT8.
 // All inference logic is in include/envit/infer/; this file orchestrates and reports.
 #include <algorithm>
 #include <chrono>
@@ -12,6 +13,7 @@
 #include "common.hpp"
 #include "envit/core/stats.hpp"
 #include "envit/infer/early_exit.hpp"
+#include "envit/weights/quantize.hpp"
 #include "envit/infer/simulate.hpp"
 #include "envit/weights/checkpoint.hpp"
 #include "plot.hpp"
@@ -29,7 +31,18 @@ struct Loaded {
   StFile file;
   VitConfig cfg;
   Normalizer norm;
+  bool quantized = false;  // an INT8 checkpoint (weights/quantize.hpp): Q holds its integers and scales
+  QuantizedModel Q;
 };
+
+// Sets ws to `precision` and packs P's weights for it: a quantized checkpoint's own INT8 values and
+// scales under int8, else P's weights (quantized per channel with dynamic activation scales when
+// an FP32 checkpoint is evaluated with --precision int8).
+void prepack_for(InferenceWorkspace<float>& ws, const Loaded& L, const ViTParams<float>& P, Precision precision) {
+  ws.precision = precision;
+  if (L.quantized && precision == Precision::int8) prepack_int8(ws, P, L.Q);
+  else ws.prepack(P);
+}
 
 // All images of `idx` normalised into one (n, C, H, W) buffer, labels alongside.
 void load_images(std::vector<float>& images, std::vector<std::int32_t>& labels, const Dataset& d,
@@ -60,7 +73,7 @@ std::vector<double> beem_weights(const std::string& spec, const Loaded& L, const
   if (spec == "cost") return beem_weights_cost(vit_macs(L.cfg));
   if (spec == "accuracy") {
     InferenceWorkspace<float> ws(L.cfg, batch);
-    ws.precision = precision;
+    prepack_for(ws, L, P, precision);
     std::vector<float> vlog;
     std::vector<std::int32_t> vlab;
     validation_logits(vlog, vlab, L, dataset, data_dir, batch, ws, P, "--beem-weights accuracy");
@@ -142,14 +155,17 @@ CLI::App* add_eval_command(CLI::App& app, EvalArgs& a) {
            "calibrate: fastest threshold within this accuracy drop (e.g. 0.01) on validation", 0, 1, false);
   c->add_option("--out", a.out, "output directory (default: <checkpoint dir>/eval)");
   add_precision_option(*c, a.precision,
-                       "matrix products in fp32, or bf16 (BF16 operands, FP32 accumulation; docs/method.md). "
-                       "Default: the precision each checkpoint was trained in (train.precision; fp32 if none)");
+                       "matrix products in fp32, bf16 (BF16 operands, FP32 accumulation) or int8 (the block Linear "
+                       "layers in INT8; docs/method.md). Default: int8 for a quantized checkpoint (envit quantize), "
+                       "else the precision it was trained in (train.precision; fp32 if none)",
+                       /*inference=*/true);
   return c;
 }
 
 int run_eval(const EvalArgs& a, const CLI::App& cmd) {
   set_num_threads(a.threads);
-  (void)precision_flag(cmd.count("--precision") > 0, a.precision, Precision::fp32);  // a bad --precision is reported before any work
+  // a bad --precision is reported before any work
+  (void)precision_flag(cmd.count("--precision") > 0, a.precision, Precision::fp32, /*inference=*/true);
   const std::vector<std::string>& paths = a.checkpoints;
   std::string out = a.out;
   if (out.empty()) {
@@ -181,8 +197,13 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
     L.path = paths[ci];
     L.file = safetensors_read(L.path);
     L.cfg = checkpoint_config(L.file);
-    ViTParams<float> P(L.cfg, /*with_grads=*/false);
-    load_weights(L.file, P, false);
+    L.quantized = is_quantized_checkpoint(L.file);
+    ViTParams<float> P = [&] {
+      if (!L.quantized) return checkpoint_model<float>(L.file);
+      LoadedQuantized lq = load_quantized(L.file);
+      L.Q = std::move(lq.Q);
+      return std::move(lq.P);
+    }();
     L.norm = Normalizer(ChannelStats::from_map(L.file.metadata, L.cfg.channels, L.file.where()));
     std::string stem = L.path.substr(L.path.find_last_of('/') + 1);
     std::string dir = L.path.substr(0, L.path.find_last_of('/') == std::string::npos ? 0 : L.path.find_last_of('/'));
@@ -192,7 +213,9 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
     const std::string data_dir = a.data.empty() ? L.file.meta_or("data.dir", "") : a.data;  // the training run's
     const Precision precision = precision_flag(
         cmd.count("--precision") > 0, a.precision,
-        parse_precision(L.file.meta_or("train.precision", "fp32"), L.file.where() + ": train.precision"));
+        L.quantized ? Precision::int8
+                    : parse_precision(L.file.meta_or("train.precision", "fp32"), L.file.where() + ": train.precision"),
+        /*inference=*/true);
     Dataset test = load_checkpoint_dataset(dataset, data_dir, false, L.file, L.cfg);
     test.check_fits(L.cfg.channels, L.cfg.image_size, L.cfg.image_size, L.cfg.classes, "checkpoint '" + L.path + "'");
     const int M = L.cfg.num_exits(), C = L.cfg.classes;
@@ -219,8 +242,7 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
 
     // 1. The complete model: every exit's logits.
     InferenceWorkspace<float> ws(L.cfg, batch);
-    ws.precision = precision;
-    ws.prepack(P);  // weights are fixed from here on: pack them once (for `precision`) for every pass below
+    prepack_for(ws, L, P, precision);  // weights are fixed from here on: pack them once (for `precision`) for every pass below
     std::vector<float> logits(std::size_t(M) * N * C);
     infer_all_exits_dataset<float>(ws, P, images.data(), N, logits.data(), batch);
     const VitMacs macs = vit_macs(L.cfg);
@@ -262,8 +284,7 @@ int run_eval(const EvalArgs& a, const CLI::App& cmd) {
     const double t_full = best_time(repeats, run_full);
     const int S = int(std::min<std::int64_t>(a.stream_samples, K));
     InferenceWorkspace<float> ws1(L.cfg, 1);
-    ws1.precision = precision;
-    ws1.prepack(P);
+    prepack_for(ws1, L, P, precision);
     std::vector<float> one(static_cast<std::size_t>(C));
     const auto run_full_stream = [&] {
       for (int s = 0; s < S; ++s) infer_final<float>(ws1, P, images.data() + std::size_t(s) * test.image_size(), 1, one.data());

@@ -1,4 +1,5 @@
-// examples/envit/main.cpp — the `envit` program: `envit train ...`, `envit eval ...`, `envit convert ...`.
+// examples/envit/main.cpp — the `envit` program: `envit train ...`, `envit eval ...`, `envit convert ...`,
+// `envit quantize ...`.
 // Exit codes: 0 success, 1 runtime error, 2 usage error, 3 non-finite training (cli.hpp),
 // 130 / 143 `envit train` stopped by SIGINT / SIGTERM after writing a checkpoint.
 #include <csignal>
@@ -18,12 +19,15 @@ int main(int argc, char** argv) {
   TrainArgs train_args;
   EvalArgs eval_args;
   ConvertArgs convert_args;
+  QuantizeArgs quantize_args;
   CLI::App* train = add_train_command(app, train_args);
   CLI::App* eval = add_eval_command(app, eval_args);
   CLI::App* convert = add_convert_command(app, convert_args);
+  CLI::App* quantize = add_quantize_command(app, quantize_args);
   return dist().finish(run(app, argc, argv, [&] {
     return train->parsed()     ? run_train(train_args, *train)
            : convert->parsed() ? run_convert(convert_args, *convert)
+           : quantize->parsed() ? run_quantize(quantize_args, *quantize)
                                : run_eval(eval_args, *eval);
   }));
 }

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "envit/infer/early_exit.hpp"
@@ -197,6 +198,8 @@ void check_agreement(const VitConfig& cfg, int N, bool all_rules, Precision prec
   Model<T> m(cfg, N);
   InferenceWorkspace<T> ws(cfg, 8);
   ws.precision = precision;
+  if constexpr (std::is_same_v<T, float>)
+    if (precision == Precision::int8) ws.prepack(m.P);  // INT8 runs on weights packed for it (dynamic scales)
   const int M = m.M(), C = m.C();
   const std::vector<T> ref = all_exit_logits(ws, m, 8);
 
@@ -253,6 +256,13 @@ TEST_CASE("early exit agrees with the simulation exactly: float, Eigen GEMM", "[
 TEST_CASE("early exit agrees with the simulation exactly: float, packed GEMM, bf16", "[infer][agree][packed][bf16]") {
   BackendGuard g(GemmBackend::packed);
   check_agreement<float>(small_config(), 24, true, Precision::bf16);
+}
+TEST_CASE("early exit agrees with the simulation exactly: float, int8", "[infer][agree][packed][int8]") {
+  BackendGuard g(GemmBackend::packed);
+  check_agreement<float>(small_config(), 24, true, Precision::int8);
+}
+TEST_CASE("early exit agrees with threaded GEMMs: float, int8", "[infer][agree][threads][int8]") {
+  check_agreement<float>(medium_config(), 10, false, Precision::int8);
 }
 TEST_CASE("early exit agrees with threaded GEMMs: double", "[infer][agree][threads][double]") {
   check_agreement<double>(medium_config(), 10, false);

@@ -54,6 +54,7 @@
 #include "envit/core/bf16.hpp"
 #include "envit/core/precision.hpp"
 #include "envit/kernels/gemm.hpp"
+#include "kernel_set_skip.hpp"
 #include "testing.hpp"
 
 namespace {
@@ -66,20 +67,7 @@ using idx = std::ptrdiff_t;
 constexpr double kU = 0x1p-24;
 
 // Before any test: a set ENVIT_ISA names but this CPU cannot run is a skip (exit 77), not a failure.
-const int g_skip_check = [] {
-  const char* env = std::getenv("ENVIT_ISA");
-  if (!env || !*env) return 0;
-  const envit::detail::KernelSetChoice c = envit::detail::runnable_kernel_sets();
-  for (int i = 0; i < c.count; ++i)
-    if (std::string(env) == c.sets[i]->name) return 0;
-  for (const char* known : envit::detail::kKernelSetNames)
-    if (std::string(env) == known) {
-      std::printf("SKIPPED: ENVIT_ISA=%s: this CPU (or its operating system) cannot run that kernel set\n", env);
-      std::fflush(stdout);
-      std::_Exit(77);
-    }
-  return 0;  // an unknown name: the tests below fail on select's ValueError
-}();
+const int g_skip_check = envit::testing::exit_if_kernel_set_unrunnable();
 
 const char* tname(Trans t) { return t == Trans::N ? "N" : "T"; }
 

@@ -8,6 +8,11 @@
 //                    stays FP32. How the product runs is the kernel set's business
 //                    (kernels/dispatch.hpp): AMX tiles, AVX512-BF16 dot products, or the FP32
 //                    kernels on rounded operands where the CPU has neither.
+//   Precision::int8  inference only: every product with a weight packed for INT8
+//                    (PackedWeight::pack_int8, kernels/gemm.hpp: the Linear layers of the blocks)
+//                    quantizes its activation rows to INT8 and runs the kernel set's INT8 product
+//                    (INT32 accumulation, dequantized in FP32); every other product (attention's
+//                    QK^T and PV, patch embedding, exit heads) runs in FP32, as does everything else.
 // The setting is process-wide, like torch.set_float32_matmul_precision or oneDNN's fpmath mode:
 // the ops run their GEMMs from OpenMP worker threads, which a thread-local setting would not reach.
 // The model, trainer and evaluator set it from their own configuration for the duration of a call
@@ -21,15 +26,24 @@
 
 namespace envit {
 
-enum class Precision { fp32, bf16 };
+enum class Precision { fp32, bf16, int8 };
 
-inline const char* precision_name(Precision p) { return p == Precision::bf16 ? "bf16" : "fp32"; }
+inline const char* precision_name(Precision p) {
+  return p == Precision::bf16 ? "bf16" : p == Precision::int8 ? "int8" : "fp32";
+}
 
-// "fp32" or "bf16"; anything else is a ValueError naming `what` (a flag, a file, a field).
+// "fp32" or "bf16" (the precisions training runs in); anything else is a ValueError naming `what`
+// (a flag, a file, a field).
 inline Precision parse_precision(std::string_view s, std::string_view what = "precision") {
   if (s == "fp32") return Precision::fp32;
   if (s == "bf16") return Precision::bf16;
   throw ValueError(detail::cat(what, ": unknown precision '", s, "' (expected fp32 or bf16)"));
+}
+// "fp32", "bf16" or "int8" (the precisions inference runs in).
+inline Precision parse_inference_precision(std::string_view s, std::string_view what = "precision") {
+  if (s == "int8") return Precision::int8;
+  if (s == "fp32" || s == "bf16") return parse_precision(s, what);
+  throw ValueError(detail::cat(what, ": unknown precision '", s, "' (expected fp32, bf16 or int8)"));
 }
 
 namespace detail {

@@ -48,6 +48,9 @@
 #if defined(__AVX512BF16__) && defined(__AVX512BW__)
 #include "envit/kernels/gemm_bf16_avx512.hpp"
 #endif
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#include "envit/kernels/gemm_int8_vnni.hpp"
+#endif
 #endif
 #if defined(ENVIT_DISPATCH) && defined(__x86_64__)
 #include <cpuid.h>
@@ -135,7 +138,8 @@ inline KernelSetChoice runnable_kernel_sets() {
 #else
   const bool v3 = __builtin_cpu_supports("x86-64-v3"), v4 = __builtin_cpu_supports("x86-64-v4");
 #endif
-  const bool bf16 = v4 && __builtin_cpu_supports("avx512bf16");
+  // The BF16 sets also run the INT8 product on vpdpbusd (every AVX512-BF16 CPU has AVX512-VNNI).
+  const bool bf16 = v4 && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vnni");
   if (bf16 && amx_usable()) c.sets[c.count++] = &gemm_kernels_amx();
   if (bf16) c.sets[c.count++] = &gemm_kernels_avx512_bf16();
   if (v4) c.sets[c.count++] = &gemm_kernels_avx512();
@@ -145,11 +149,16 @@ inline KernelSetChoice runnable_kernel_sets() {
 #else
 #if defined(__AVX512BF16__) && defined(__AVX512BW__)
   // built with -mavx512bf16: the vdpbf16ps product on the compile-time FP32 kernels
-  static const GemmKernelSet ks = gemm_bf16::with_bf16(
+  static const GemmKernelSet ks0 = gemm_bf16::with_bf16(
       gemm_packed_kernels<xsimd::default_arch>("avx512_bf16", vec::vec_kernel_set()), "avx512_bf16");
 #else
-  static const GemmKernelSet ks =
+  static const GemmKernelSet ks0 =
       gemm_packed_kernels<xsimd::default_arch>(compile_time_set_name<xsimd::default_arch>(), vec::vec_kernel_set());
+#endif
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+  static const GemmKernelSet ks = gemm_i8::with_vnni_int8(ks0);  // built with -mavx512vnni: vpdpbusd
+#else
+  static const GemmKernelSet& ks = ks0;
 #endif
   c.sets[c.count++] = &ks;
 #endif
@@ -199,13 +208,15 @@ inline constexpr bool kernel_set_dispatched() {
 }
 // One line for `--version`/`--info`, e.g. "kernels: avx512_bf16 (chosen at run time); bf16 products:
 // native (avx512_bf16)": the set that runs the GEMM and the float row kernels, and how its BF16
-// product runs (native instructions, or emulated: the FP32 kernels on BF16-rounded operands).
+// product runs (native instructions, or emulated: the FP32 kernels on BF16-rounded operands), and
+// its INT8 product ("avx512_vnni" or "portable").
 inline std::string kernel_set_info() {
   const GemmKernelSet& ks = gemm_kernels();
   return std::string("kernels: ") + ks.name +
          (kernel_set_dispatched() ? " (chosen at run time)" : " (fixed at compile time)") + "; bf16 products: " +
          (ks.bf16_native ? std::string("native (") + ks.bf16 + ")"
-                         : std::string("emulated (FP32 kernels on BF16-rounded operands)"));
+                         : std::string("emulated (FP32 kernels on BF16-rounded operands)")) +
+         "; int8 products: " + ks.int8;
 }
 
 // The float row kernels as the ops call them (arguments as in kernels/vec_kernels.hpp): through the

@@ -23,15 +23,24 @@
 // for the thread tiles, whatever the float backend (Eigen has no BF16 product). The same
 // guarantees hold there: rows invariant, deterministic per thread count and kernel set, identical
 // across thread counts. double ignores the precision.
+// Under Precision::int8, gemm<float> runs in FP32; only gemm_weight_t with a weight packed for INT8
+// (PackedWeight::pack_int8) runs the INT8 product: the activation rows quantized to INT8 (per row,
+// or one calibrated static scale, core/int8.hpp), the kernel set's run_int8 (exact INT32
+// accumulation, kernels/gemm_int8.hpp), dequantized as float(acc) * a_scale[i] * w_scale[j], then
+// the epilogue. Rows stay invariant and results are bitwise the same for every kernel set and
+// thread count (exact integer sums, the same two FP32 multiplications).
 #pragma once
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <type_traits>
 #include <vector>
 
 #include "envit/core/error.hpp"
+#include "envit/core/int8.hpp"
 #include "envit/core/parallel.hpp"
 #include "envit/core/precision.hpp"
 #include "envit/core/tensor.hpp"
@@ -270,6 +279,11 @@ inline void pack_weight_t_bf16(void* dst, const float* W, std::ptrdiff_t n, std:
 // the time of the call) and records it: FP32 panels, or the BF16 product's own layout
 // (pack_weight_t_bf16). gemm_weight_t under the other precision is a ValueError (pack again, or
 // keep one PackedWeight per precision), never a silent product in the wrong precision.
+// INT8 (float only): pack(W, n, k, Precision::int8) quantizes W per output channel (core/int8.hpp)
+// and calls pack_int8, which takes INT8 values and their scales as they are (a quantized
+// checkpoint's), plus the activation scale of the product's input: 0 for per-row dynamic scales,
+// else one static scale (finite, > 0). w_scale and act_scale are kept here; the panels are the
+// kernel set's INT8 layout (its compensation sums included).
 // The packed copy is a snapshot: after W's values change, call pack() again (the results would
 // otherwise use the old values).
 template <class T>
@@ -280,11 +294,25 @@ struct PackedWeight {
   // float only: packed_weight_size(n, k) floats (fp32) or packed_weight_bf16_bytes(n, k) bytes (bf16)
   std::unique_ptr<float[], detail::AlignedFree> panels;
   std::size_t capacity = 0;   // floats allocated in panels (grown only)
+  std::vector<float> w_scale; // int8: (n) per output channel
+  float act_scale = 0.0f;     // int8: the input's static scale, 0 = per-row dynamic
+  // Calibration (weights/quantize.hpp): when set, every gemm_weight_t with this weight raises
+  // *observe_absmax to the largest |A| of its input rows, in any precision (from inside a parallel
+  // region under an OpenMP critical section: calibration only, never on a timed path).
+  float* observe_absmax = nullptr;
 
-  void pack(const T* W, std::ptrdiff_t rows, std::ptrdiff_t cols, Precision p = matmul_precision()) {
+  void pack(const T* W, std::ptrdiff_t rows, std::ptrdiff_t cols, Precision p = matmul_precision(),
+            float input_scale = 0.0f) {
     ENVIT_CHECK(rows > 0 && cols > 0 && W != nullptr, ShapeError, "PackedWeight: invalid weight (", rows, ", ",
                 cols, ")");
     if constexpr (std::is_same_v<T, float>) {
+      if (p == Precision::int8) {
+        std::vector<std::int8_t> q(static_cast<std::size_t>(rows * cols));
+        std::vector<float> sc(static_cast<std::size_t>(rows));
+        quantize_weight_int8(q.data(), sc.data(), W, rows, cols);
+        pack_int8(W, q.data(), sc.data(), rows, cols, input_scale);
+        return;
+      }
       const std::size_t floats = p == Precision::bf16
                                      ? (packed_weight_bf16_bytes(rows, cols) + sizeof(float) - 1) / sizeof(float)
                                      : packed_weight_size(rows, cols);
@@ -294,7 +322,54 @@ struct PackedWeight {
     }
     w = W, n = rows, k = cols, precision = p;
   }
+  // INT8 values q (rows, cols) in [-127, 127] with their per-row scales (rows; finite, > 0) and the
+  // input's activation scale (0: per-row dynamic); W: the float weight the product stands for (what
+  // gemm_weight_t is called with).
+  void pack_int8(const T* W, const std::int8_t* q, const float* scale, std::ptrdiff_t rows, std::ptrdiff_t cols,
+                 float input_scale) {
+    static_assert(std::is_same_v<T, float>, "PackedWeight::pack_int8: float weights only");
+    ENVIT_CHECK(rows > 0 && cols > 0 && W != nullptr && q != nullptr && scale != nullptr, ShapeError,
+                "PackedWeight: invalid INT8 weight (", rows, ", ", cols, ")");
+    ENVIT_CHECK(std::isfinite(input_scale) && input_scale >= 0.0f, ValueError,
+                "PackedWeight: activation scale ", input_scale, " (expected finite and >= 0; 0 = dynamic)");
+    for (std::ptrdiff_t j = 0; j < rows; ++j)
+      ENVIT_CHECK(std::isfinite(scale[j]) && scale[j] > 0.0f, ValueError, "PackedWeight: weight scale ", j, " is ",
+                  scale[j], " (expected finite and > 0)");
+    const std::size_t bytes = gemm_kernels().packed_weight_int8_bytes(rows, cols);
+    const std::size_t floats = (bytes + sizeof(float) - 1) / sizeof(float);
+    if (!panels || floats > capacity) panels = aligned_buffer<float>(floats), capacity = floats;
+    gemm_kernels().pack_weight_t_int8(panels.get(), q, rows, cols);
+    w_scale.assign(scale, scale + rows);
+    act_scale = input_scale;
+    w = W, n = rows, k = cols, precision = Precision::int8;
+  }
 };
+
+namespace detail {
+// C = A W^T through the INT8 product (wp packed for INT8): A's rows quantized into a thread-local
+// grow-only buffer (rows padded to a multiple of 4 bytes), then run_int8 per thread tile.
+inline void gemm_weight_t_int8(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* A,
+                               std::ptrdiff_t lda, const PackedWeight<float>& wp, float* C, std::ptrdiff_t ldc,
+                               const GemmEpilogue* epi) {
+  const GemmKernelSet& ks = gemm_kernels();
+  kernels::select();
+  const std::ptrdiff_t ldq = (K + 3) / 4 * 4;
+  thread_local std::vector<std::int8_t> qbuf;
+  thread_local std::vector<float> sbuf;
+  if (qbuf.size() < static_cast<std::size_t>(M * ldq)) qbuf.resize(static_cast<std::size_t>(M * ldq));
+  if (sbuf.size() < static_cast<std::size_t>(M)) sbuf.resize(static_cast<std::size_t>(M));
+  std::int8_t* q = qbuf.data();
+  float* sa = sbuf.data();
+  quantize_rows_int8(q, ldq, sa, A, lda, M, K, wp.act_scale);
+  const auto* panels = reinterpret_cast<const unsigned char*>(wp.panels.get());
+  const float* sw = wp.w_scale.data();
+  auto run = [&](std::ptrdiff_t m0, std::ptrdiff_t m1, std::ptrdiff_t n0, std::ptrdiff_t n1) {
+    ks.run_int8(m1 - m0, n1 - n0, K, q + m0 * ldq, ldq, sa + m0, panels + ks.packed_weight_int8_bytes(n0, K), sw + n0,
+                C + m0 * ldc + n0, nullptr, ldc, epi, m0, n0);
+  };
+  gemm_over_tiles(M, N, K, ks.int8_mr, ks.int8_nr, /*b_packed=*/true, run);
+}
+}  // namespace detail
 
 // C(M, N) = alpha * A(M, K) W^T + beta * C with W (N, K); W given packed (wp, which must have been
 // packed from W with that shape, for the current precision) or not (wp == nullptr: the plain gemm).
@@ -306,7 +381,27 @@ void gemm_weight_t(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, T alpha
                    const GemmEpilogue* epi = nullptr) {
   bool use_packed = false, bf16 = false;
   if constexpr (std::is_same_v<T, float>) {
-    bf16 = matmul_precision() == Precision::bf16;
+    if (wp != nullptr && wp->observe_absmax != nullptr) {
+      float amax = 0.0f;
+      for (std::ptrdiff_t i = 0; i < M; ++i)
+        for (std::ptrdiff_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(A[i * lda + k]));
+#pragma omp critical(envit_observe_absmax)
+      *wp->observe_absmax = std::max(*wp->observe_absmax, amax);
+    }
+    const Precision now = matmul_precision();
+    if (wp != nullptr && wp->panels && wp->precision == Precision::int8) {
+      ENVIT_CHECK(wp->w == W && wp->n == N && wp->k == K, ValueError, "gemm_weight_t: packed INT8 weight (", wp->n,
+                  ", ", wp->k, ") does not match the weight passed (", N, ", ", K, ")");
+      ENVIT_CHECK(now == Precision::int8, ValueError, "gemm_weight_t: the weight (", N, ", ", K,
+                  ") was packed for int8 products but the matrix-product precision is ", precision_name(now),
+                  " (pack it again under this precision)");
+      ENVIT_CHECK(M >= 0 && lda >= K && ldc >= N && alpha == 1.0f && beta == 0.0f, ValueError,
+                  "gemm_weight_t: the INT8 product computes C = A W^T only (M=", M, " lda=", lda, " ldc=", ldc,
+                  " alpha=", alpha, " beta=", beta, ")");
+      detail::gemm_weight_t_int8(M, N, K, A, lda, *wp, C, ldc, epi);
+      return;
+    }
+    bf16 = now == Precision::bf16;
     use_packed = wp != nullptr && wp->panels && (bf16 || gemm_backend() == GemmBackend::packed);
   }
   if (!use_packed) {
@@ -317,7 +412,7 @@ void gemm_weight_t(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, T alpha
     ENVIT_CHECK(wp->w == W && wp->n == N && wp->k == K, ValueError, "gemm_weight_t: packed weight (", wp->n, ", ",
                 wp->k, ") does not match the weight passed (", N, ", ", K, ")",
                 wp->w == W ? "" : " or was packed from another array");
-    const Precision now = bf16 ? Precision::bf16 : Precision::fp32;
+    const Precision now = bf16 ? Precision::bf16 : Precision::fp32;  // int8: FP32 for a non-INT8 weight
     ENVIT_CHECK(wp->precision == now, ValueError, "gemm_weight_t: the weight (", N, ", ", K, ") was packed for ",
                 precision_name(wp->precision), " products but the matrix-product precision is ", precision_name(now),
                 " (pack it again under this precision)");

@@ -55,6 +55,7 @@
 #include <cstring>
 #include <new>
 
+#include "envit/kernels/gemm_int8.hpp"
 #include "envit/kernels/gemm_types.hpp"
 #include "envit/kernels/isa.hpp"
 
@@ -648,7 +649,8 @@ float probe_fma(long iters, float x, float y, double* flops) {
 // One kernel set: the packed GEMM and its weight packing for one xsimd arch, behind plain function
 // pointers, with the row kernels `vec` of the same translation unit (vec::vec_kernel_set() of
 // kernels/vec_kernels.hpp) and the emulated BF16 product on the same micro-kernel (a set with BF16
-// instructions replaces the bf16 fields). kernels/dispatch.hpp picks one of these at run time;
+// instructions replaces the bf16 fields) and the portable INT8 product (kernels/gemm_int8.hpp; a set
+// with VNNI replaces the int8 fields). kernels/dispatch.hpp picks one of these at run time;
 // gemm.hpp calls it.
 template <class Arch>
 GemmKernelSet gemm_packed_kernels(const char* name, const VecKernelSet& vec) {
@@ -667,7 +669,7 @@ GemmKernelSet gemm_packed_kernels(const char* name, const VecKernelSet& vec) {
   ks.pack_weight_t_bf16 = &detail::gemm_pk::pack_weight_t_bf16_emulated<Arch>;
   ks.probe_fma = &detail::gemm_pk::probe_fma<Arch>;
   ks.probe_bf16 = nullptr;
-  return ks;
+  return detail::gemm_i8::with_portable_int8(ks);
 }
 
 }  // namespace envit

@@ -5,6 +5,7 @@
 // Not here: any arithmetic.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 namespace envit {
 
@@ -103,6 +104,25 @@ struct GemmKernelSet {
   // depends on every chain.
   float (*probe_fma)(long iters, float x, float y, double* flops) = nullptr;
   float (*probe_bf16)(long iters, float x, float y, double* flops) = nullptr;
+  // The INT8 product (kernels/gemm_int8.hpp's contract and weight layout): int8: how it runs,
+  // "avx512_vnni" (vpdpbusd, kernels/gemm_int8_vnni.hpp) or "portable" (plain C++ on int32).
+  //   run_int8: acc = A(M,K) W^T over int8 A (row-major, lda bytes, rows zero-padded to a multiple
+  //         of 4) and W pre-packed by pack_weight_t_int8 (bpre: the panels from column 0 of this
+  //         call's columns), INT32 accumulation, exact; written as INT32 to Ci (when not nullptr)
+  //         or as C = float(acc) * a_scale[i] * w_scale[j]; then epi (float output only), with
+  //         coordinates offset by (row_off, col_off). Single-threaded; rows independent.
+  //   packed_weight_int8_bytes(n, k): bytes of the packed W (n, k); panels of int8_nr columns, the
+  //         panels of columns n0.. (n0 a multiple of int8_nr) start at packed_weight_int8_bytes(n0, k).
+  //   probe_int8: vpdpbusd chains (*flops: integer multiply-adds x 2), nullptr for "portable".
+  const char* int8 = nullptr;
+  bool int8_native = false;
+  int int8_mr = 0, int8_nr = 0;
+  void (*run_int8)(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const std::int8_t* A, std::ptrdiff_t lda,
+                   const float* a_scale, const void* bpre, const float* w_scale, float* C, std::int32_t* Ci,
+                   std::ptrdiff_t ldc, const GemmEpilogue* epi, std::ptrdiff_t row_off, std::ptrdiff_t col_off) = nullptr;
+  std::size_t (*packed_weight_int8_bytes)(std::ptrdiff_t n, std::ptrdiff_t k) = nullptr;
+  void (*pack_weight_t_int8)(void* dst, const std::int8_t* W, std::ptrdiff_t n, std::ptrdiff_t k) = nullptr;
+  float (*probe_int8)(long iters, float x, float y, double* flops) = nullptr;
 };
 
 }  // namespace envit
