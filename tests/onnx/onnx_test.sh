@@ -125,6 +125,13 @@ PY
   else
     echo "python3 not found: the unknown exit-head check is not run"
   fi
+  # An INT8 checkpoint (envit quantize) is refused by every export, naming the file and what it is.
+  "$envit" quantize --checkpoint "$dir/run/last.safetensors" --out "$bad/q8.safetensors" > "$bad/quantize.log" 2>&1 ||
+    { echo "FAILED: envit quantize"; cat "$bad/quantize.log"; exit 1; }
+  for to in onnx timm hf; do
+    expect_error 1 "q8.safetensors: an INT8-quantized checkpoint" \
+      "$envit" convert --to $to "$bad/q8.safetensors" --out "$bad/x.onnx"
+  done
   for rule in patience beem energy; do
     expect_error 2 "exit rule '$rule' is not exported" \
       "$envit" convert --to onnx --early-exit $rule "$dir/run/last.safetensors" --out "$bad/x.onnx"
