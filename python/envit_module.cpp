@@ -524,6 +524,7 @@ class PyTrainer {
   // touched). The workspace is sized for the largest batch seen (the trainer's batch at first).
 
   py::list forward(const py::array& images, const py::object& labels, const py::object& masks, bool features) {
+    const Busy busy(ll_busy_, "Trainer.forward");
     const VitConfig& cfg = s_->cfg;
     const Images im = to_images(images, cfg, &s_->norm, "Trainer.forward");
     const int B = im.n, M = cfg.num_exits(), C = cfg.classes;
@@ -607,6 +608,7 @@ class PyTrainer {
   // The trainer's own objective (its scheme, weights and teacher) on the last forward: the loss and
   // the gradients it would hand to backward, for a caller adding terms of their own.
   py::dict objective(const py::array& labels) {
+    const Busy busy(ll_busy_, "Trainer.objective");
     const VitConfig& cfg = s_->cfg;
     const ObjectiveConfig& o = tr_->options().obj;
     ENVIT_CHECK(ll_ && ll_->forwarded, ValueError, "Trainer.objective: no forward to take the objective of: call "
@@ -650,6 +652,7 @@ class PyTrainer {
   }
 
   void backward(const py::object& dlogits, const py::object& dfeat) {
+    const Busy busy(ll_busy_, "Trainer.backward");
     const VitConfig& cfg = s_->cfg;
     const int M = cfg.num_exits(), C = cfg.classes;
     ENVIT_CHECK(ll_ && ll_->forwarded, ValueError, "Trainer.backward: no forward to differentiate: call "
@@ -698,9 +701,13 @@ class PyTrainer {
     ll_->forwarded = false;
   }
 
-  void zero_grads() { tr_->params().zero_grads(); }
+  void zero_grads() {
+    const Busy busy(ll_busy_, "Trainer.zero_grads");
+    tr_->params().zero_grads();
+  }
 
   double clip_grad_norm_of(double max_norm) {
+    const Busy busy(ll_busy_, "Trainer.clip_grad_norm");
     ENVIT_CHECK(max_norm > 0 && std::isfinite(max_norm), ValueError, "Trainer.clip_grad_norm: max_norm ", max_norm,
                 " must be a finite number > 0");
     py::gil_scoped_release nogil;
@@ -712,6 +719,7 @@ class PyTrainer {
   // AdamW with the trainer's betas and weight decay at `lr` (None: the schedule's rate at this
   // step), then the step counts (Trainer.step + 1). Refuses non-finite gradients, parameters unchanged.
   void adamw_step_of(std::optional<double> lr) {
+    const Busy busy(ll_busy_, "Trainer.adamw_step");
     const double rate = lr ? *lr : tr_->lr();
     ENVIT_CHECK(std::isfinite(rate) && rate >= 0, ValueError, "Trainer.adamw_step: lr ", rate,
                 " must be a finite number >= 0");
@@ -767,6 +775,17 @@ class PyTrainer {
   }
   std::unique_ptr<LowLevel> ll_;
   double ll_norm_ = 0;
+  // One low-level call at a time on a trainer: set and cleared with the GIL held, so a second
+  // Python thread entering while the first computes (GIL released) is refused, not raced.
+  bool ll_busy_ = false;
+  struct Busy {
+    bool& b;
+    Busy(bool& flag, const char* who) : b(flag) {
+      ENVIT_CHECK(!b, ValueError, who, ": another thread is running this trainer's low-level step");
+      b = true;
+    }
+    ~Busy() { b = false; }
+  };
 
  public:
 

@@ -242,3 +242,37 @@ def test_numpy_loss_training_loop_learns_and_saves(tmp_path):
         assert np.allclose(lg[j], outs[j]["logits"], rtol=1e-4, atol=1e-4)
     pred, _ = m.predict(images[:32], float("inf"))
     assert np.mean(pred == labels[:32]) > 0.8  # three separable classes
+
+
+@pytest.mark.parametrize("scheme", ["vit-ee", "envit"])
+def test_one_step_equals_trainer_fit_bitwise(tmp_path, scheme):
+    """Trainer.fit's step (train_step) against the low-level step on the same batch. The training
+    set is one image repeated B times, so fit's batch is known whatever its sample order, and
+    augmentation is off. vit-ee: the loss in numpy; envit: the trainer's objective (KD from the
+    final exit) with the masks drawn as fit draws them. One step each, identical checkpoint bytes."""
+    images, labels = data()
+    one, lab = np.repeat(images[:1], B, axis=0), np.repeat(labels[:1], B)
+
+    def make(name):
+        return envit.Trainer(train_images=one, train_labels=lab, test_images=images[:16], test_labels=labels[:16],
+                             classes=3, out=str(tmp_path / name), dim=16, depth=3, heads=2, mlp=32, patch=8,
+                             exits=[1, 2, 3], epochs=1, batch=B, warmup=0, threads=1, seed=1, lr=3e-3, clip=1.0,
+                             scheme=scheme)
+
+    a = make("fit")
+    a.fit()
+    b = make("low")
+    b.zero_grads()
+    outs = b.forward(one, labels=lab)  # masks="draw"
+    if scheme == "vit-ee":
+        assert [len(o["rows"]) for o in outs] == [B, B, B]
+        b.backward(numpy_vit_ee(outs)[1])
+    else:
+        assert sum(len(o["rows"]) for o in outs) < 3 * B  # the draw dropped someone
+        ob = b.objective(lab)
+        b.backward(ob["dlogits"], ob["dfeature"])
+    b.clip_grad_norm(1.0)
+    b.adamw_step()
+    assert a.step == b.step == 1
+    b.save(str(tmp_path / "low.safetensors"))
+    assert (tmp_path / "fit" / "last.safetensors").read_bytes() == (tmp_path / "low.safetensors").read_bytes()
