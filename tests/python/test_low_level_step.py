@@ -276,3 +276,38 @@ def test_one_step_equals_trainer_fit_bitwise(tmp_path, scheme):
     assert a.step == b.step == 1
     b.save(str(tmp_path / "low.safetensors"))
     assert (tmp_path / "fit" / "last.safetensors").read_bytes() == (tmp_path / "low.safetensors").read_bytes()
+
+
+def test_the_program_evaluates_a_model_trained_by_the_low_level_step(program, tmp_path):
+    """A few numpy-loss steps on the conftest run's data set, saved; `envit eval` reads the
+    checkpoint and its real early exit agrees with the module's on the same file."""
+    import json
+    import subprocess
+
+    from conftest import TRAIN_FLAGS
+    t = envit.Trainer(**dict(TRAIN_FLAGS, out=str(tmp_path / "run")))
+    images, labels = envit.load_dataset("fashion-mnist", "train")
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        idx = rng.choice(len(images), TRAIN_FLAGS["batch"], replace=False)
+        t.zero_grads()
+        outs = t.forward(images[idx], labels=labels[idx])
+        t.backward([cross_entropy(o["logits"], o["labels"], np.float32(1) / np.float32(len(idx)))[1] for o in outs])
+        t.clip_grad_norm(1.0)
+        t.adamw_step()
+    ckpt = str(tmp_path / "low.safetensors")
+    t.save(ckpt)
+    ev = tmp_path / "eval"
+    subprocess.run([program, "eval", "--checkpoint", ckpt, "--out", str(ev), "--points", "4", "--time-samples", "0",
+                    "--stream-samples", "0", "--repeats", "1", "--threads", "1"], check=True, capture_output=True)
+    with open(ev / "eval.json") as f:
+        sweep = json.load(f)["checkpoints"][0]["sweep"]
+    m = envit.load(ckpt)
+    assert m.metadata["train.step"] == "4"
+    x, y = m.test_set()
+    assert len(sweep) >= 3
+    for point in sweep:
+        thr = float("inf") if point["threshold"] is None else point["threshold"]  # null: never exit early
+        pred, exit_ = m.predict(x, thr)
+        assert np.bincount(exit_, minlength=4).tolist() == point["histogram"]
+        assert np.mean(pred == y) == point["accuracy"]
