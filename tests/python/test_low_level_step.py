@@ -311,3 +311,26 @@ def test_the_program_evaluates_a_model_trained_by_the_low_level_step(program, tm
         pred, exit_ = m.predict(x, thr)
         assert np.bincount(exit_, minlength=4).tolist() == point["histogram"]
         assert np.mean(pred == y) == point["accuracy"]
+
+
+def test_lgvit_heads_features_and_their_gradients(tmp_path):
+    """With LGViT exit heads, `feature` is the head's own (n, F) feature and a gradient on it reaches
+    the parameters; the lgvit scheme's objective (per-stage state) is refused."""
+    images, labels = data()
+    x = images[:B]
+    t = trainer(tmp_path, "lg", scheme="lgvit")
+    outs = t.forward(x, masks=MASKS, features=True)
+    assert [o["feature"].shape[0] for o in outs] == [len(m) for m in MASKS]
+    assert all(o["feature"].dtype == np.float32 and o["feature"].shape[1] > 0 for o in outs)
+    dz = [np.ones_like(o["logits"]) for o in outs]
+    t.zero_grads()
+    t.backward(dz)
+    without = {k: v.copy() for k, v in t.gradients().items()}
+    t.forward(x, masks=MASKS, features=True)
+    t.zero_grads()
+    t.backward(dz, [np.ones_like(o["feature"]) for o in outs])
+    changed = [k for k, v in t.gradients().items() if not np.array_equal(v, without[k])]
+    assert changed and "head.weight" not in changed  # the features' gradient flows below the heads
+    t.forward(x)
+    with pytest.raises(ValueError, match="scheme lgvit keeps per-step state"):
+        t.objective(labels[:B])
