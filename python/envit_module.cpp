@@ -4,8 +4,9 @@
 // The GIL is released while envit computes; envit's errors become ValueError (bad values, shapes,
 // usage), OSError (files) and KeyboardInterrupt (Ctrl-C during Trainer.fit). docs/python.md is the
 // reference.
-// Not here: the low-level training step (forward/backward with caller-supplied gradients), INT8
-// checkpoints, wall-clock timings (bench/python_bench.py measures them).
+// The low-level step (Trainer.forward / objective / backward / zero_grads / clip_grad_norm /
+// adamw_step) lets a loss written in numpy drive envit's kernels.
+// Not here: INT8 checkpoints, wall-clock timings (bench/python_bench.py measures them).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -17,6 +18,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <span>
 #include <sstream>
 
 #include "commands.hpp"
@@ -27,6 +29,7 @@
 #include "envit/weights/pretrained.hpp"
 #include "envit/weights/checkpoint.hpp"
 #include "envit/weights/pretrained_load.hpp"
+#include "envit/train/finite.hpp"
 #include "envit/train/interrupt.hpp"
 #include "envit/version.hpp"
 #include "train_setup.hpp"
@@ -515,6 +518,277 @@ class PyTrainer {
 
   void save(const std::string& path) { tr_->save(path, s_->extra); }
 
+  // ---- the low-level step (docs/python.md "The low-level step") ---------------------------------
+  // forward -> the caller's loss (or objective()) -> backward -> clip_grad_norm -> adamw_step on
+  // this trainer's parameters and AdamW state, with a workspace of its own (Trainer.fit's is not
+  // touched). The workspace is sized for the largest batch seen (the trainer's batch at first).
+
+  py::list forward(const py::array& images, const py::object& labels, const py::object& masks, bool features) {
+    const Busy busy(ll_busy_, "Trainer.forward");
+    const VitConfig& cfg = s_->cfg;
+    const Images im = to_images(images, cfg, &s_->norm, "Trainer.forward");
+    const int B = im.n, M = cfg.num_exits(), C = cfg.classes;
+    std::vector<std::int32_t> lab;
+    if (!labels.is_none()) lab = to_labels(py::array::ensure(labels), B, C, "Trainer.forward");
+    ll_reserve(B);
+    LayerMasks& m = ll_->masks;
+    ll_->forwarded = false;
+    m.exec.resize(std::size_t(cfg.depth));
+    m.first = 0;
+    m.global_batch = 0;
+    if (masks.is_none()) {
+      m.all(B);
+    } else if (py::isinstance<py::str>(masks)) {
+      ENVIT_CHECK(masks.cast<std::string>() == "draw", ValueError, "Trainer.forward: masks must be 'draw', None or a "
+                  "list of sorted integer arrays (one per block), got '", masks.cast<std::string>(), "'");
+      m.draw(tr_->options().seed, std::uint64_t(tr_->step()), ll_->probs, B);
+    } else {
+      ENVIT_CHECK(py::isinstance<py::sequence>(masks), ValueError, "Trainer.forward: masks must be 'draw', None or "
+                  "a list of sorted integer arrays (one per block), got ", std::string(py::str(py::repr(masks))));
+      const py::sequence seq = masks.cast<py::sequence>();
+      m.exec.resize(seq.size());
+      for (std::size_t l = 0; l < seq.size(); ++l) {
+        const py::array a = py::array::ensure(seq[l]);
+        ENVIT_CHECK(a && a.ndim() == 1 && (a.size() == 0 || a.dtype().kind() == 'i' || a.dtype().kind() == 'u'),
+                    ValueError, "Trainer.forward: masks[", l, "] (block ", l + 1,
+                    ") must be a 1-D array of integer batch positions");
+        const auto v = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+        m.exec[l].resize(std::size_t(v.size()));
+        for (py::ssize_t i = 0; i < v.size(); ++i) {
+          const std::int64_t s = v.data()[i];
+          ENVIT_CHECK(s >= 0 && s < B, ValueError, "Trainer.forward: masks.exec[", l, "] (block ", l + 1,
+                      ") position ", i, ": sample ", s, " out of range, expected 0..", B - 1);
+          m.exec[l][std::size_t(i)] = std::int32_t(s);
+        }
+      }
+      m.batch = B;
+    }
+    m.check(cfg.depth, "Trainer.forward");
+    ViTWorkspace<float>& ws = *ll_->ws;
+    const ViTParams<float>& P = tr_->params();
+    {
+      py::gil_scoped_release nogil;
+      threads_apply();
+      const PrecisionScope scope(ws.precision);
+      ll_->teacher_ready = teacher_needs_full_pass(tr_->options().obj, m);
+      vit_forward_exits<float>(ws, P, im.data(), m, ll_->teacher_ready ? ws.h2 : nullptr);
+      vit_update_running_stats<float>(ws, tr_->params(), m);
+      if (ll_->teacher_ready) teacher_from_branches<float>(ws, P, m);
+    }
+    py::list out;
+    for (int j = 0; j < M; ++j) {
+      const ExitOut<float>& e = ws.exit_out[std::size_t(j)];
+      ll_->n[std::size_t(j)] = e.n;
+      ll_->feat_len[std::size_t(j)] = e.feat_len;
+      py::array_t<float> z({py::ssize_t(e.n), py::ssize_t(C)});
+      std::copy(e.logits, e.logits + std::size_t(e.n) * C, z.mutable_data());
+      py::array_t<std::int32_t> rows(py::ssize_t(e.n));
+      std::copy(e.rows, e.rows + e.n, rows.mutable_data());
+      py::dict d;
+      d["exit"] = j;
+      d["block"] = cfg.exits[std::size_t(j)];
+      d["logits"] = z;
+      d["rows"] = rows;
+      if (!lab.empty()) {
+        py::array_t<std::int32_t> l(py::ssize_t(e.n));
+        for (int i = 0; i < e.n; ++i) l.mutable_data()[i] = lab[std::size_t(e.rows[i])];
+        d["labels"] = l;
+      }
+      if (features) {
+        py::array_t<float> f({py::ssize_t(e.n), py::ssize_t(e.feat_len)});
+        if (e.n) std::copy(e.feat, e.feat + std::size_t(e.n) * e.feat_len, f.mutable_data());
+        d["feature"] = f;
+      }
+      out.append(d);
+    }
+    ll_->forwarded = true;
+    return out;
+  }
+
+  // The trainer's own objective (its scheme, weights and teacher) on the last forward: the loss and
+  // the gradients it would hand to backward, for a caller adding terms of their own.
+  py::dict objective(const py::array& labels) {
+    const Busy busy(ll_busy_, "Trainer.objective");
+    const VitConfig& cfg = s_->cfg;
+    const ObjectiveConfig& o = tr_->options().obj;
+    ENVIT_CHECK(ll_ && ll_->forwarded, ValueError, "Trainer.objective: no forward to take the objective of: call "
+                "Trainer.forward first");
+    ENVIT_CHECK(o.scheme != Scheme::cosee && o.scheme != Scheme::lgvit, ValueError, "Trainer.objective: scheme ",
+                scheme_name(o.scheme), " keeps per-step state (", o.scheme == Scheme::cosee ? "thresholds" : "stages",
+                ") that only Trainer.fit drives; write the loss in numpy or use fit");
+    const int B = ll_->masks.batch, M = cfg.num_exits(), C = cfg.classes;
+    const std::vector<std::int32_t> lab = to_labels(labels, B, C, "Trainer.objective");
+    ViTWorkspace<float>& ws = *ll_->ws;
+    {
+      py::gil_scoped_release nogil;
+      threads_apply();
+      const PrecisionScope scope(ws.precision);
+      const double progress = double(tr_->step()) / double(std::max<std::int64_t>(1, tr_->total_steps()));
+      objective_forward<float>(ll_->st, ws, *ll_->ow, tr_->params(), lab.data(), ll_->masks, o, ll_->probs, progress,
+                               ll_->teacher_ready);
+    }
+    py::list dz, df;
+    for (int j = 0; j < M; ++j) {
+      const std::size_t J = std::size_t(j);
+      const int n = ll_->n[J], F = ll_->feat_len[J];
+      py::array_t<float> z({py::ssize_t(n), py::ssize_t(C)});
+      std::copy(ws.dlogits[J], ws.dlogits[J] + std::size_t(n) * C, z.mutable_data());
+      dz.append(z);
+      const bool lg = tr_->params().exit_is_lgvit(j);
+      const float* g = lg ? (ws.dlgfeat_used[J] ? ws.dlgfeat[J] : nullptr) : (ws.dfeat_used[J] ? ws.dfeat[J] : nullptr);
+      if (!g) {
+        df.append(py::none());
+        continue;
+      }
+      py::array_t<float> f({py::ssize_t(n), py::ssize_t(F)});
+      std::copy(g, g + std::size_t(n) * F, f.mutable_data());
+      df.append(f);
+    }
+    py::dict d;
+    d["loss"] = ll_->st.loss;
+    d["dlogits"] = dz;
+    d["dfeature"] = df;
+    return d;
+  }
+
+  void backward(const py::object& dlogits, const py::object& dfeat) {
+    const Busy busy(ll_busy_, "Trainer.backward");
+    const VitConfig& cfg = s_->cfg;
+    const int M = cfg.num_exits(), C = cfg.classes;
+    ENVIT_CHECK(ll_ && ll_->forwarded, ValueError, "Trainer.backward: no forward to differentiate: call "
+                "Trainer.forward first (each backward needs its own forward)");
+    auto list_of = [&](const py::object& o, const char* what) {
+      ENVIT_CHECK(py::isinstance<py::sequence>(o) && !py::isinstance<py::str>(o) && py::len(o) == std::size_t(M),
+                  ValueError, "Trainer.backward: ", what, " must be a list of ", M, " arrays (one per exit), got ",
+                  std::string(py::str(py::repr(o))).substr(0, 80));
+      return o.cast<py::sequence>();
+    };
+    const py::sequence dz = list_of(dlogits, "dlogits");
+    std::optional<py::sequence> df;
+    if (!dfeat.is_none()) df = list_of(dfeat, "dfeat");
+    std::vector<py::array_t<float, py::array::c_style>> keep;
+    keep.reserve(std::size_t(2 * M));
+    std::vector<ExitGrad<float>>& g = ll_->grads;
+    auto take = [&](const py::handle& h, int j, int cols, const char* what) -> const float* {
+      const int n = ll_->n[std::size_t(j)];
+      ENVIT_CHECK(!h.is_none() || n == 0 || std::string(what) == "dfeat", ValueError, "Trainer.backward: ", what,
+                  "[", j, "] is None, but ", n, " rows reached exit ", j, ": give an (", n, ", ", cols, ") array");
+      if (h.is_none()) return nullptr;
+      const py::array a = py::array::ensure(h);
+      ENVIT_CHECK(a && a.dtype().kind() == 'f', ValueError, "Trainer.backward: ", what, "[", j,
+                  "] must be a float array (float32; others are converted)");
+      ENVIT_CHECK(a.ndim() == 2 && a.shape(0) == n && a.shape(1) == cols, ShapeError, "Trainer.backward: ", what, "[",
+                  j, "] must be (n, ", cols, ") = (", n, ", ", cols, ") for the rows that reached exit ", j,
+                  ", got shape ", shape_text(a));
+      keep.push_back(py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a));
+      const float* p = keep.back().data();
+      for (std::size_t i = 0, total = std::size_t(n) * cols; i < total; ++i)
+        ENVIT_CHECK(std::isfinite(p[i]), ValueError, "Trainer.backward: ", what, "[", j, "] holds a non-finite value (",
+                    p[i], " at flat index ", i, ")");
+      return n ? p : nullptr;
+    };
+    for (int j = 0; j < M; ++j) {
+      g[std::size_t(j)].dlogits = take(dz[std::size_t(j)], j, C, "dlogits");
+      g[std::size_t(j)].dfeat = df ? take((*df)[std::size_t(j)], j, ll_->feat_len[std::size_t(j)], "dfeat") : nullptr;
+    }
+    ViTWorkspace<float>& ws = *ll_->ws;
+    {
+      py::gil_scoped_release nogil;
+      threads_apply();
+      const PrecisionScope scope(ws.precision);
+      vit_backward_exits<float>(tr_->params(), ws, std::span<const ExitGrad<float>>(g), ll_->masks);
+    }
+    ll_->forwarded = false;
+  }
+
+  void zero_grads() {
+    const Busy busy(ll_busy_, "Trainer.zero_grads");
+    tr_->params().zero_grads();
+  }
+
+  double clip_grad_norm_of(double max_norm) {
+    const Busy busy(ll_busy_, "Trainer.clip_grad_norm");
+    ENVIT_CHECK(max_norm > 0 && std::isfinite(max_norm), ValueError, "Trainer.clip_grad_norm: max_norm ", max_norm,
+                " must be a finite number > 0");
+    py::gil_scoped_release nogil;
+    threads_apply();
+    ll_norm_ = clip_grad_norm(tr_->params(), max_norm);
+    return ll_norm_;
+  }
+
+  // AdamW with the trainer's betas and weight decay at `lr` (None: the schedule's rate at this
+  // step), then the step counts (Trainer.step + 1). Refuses non-finite gradients, parameters unchanged.
+  void adamw_step_of(std::optional<double> lr) {
+    const Busy busy(ll_busy_, "Trainer.adamw_step");
+    const double rate = lr ? *lr : tr_->lr();
+    ENVIT_CHECK(std::isfinite(rate) && rate >= 0, ValueError, "Trainer.adamw_step: lr ", rate,
+                " must be a finite number >= 0");
+    ViTParams<float>& P = tr_->params();
+    const std::string bad = non_finite_in(P, P.grads(), "gradient");
+    ENVIT_CHECK(bad.empty(), ValueError, "Trainer.adamw_step: ", bad, "; parameters unchanged");
+    {
+      py::gil_scoped_release nogil;
+      threads_apply();
+      adamw_step(P, tr_->optimizer(), tr_->options().adamw, rate);
+    }
+    tr_->count_step(ll_norm_);
+  }
+
+  // Every parameter (or gradient) tensor as a float32 numpy view into the trainer's arena, by name.
+  py::dict arena_views(const py::object& self, bool grads) {
+    ViTParams<float>& P = tr_->params();
+    float* base = grads ? P.grads() : P.values();
+    py::dict d;
+    for (const ParamEntry& e : P.table()) {
+      std::vector<py::ssize_t> shape(e.shape.begin(), e.shape.end());
+      d[py::str(e.name)] = py::array_t<float>(shape, base + e.offset, self);
+    }
+    return d;
+  }
+
+ private:
+  // The low-level step's buffers, made on the first forward and grown for a larger batch.
+  struct LowLevel {
+    std::unique_ptr<ViTWorkspace<float>> ws;
+    std::unique_ptr<ObjectiveWorkspace<float>> ow;
+    LayerMasks masks;
+    StepStats st;
+    std::vector<double> probs;
+    std::vector<int> n, feat_len;
+    std::vector<ExitGrad<float>> grads;
+    bool forwarded = false, teacher_ready = false;
+  };
+  void ll_reserve(int B) {
+    const VitConfig& cfg = s_->cfg;
+    if (ll_ && ll_->ws->max_batch >= B) return;
+    const int cap = std::max(B, s_->o.batch);
+    auto l = std::make_unique<LowLevel>();
+    l->ws = std::make_unique<ViTWorkspace<float>>(cfg, cap);
+    l->ws->precision = s_->o.precision;
+    l->ow = std::make_unique<ObjectiveWorkspace<float>>(cfg, cap, s_->o.obj.cosee.thresholds);
+    l->masks = LayerMasks(cfg.depth, cap);
+    l->probs = s_->o.obj.block_probs(cfg);
+    l->n.assign(std::size_t(cfg.num_exits()), 0);
+    l->feat_len.assign(std::size_t(cfg.num_exits()), 0);
+    l->grads.assign(std::size_t(cfg.num_exits()), ExitGrad<float>{});
+    ll_ = std::move(l);
+  }
+  std::unique_ptr<LowLevel> ll_;
+  double ll_norm_ = 0;
+  // One low-level call at a time on a trainer: set and cleared with the GIL held, so a second
+  // Python thread entering while the first computes (GIL released) is refused, not raced.
+  bool ll_busy_ = false;
+  struct Busy {
+    bool& b;
+    Busy(bool& flag, const char* who) : b(flag) {
+      ENVIT_CHECK(!b, ValueError, who, ": another thread is running this trainer's low-level step");
+      b = true;
+    }
+    ~Busy() { b = false; }
+  };
+
+ public:
+
   // Runs the schedule to its end, or `epochs` more epochs; see docs/python.md.
   py::list fit(std::optional<int> epochs, const py::object& callback, std::int64_t every) {
     ENVIT_CHECK(!epochs || *epochs >= 1, ValueError, "fit: epochs must be >= 1, got ", *epochs);
@@ -719,6 +993,25 @@ PYBIND11_MODULE(envit, m) {
       .def("fit", &PyTrainer::fit, py::arg("epochs") = py::none(), py::arg("callback") = py::none(),
            py::arg("every") = 0)
       .def("save", &PyTrainer::save, py::arg("path"))
+      .def("forward", &PyTrainer::forward, py::arg("images"), py::arg("labels") = py::none(),
+           py::arg("masks") = "draw", py::arg("features") = false,
+           "The low-level step's forward: per exit a dict with logits float32 (n, C), rows int32 (n,) (batch "
+           "positions), exit, block[, labels (n,)][, feature (n, F)]. masks: 'draw' (the scheme's block dropout at "
+           "this step), None (every sample runs every block) or one sorted integer array per block.")
+      .def("objective", &PyTrainer::objective, py::arg("labels"),
+           "The trainer's own objective on the last forward: {'loss', 'dlogits': [...], 'dfeature': [...]}.")
+      .def("backward", &PyTrainer::backward, py::arg("dlogits"), py::arg("dfeat") = py::none(),
+           "Accumulates parameter gradients from the caller's per-exit gradients (dlogits (n, C) per exit, "
+           "dfeat (n, F) or None per exit) of the last forward.")
+      .def("zero_grads", &PyTrainer::zero_grads, "Clears the gradients (backward accumulates).")
+      .def("clip_grad_norm", &PyTrainer::clip_grad_norm_of, py::arg("max_norm"),
+           "Global-norm clipping of the gradients; returns the norm before clipping.")
+      .def("adamw_step", &PyTrainer::adamw_step_of, py::arg("lr") = py::none(),
+           "AdamW with the trainer's settings at lr (None: the schedule's rate); Trainer.step then advances.")
+      .def("parameters", [](py::object self) { return self.cast<PyTrainer&>().arena_views(self, false); },
+           "Every parameter tensor by name, as writable float32 views into the trainer's arena.")
+      .def("gradients", [](py::object self) { return self.cast<PyTrainer&>().arena_views(self, true); },
+           "Every gradient tensor by name, as writable float32 views into the trainer's arena.")
       .def_property_readonly("step", [](PyTrainer& t) { return t.trainer().step(); })
       .def_property_readonly("epoch", [](PyTrainer& t) { return t.trainer().epoch(); })
       .def_property_readonly("total_steps", [](PyTrainer& t) { return t.trainer().total_steps(); })

@@ -138,6 +138,13 @@ class Trainer {
   double lr() const { return lgvit_stage2() ? sched2_.at(step_ - stage1_steps_) : sched_.at(step_); }
   const LayerMasks& masks() const { return sw_.masks; }
   double last_grad_norm() const { return grad_norm_; }
+  // A caller running the low-level step itself on params() and optimizer() (forward, its own loss,
+  // backward, clipping, AdamW) counts each optimiser step here, so the step-keyed mask draws, the
+  // learning rate and the checkpoint's train.step follow it as they follow step_once.
+  void count_step(double grad_norm) {
+    grad_norm_ = grad_norm;
+    ++step_;
+  }
 
   // Data parallelism over `world` processes: this one (`rank`) takes the contiguous shard
   // [rank*B/world, (rank+1)*B/world) of every global batch of B = options().batch samples;
