@@ -129,7 +129,7 @@ PY
   "$envit" quantize --checkpoint "$dir/run/last.safetensors" --out "$bad/q8.safetensors" > "$bad/quantize.log" 2>&1 ||
     { echo "FAILED: envit quantize"; cat "$bad/quantize.log"; exit 1; }
   for to in onnx timm hf; do
-    expect_error 1 "q8.safetensors: an INT8-quantized checkpoint" \
+    expect_error 1 "q8.safetensors': an INT8-quantized checkpoint" \
       "$envit" convert --to $to "$bad/q8.safetensors" --out "$bad/x.onnx"
   done
   for rule in patience beem energy; do

@@ -317,6 +317,12 @@ inline Pretrained pretrained_read(const std::string& path, WeightFormat fmt = We
   }
   const StFile src = safetensors_read(st_path);
   const std::string where = src.where();
+  // An INT8 checkpoint (weights/quantize.hpp) holds INT8 weights with their scales: the readers
+  // here take FP32 weights only; convert or fine-tune the FP32 checkpoint it was made from.
+  ENVIT_CHECK(src.metadata.find("quantization") == src.metadata.end(), IoError, where,
+              ": an INT8-quantized checkpoint (__metadata__ quantization = '", src.metadata.at("quantization"),
+              "', written by envit quantize); this reads FP32 checkpoints only: use the checkpoint it was "
+              "quantized from (envit eval runs the quantized one)");
   const std::string p = fmt == WeightFormat::hf && src.find("vit.embeddings.cls_token") ? "vit." : "";
   const int depth = fmt == WeightFormat::hf ? detail::count_indexed(src, p + "encoder.layer.")
                     : fmt == WeightFormat::torchvision ? detail::count_indexed(src, "encoder.layers.encoder_layer_")
@@ -428,12 +434,6 @@ inline Pretrained pretrained_read(const std::string& path, WeightFormat fmt = We
       }
     }
   } else if (fmt == WeightFormat::envit) {
-    // An INT8 checkpoint (weights/quantize.hpp) holds INT8 weights with their scales: the readers
-    // here take FP32 weights only; convert or fine-tune the FP32 checkpoint it was made from.
-    ENVIT_CHECK(src.metadata.find("quantization") == src.metadata.end(), IoError, where,
-                ": an INT8-quantized checkpoint (__metadata__ quantization = '", src.metadata.at("quantization"),
-                "', written by envit quantize); this reads FP32 checkpoints only: use the checkpoint it was "
-                "quantized from (envit eval runs the quantized one)");
     std::map<std::string, std::string> m;
     for (auto& [k, v] : src.metadata)
       if (k.rfind("config.", 0) == 0) m[k.substr(7)] = v;
