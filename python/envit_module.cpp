@@ -6,7 +6,8 @@
 // reference.
 // The low-level step (Trainer.forward / objective / backward / zero_grads / clip_grad_norm /
 // adamw_step) lets a loss written in numpy drive envit's kernels.
-// Not here: INT8 checkpoints, wall-clock timings (bench/python_bench.py measures them).
+// INT8: envit.load reads a quantized checkpoint (envit quantize) and runs it in INT8, or any checkpoint
+// with precision='int8', as envit eval does. Not here: wall-clock timings (bench/python_bench.py).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -29,6 +30,7 @@
 #include "envit/weights/pretrained.hpp"
 #include "envit/weights/checkpoint.hpp"
 #include "envit/weights/pretrained_load.hpp"
+#include "envit/weights/quantize.hpp"
 #include "envit/train/finite.hpp"
 #include "envit/train/interrupt.hpp"
 #include "envit/version.hpp"
@@ -167,7 +169,7 @@ class Model {
       : path_(path) {
     // A bad precision is refused before any file is read.
     const std::optional<Precision> given =
-        precision ? std::optional<Precision>(parse_precision(*precision, "precision")) : std::nullopt;
+        precision ? std::optional<Precision>(parse_inference_precision(*precision, "precision")) : std::nullopt;
     WeightFormat fmt = parse_weight_format(format);
     if (fmt == WeightFormat::detect) fmt = pretrained_detect(path);
     ChannelStats stats;
@@ -176,8 +178,15 @@ class Model {
       cfg_ = checkpoint_config(file_);
       ENVIT_CHECK(classes == 0 && exits.empty() && image_size == 0, ValueError, "'", path,
                   "' is an envit checkpoint: classes, exits and image_size come from it (convert it to change them)");
-      P_ = std::make_unique<ViTParams<float>>(cfg_, false);
-      load_weights(file_, *P_, false);
+      quantized_ = is_quantized_checkpoint(file_);
+      if (quantized_) {  // an INT8 checkpoint (envit quantize): its integers and scales, as envit eval reads it
+        LoadedQuantized lq = load_quantized(file_);
+        P_ = std::make_unique<ViTParams<float>>(std::move(lq.P));
+        Q_ = std::move(lq.Q);
+      } else {
+        P_ = std::make_unique<ViTParams<float>>(cfg_, false);
+        load_weights(file_, *P_, false);
+      }
       if (file_.metadata.count("data.mean")) stats = ChannelStats::from_map(file_.metadata, cfg_.channels, file_.where());
     } else {  // as `envit convert` reads it
       Pretrained src = pretrained_read(path, fmt, {heads, ln_eps});
@@ -194,9 +203,11 @@ class Model {
       stats_ = stats;
     }
     macs_ = vit_macs(cfg_);
-    // As `envit eval`: the precision the checkpoint was trained in unless one is given.
-    precision_ = given ? *given
-                       : parse_precision(file_.meta_or("train.precision", "fp32"), "'" + path + "': train.precision");
+    // As `envit eval`: int8 for a quantized checkpoint, else the precision the checkpoint was trained
+    // in, unless one is given.
+    if (given) precision_ = *given;
+    else if (quantized_) precision_ = Precision::int8;
+    else precision_ = parse_precision(file_.meta_or("train.precision", "fp32"), "'" + path + "': train.precision");
   }
 
   const VitConfig& config() const { return cfg_; }
@@ -374,7 +385,10 @@ class Model {
     if (!slot || slot->max_batch < batch || (batch > 1 && slot->max_batch != batch)) {
       slot = std::make_unique<InferenceWorkspace<float>>(cfg_, batch);
       slot->precision = precision_;
-      slot->prepack(*P_);
+      // A quantized checkpoint's own integers and scales under int8; otherwise P's weights (an FP32
+      // checkpoint under int8 is quantized per channel with dynamic activation scales), as envit eval.
+      if (quantized_ && precision_ == Precision::int8) prepack_int8(*slot, *P_, Q_);
+      else slot->prepack(*P_);
     }
     return *slot;
   }
@@ -387,6 +401,8 @@ class Model {
   ChannelStats stats_;
   VitMacs macs_;
   Precision precision_ = Precision::fp32;  // of every matrix product of this model's inference
+  bool quantized_ = false;                 // an INT8 checkpoint: Q_ holds its integers and scales
+  QuantizedModel Q_;
   std::mutex mu_;
   std::unique_ptr<InferenceWorkspace<float>> ws_, ws1_;
 };
@@ -983,7 +999,8 @@ PYBIND11_MODULE(envit, m) {
      py::arg("image_size") = 0, py::arg("heads") = 0, py::arg("ln_eps") = -1.0, py::arg("allow_new_heads") = false,
      py::arg("seed") = 0, py::arg("precision") = py::none(),
      "Loads an envit checkpoint, or weights `envit convert` reads (timm, hf, torchvision; format= forces one). "
-     "precision: 'fp32' or 'bf16' for every inference call (default: the checkpoint's train.precision, else fp32).");
+     "precision: 'fp32', 'bf16' or 'int8' for every inference call (default: int8 for a quantized checkpoint "
+     "(envit quantize), else the checkpoint's train.precision, else fp32).");
 
   py::class_<PyTrainer>(m, "Trainer", "Training configured like `envit train` (keyword = flag).")
       .def(py::init<std::optional<py::array>, std::optional<py::array>, std::optional<py::array>,

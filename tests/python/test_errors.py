@@ -23,7 +23,7 @@ def test_load_errors(tmp_path):
         envit.load(str(bad))
     with pytest.raises(ValueError, match="unknown weight format|format"):
         envit.load(os.path.join(DATA, "pretrained", "timm_f32.safetensors"), format="keras")
-    with pytest.raises(ValueError, match="precision: unknown precision 'fp16' \\(expected fp32 or bf16\\)"):
+    with pytest.raises(ValueError, match="precision: unknown precision 'fp16' \\(expected fp32, bf16 or int8\\)"):
         envit.load(os.path.join(DATA, "pretrained", "timm_f32.safetensors"), precision="fp16")
 
 

@@ -189,3 +189,28 @@ def test_the_gil_is_released_while_a_model_computes(model, call, one_thread):
     # set_threads holds in every Python thread: the same count, the same bits
     assert res["threads"] == 1
     assert np.array_equal(res["out"], alone)
+
+
+def test_int8_checkpoint_logits_bitwise_equal_to_the_program(run, program, tmp_path):
+    # envit quantize's file runs in INT8 by itself, in the module as in envit eval
+    q = tmp_path / "int8.safetensors"
+    subprocess.run([program, "quantize", "--checkpoint", run["ckpt"], "--out", str(q)], check=True,
+                   capture_output=True)
+    ev = tmp_path / "eval_int8"
+    subprocess.run([program, "eval", "--checkpoint", str(q), "--out", str(ev), "--points", "4",
+                    "--time-samples", "0", "--stream-samples", "0", "--repeats", "1", "--threads", "1"],
+                   check=True, capture_output=True)
+    want = read_safetensors(ev / "logits_0.safetensors")[0]["logits"]
+    m = envit.load(str(q))
+    assert m.precision == "int8"
+    images, _ = m.test_set()
+    got = m.logits(images)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), \
+        f"largest difference {np.abs(got - want).max()}"
+    fp32 = run["logits"]["logits"]
+    assert not np.array_equal(got, fp32)  # int8 really changes the products
+    assert np.abs(got - fp32).max() < 0.05 * np.abs(fp32).max()
+    # its dequantized weights in FP32 on request, and an unknown precision refused
+    assert envit.load(str(q), precision="fp32").precision == "fp32"
+    with pytest.raises(ValueError, match="precision"):
+        envit.load(run["ckpt"], precision="int4")
