@@ -1,5 +1,5 @@
 """Shared fixtures of the envit Python tests: the built `envit` program (ENVIT_PROGRAM), a tiny run
-it trains on a Fashion-MNIST subset and evaluates once per session, and a numpy safetensors reader
+it trains on a Fashion-MNIST subset and evaluates once per pytest run (session-scoped fixtures), and a numpy safetensors reader
 (independent of envit's own, so the comparisons check envit's files)."""
 import json
 import os
